@@ -1,0 +1,3 @@
+from braid.control.cli import main
+
+raise SystemExit(main())
