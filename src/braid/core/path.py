@@ -1,0 +1,309 @@
+# Per-path state: send counters, receive tracking for feedback, and what feedback taught us.
+#
+# Invariants:
+# - Sequence numbers are kept unwrapped (plain ints); only the wire carries them modulo
+#   2**32. The first datagram a sender sends on a path has path_seq 0.
+# - Receive side: a path_seq is counted at most once (a per-path replay window drops link
+#   duplicates), so `rx_received` is the number of distinct datagrams that arrived and the
+#   peer's loss figure `(highest + 1) - received` is exact once reordering settles. After
+#   RESYNC_AFTER consecutive too-old numbers the window restarts at the peer's numbering.
+# - Send side: only fresher feedback applies (stale, reordered feedback is ignored):
+#   `delivered` never decreases, `lost` is recomputed from it (and shrinks when late
+#   datagrams are accounted for); RTT follows RFC 6298 (srtt, rttvar) plus a windowed min.
+# - One-way delay is relative: `rx_time - tx_time` in a session-wide frame whose clock
+#   offset is unknown but the same on every path, so only differences between paths (and
+#   over time) mean anything. `owd` is its EWMA (gain 1/8), `jitter` the mean deviation of
+#   samples from it (gain 1/16), `owd_min` its windowed minimum.
+# - Nothing here reads a clock: every method takes `now` (seconds).
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+from braid.core.replay import ReplayWindow
+from braid.core.wire import MASK32, FeedbackEntry, unwrap32
+
+PATH_REPLAY_WINDOW: Final = 4096
+"""Receive-side duplicate window per path, in datagrams (reordering within one path)."""
+RESYNC_AFTER: Final = 64
+"""After this many consecutive too-old sequence numbers, a receive window starts over
+at the peer's current numbering (recovers from one corrupt datagram far ahead)."""
+NO_SESSION_SEQ: Final = -(1 << 62)
+"""`rx_session_seq` of a path that has passed no session_seq yet."""
+RTT_MAX: Final = 10.0
+"""RTT samples at or above this (seconds) are discarded."""
+MIN_FILTER_WINDOW: Final = 10.0
+"""Windowed minimum (min RTT, min one-way delay) over the last 10 to 20 seconds."""
+_OWD_GAIN: Final = 1.0 / 8.0
+_JITTER_GAIN: Final = 1.0 / 16.0
+_INF: Final = math.inf
+_HALF32: Final = 1 << 31
+
+
+class WindowedMin:
+    """The minimum of samples seen over the last `window` to `2 * window` seconds."""
+
+    __slots__ = ("_previous", "current", "renew_at", "window")
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.current = _INF
+        """The minimum of the current epoch."""
+        self.renew_at = -_INF
+        """When the current epoch ends (a sample at or after it starts a new one)."""
+        self._previous = _INF
+
+    def update(self, sample: float, now: float) -> None:
+        """Add one sample taken at `now` (callers may skip samples that change nothing:
+        those with `sample >= current` and `now < renew_at`)."""
+        if now >= self.renew_at:
+            recent = now < self.renew_at + self.window
+            self._previous = self.current if recent else _INF
+            self.current = sample
+            self.renew_at = now + self.window
+        elif sample < self.current:
+            self.current = sample
+
+    @property
+    def value(self) -> float | None:
+        """The windowed minimum, None before the first sample."""
+        value = min(self.current, self._previous)
+        return None if value == _INF else value
+
+
+@dataclass(frozen=True, slots=True)
+class PathStatistics:
+    """A snapshot of one path (what the API, CLI and dashboard read)."""
+
+    path_id: int
+    up: bool
+    rate_bps: int | None
+    metric: int
+    datagrams_sent: int
+    bytes_sent: int
+    datagrams_received: int
+    bytes_received: int
+    delivered: int
+    lost: int
+    srtt: float | None
+    rttvar: float | None
+    min_rtt: float | None
+    latest_rtt: float | None
+    owd: float | None
+    owd_min: float | None
+    jitter: float
+    last_send_time: float | None
+    last_receive_time: float | None
+
+    @property
+    def loss_rate(self) -> float:
+        """Fraction of the datagrams the peer accounted for that were lost."""
+        total = self.delivered + self.lost
+        return self.lost / total if total else 0.0
+
+
+class PathState:
+    """Everything one end knows about one path (both directions)."""
+
+    __slots__ = (
+        "acked_highest",
+        "bytes_received",
+        "bytes_sent",
+        "created",
+        "datagrams_received",
+        "datagrams_sent",
+        "delivered",
+        "feedback_due",
+        "feedback_pending",
+        "hello_acked",
+        "hello_due",
+        "jitter",
+        "last_receive_time",
+        "last_send_time",
+        "latest_rtt",
+        "lost",
+        "metric",
+        "min_rtt",
+        "next_seq",
+        "owd",
+        "owd_min",
+        "path_id",
+        "rate_bps",
+        "reported_lost",
+        "rttvar",
+        "rx_highest",
+        "rx_highest_time",
+        "rx_highest_tx_us",
+        "rx_received",
+        "rx_session_seq",
+        "rx_stale",
+        "rx_window",
+        "srtt",
+        "up",
+        "up_since",
+    )
+
+    def __init__(
+        self, path_id: int, *, rate_bps: int | None = None, metric: int = 0, now: float
+    ) -> None:
+        self.path_id = path_id
+        self.rate_bps = rate_bps
+        self.metric = metric
+        self.created = now
+        self.up = False
+        self.up_since: float | None = None
+        # Send side.
+        self.next_seq = 0
+        self.last_send_time: float | None = None
+        self.datagrams_sent = 0
+        self.bytes_sent = 0
+        # Receive side (what we report in feedback).
+        self.rx_window = ReplayWindow(PATH_REPLAY_WINDOW)
+        self.rx_highest = -1
+        self.rx_received = 0
+        self.rx_stale = 0
+        self.rx_highest_tx_us = 0
+        self.rx_highest_time = now
+        self.rx_session_seq = NO_SESSION_SEQ
+        self.last_receive_time: float | None = None
+        self.datagrams_received = 0
+        self.bytes_received = 0
+        self.owd: float | None = None
+        self.owd_min = WindowedMin(MIN_FILTER_WINDOW)
+        self.jitter = 0.0
+        # What feedback from the peer taught us.
+        self.acked_highest = -1
+        self.delivered = 0
+        self.lost = 0
+        self.srtt: float | None = None
+        self.rttvar: float | None = None
+        self.latest_rtt: float | None = None
+        self.min_rtt = WindowedMin(MIN_FILTER_WINDOW)
+        # Session bookkeeping (timers and flags owned by TunnelSession).
+        self.feedback_pending = 0
+        self.feedback_due: float | None = None
+        self.reported_lost = 0  # the loss figure (highest + 1 - received) last reported
+        self.hello_acked = False
+        self.hello_due = now
+
+    # -- send side ---------------------------------------------------------------------
+
+    def on_datagram_sent(self, size: int, now: float) -> int:
+        """Account one datagram of `size` bytes sent now; returns its (unwrapped) path_seq."""
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        self.datagrams_sent += 1
+        self.bytes_sent += size
+        self.last_send_time = now
+        return seq
+
+    def on_feedback(self, entry: FeedbackEntry, now: float) -> None:
+        """Apply one FEEDBACK entry about this path (the peer's view of what we sent)."""
+        highest = unwrap32(entry.highest_seq, max(self.acked_highest, 0))
+        if highest < self.acked_highest or highest >= self.next_seq or highest < 0:
+            return  # stale (reordered) feedback, or acknowledges something never sent
+        delivered = unwrap32(entry.received, self.delivered)
+        if delivered > highest + 1:
+            return  # inconsistent: more received than sent up to `highest`
+        if highest > self.acked_highest:
+            self.acked_highest = highest
+            rtt_us = ((int(now * 1_000_000) - entry.echo_tx_time_us) & MASK32) - entry.echo_hold_us
+            if 0 < rtt_us < RTT_MAX * 1_000_000:
+                self._on_rtt_sample(rtt_us / 1_000_000, now)
+        if delivered >= self.delivered:
+            self.delivered = delivered
+            self.lost = highest + 1 - delivered
+
+    def _on_rtt_sample(self, rtt: float, now: float) -> None:
+        self.latest_rtt = rtt
+        self.min_rtt.update(rtt, now)
+        srtt = self.srtt
+        if srtt is None or self.rttvar is None:
+            self.srtt = rtt
+            self.rttvar = rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(srtt - rtt)
+            self.srtt = 0.875 * srtt + 0.125 * rtt
+
+    # -- receive side ------------------------------------------------------------------
+
+    def on_datagram_received(
+        self, path_seq: int, tx_time_us: int, size: int, owd: float, now: float
+    ) -> bool:
+        """Account one datagram that arrived now; False if it is a duplicate on this path.
+
+        `owd` is its relative one-way delay in seconds (rx time - tx time, in the session's
+        common frame).
+        """
+        highest = self.rx_highest
+        ref = highest if highest > 0 else 0
+        seq = ref + ((path_seq - ref + _HALF32) & MASK32) - _HALF32
+        if not self.rx_window.check_and_update(seq):
+            if highest - seq < PATH_REPLAY_WINDOW:
+                return False  # a duplicate
+            self.rx_stale += 1
+            if self.rx_stale < RESYNC_AFTER:
+                return False  # too old
+            # Everything has been "too old" for a while: our highest came from a corrupt
+            # datagram far ahead. Follow the peer's real numbering again.
+            self.rx_window.reset()
+            self.rx_window.update(seq)
+            highest = self.rx_highest = seq - 1
+        self.rx_stale = 0
+        self.rx_received += 1
+        self.datagrams_received += 1
+        self.bytes_received += size
+        self.last_receive_time = now
+        if seq > highest:
+            self.rx_highest = seq
+            self.rx_highest_tx_us = tx_time_us
+            self.rx_highest_time = now
+        previous = self.owd
+        if previous is None:
+            self.owd = owd
+        else:
+            self.owd = previous + _OWD_GAIN * (owd - previous)
+            self.jitter += _JITTER_GAIN * (abs(owd - previous) - self.jitter)
+        owd_min = self.owd_min
+        if owd < owd_min.current or now >= owd_min.renew_at:
+            owd_min.update(owd, now)
+        return True
+
+    def feedback_entry(self, now: float) -> FeedbackEntry:
+        """The FEEDBACK entry reporting what arrived on this path so far."""
+        hold_us = int((now - self.rx_highest_time) * 1_000_000)
+        return FeedbackEntry(
+            self.path_id,
+            self.rx_highest & MASK32,
+            self.rx_received & MASK32,
+            self.rx_highest_tx_us,
+            min(max(hold_us, 0), MASK32),
+        )
+
+    # -- snapshot ----------------------------------------------------------------------
+
+    def statistics(self) -> PathStatistics:
+        """A frozen snapshot of this path."""
+        return PathStatistics(
+            path_id=self.path_id,
+            up=self.up,
+            rate_bps=self.rate_bps,
+            metric=self.metric,
+            datagrams_sent=self.datagrams_sent,
+            bytes_sent=self.bytes_sent,
+            datagrams_received=self.datagrams_received,
+            bytes_received=self.bytes_received,
+            delivered=self.delivered,
+            lost=self.lost,
+            srtt=self.srtt,
+            rttvar=self.rttvar,
+            min_rtt=self.min_rtt.value,
+            latest_rtt=self.latest_rtt,
+            owd=self.owd,
+            owd_min=self.owd_min.value,
+            jitter=self.jitter,
+            last_send_time=self.last_send_time,
+            last_receive_time=self.last_receive_time,
+        )

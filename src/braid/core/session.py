@@ -1,0 +1,848 @@
+# TunnelSession: one end (local or remote portal) of a braid session, sans-I/O.
+#
+# Theory of operation.
+#
+#   send_packet(ip)  --classify-->  bucket, session_seq, bucket_seq
+#                    --scheduler--> one usable path --encode--> datagrams_to_send()
+#   receive_datagram(d) --decode--> session/path checks --path accounting (dedupe, owd)-->
+#       DATA:     session_seq duplicate filter --> reorder buffer --> packets_to_deliver()
+#       FEEDBACK: RTT, delivered, lost of the paths it reports on (and HELLO acknowledged)
+#       PROBE:    immediate FEEDBACK if a reply is requested
+#       CONTROL:  HELLO (remote: immediate FEEDBACK), CLOSE, PATH_DOWN
+#   handle_timer() --> feedback due, HELLO resend, keepalive PROBE, dead paths, reorder
+#                      timeouts, adaptive reorder timeout
+#
+# Paths. The local portal configures its paths (`add_path`) and sends HELLO on each at
+# once and every `hello_interval` until a FEEDBACK arrives on it (again after the path
+# goes down, so that a restarted remote portal re-creates the session). The remote portal
+# creates a path on the first valid datagram carrying a new path id. A path is *up* from
+# its first valid datagram until nothing has arrived on it for `dead_interval`
+# (PathDown), and up again on the next valid datagram (PathUp). Keepalive: the local portal sends a PROBE asking for a reply on a path with
+# nothing sent for `keepalive_interval`; the remote portal answers (FEEDBACK) and never
+# probes itself: the local portal owns the links and the NAT state, its probes and their
+# answers keep both ends' liveness fresh, and probes from both ends would only double
+# the idle traffic.
+#
+# Feedback (per path, one entry about that path, sent back on it). DATA arms it: sent
+# `feedback_interval` after the first unreported DATA, or at once after `feedback_every`
+# datagrams. A PROBE asking for a reply and (at the remote portal) a HELLO are answered at
+# once. Other datagrams arm it only when they change the loss figure last reported (a
+# late or missing datagram), so idle ends never answer each other's feedback.
+#
+# Scheduling. The scheduler sees the *usable* paths: the up paths with the lowest metric
+# (a higher-metric path is a backup, used only while no lower-metric path is up). If no
+# path is up, it sees all paths with the lowest metric: a down path may work again before
+# its liveness shows it (e.g. right after start, before the first FEEDBACK), and packets
+# sent there would be lost anyway only if every path really is down.
+#
+# Reordering. The receiver releases each flow bucket in bucket_seq order (ReorderBuffer).
+# A gap is proven lost once every up path has *passed* it, i.e. delivered something sent
+# after the first packet held behind the gap (paths are FIFO). A path passes session seq
+# S when it delivers DATA with session_seq >= S, or any other datagram (PROBE, FEEDBACK,
+# ...) whose tx_time is later than that of a received DATA packet with session_seq >= S
+# (the sender stamps in send order), so idle paths prove gaps with their keepalives and
+# feedback instead of stalling them. The time-to-seq lookup uses "marks": the
+# (tx_time, session_seq) of each DATA that raised the highest session_seq received, a
+# list sorted on both. Otherwise a gap is skipped after the adaptive timeout: the spread
+# of relative one-way delays between up paths (max smoothed - min windowed-min) plus
+# `reorder_jitter_factor` x the largest jitter, clamped to [min, max]; recomputed on
+# every timer tick.
+#
+# Invariants:
+# - `receive_datagram` never raises: a datagram is either accepted (path id returned) or
+#   counted under exactly one drop reason in `statistics().drops`.
+# - Every counter on the wire starts at 0 (session_seq, each bucket_seq, each path_seq).
+# - Deadlines are compared as `deadline <= now` with the same expression that computes
+#   them, so after `handle_timer(now)`, `get_timer()` is later than `now` (no busy loop).
+# - No I/O, no clock, no randomness: `now` is passed in; the driver drains the outputs
+#   after every input and re-arms one timer at `get_timer()`.
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final, Literal
+
+from braid.core.classify import flow_bucket
+from braid.core.path import NO_SESSION_SEQ, RESYNC_AFTER, PathState, PathStatistics
+from braid.core.reorder import ReorderBuffer, ReorderStatistics
+from braid.core.replay import ReplayWindow
+from braid.core.scheduler import SCHEDULERS, Scheduler, get_scheduler
+from braid.core.wire import (
+    DATA_HEADER,
+    DATA_HEADER_SIZE,
+    DROP_REASONS,
+    FEEDBACK_ENTRY_SIZE,
+    HEADER_SIZE,
+    MASK32,
+    MAX_PATH_ID,
+    VERSION,
+    Buffer,
+    ControlFrame,
+    ControlKind,
+    FeedbackFrame,
+    Frame,
+    FrameType,
+    ProbeFrame,
+    ProtocolError,
+    decode_datagram,
+    encode_control,
+    encode_feedback,
+    encode_probe,
+    is_hello,
+)
+
+__all__ = [
+    "Event",
+    "PathDown",
+    "PathUp",
+    "Role",
+    "SessionClosed",
+    "SessionConfig",
+    "SessionStatistics",
+    "TunnelSession",
+    "is_hello",
+]
+
+Role = Literal["local", "remote"]
+
+
+class _Keep(Enum):
+    """Default of `update_path` arguments: keep the current value."""
+
+    KEEP = 0
+
+
+SESSION_REPLAY_WINDOW: Final = 65536
+"""Duplicate window over session_seq, in packets (docs/protocol.md)."""
+
+_INF: Final = math.inf
+_HALF32: Final = 1 << 31
+_DATA_PREFIX: Final = bytes((VERSION, FrameType.DATA, 0))
+_DATA_PACK: Final = DATA_HEADER.pack
+_DATA_UNPACK: Final = DATA_HEADER.unpack_from
+_FEEDBACK_SIZE: Final = HEADER_SIZE + 1 + FEEDBACK_ENTRY_SIZE
+_MARKS_LIMIT: Final = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class PathUp:
+    """A path carries traffic from the peer (again)."""
+
+    path_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PathDown:
+    """A path stopped working: `reason` is "timeout", "peer" or "removed"."""
+
+    path_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed:
+    """The session ended: `reason` is "local", "peer" or "idle"."""
+
+    reason: str
+
+
+Event = PathUp | PathDown | SessionClosed
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Session parameters (durations in seconds); invalid values raise ValueError."""
+
+    scheduler: str = "weighted"
+    keepalive_interval: float = 0.25
+    hello_interval: float = 0.25
+    dead_interval: float = 1.0
+    feedback_interval: float = 0.025
+    feedback_every: int = 16
+    reorder_timeout_min: float = 0.005
+    reorder_timeout_max: float = 0.3
+    reorder_jitter_factor: float = 4.0
+    reorder_limit_packets: int = 4096
+    reorder_limit_bytes: int = 8 * 1024 * 1024
+    max_queued_datagrams: int = 4096
+    idle_timeout: float | None = None
+    """Close the session after this long with nothing received (None: never)."""
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(
+                f"scheduler: unknown scheduler {self.scheduler!r}; valid: {', '.join(SCHEDULERS)}"
+            )
+        for name in (
+            "keepalive_interval",
+            "hello_interval",
+            "dead_interval",
+            "feedback_interval",
+            "reorder_timeout_max",
+        ):
+            value = getattr(self, name)
+            if not value > 0 or value == _INF:
+                raise ValueError(f"{name}: must be a positive number of seconds, got {value!r}")
+        if not 0 <= self.reorder_timeout_min <= self.reorder_timeout_max:
+            raise ValueError(
+                "reorder_timeout_min: must be between 0 and reorder_timeout_max, "
+                f"got {self.reorder_timeout_min!r}"
+            )
+        if not self.reorder_jitter_factor >= 0:
+            raise ValueError(
+                f"reorder_jitter_factor: must be >= 0, got {self.reorder_jitter_factor!r}"
+            )
+        for name in (
+            "feedback_every",
+            "reorder_limit_packets",
+            "reorder_limit_bytes",
+            "max_queued_datagrams",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+        if self.idle_timeout is not None and not self.idle_timeout > 0:
+            raise ValueError(
+                f"idle_timeout: must be a positive number of seconds or None, "
+                f"got {self.idle_timeout!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStatistics:
+    """A snapshot of a session (what the API, CLI and dashboard read)."""
+
+    session_id: int
+    role: Role
+    closed: bool
+    scheduler: str
+    reorder_timeout: float
+    packets_sent: int
+    bytes_sent: int
+    packets_received: int
+    packets_delivered: int
+    bytes_delivered: int
+    send_no_path: int
+    send_queue_full: int
+    send_rejected: int
+    datagrams_sent: int
+    datagrams_received: int
+    drops: dict[str, int]
+    paths: tuple[PathStatistics, ...]
+    reorder: ReorderStatistics
+
+
+class TunnelSession:
+    """One end of a braid session: feed it inputs with `now`, drain its outputs."""
+
+    def __init__(
+        self,
+        config: SessionConfig | None = None,
+        *,
+        role: Role,
+        session_id: int,
+        now: float,
+    ) -> None:
+        if role not in ("local", "remote"):
+            raise ValueError(f"role: must be 'local' or 'remote', got {role!r}")
+        if not 0 <= session_id <= MASK32:
+            raise ValueError(f"session_id: must be a 32-bit unsigned integer, got {session_id}")
+        self.config = config = config if config is not None else SessionConfig()
+        self.role: Role = role
+        self.session_id = session_id
+        self._local = role == "local"
+        self._scheduler: Scheduler = get_scheduler(config.scheduler)
+        # Per-packet settings, read from the (frozen) config once.
+        self._max_queued = config.max_queued_datagrams
+        self._feedback_every = config.feedback_every
+        self._feedback_interval = config.feedback_interval
+        self._paths: dict[int, PathState] = {}
+        self._usable: tuple[PathState, ...] = ()
+        self._reorder = ReorderBuffer(
+            timeout=config.reorder_timeout_max,
+            limit_packets=config.reorder_limit_packets,
+            limit_bytes=config.reorder_limit_bytes,
+        )
+        self._replay = ReplayWindow(SESSION_REPLAY_WINDOW)
+        self._rx_session_seq = -1  # highest unwrapped session_seq received (first is 0)
+        self._rx_tx_ref = 0
+        self._rx_stale = 0
+        # Marks: (unwrapped tx time, session seq) of each DATA that raised _rx_session_seq.
+        self._marks_tx: list[int] = []
+        self._marks_seq: list[int] = []
+        self._tx_session_seq = 0
+        self._tx_bucket_seqs: dict[int, int] = {}  # only the buckets in use (memory)
+        self._owd_base_us: int | None = None
+        self._out: list[tuple[int, bytes]] = []
+        self._events: deque[Event] = deque()
+        self._closed = False
+        self._now = now
+        self._last_receive = now
+        self._timer = _INF
+        self._drops = dict.fromkeys(DROP_REASONS, 0)
+        self._packets_sent = 0
+        self._bytes_sent = 0
+        self._packets_received = 0
+        self._packets_delivered = 0
+        self._bytes_delivered = 0
+        self._send_no_path = 0
+        self._send_queue_full = 0
+        self._send_rejected = 0
+        self._datagrams_sent = 0
+        self._datagrams_received = 0
+        self._recompute_timer()
+
+    # -- control -----------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once the session ended (no more traffic in or out)."""
+        return self._closed
+
+    @property
+    def scheduler(self) -> str:
+        """The name of the scheduler in use."""
+        return self._scheduler.name
+
+    def set_scheduler(self, name: str) -> None:
+        """Switch the scheduler (ValueError naming the valid ones if unknown)."""
+        self._scheduler = get_scheduler(name)
+
+    def path_ids(self) -> tuple[int, ...]:
+        """The ids of the session's paths, ascending."""
+        return tuple(sorted(self._paths))
+
+    def add_path(
+        self, path_id: int, *, rate_bps: int | None = None, metric: int = 0, now: float
+    ) -> None:
+        """Add a path (the local portal sends HELLO on it at once)."""
+        if self._closed:
+            raise ValueError("session is closed")
+        if not 0 <= path_id <= MAX_PATH_ID:
+            raise ValueError(f"path_id: must be 0 to {MAX_PATH_ID}, got {path_id}")
+        if path_id in self._paths:
+            raise ValueError(f"path_id: path {path_id} already exists")
+        _check_path_params(rate_bps, metric)
+        self._now = now
+        path = PathState(path_id, rate_bps=rate_bps, metric=metric, now=now)
+        self._paths[path_id] = path
+        if self._local:
+            self._send_hello(path, now)
+        self._rebuild_usable()
+        self._recompute_timer()
+
+    def update_path(
+        self,
+        path_id: int,
+        *,
+        rate_bps: int | Literal[_Keep.KEEP] | None = _Keep.KEEP,
+        metric: int | Literal[_Keep.KEEP] = _Keep.KEEP,
+        now: float,
+    ) -> None:
+        """Change a path's rate hint (None: unknown) and/or metric; omitted ones stay."""
+        path = self._get_path(path_id)
+        new_rate = path.rate_bps if rate_bps is _Keep.KEEP else rate_bps
+        new_metric = path.metric if metric is _Keep.KEEP else metric
+        _check_path_params(new_rate, new_metric)
+        self._now = now
+        path.rate_bps = new_rate
+        path.metric = new_metric
+        self._rebuild_usable()
+
+    def remove_path(self, path_id: int, *, now: float) -> None:
+        """Stop using a path; the peer is told with PATH_DOWN on the remaining paths."""
+        path = self._get_path(path_id)
+        self._now = now
+        del self._paths[path_id]
+        self._reorder.forget_path(path_id)
+        self._rebuild_usable()
+        if path.up:
+            self._events.append(PathDown(path_id, "removed"))
+        if not self._closed:
+            for other in self._usable:
+                self._send_control(other, ControlKind.PATH_DOWN, bytes((path_id,)), now)
+        self._recompute_timer()
+
+    def close(self, *, now: float) -> None:
+        """End the session: CLOSE on every path, then SessionClosed("local")."""
+        if self._closed:
+            return
+        self._now = now
+        for path_id in sorted(self._paths):
+            self._send_control(self._paths[path_id], ControlKind.CLOSE, b"", now)
+        self._end("local")
+
+    # -- inputs ------------------------------------------------------------------------
+
+    def send_packet(self, ip_packet: bytes, *, now: float) -> bool:
+        """Send one inner IP packet; False (and counted) if it cannot be sent now."""
+        paths = self._usable
+        if not paths or self._closed or not ip_packet:
+            if self._closed or not ip_packet:
+                self._send_rejected += 1
+            else:
+                self._send_no_path += 1
+            return False
+        out = self._out
+        if len(out) >= self._max_queued:
+            self._send_queue_full += 1
+            return False
+        size = len(ip_packet)
+        bucket = flow_bucket(ip_packet)
+        path = self._scheduler.select_path(paths, size, bucket, now=now)
+        if path is None:
+            self._send_no_path += 1
+            return False
+        session_seq = self._tx_session_seq
+        self._tx_session_seq = (session_seq + 1) & MASK32
+        bucket_seqs = self._tx_bucket_seqs
+        bucket_seq = bucket_seqs.get(bucket, 0)
+        bucket_seqs[bucket] = (bucket_seq + 1) & MASK32
+        path_seq = path.next_seq
+        path.next_seq = path_seq + 1
+        datagram = (
+            _DATA_PACK(
+                VERSION,
+                FrameType.DATA,
+                0,
+                path.path_id,
+                self.session_id,
+                path_seq & MASK32,
+                int(now * 1_000_000) & MASK32,
+                session_seq,
+                bucket,
+                bucket_seq,
+            )
+            + ip_packet
+        )
+        path.datagrams_sent += 1
+        path.bytes_sent += size + DATA_HEADER_SIZE
+        path.last_send_time = now
+        out.append((path.path_id, datagram))
+        self._datagrams_sent += 1
+        self._packets_sent += 1
+        self._bytes_sent += size
+        return True
+
+    def receive_datagram(self, data: Buffer, *, now: float) -> int | None:
+        """Process one datagram from the peer: the path id if accepted, None if dropped."""
+        self._now = now
+        if self._closed:
+            self._drops["unknown_session"] += 1
+            return None
+        if type(data) is not bytes:
+            data = bytes(data)  # delivered packets are bytes
+        frame: Frame | None = None
+        if len(data) > DATA_HEADER_SIZE and data[:3] == _DATA_PREFIX:
+            _, _, _, path_id, session_id, path_seq, tx_us, session_seq, bucket, bucket_seq = (
+                _DATA_UNPACK(data)
+            )
+        else:
+            try:
+                frame = decode_datagram(data)
+            except ProtocolError as exc:
+                self._drops[exc.reason] += 1
+                return None
+            path_id = frame.path_id
+            session_id = frame.session_id
+            path_seq = frame.path_seq
+            tx_us = frame.tx_time_us
+        if session_id != self.session_id:
+            self._drops["unknown_session"] += 1
+            return None
+        path = self._paths.get(path_id)
+        if path is None:
+            if self._local or path_id > MAX_PATH_ID:
+                self._drops["unknown_path"] += 1
+                return None
+            path = self._paths[path_id] = PathState(path_id, now=now)
+        # Relative one-way delay in the session's frame (the clock offset cancels).
+        raw = (int(now * 1_000_000) - tx_us) & MASK32
+        base = self._owd_base_us
+        if base is None:
+            base = self._owd_base_us = raw
+        owd = (((raw - base + _HALF32) & MASK32) - _HALF32) / 1_000_000
+        if not path.on_datagram_received(path_seq, tx_us, len(data), owd, now):
+            self._drops["duplicate"] += 1
+            return None
+        self._last_receive = now
+        self._datagrams_received += 1
+        if not path.up:
+            self._path_up(path, now)
+        ref = self._rx_tx_ref
+        tx = ref + ((tx_us - ref + _HALF32) & MASK32) - _HALF32
+        if tx > ref:
+            self._rx_tx_ref = tx
+        if frame is None:
+            if not self._receive_data(
+                path, session_seq, bucket, bucket_seq, data[DATA_HEADER_SIZE:], tx, now
+            ):
+                return None
+            return path.path_id
+        self._pass_by_time(path, tx)
+        if type(frame) is FeedbackFrame:
+            if self._local:
+                path.hello_acked = True
+            paths = self._paths
+            for entry in frame.entries:
+                target = paths.get(entry.path_id)
+                if target is not None:
+                    target.on_feedback(entry, now)
+        elif type(frame) is ProbeFrame:
+            if frame.reply_requested:
+                self._send_feedback(path, now)
+        elif type(frame) is ControlFrame:
+            self._receive_control(path, frame, now)
+        # (A DataFrame cannot get here: well-formed DATA takes the fast path above.)
+        if (
+            path.feedback_due is None
+            and path.rx_highest + 1 - path.rx_received != path.reported_lost
+        ):
+            # Only DATA elicits feedback (else both ends would answer each other's); but
+            # a late or missing datagram of any type changes the loss figure the peer
+            # holds, so report it once.
+            due = path.feedback_due = now + self._feedback_interval
+            if due < self._timer:
+                self._timer = due
+        return path.path_id
+
+    def handle_timer(self, *, now: float) -> None:
+        """Do whatever is due by `now` (call at or after `get_timer()`)."""
+        self._now = now
+        if self._closed:
+            return
+        config = self.config
+        local = self._local
+        dead_interval = config.dead_interval
+        keepalive = config.keepalive_interval
+        for path in list(self._paths.values()):
+            if path.feedback_due is not None and path.feedback_due <= now:
+                self._send_feedback(path, now)
+            if (
+                path.up
+                and path.last_receive_time is not None
+                and path.last_receive_time + dead_interval <= now
+            ):
+                self._path_down(path, now, "timeout")
+            if not local:
+                continue
+            if not path.hello_acked:
+                if path.hello_due <= now:
+                    self._send_hello(path, now)
+            elif _keepalive_ref(path) + keepalive <= now:
+                self._send_probe(path, now)
+        if config.idle_timeout is not None and self._last_receive + config.idle_timeout <= now:
+            self._end("idle")
+            return
+        self._adapt_reorder_timeout()
+        self._reorder.expire(now=now)
+        self._recompute_timer()
+
+    # -- outputs -----------------------------------------------------------------------
+
+    def datagrams_to_send(self, *, now: float) -> list[tuple[int, bytes]]:
+        """The datagrams to send, as (path id, bytes), oldest first."""
+        out = self._out
+        if not out:
+            return []
+        self._out = []
+        return out
+
+    def packets_to_deliver(self) -> list[bytes]:
+        """Inner packets released by the reorder buffer, in release order."""
+        ready = self._reorder.pop_ready(now=self._now)
+        if ready:
+            self._packets_delivered += len(ready)
+            self._bytes_delivered += sum(map(len, ready))
+        return ready
+
+    def next_event(self) -> Event | None:
+        """The oldest pending event, or None."""
+        events = self._events
+        return events.popleft() if events else None
+
+    def get_timer(self) -> float | None:
+        """The one absolute time at which `handle_timer` must next be called (None: never).
+
+        It may be earlier than needed (a deadline that moved later since), never later.
+        """
+        if self._closed:
+            return None
+        timer = self._timer
+        deadline = self._reorder.deadline()
+        if deadline is not None and deadline < timer:
+            timer = deadline
+        return None if timer == _INF else timer
+
+    def statistics(self) -> SessionStatistics:
+        """A frozen snapshot of the session, its paths and its reorder buffer."""
+        return SessionStatistics(
+            session_id=self.session_id,
+            role=self.role,
+            closed=self._closed,
+            scheduler=self._scheduler.name,
+            reorder_timeout=self._reorder.timeout,
+            packets_sent=self._packets_sent,
+            bytes_sent=self._bytes_sent,
+            packets_received=self._packets_received,
+            packets_delivered=self._packets_delivered,
+            bytes_delivered=self._bytes_delivered,
+            send_no_path=self._send_no_path,
+            send_queue_full=self._send_queue_full,
+            send_rejected=self._send_rejected,
+            datagrams_sent=self._datagrams_sent,
+            datagrams_received=self._datagrams_received,
+            drops=dict(self._drops),
+            paths=tuple(self._paths[i].statistics() for i in sorted(self._paths)),
+            reorder=self._reorder.statistics(),
+        )
+
+    # -- receive helpers ---------------------------------------------------------------
+
+    def _receive_data(
+        self,
+        path: PathState,
+        session_seq: int,
+        bucket: int,
+        bucket_seq: int,
+        payload: bytes,
+        tx: int,
+        now: float,
+    ) -> bool:
+        ref = self._rx_session_seq
+        seq = ref + ((session_seq - ref + _HALF32) & MASK32) - _HALF32
+        if not self._replay.check_and_update(seq):
+            if ref - seq < SESSION_REPLAY_WINDOW:
+                self._drops["duplicate"] += 1
+                return False
+            self._rx_stale += 1
+            if self._rx_stale < RESYNC_AFTER:
+                self._drops["duplicate"] += 1
+                return False
+            # Too old for a while: `ref` came from a corrupt datagram far ahead; resync.
+            self._resync_session_seq(seq)
+            ref = seq - 1
+        self._rx_stale = 0
+        if seq > ref:
+            self._rx_session_seq = seq
+            marks_tx = self._marks_tx
+            if marks_tx and tx < marks_tx[-1]:  # a clock jump or a corrupt stamp: start over
+                marks_tx.clear()
+                self._marks_seq.clear()
+            marks_tx.append(tx)
+            self._marks_seq.append(seq)
+            if len(marks_tx) > _MARKS_LIMIT:
+                del marks_tx[: _MARKS_LIMIT // 2]
+                del self._marks_seq[: _MARKS_LIMIT // 2]
+        self._packets_received += 1
+        reorder = self._reorder
+        if seq > path.rx_session_seq:
+            path.rx_session_seq = seq
+            reorder.on_path_progress(path.path_id, seq)
+        pending = path.feedback_pending + 1
+        if pending >= self._feedback_every:
+            self._send_feedback(path, now)
+        else:
+            path.feedback_pending = pending
+            if path.feedback_due is None:
+                due = path.feedback_due = now + self._feedback_interval
+                if due < self._timer:
+                    self._timer = due
+        reorder.push(bucket, bucket_seq, seq, payload, now=now)
+        return True
+
+    def _resync_session_seq(self, seq: int) -> None:
+        """Start the session_seq window, marks and path progress over at `seq`."""
+        self._replay.reset()
+        self._replay.update(seq)
+        self._marks_tx.clear()
+        self._marks_seq.clear()
+        for path in self._paths.values():
+            path.rx_session_seq = NO_SESSION_SEQ
+            self._reorder.forget_path(path.path_id)
+        self._update_reorder_live()
+
+    def _pass_by_time(self, path: PathState, tx: int) -> None:
+        """A datagram sent at `tx` on `path`: it passed every DATA sent before it."""
+        marks_tx = self._marks_tx
+        if not marks_tx or tx <= marks_tx[0]:
+            return
+        index = len(marks_tx) - 1 if tx > marks_tx[-1] else bisect_left(marks_tx, tx) - 1
+        seq = self._marks_seq[index]
+        if seq > path.rx_session_seq:
+            path.rx_session_seq = seq
+            self._reorder.on_path_progress(path.path_id, seq)
+
+    def _receive_control(self, path: PathState, frame: ControlFrame, now: float) -> None:
+        kind = frame.kind
+        if kind == ControlKind.HELLO:
+            if not self._local:
+                self._send_feedback(path, now)
+        elif kind == ControlKind.CLOSE:
+            self._end("peer")
+        elif kind == ControlKind.PATH_DOWN:
+            target = self._paths.get(frame.value[0])
+            if target is None:
+                return
+            if self._local:
+                if target.up:
+                    self._path_down(target, now, "peer")
+            else:
+                del self._paths[target.path_id]
+                self._reorder.forget_path(target.path_id)
+                self._rebuild_usable()
+                if target.up:
+                    self._events.append(PathDown(target.path_id, "peer"))
+                self._recompute_timer()
+
+    # -- send helpers ------------------------------------------------------------------
+
+    def _emit(self, path_id: int, datagram: bytes) -> None:
+        self._out.append((path_id, datagram))
+        self._datagrams_sent += 1
+
+    def _send_feedback(self, path: PathState, now: float) -> None:
+        entry = path.feedback_entry(now)
+        seq = path.on_datagram_sent(_FEEDBACK_SIZE, now)
+        self._emit(
+            path.path_id,
+            encode_feedback(
+                path.path_id, self.session_id, seq & MASK32, int(now * 1_000_000) & MASK32, (entry,)
+            ),
+        )
+        path.feedback_pending = 0
+        path.feedback_due = None
+        path.reported_lost = path.rx_highest + 1 - path.rx_received
+
+    def _send_probe(self, path: PathState, now: float) -> None:
+        seq = path.on_datagram_sent(HEADER_SIZE, now)
+        self._emit(
+            path.path_id,
+            encode_probe(
+                path.path_id,
+                self.session_id,
+                seq & MASK32,
+                int(now * 1_000_000) & MASK32,
+                reply_requested=True,
+            ),
+        )
+
+    def _send_control(self, path: PathState, kind: ControlKind, value: bytes, now: float) -> None:
+        seq = path.on_datagram_sent(HEADER_SIZE + 1 + len(value), now)
+        self._emit(
+            path.path_id,
+            encode_control(
+                path.path_id,
+                self.session_id,
+                seq & MASK32,
+                int(now * 1_000_000) & MASK32,
+                kind,
+                value,
+            ),
+        )
+
+    def _send_hello(self, path: PathState, now: float) -> None:
+        self._send_control(path, ControlKind.HELLO, b"", now)
+        path.hello_due = now + self.config.hello_interval
+
+    # -- state helpers -----------------------------------------------------------------
+
+    def _get_path(self, path_id: int) -> PathState:
+        path = self._paths.get(path_id)
+        if path is None:
+            raise ValueError(f"path_id: no path {path_id} in session {self.session_id:#010x}")
+        return path
+
+    def _path_up(self, path: PathState, now: float) -> None:
+        path.up = True
+        path.up_since = now
+        self._events.append(PathUp(path.path_id))
+        self._rebuild_usable()
+        self._update_reorder_live()
+        self._recompute_timer()
+
+    def _path_down(self, path: PathState, now: float, reason: str) -> None:
+        path.up = False
+        if self._local:
+            path.hello_acked = False
+            path.hello_due = now
+        self._events.append(PathDown(path.path_id, reason))
+        self._rebuild_usable()
+        self._update_reorder_live()
+        self._recompute_timer()
+
+    def _end(self, reason: str) -> None:
+        self._closed = True
+        self._events.append(SessionClosed(reason))
+
+    def _rebuild_usable(self) -> None:
+        paths = [self._paths[i] for i in sorted(self._paths)]
+        pool = [p for p in paths if p.up] or paths
+        if not pool:
+            self._usable = ()
+            return
+        best = min(p.metric for p in pool)
+        self._usable = tuple(p for p in pool if p.metric == best)
+
+    def _update_reorder_live(self) -> None:
+        self._reorder.set_live_paths(p.path_id for p in self._paths.values() if p.up)
+
+    def _adapt_reorder_timeout(self) -> None:
+        low = _INF
+        high = -_INF
+        jitter = 0.0
+        for path in self._paths.values():
+            if path.up and path.owd is not None:
+                owd_min = path.owd_min.value
+                if owd_min is not None and owd_min < low:
+                    low = owd_min
+                if path.owd > high:
+                    high = path.owd
+                if path.jitter > jitter:
+                    jitter = path.jitter
+        if high == -_INF or low == _INF:
+            return
+        config = self.config
+        timeout = high - low + config.reorder_jitter_factor * jitter
+        self._reorder.timeout = min(
+            max(timeout, config.reorder_timeout_min), config.reorder_timeout_max
+        )
+
+    def _recompute_timer(self) -> None:
+        """The earliest deadline of all paths (see handle_timer for the same expressions)."""
+        if self._closed:
+            self._timer = _INF
+            return
+        config = self.config
+        local = self._local
+        timer = _INF
+        if config.idle_timeout is not None:
+            timer = self._last_receive + config.idle_timeout
+        for path in self._paths.values():
+            if path.feedback_due is not None and path.feedback_due < timer:
+                timer = path.feedback_due
+            if path.up and path.last_receive_time is not None:
+                timer = min(timer, path.last_receive_time + config.dead_interval)
+            if not local:
+                continue
+            if not path.hello_acked:
+                timer = min(timer, path.hello_due)
+            else:
+                timer = min(timer, _keepalive_ref(path) + config.keepalive_interval)
+        self._timer = timer
+
+
+def _keepalive_ref(path: PathState) -> float:
+    last = path.last_send_time
+    return last if last is not None else path.created
+
+
+def _check_path_params(rate_bps: int | None, metric: int) -> None:
+    if rate_bps is not None and (not isinstance(rate_bps, int) or rate_bps <= 0):
+        raise ValueError(f"rate_bps: must be a positive integer or None, got {rate_bps!r}")
+    if not isinstance(metric, int) or metric < 0:
+        raise ValueError(f"metric: must be a non-negative integer, got {metric!r}")

@@ -1,0 +1,382 @@
+# The braid v1 wire codec (docs/protocol.md): frame types, encoders, one decoder.
+#
+# Invariants:
+# - `decode_datagram` returns exactly one frame or raises `ProtocolError` whose `reason` is
+#   one of `DROP_REASONS`; no other exception escapes it, whatever the input.
+# - Every `encode_*` output decodes back to an equal frame (round trip); encoders trust
+#   their caller (values in range), decoders trust nothing.
+# - All integers are unsigned big-endian; 32-bit counters are carried modulo 2**32 and
+#   unwrapped by the receiver with `unwrap32`. Reserved fields are sent as zero and ignored.
+# - UDP keeps datagram boundaries, so DATA and PROBE carry no body length: a DATA payload
+#   or PROBE padding is "the rest of the datagram". FEEDBACK and CONTROL have exact sizes.
+# - The DATA send path is one precompiled `struct` pack plus one concatenation; no frame
+#   object is built to send DATA.
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Final
+
+VERSION: Final = 1
+
+HEADER = struct.Struct("!BBBBIII")
+"""Common header: version, type, flags, path_id, session_id, path_seq, tx_time_us."""
+DATA_HEADER = struct.Struct("!BBBBIIIIHI")
+"""Common header followed by session_seq, bucket, bucket_seq."""
+FEEDBACK_ENTRY = struct.Struct("!BHIIII")
+"""path_id, reserved, highest_seq, received, echo_tx_time_us, echo_hold_us."""
+
+HEADER_SIZE: Final = HEADER.size  # 16
+DATA_HEADER_SIZE: Final = DATA_HEADER.size  # 26
+FEEDBACK_ENTRY_SIZE: Final = FEEDBACK_ENTRY.size  # 19
+MAX_FEEDBACK_ENTRIES: Final = 16
+MAX_PROBE_PADDING: Final = 1400
+MAX_PATH_ID: Final = 254
+FLAG_REPLY: Final = 0x01
+MASK32: Final = 0xFFFFFFFF
+
+_HALF32: Final = 1 << 31
+_DATA_PREFIX: Final = bytes((VERSION, 1, 0))
+
+DROP_REASONS: Final = (
+    "truncated",
+    "bad_version",
+    "bad_type",
+    "bad_flags",
+    "bad_length",
+    "empty_payload",
+    "bad_control",
+    "unknown_session",
+    "unknown_path",
+    "duplicate",
+)
+"""Every reason a received datagram can be dropped for (docs/protocol.md)."""
+
+
+class FrameType(IntEnum):
+    """Values of the header's type byte."""
+
+    DATA = 1
+    FEEDBACK = 2
+    PROBE = 3
+    CONTROL = 4
+
+
+class ControlKind(IntEnum):
+    """Values of a CONTROL frame's kind byte."""
+
+    HELLO = 1
+    CLOSE = 2
+    PATH_DOWN = 3
+
+
+class ProtocolError(Exception):
+    """A datagram that does not decode; `reason` is one of `DROP_REASONS`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class DataFrame:
+    """DATA: one whole inner IP packet."""
+
+    path_id: int
+    session_id: int
+    path_seq: int
+    tx_time_us: int
+    session_seq: int
+    bucket: int
+    bucket_seq: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEntry:
+    """One FEEDBACK entry: what the receiver got on one path."""
+
+    path_id: int
+    highest_seq: int
+    received: int
+    echo_tx_time_us: int
+    echo_hold_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackFrame:
+    """FEEDBACK: 1 to 16 entries."""
+
+    path_id: int
+    session_id: int
+    path_seq: int
+    tx_time_us: int
+    entries: tuple[FeedbackEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeFrame:
+    """PROBE: keepalive / RTT probe with `padding` bytes of ignored body."""
+
+    path_id: int
+    session_id: int
+    path_seq: int
+    tx_time_us: int
+    reply_requested: bool
+    padding: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ControlFrame:
+    """CONTROL: HELLO, CLOSE or PATH_DOWN (`value` is the kind's value bytes)."""
+
+    path_id: int
+    session_id: int
+    path_seq: int
+    tx_time_us: int
+    kind: ControlKind
+    value: bytes = b""
+
+
+Frame = DataFrame | FeedbackFrame | ProbeFrame | ControlFrame
+Buffer = bytes | bytearray | memoryview
+"""What the decoders accept (a received datagram)."""
+
+
+def unwrap32(value: int, ref: int) -> int:
+    """Unwrap the 32-bit counter `value` to the integer nearest the unwrapped `ref`."""
+    return ref + ((value - ref + _HALF32) & MASK32) - _HALF32
+
+
+def time_us(now: float) -> int:
+    """A monotonic time in seconds as the 32-bit microsecond wire timestamp."""
+    return int(now * 1_000_000) & MASK32
+
+
+# -- encoders -------------------------------------------------------------------------------
+
+
+def encode_data(
+    path_id: int,
+    session_id: int,
+    path_seq: int,
+    tx_time_us: int,
+    session_seq: int,
+    bucket: int,
+    bucket_seq: int,
+    payload: bytes,
+) -> bytes:
+    """Encode a DATA datagram (payload must be non-empty)."""
+    return (
+        DATA_HEADER.pack(
+            VERSION,
+            FrameType.DATA,
+            0,
+            path_id,
+            session_id,
+            path_seq,
+            tx_time_us,
+            session_seq,
+            bucket,
+            bucket_seq,
+        )
+        + payload
+    )
+
+
+def encode_feedback(
+    path_id: int,
+    session_id: int,
+    path_seq: int,
+    tx_time_us: int,
+    entries: tuple[FeedbackEntry, ...] | list[FeedbackEntry],
+) -> bytes:
+    """Encode a FEEDBACK datagram with 1 to 16 entries."""
+    count = len(entries)
+    if not 1 <= count <= MAX_FEEDBACK_ENTRIES:
+        raise ValueError(f"feedback needs 1 to {MAX_FEEDBACK_ENTRIES} entries, got {count}")
+    parts = [HEADER.pack(VERSION, FrameType.FEEDBACK, 0, path_id, session_id, path_seq, tx_time_us)]
+    parts.append(bytes((count,)))
+    for e in entries:
+        parts.append(
+            FEEDBACK_ENTRY.pack(
+                e.path_id, 0, e.highest_seq, e.received, e.echo_tx_time_us, e.echo_hold_us
+            )
+        )
+    return b"".join(parts)
+
+
+def encode_probe(
+    path_id: int,
+    session_id: int,
+    path_seq: int,
+    tx_time_us: int,
+    *,
+    reply_requested: bool,
+    padding: int = 0,
+) -> bytes:
+    """Encode a PROBE datagram with `padding` zero bytes of body (0 to 1400)."""
+    if not 0 <= padding <= MAX_PROBE_PADDING:
+        raise ValueError(f"probe padding must be 0 to {MAX_PROBE_PADDING} bytes, got {padding}")
+    flags = FLAG_REPLY if reply_requested else 0
+    header = HEADER.pack(VERSION, FrameType.PROBE, flags, path_id, session_id, path_seq, tx_time_us)
+    return header + bytes(padding) if padding else header
+
+
+def encode_control(
+    path_id: int,
+    session_id: int,
+    path_seq: int,
+    tx_time_us: int,
+    kind: ControlKind,
+    value: bytes = b"",
+) -> bytes:
+    """Encode a CONTROL datagram (HELLO and CLOSE: empty value; PATH_DOWN: 1 byte)."""
+    expected = 1 if kind == ControlKind.PATH_DOWN else 0
+    if len(value) != expected:
+        raise ValueError(f"{kind.name} value must be {expected} bytes, got {len(value)}")
+    header = HEADER.pack(VERSION, FrameType.CONTROL, 0, path_id, session_id, path_seq, tx_time_us)
+    return header + bytes((kind,)) + value
+
+
+def encode(frame: Frame) -> bytes:
+    """Encode any frame object (convenience for tests and control messages)."""
+    if isinstance(frame, DataFrame):
+        return encode_data(
+            frame.path_id,
+            frame.session_id,
+            frame.path_seq,
+            frame.tx_time_us,
+            frame.session_seq,
+            frame.bucket,
+            frame.bucket_seq,
+            frame.payload,
+        )
+    if isinstance(frame, FeedbackFrame):
+        return encode_feedback(
+            frame.path_id, frame.session_id, frame.path_seq, frame.tx_time_us, frame.entries
+        )
+    if isinstance(frame, ProbeFrame):
+        return encode_probe(
+            frame.path_id,
+            frame.session_id,
+            frame.path_seq,
+            frame.tx_time_us,
+            reply_requested=frame.reply_requested,
+            padding=frame.padding,
+        )
+    return encode_control(
+        frame.path_id, frame.session_id, frame.path_seq, frame.tx_time_us, frame.kind, frame.value
+    )
+
+
+# -- decoders -------------------------------------------------------------------------------
+
+
+def peek_session_id(data: Buffer) -> int:
+    """The session id of a datagram (for demultiplexing); raises ProtocolError."""
+    if not data:
+        raise ProtocolError("truncated")
+    if data[0] != VERSION:
+        raise ProtocolError("bad_version")
+    if len(data) < HEADER_SIZE:
+        raise ProtocolError("truncated")
+    return int.from_bytes(data[4:8], "big")
+
+
+def is_hello(data: Buffer) -> bool:
+    """True if `data` is a well-formed CONTROL HELLO (the only datagram creating a session)."""
+    return (
+        len(data) == HEADER_SIZE + 1
+        and data[0] == VERSION
+        and data[1] == FrameType.CONTROL
+        and data[2] == 0
+        and data[HEADER_SIZE] == ControlKind.HELLO
+    )
+
+
+def is_data(data: Buffer) -> bool:
+    """True if `data` starts like a DATA datagram with a non-empty payload."""
+    return len(data) > DATA_HEADER_SIZE and data[:3] == _DATA_PREFIX
+
+
+def decode_datagram(data: Buffer) -> Frame:
+    """Decode one datagram into a frame; any malformed input raises ProtocolError."""
+    size = len(data)
+    if size == 0:
+        raise ProtocolError("truncated")
+    if data[0] != VERSION:
+        raise ProtocolError("bad_version")
+    if size < HEADER_SIZE:
+        raise ProtocolError("truncated")
+    frame_type = data[1]
+    flags = data[2]
+    if frame_type == FrameType.DATA:
+        if flags:
+            raise ProtocolError("bad_flags")
+        if size < DATA_HEADER_SIZE:
+            raise ProtocolError("truncated")
+        if size == DATA_HEADER_SIZE:
+            raise ProtocolError("empty_payload")
+        _, _, _, path_id, session_id, path_seq, tx_us, session_seq, bucket, bucket_seq = (
+            DATA_HEADER.unpack_from(data)
+        )
+        return DataFrame(
+            path_id,
+            session_id,
+            path_seq,
+            tx_us,
+            session_seq,
+            bucket,
+            bucket_seq,
+            bytes(data[DATA_HEADER_SIZE:]),
+        )
+    _, _, _, path_id, session_id, path_seq, tx_us = HEADER.unpack_from(data)
+    body = size - HEADER_SIZE
+    if frame_type == FrameType.FEEDBACK:
+        if flags:
+            raise ProtocolError("bad_flags")
+        if body == 0:
+            raise ProtocolError("truncated")
+        count = data[HEADER_SIZE]
+        if not 1 <= count <= MAX_FEEDBACK_ENTRIES:
+            raise ProtocolError("bad_length")
+        expected = 1 + FEEDBACK_ENTRY_SIZE * count
+        if body < expected:
+            raise ProtocolError("truncated")
+        if body > expected:
+            raise ProtocolError("bad_length")
+        entries = []
+        for offset in range(HEADER_SIZE + 1, size, FEEDBACK_ENTRY_SIZE):
+            entry_path, _, highest, received, echo_tx, hold = FEEDBACK_ENTRY.unpack_from(
+                data, offset
+            )
+            entries.append(FeedbackEntry(entry_path, highest, received, echo_tx, hold))
+        return FeedbackFrame(path_id, session_id, path_seq, tx_us, tuple(entries))
+    if frame_type == FrameType.PROBE:
+        if flags & ~FLAG_REPLY:
+            raise ProtocolError("bad_flags")
+        if body > MAX_PROBE_PADDING:
+            raise ProtocolError("bad_length")
+        return ProbeFrame(path_id, session_id, path_seq, tx_us, bool(flags & FLAG_REPLY), body)
+    if frame_type == FrameType.CONTROL:
+        if flags:
+            raise ProtocolError("bad_flags")
+        if body == 0:
+            raise ProtocolError("truncated")
+        kind = data[HEADER_SIZE]
+        value = bytes(data[HEADER_SIZE + 1 :])
+        if kind == ControlKind.PATH_DOWN:
+            if not value:
+                raise ProtocolError("truncated")
+            if len(value) > 1:
+                raise ProtocolError("bad_length")
+        elif kind in (ControlKind.HELLO, ControlKind.CLOSE):
+            if value:
+                raise ProtocolError("bad_length")
+        else:
+            raise ProtocolError("bad_control")
+        return ControlFrame(path_id, session_id, path_seq, tx_us, ControlKind(kind), value)
+    raise ProtocolError("bad_type")

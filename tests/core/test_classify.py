@@ -1,0 +1,109 @@
+"""Flow classification: 5-tuple buckets for IPv4 and IPv6, stable, robust to garbage."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from braid.core.classify import flow_bucket
+
+SRC4 = bytes((10, 0, 0, 1))
+DST4 = bytes((192, 0, 2, 7))
+SRC6 = bytes.fromhex("20010db8000000000000000000000001")
+DST6 = bytes.fromhex("20010db8000000000000000000000002")
+
+
+def ipv4(
+    proto: int, sport: int, dport: int, *, frag: int = 0, ihl: int = 5, body: int = 20
+) -> bytes:
+    options = bytes(4 * (ihl - 5))
+    ports = struct.pack("!HH", sport, dport)
+    total = 4 * ihl + 4 + body
+    header = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, total, 1, frag, 64, proto, 0, SRC4, DST4)
+    return header + options + ports + bytes(body)
+
+
+def ipv6(next_header: int, sport: int, dport: int, extensions: bytes = b"") -> bytes:
+    ports = struct.pack("!HH", sport, dport)
+    payload = extensions + ports + bytes(20)
+    return (
+        struct.pack("!IHBB16s16s", 0x60000000, len(payload), next_header, 64, SRC6, DST6) + payload
+    )
+
+
+def expected(key: bytes) -> int:
+    value = zlib.crc32(key)
+    return (value ^ (value >> 16)) & 0xFFFF
+
+
+def test_ipv4_udp_tcp_hash_the_five_tuple() -> None:
+    for proto in (6, 17, 132, 136, 33):
+        packet = ipv4(proto, 1234, 80)
+        assert flow_bucket(packet) == expected(
+            bytes([proto]) + SRC4 + DST4 + struct.pack("!HH", 1234, 80)
+        )
+        # Same flow, different payload: same bucket.
+        assert flow_bucket(packet[:-5] + b"xxxxx") == flow_bucket(packet)
+    buckets = {flow_bucket(ipv4(17, port, 5201)) for port in range(1000, 1200)}
+    assert len(buckets) > 190  # ports matter (a few 16-bit collisions allowed)
+
+
+def test_ipv4_options_fragments_and_other_protocols() -> None:
+    with_options = ipv4(6, 1, 2, ihl=7)
+    assert flow_bucket(with_options) == expected(
+        bytes([6]) + SRC4 + DST4 + struct.pack("!HH", 1, 2)
+    )
+    addresses_only = expected(bytes([17]) + SRC4 + DST4)
+    assert flow_bucket(ipv4(17, 1, 2, frag=0x2000)) == addresses_only  # first fragment (MF)
+    assert flow_bucket(ipv4(17, 9, 9, frag=0x0010)) == addresses_only  # later fragment
+    assert flow_bucket(ipv4(1, 1, 2)) == expected(bytes([1]) + SRC4 + DST4)  # ICMP: no ports
+    # Header claims options beyond the packet: ports ignored, no error.
+    assert flow_bucket(ipv4(6, 1, 2)[:22]) == expected(bytes([6]) + SRC4 + DST4)
+
+
+def test_ipv6_with_extension_headers() -> None:
+    plain = ipv6(17, 4000, 53)
+    ports_key = bytes([17]) + SRC6 + DST6 + struct.pack("!HH", 4000, 53)
+    assert flow_bucket(plain) == expected(ports_key)
+    hop_by_hop = bytes([60, 0]) + bytes(6)  # -> destination options
+    dest_opts = bytes([17, 1]) + bytes(14)  # 16 bytes -> UDP
+    assert flow_bucket(ipv6(0, 4000, 53, hop_by_hop + dest_opts)) == expected(ports_key)
+    first_fragment = bytes([17, 0, 0, 1]) + bytes(4)  # offset 0, M set
+    assert flow_bucket(ipv6(44, 4000, 53, first_fragment)) == expected(bytes([17]) + SRC6 + DST6)
+    whole = bytes([17, 0, 0, 0]) + bytes(4)  # atomic fragment: ports kept
+    assert flow_bucket(ipv6(44, 4000, 53, whole)) == expected(ports_key)
+    assert flow_bucket(ipv6(58, 1, 2)) == expected(bytes([58]) + SRC6 + DST6)  # ICMPv6
+    # An extension header cut short: no ports, no error.
+    assert flow_bucket(ipv6(0, 1, 2)[:44]) == expected(bytes([0]) + SRC6 + DST6)
+
+
+def test_garbage_and_short_input() -> None:
+    for data in (b"", b"\x45", b"\x60" * 39, b"\x00" * 100, b"\xff" * 60, bytes(range(256))):
+        assert 0 <= flow_bucket(data) <= 0xFFFF
+    assert flow_bucket(b"") == 0
+    assert flow_bucket(b"\x20" + bytes(59)) == 0  # neither IPv4 nor IPv6
+
+
+@settings(max_examples=2000)
+@given(st.binary(max_size=100), st.sampled_from([0x45, 0x46, 0x4F, 0x60, 0x00]))
+def test_any_bytes_give_a_bucket(data: bytes, first: int) -> None:
+    assert 0 <= flow_bucket(bytes([first]) + data) <= 0xFFFF
+
+
+def test_stable_across_processes() -> None:
+    packet = ipv4(6, 443, 50000)
+    code = f"from braid.core.classify import flow_bucket; print(flow_bucket({packet!r}))"
+    results = set()
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        results.add(int(out.stdout))
+    assert results == {flow_bucket(packet)}

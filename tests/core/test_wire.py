@@ -1,0 +1,257 @@
+"""The v1 wire codec: round trips, truncation, trailing bytes, bad fields, any input."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from braid.core import wire
+from braid.core.wire import (
+    DATA_HEADER_SIZE,
+    DROP_REASONS,
+    HEADER_SIZE,
+    ControlFrame,
+    ControlKind,
+    DataFrame,
+    FeedbackEntry,
+    FeedbackFrame,
+    ProbeFrame,
+    ProtocolError,
+    decode_datagram,
+    encode,
+    is_hello,
+    peek_session_id,
+    unwrap32,
+)
+
+U32 = st.integers(0, 0xFFFFFFFF)
+PATH = st.integers(0, 255)
+
+ENTRY = FeedbackEntry(7, 0xFFFFFFFE, 123456, 0xDEADBEEF, 250)
+FRAMES: list[wire.Frame] = [
+    DataFrame(3, 0x01020304, 5, 6, 7, 0xBEEF, 9, b"\x45payload"),
+    FeedbackFrame(1, 2, 3, 4, (ENTRY,)),
+    FeedbackFrame(1, 2, 3, 4, tuple(FeedbackEntry(i, i, i, i, i) for i in range(16))),
+    ProbeFrame(0, 2, 3, 4, reply_requested=True),
+    ProbeFrame(0, 2, 3, 4, reply_requested=False, padding=1400),
+    ControlFrame(4, 5, 6, 7, ControlKind.HELLO),
+    ControlFrame(4, 5, 6, 7, ControlKind.CLOSE),
+    ControlFrame(4, 5, 6, 7, ControlKind.PATH_DOWN, b"\x02"),
+]
+
+
+def reason(data: bytes) -> str:
+    with pytest.raises(ProtocolError) as info:
+        decode_datagram(data)
+    assert info.value.reason in DROP_REASONS
+    return info.value.reason
+
+
+@pytest.mark.parametrize("frame", FRAMES, ids=lambda f: type(f).__name__)
+def test_round_trip(frame: wire.Frame) -> None:
+    data = encode(frame)
+    assert decode_datagram(data) == frame
+    assert encode(decode_datagram(data)) == data
+    assert peek_session_id(data) == frame.session_id
+
+
+def test_data_layout_matches_protocol_md() -> None:
+    data = wire.encode_data(3, 0x01020304, 5, 6, 7, 0xBEEF, 9, b"\x45")
+    assert data == (
+        bytes([1, 1, 0, 3]) + struct.pack("!IIIIHI", 0x01020304, 5, 6, 7, 0xBEEF, 9) + b"\x45"
+    )
+    assert DATA_HEADER_SIZE == 26 and HEADER_SIZE == 16
+
+
+def test_feedback_layout_matches_protocol_md() -> None:
+    data = encode(FeedbackFrame(1, 2, 3, 4, (ENTRY,)))
+    assert len(data) == 16 + 1 + 19
+    assert data[16] == 1
+    assert data[17:] == bytes([7, 0, 0]) + struct.pack("!IIII", 0xFFFFFFFE, 123456, 0xDEADBEEF, 250)
+
+
+@pytest.mark.parametrize("frame", FRAMES, ids=lambda f: type(f).__name__)
+def test_every_truncation_is_rejected_or_a_shorter_body(frame: wire.Frame) -> None:
+    data = encode(frame)
+    for size in range(len(data)):
+        cut = data[:size]
+        if isinstance(frame, ProbeFrame) and size >= HEADER_SIZE:
+            # PROBE padding is "the rest of the datagram": a shorter probe.
+            assert decode_datagram(cut) == ProbeFrame(
+                0, 2, 3, 4, frame.reply_requested, size - HEADER_SIZE
+            )
+        elif isinstance(frame, DataFrame) and size > DATA_HEADER_SIZE:
+            # DATA payload is the rest of the datagram (UDP keeps boundaries).
+            decoded = decode_datagram(cut)
+            assert isinstance(decoded, DataFrame)
+            assert decoded.payload == frame.payload[: size - DATA_HEADER_SIZE]
+        elif isinstance(frame, DataFrame) and size == DATA_HEADER_SIZE:
+            assert reason(cut) == "empty_payload"
+        else:
+            assert reason(cut) == "truncated", size
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [f for f in FRAMES if isinstance(f, FeedbackFrame | ControlFrame)],
+    ids=lambda f: type(f).__name__,
+)
+def test_trailing_garbage_rejected_where_size_is_exact(frame: wire.Frame) -> None:
+    data = encode(frame)
+    for extra in (b"\0", b"\xff" * 19, b"x" * 100):
+        assert reason(data + extra) == "bad_length"
+
+
+def test_probe_padding_limit() -> None:
+    probe = encode(ProbeFrame(0, 2, 3, 4, reply_requested=False, padding=1400))
+    assert reason(probe + b"\0") == "bad_length"
+    with pytest.raises(ValueError):
+        wire.encode_probe(0, 0, 0, 0, reply_requested=False, padding=1401)
+
+
+def test_bad_version_type_flags() -> None:
+    good = encode(FRAMES[0])
+    assert reason(b"") == "truncated"
+    assert reason(b"\x02") == "bad_version"
+    assert reason(bytes([0]) + good[1:]) == "bad_version"
+    assert reason(bytes([2]) + good[1:]) == "bad_version"
+    for bad_type in (0, 5, 255):
+        assert reason(good[:1] + bytes([bad_type]) + good[2:]) == "bad_type"
+    for flags in (1, 0x80):
+        assert reason(good[:2] + bytes([flags]) + good[3:]) == "bad_flags"
+    probe = encode(ProbeFrame(0, 2, 3, 4, reply_requested=True))
+    assert reason(probe[:2] + b"\x02" + probe[3:]) == "bad_flags"
+    hello = encode(ControlFrame(4, 5, 6, 7, ControlKind.HELLO))
+    assert reason(hello[:2] + b"\x01" + hello[3:]) == "bad_flags"
+    feedback = encode(FRAMES[1])
+    assert reason(feedback[:2] + b"\x01" + feedback[3:]) == "bad_flags"
+
+
+def test_empty_payload_and_feedback_counts() -> None:
+    data = encode(FRAMES[0])
+    assert reason(data[:DATA_HEADER_SIZE]) == "empty_payload"
+    header = encode(FRAMES[1])[:HEADER_SIZE]
+    assert reason(header + b"\x00") == "bad_length"
+    assert reason(header + b"\x11" + bytes(19 * 17)) == "bad_length"
+    assert reason(header + b"\x02" + bytes(19)) == "truncated"
+    with pytest.raises(ValueError):
+        wire.encode_feedback(0, 0, 0, 0, ())
+
+
+def test_control_kinds() -> None:
+    header = encode(FRAMES[5])[:HEADER_SIZE]
+    assert reason(header + b"\x00") == "bad_control"
+    assert reason(header + b"\x04") == "bad_control"
+    assert reason(header + b"\x03") == "truncated"  # PATH_DOWN without its path id
+    assert reason(header + b"\x03\x01\x02") == "bad_length"
+    assert reason(header + b"\x01\x00") == "bad_length"  # HELLO with a value
+    with pytest.raises(ValueError):
+        wire.encode_control(0, 0, 0, 0, ControlKind.HELLO, b"x")
+
+
+def test_feedback_reserved_bytes_are_ignored() -> None:
+    data = bytearray(encode(FRAMES[1]))
+    data[18:20] = b"\xff\xff"
+    assert decode_datagram(bytes(data)) == FRAMES[1]
+
+
+def test_peek_session_id_and_is_hello() -> None:
+    hello = encode(ControlFrame(4, 0xCAFEF00D, 0, 0, ControlKind.HELLO))
+    assert is_hello(hello)
+    assert peek_session_id(hello) == 0xCAFEF00D
+    assert not is_hello(hello + b"\0")
+    assert not is_hello(encode(ControlFrame(4, 1, 0, 0, ControlKind.CLOSE)))
+    assert not is_hello(encode(FRAMES[0]))
+    assert not is_hello(b"")
+    for bad, why in (
+        (b"", "truncated"),
+        (b"\x01" * 15, "truncated"),
+        (b"\x07" * 20, "bad_version"),
+    ):
+        with pytest.raises(ProtocolError) as info:
+            peek_session_id(bad)
+        assert info.value.reason == why
+
+
+def test_memoryview_and_bytearray_inputs() -> None:
+    data = encode(FRAMES[0])
+    assert decode_datagram(memoryview(data)) == FRAMES[0]
+    assert decode_datagram(bytearray(data)) == FRAMES[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "ref", "expected"),
+    [
+        (0, 0, 0),
+        (5, 3, 5),
+        (3, 5, 3),
+        (0, 0xFFFFFFFF, 0x100000000),  # forward across the wrap
+        (0xFFFFFFFF, 0x100000000, 0xFFFFFFFF),  # backward across the wrap
+        (0xFFFFFFFF, 0, -1),
+        (0x80000000, 0, -0x80000000),  # exactly half way resolves backwards
+        (0x7FFFFFFF, 0, 0x7FFFFFFF),
+        (10, 5 * 2**32 + 0xFFFFFFF0, 6 * 2**32 + 10),
+    ],
+)
+def test_unwrap32(value: int, ref: int, expected: int) -> None:
+    assert unwrap32(value, ref) == expected
+    assert unwrap32(value, ref) & 0xFFFFFFFF == value
+
+
+@given(U32, st.integers(-(2**40), 2**40))
+def test_unwrap32_is_nearest(value: int, ref: int) -> None:
+    result = unwrap32(value, ref)
+    assert result % 2**32 == value
+    assert -(2**31) <= result - ref < 2**31
+
+
+@settings(max_examples=2000)
+@given(st.binary(max_size=120))
+def test_any_bytes_decode_or_protocol_error(data: bytes) -> None:
+    try:
+        frame = decode_datagram(data)
+    except ProtocolError as exc:
+        assert exc.reason in DROP_REASONS
+    else:
+        assert encode(frame) == data or isinstance(frame, ProbeFrame | FeedbackFrame)
+
+
+@settings(max_examples=1000)
+@given(st.sampled_from([encode(f) for f in FRAMES]), st.data())
+def test_mutated_datagrams_decode_or_protocol_error(data: bytes, draw: st.DataObject) -> None:
+    mutated = bytearray(data)
+    for _ in range(draw.draw(st.integers(1, 4))):
+        index = draw.draw(st.integers(0, len(mutated) - 1))
+        mutated[index] = draw.draw(st.integers(0, 255))
+    cut = draw.draw(st.integers(0, len(mutated)))
+    try:
+        decode_datagram(bytes(mutated[:cut]))
+    except ProtocolError as exc:
+        assert exc.reason in DROP_REASONS
+
+
+@given(PATH, U32, U32, U32, U32, st.integers(0, 0xFFFF), U32, st.binary(min_size=1, max_size=64))
+def test_data_round_trip_property(
+    path_id: int,
+    session_id: int,
+    path_seq: int,
+    tx: int,
+    session_seq: int,
+    bucket: int,
+    bucket_seq: int,
+    payload: bytes,
+) -> None:
+    frame = DataFrame(path_id, session_id, path_seq, tx, session_seq, bucket, bucket_seq, payload)
+    assert decode_datagram(encode(frame)) == frame
+    assert wire.is_data(encode(frame))
+
+
+@given(PATH, U32, U32, U32, st.lists(st.tuples(PATH, U32, U32, U32, U32), min_size=1, max_size=16))
+def test_feedback_round_trip_property(
+    path_id: int, session_id: int, seq: int, tx: int, entries: list[tuple[int, ...]]
+) -> None:
+    frame = FeedbackFrame(path_id, session_id, seq, tx, tuple(FeedbackEntry(*e) for e in entries))
+    assert decode_datagram(encode(frame)) == frame
