@@ -1,1 +1,1 @@
-
+"""Configuration (TOML), the `braid` CLI, key tools and `braid up`."""

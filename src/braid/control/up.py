@@ -1,0 +1,101 @@
+"""`braid up CONFIG`: turn a validated config into open drivers and a running portal.
+
+The sockets are opened before the TUN device, so a bad link fails before anything
+visible is created; whatever was opened before a failure is closed again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from braid.control.config import PortalConfig, format_rate
+from braid.io.base import DatagramEndpoint
+from braid.io.tun import TunDevice
+from braid.io.udp import open_listen_socket, open_path_socket
+from braid.runtime.daemon import run_portal
+from braid.runtime.portal import LocalPortal, PathLink, RemotePortal
+
+
+def open_local(config: PortalConfig) -> LocalPortal:
+    """Open one pinned socket per link and the TUN; the (unstarted) local portal."""
+    links: list[PathLink] = []
+    try:
+        for i, link in enumerate(config.links):
+            endpoint = open_path_socket(
+                remote=link.remote,
+                interface=link.interface,
+                source=link.source,
+                link=link.name,
+            )
+            links.append(
+                PathLink(
+                    path_id=i,
+                    name=link.name,
+                    endpoint=endpoint,
+                    rate_bps=link.rate_bps,
+                    metric=link.metric,
+                )
+            )
+        t = config.tunnel
+        tun = TunDevice.open(t.name, mtu=t.mtu, addresses=t.addresses, routes=t.routes)
+    except BaseException:
+        for opened in links:
+            opened.endpoint.close()
+        raise
+    return LocalPortal(tun, links, session_config=config.session.to_session_config())
+
+
+def open_remote(config: PortalConfig) -> RemotePortal:
+    """Open the listening socket and the TUN; the (unstarted) remote portal."""
+    if config.listen is None:
+        raise ValueError("a remote portal config needs [listen]")
+    endpoint: DatagramEndpoint = open_listen_socket(config.listen.address, config.listen.port)
+    try:
+        t = config.tunnel
+        tun = TunDevice.open(t.name, mtu=t.mtu, addresses=t.addresses, routes=t.routes)
+    except BaseException:
+        endpoint.close()
+        raise
+    return RemotePortal(tun, endpoint, session_config=config.session.to_session_config())
+
+
+def start_line(portal: LocalPortal | RemotePortal, config: PortalConfig) -> str:
+    """The one log line describing a started portal: tunnel, session and paths."""
+    t = config.tunnel
+    head = (
+        f"{config.role} portal: tunnel {portal.tun.name}"
+        f" {', '.join(str(a) for a in t.addresses)} mtu {t.mtu}"
+    )
+    if t.routes:
+        head += f", routes {', '.join(str(r) for r in t.routes)}"
+    head += f", scheduler {config.session.scheduler}"
+    if isinstance(portal, LocalPortal):
+        paths = []
+        for link in config.links:
+            pin = ", ".join(
+                p
+                for p in (
+                    link.interface and f"dev {link.interface}",
+                    link.source and f"src {link.source}",
+                )
+                if p
+            )
+            rate = f", {format_rate(link.rate_bps)}" if link.rate_bps else ""
+            metric = f", metric {link.metric}" if link.metric else ""
+            paths.append(f"{link.name} ({pin}{rate}{metric}) -> {link.remote_text}")
+        listing = "; ".join(f"{i}={p}" for i, p in enumerate(paths))
+        return f"{head}; session {portal.session.session_id:08x}; paths {listing}"
+    assert config.listen is not None
+    la = config.listen.address
+    return f"{head}; listening on {'[' + la + ']' if ':' in la else la}:{config.listen.port}/udp"
+
+
+def up(config: PortalConfig, *, stats_path: str | Path | None = None) -> int:
+    """Run the portal `config` describes until SIGINT/SIGTERM; 0 on a clean stop.
+
+    Raises `DriverError` if a device or socket cannot be set up (nothing is left behind).
+    """
+    portal: LocalPortal | RemotePortal = (
+        open_local(config) if config.role == "local" else open_remote(config)
+    )
+    return run_portal(portal, describe=lambda: start_line(portal, config), stats_path=stats_path)

@@ -1,0 +1,236 @@
+"""TUN device driver: a layer-3 interface whose packets this process reads and writes.
+
+The device is created with `TUNSETIFF` (IFF_TUN | IFF_NO_PI: one raw IP packet
+per read/write, no packet-information prefix), then addressed, given its MTU,
+brought up and given its routes over netlink (pyroute2). It is not persistent:
+closing the file descriptor removes the interface, its addresses and its routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import ipaddress
+import os
+import struct
+import threading
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Self
+
+from braid.io.base import MAX_DATAGRAM_BYTES, DriverError
+
+TUN_PATH = "/dev/net/tun"
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+IFNAMSIZ = 16
+
+Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _netlink_reason(exc: Exception) -> str:
+    """A short reason for a pyroute2 NetlinkError (or any OSError)."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, int) and code > 0:
+        return os.strerror(code)
+    return str(exc) or type(exc).__name__
+
+
+class TunDevice:
+    """An open, configured TUN device. Use `TunDevice.open(...)`; close it to remove it."""
+
+    __slots__ = ("_fd", "_mtu", "_name", "addresses", "routes")
+
+    def __init__(
+        self,
+        fd: int,
+        name: str,
+        mtu: int,
+        addresses: tuple[Interface, ...] = (),
+        routes: tuple[Network, ...] = (),
+    ) -> None:
+        self._fd = fd
+        self._name = name
+        self._mtu = mtu
+        self.addresses = addresses
+        self.routes = routes
+
+    @classmethod
+    def open(
+        cls,
+        name: str,
+        *,
+        mtu: int,
+        addresses: Iterable[str | Interface] = (),
+        routes: Iterable[str | Network] = (),
+    ) -> Self:
+        """Create the TUN device `name`, set its MTU and addresses, bring it up, add routes.
+
+        Raises `DriverError` (one line naming the device and the fix) if the device
+        cannot be created or configured; nothing is left behind in that case.
+        """
+        addrs = tuple(ipaddress.ip_interface(a) for a in addresses)
+        nets = tuple(ipaddress.ip_network(r) for r in routes)
+        encoded = name.encode()
+        if not encoded or len(encoded) >= IFNAMSIZ:
+            raise DriverError(f"tunnel {name!r}: interface names are 1..15 bytes")
+        try:
+            fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise DriverError(
+                f"tunnel {name}: {TUN_PATH} is missing; load the tun module (modprobe tun)"
+                " or give the container the device"
+            ) from None
+        except PermissionError:
+            raise DriverError(
+                f"tunnel {name}: no permission to open {TUN_PATH}; run as root (CAP_NET_ADMIN)"
+            ) from None
+        except OSError as exc:
+            raise DriverError(f"tunnel {name}: cannot open {TUN_PATH}: {exc.strerror}") from None
+        try:
+            ifr = struct.pack("16sH22x", encoded, IFF_TUN | IFF_NO_PI)
+            try:
+                result = fcntl.ioctl(fd, TUNSETIFF, ifr)
+            except OSError as exc:
+                raise DriverError(_tunsetiff_message(name, exc)) from None
+            actual = result[:IFNAMSIZ].rstrip(b"\0").decode()
+            device = cls(fd, actual, mtu, addrs, nets)
+            device._configure()
+        except BaseException:
+            os.close(fd)
+            raise
+        return device
+
+    def _configure(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self._configure_netlink()
+            return
+        # pyroute2's synchronous API runs an event loop of its own, which cannot
+        # happen in a thread whose loop is running: do the netlink work in a thread.
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                self._configure_netlink()
+            except BaseException as exc:
+                failure.append(exc)
+
+        worker = threading.Thread(target=work, name="braid-netlink")
+        worker.start()
+        worker.join()
+        if failure:
+            raise failure[0]
+
+    def _configure_netlink(self) -> None:
+        from pyroute2 import IPRoute  # imported lazily: only the real driver needs netlink
+
+        name = self._name
+        with IPRoute() as ipr:
+            found = ipr.link_lookup(ifname=name)
+            if not found:
+                raise DriverError(f"tunnel {name}: created but not visible over netlink")
+            index = found[0]
+            try:
+                ipr.link("set", index=index, mtu=self._mtu)
+            except Exception as exc:
+                raise DriverError(
+                    f"tunnel {name}: cannot set mtu {self._mtu}: {_netlink_reason(exc)}"
+                ) from None
+            for addr in self.addresses:
+                try:
+                    ipr.addr(
+                        "add",
+                        index=index,
+                        address=str(addr.ip),
+                        prefixlen=addr.network.prefixlen,
+                    )
+                except Exception as exc:
+                    raise DriverError(
+                        f"tunnel {name}: cannot add address {addr}: {_netlink_reason(exc)}"
+                    ) from None
+            try:
+                ipr.link("set", index=index, state="up")
+            except Exception as exc:
+                raise DriverError(
+                    f"tunnel {name}: cannot bring it up: {_netlink_reason(exc)}"
+                ) from None
+            for net in self.routes:
+                try:
+                    ipr.route("add", dst=str(net), oif=index)
+                except Exception as exc:
+                    reason = _netlink_reason(exc)
+                    if getattr(exc, "code", None) == errno.EEXIST:
+                        reason = "a route for it already exists; remove it or drop it from routes"
+                    raise DriverError(f"tunnel {name}: cannot add route {net}: {reason}") from None
+
+    @property
+    def name(self) -> str:
+        """The interface name the kernel gave the device."""
+        return self._name
+
+    @property
+    def mtu(self) -> int:
+        """The MTU the device was configured with."""
+        return self._mtu
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` was called."""
+        return self._fd < 0
+
+    def fileno(self) -> int:
+        """The device's file descriptor (non-blocking)."""
+        return self._fd
+
+    def read(self) -> bytes:
+        """Return the next packet the system routed into the device.
+
+        Raises `BlockingIOError` when none is waiting.
+        """
+        return os.read(self._fd, MAX_DATAGRAM_BYTES)
+
+    def write(self, packet: bytes, /) -> int:
+        """Hand one IP packet to the system; raises `OSError` if the kernel refuses it."""
+        return os.write(self._fd, packet)
+
+    def close(self) -> None:
+        """Close the device: the kernel removes the interface with its addresses and routes."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"TunDevice(name={self._name!r}, mtu={self._mtu}, fd={self._fd})"
+
+
+def _tunsetiff_message(name: str, exc: OSError) -> str:
+    code = exc.errno
+    if code == errno.EPERM:
+        return f"tunnel {name}: not permitted to create TUN devices; run as root (CAP_NET_ADMIN)"
+    if code == errno.EBUSY:
+        return (
+            f"tunnel {name}: the interface is in use by another process;"
+            " stop it or choose another tunnel.name"
+        )
+    if code == errno.EINVAL:
+        return (
+            f"tunnel {name}: an interface of another kind already has this name;"
+            " choose another tunnel.name"
+        )
+    return f"tunnel {name}: cannot create the TUN device: {exc.strerror}"

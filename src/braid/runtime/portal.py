@@ -1,0 +1,665 @@
+"""The portals: asyncio drivers of `TunnelSession`s over a packet device and datagram sockets.
+
+```
+ local portal                                    remote portal
+ TUN --read batch--> session.send_packet          socket --recvfrom batch--> peek_session_id
+ sockets[path] --recv batch--> receive_datagram     -> session (new on HELLO) -> receive_datagram
+   flush: datagrams_to_send -> sockets[path].send     (learn (session, path) -> source address)
+          packets_to_deliver -> TUN.write          TUN --read batch--> session owning the dst
+          next_event -> log / new session            flush: sendto(learned address), TUN.write,
+          get_timer -> one loop.call_at                     learn inner sources, events, timer
+```
+
+Rules every input follows (the session contract): read `now = loop.time()` once per
+wakeup (the runtime is the only clock reader), feed a batch of inputs (up to `batch`
+packets, until EAGAIN), then flush once: drain datagrams, deliveries and events, and
+re-arm the session's single timer at `get_timer()` with `loop.call_at`. Nothing ever
+blocks the loop: a datagram a full socket refuses, or a packet the TUN refuses, is
+dropped and counted. The portal's counters are plain ints; `statistics()` snapshots
+them with every session's own statistics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from braid.core.session import (
+    PathDown,
+    PathUp,
+    SessionClosed,
+    SessionConfig,
+    SessionStatistics,
+    TunnelSession,
+)
+from braid.core.wire import ProtocolError, is_hello, peek_session_id
+from braid.io.base import MAX_DATAGRAM_BYTES, Address, DatagramEndpoint, PacketDevice
+
+log = logging.getLogger("braid.runtime")
+
+#: Inputs handled per wakeup before the outputs are flushed (and other readers get a turn).
+DEFAULT_BATCH = 64
+#: The remote portal forgets a session after this long without a valid datagram.
+DEFAULT_SESSION_IDLE_TIMEOUT = 30.0
+#: The remote portal serves at most this many sessions at once.
+DEFAULT_MAX_SESSIONS = 1024
+#: The remote portal remembers at most this many inner source addresses (for routing).
+MAX_LEARNED_ADDRESSES = 65536
+
+Rng = Callable[[int], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class PathLink:
+    """One path of a local portal: its id, its socket, and what the session should know."""
+
+    path_id: int
+    name: str
+    endpoint: DatagramEndpoint
+    rate_bps: int | None = None
+    metric: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PortalCounters:
+    """Runtime counters of a portal (everything the sessions cannot see)."""
+
+    tun_packets_read: int
+    tun_packets_written: int
+    tun_write_errors: int
+    send_rejected: int
+    socket_send_errors: int
+    socket_receive_errors: int
+    datagrams_received: int
+    malformed: int
+    unknown_session: int
+    unroutable: int
+    sessions_created: int
+    sessions_ended: int
+
+
+@dataclass(frozen=True, slots=True)
+class PortalStatistics:
+    """A snapshot of a portal: its counters and each session's statistics."""
+
+    role: Literal["local", "remote"]
+    tunnel: str
+    counters: PortalCounters
+    sessions: tuple[SessionStatistics, ...]
+    path_names: dict[int, str]
+
+
+class _Driven:
+    """One session and the I/O state the runtime keeps for it."""
+
+    __slots__ = ("addresses", "deadline", "session", "sources", "timer")
+
+    def __init__(self, session: TunnelSession) -> None:
+        self.session = session
+        self.timer: asyncio.TimerHandle | None = None
+        self.deadline: float | None = None
+        self.addresses: dict[int, Address] = {}
+        self.sources: set[bytes] = set()
+
+
+class _Portal:
+    """What both portals share: the TUN, the counters, flushing and the timer."""
+
+    role: Literal["local", "remote"]
+
+    def __init__(
+        self,
+        tun: PacketDevice,
+        *,
+        session_config: SessionConfig,
+        batch: int = DEFAULT_BATCH,
+    ) -> None:
+        if batch < 1:
+            raise ValueError("batch must be >= 1")
+        self.tun = tun
+        self.session_config = session_config
+        self.batch = batch
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+        self._readers: list[int] = []
+        self.tun_packets_read = 0
+        self.tun_packets_written = 0
+        self.tun_write_errors = 0
+        self.send_rejected = 0
+        self.socket_send_errors = 0
+        self.socket_receive_errors = 0
+        self.datagrams_received = 0
+        self.malformed = 0
+        self.unknown_session = 0
+        self.unroutable = 0
+        self.sessions_created = 0
+        self.sessions_ended = 0
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the portal runs on (set by `start`)."""
+        if self._loop is None:
+            raise RuntimeError("portal not started")
+        return self._loop
+
+    @property
+    def running(self) -> bool:
+        """True between `start()` and `close()`."""
+        return self._loop is not None and not self._closing
+
+    def _add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        self.loop.add_reader(fd, callback)
+        self._readers.append(fd)
+
+    def _remove_readers(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            for fd in self._readers:
+                loop.remove_reader(fd)
+        self._readers.clear()
+
+    def counters(self) -> PortalCounters:
+        """A snapshot of the runtime counters."""
+        return PortalCounters(
+            tun_packets_read=self.tun_packets_read,
+            tun_packets_written=self.tun_packets_written,
+            tun_write_errors=self.tun_write_errors,
+            send_rejected=self.send_rejected,
+            socket_send_errors=self.socket_send_errors,
+            socket_receive_errors=self.socket_receive_errors,
+            datagrams_received=self.datagrams_received,
+            malformed=self.malformed,
+            unknown_session=self.unknown_session,
+            unroutable=self.unroutable,
+            sessions_created=self.sessions_created,
+            sessions_ended=self.sessions_ended,
+        )
+
+    # -- flushing -----------------------------------------------------------------------
+
+    def _send(self, driven: _Driven, datagrams: list[tuple[int, bytes]]) -> None:
+        raise NotImplementedError
+
+    def _on_event(self, driven: _Driven, event: object) -> None:
+        raise NotImplementedError
+
+    def _deliver(self, driven: _Driven, packets: list[bytes]) -> None:
+        write = self.tun.write
+        written = 0
+        for packet in packets:
+            try:
+                write(packet)
+                written += 1
+            except OSError:
+                self.tun_write_errors += 1
+        self.tun_packets_written += written
+
+    def _flush(self, driven: _Driven, now: float) -> None:
+        """Drain the session's outputs and re-arm its timer (after every input)."""
+        session = driven.session
+        datagrams = session.datagrams_to_send(now=now)
+        if datagrams:
+            self._send(driven, datagrams)
+        packets = session.packets_to_deliver()
+        if packets:
+            self._deliver(driven, packets)
+        event = session.next_event()
+        while event is not None:
+            self._on_event(driven, event)
+            event = session.next_event()
+        self._arm(driven)
+
+    def _arm(self, driven: _Driven) -> None:
+        deadline = driven.session.get_timer()
+        if deadline == driven.deadline and (deadline is None or driven.timer is not None):
+            return
+        if driven.timer is not None:
+            driven.timer.cancel()
+            driven.timer = None
+        driven.deadline = deadline
+        if deadline is not None and not self._closing:
+            driven.timer = self.loop.call_at(deadline, self._on_timer, driven)
+
+    def _on_timer(self, driven: _Driven) -> None:
+        driven.timer = None
+        driven.deadline = None
+        if self._closing:
+            return
+        now = self.loop.time()
+        driven.session.handle_timer(now=now)
+        self._flush(driven, now)
+
+    def _cancel_timer(self, driven: _Driven) -> None:
+        if driven.timer is not None:
+            driven.timer.cancel()
+            driven.timer = None
+        driven.deadline = None
+
+    def _log_path(self, driven: _Driven, event: PathUp | PathDown) -> None:
+        name = self._path_name(driven, event.path_id)
+        if isinstance(event, PathUp):
+            log.info("path %s up", name)
+        else:
+            log.info("path %s down (%s)", name, event.reason)
+
+    def _path_name(self, driven: _Driven, path_id: int) -> str:
+        return str(path_id)
+
+
+class LocalPortal(_Portal):
+    """The site's portal: one session with one path per link, a fresh random session id."""
+
+    role: Literal["local", "remote"] = "local"
+
+    def __init__(
+        self,
+        tun: PacketDevice,
+        links: Sequence[PathLink],
+        *,
+        session_config: SessionConfig,
+        batch: int = DEFAULT_BATCH,
+        rng: Rng = os.urandom,
+    ) -> None:
+        super().__init__(tun, session_config=session_config, batch=batch)
+        if not links:
+            raise ValueError("a local portal needs at least one link")
+        ids = [link.path_id for link in links]
+        if len(set(ids)) != len(ids):
+            raise ValueError("path ids must be unique")
+        self.links = tuple(links)
+        self._rng = rng
+        self._sockets: dict[int, DatagramEndpoint] = {link.path_id: link.endpoint for link in links}
+        self._names = {link.path_id: link.name for link in links}
+        self._driven: _Driven | None = None
+
+    @property
+    def session(self) -> TunnelSession:
+        """The current session."""
+        if self._driven is None:
+            raise RuntimeError("portal not started")
+        return self._driven.session
+
+    def start(self) -> None:
+        """Start the session and begin reading the TUN and the path sockets."""
+        self._loop = asyncio.get_running_loop()
+        self._new_session(self._loop.time())
+        self._add_reader(self.tun.fileno(), self._on_tun)
+        for link in self.links:
+            self._add_reader(link.endpoint.fileno(), self._make_reader(link.endpoint))
+
+    def _new_session(self, now: float) -> None:
+        session_id = int.from_bytes(self._rng(4), "big")
+        session = TunnelSession(self.session_config, role="local", session_id=session_id, now=now)
+        for link in self.links:
+            session.add_path(link.path_id, rate_bps=link.rate_bps, metric=link.metric, now=now)
+        self.sessions_created += 1
+        self._driven = driven = _Driven(session)
+        self._flush(driven, now)
+
+    def _make_reader(self, endpoint: DatagramEndpoint) -> Callable[[], None]:
+        def on_readable() -> None:
+            self._on_socket(endpoint)
+
+        return on_readable
+
+    def _on_tun(self) -> None:
+        driven = self._driven
+        if driven is None or self._closing:
+            return
+        now = self.loop.time()
+        read = self.tun.read
+        send_packet = driven.session.send_packet
+        count = 0
+        rejected = 0
+        for _ in range(self.batch):
+            try:
+                packet = read()
+            except BlockingIOError:
+                break
+            except OSError:
+                break
+            count += 1
+            if not send_packet(packet, now=now):
+                rejected += 1
+        self.tun_packets_read += count
+        self.send_rejected += rejected
+        self._flush(driven, now)
+
+    def _on_socket(self, endpoint: DatagramEndpoint) -> None:
+        driven = self._driven
+        if driven is None or self._closing:
+            return
+        now = self.loop.time()
+        recv = endpoint.recv
+        receive = driven.session.receive_datagram
+        count = 0
+        for _ in range(self.batch):
+            try:
+                data = recv(MAX_DATAGRAM_BYTES)
+            except BlockingIOError:
+                break
+            except OSError:
+                # e.g. ECONNREFUSED: an ICMP error for an earlier datagram (the remote
+                # portal is not up yet); reading it cleared it.
+                self.socket_receive_errors += 1
+                continue
+            count += 1
+            receive(data, now=now)
+        self.datagrams_received += count
+        if self._driven is driven:
+            self._flush(driven, now)
+
+    def _send(self, driven: _Driven, datagrams: list[tuple[int, bytes]]) -> None:
+        sockets = self._sockets
+        errors = 0
+        for path_id, data in datagrams:
+            try:
+                sockets[path_id].send(data)
+            except OSError:  # full buffer, link down, ICMP error: dropped, counted
+                errors += 1
+        if errors:
+            self.socket_send_errors += errors
+
+    def _on_event(self, driven: _Driven, event: object) -> None:
+        if isinstance(event, PathUp | PathDown):
+            self._log_path(driven, event)
+        elif isinstance(event, SessionClosed):
+            self.sessions_ended += 1
+            self._cancel_timer(driven)
+            if not self._closing and driven is self._driven:
+                log.info(
+                    "session %08x closed (%s); starting a new session",
+                    driven.session.session_id,
+                    event.reason,
+                )
+                # Scheduled, not nested: this flush is still draining the old session.
+                self.loop.call_soon(self._restart, driven)
+
+    def _restart(self, old: _Driven) -> None:
+        if self._closing or old is not self._driven:
+            return
+        self._new_session(self.loop.time())
+
+    def _path_name(self, driven: _Driven, path_id: int) -> str:
+        name = self._names.get(path_id)
+        return f"{path_id} ({name})" if name else str(path_id)
+
+    def close(self) -> None:
+        """Close the session (CLOSE on every path, flushed), stop reading, close the sockets.
+
+        The TUN device is closed too. Idempotent.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        driven = self._driven
+        if driven is not None and self._loop is not None and not self._loop.is_closed():
+            now = self._loop.time()
+            driven.session.close(now=now)
+            self._flush(driven, now)
+        if driven is not None:
+            self._cancel_timer(driven)
+        self._remove_readers()
+        for link in self.links:
+            link.endpoint.close()
+        self.tun.close()
+
+    def statistics(self) -> PortalStatistics:
+        """A snapshot of the portal and its session."""
+        sessions = (self._driven.session.statistics(),) if self._driven is not None else ()
+        return PortalStatistics(
+            role="local",
+            tunnel=self.tun.name,
+            counters=self.counters(),
+            sessions=sessions,
+            path_names=dict(self._names),
+        )
+
+
+def _inner_source(packet: bytes) -> bytes | None:
+    version = packet[0] >> 4
+    if version == 4:
+        return packet[12:16] if len(packet) >= 20 else None
+    if version == 6:
+        return packet[8:24] if len(packet) >= 40 else None
+    return None
+
+
+def _inner_destination(packet: bytes) -> bytes | None:
+    version = packet[0] >> 4
+    if version == 4:
+        return packet[16:20] if len(packet) >= 20 else None
+    if version == 6:
+        return packet[24:40] if len(packet) >= 40 else None
+    return None
+
+
+class RemotePortal(_Portal):
+    """The server's portal: one listening socket, a session per local portal (by session id)."""
+
+    role: Literal["local", "remote"] = "remote"
+
+    def __init__(
+        self,
+        tun: PacketDevice,
+        endpoint: DatagramEndpoint,
+        *,
+        session_config: SessionConfig,
+        batch: int = DEFAULT_BATCH,
+        session_idle_timeout: float = DEFAULT_SESSION_IDLE_TIMEOUT,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+    ) -> None:
+        if session_config.idle_timeout is None:
+            from dataclasses import replace
+
+            session_config = replace(session_config, idle_timeout=session_idle_timeout)
+        super().__init__(tun, session_config=session_config, batch=batch)
+        self.endpoint = endpoint
+        self.max_sessions = max_sessions
+        self._sessions: dict[int, _Driven] = {}
+        # Inner source address (packed) -> the session that last delivered a packet from it.
+        self._routes: dict[bytes, _Driven] = {}
+
+    @property
+    def sessions(self) -> dict[int, TunnelSession]:
+        """The live sessions by session id (a copy)."""
+        return {sid: d.session for sid, d in self._sessions.items()}
+
+    def start(self) -> None:
+        """Begin reading the listening socket and the TUN."""
+        self._loop = asyncio.get_running_loop()
+        self._add_reader(self.endpoint.fileno(), self._on_socket)
+        self._add_reader(self.tun.fileno(), self._on_tun)
+
+    def _on_socket(self) -> None:
+        if self._closing:
+            return
+        now = self.loop.time()
+        recvfrom = self.endpoint.recvfrom
+        sessions = self._sessions
+        touched: dict[int, _Driven] = {}
+        count = 0
+        for _ in range(self.batch):
+            try:
+                data, address = recvfrom(MAX_DATAGRAM_BYTES)
+            except BlockingIOError:
+                break
+            except OSError:
+                self.socket_receive_errors += 1
+                continue
+            count += 1
+            try:
+                session_id = peek_session_id(data)
+            except ProtocolError:
+                self.malformed += 1
+                continue
+            driven = sessions.get(session_id)
+            if driven is None:
+                if not is_hello(data) or len(sessions) >= self.max_sessions:
+                    self.unknown_session += 1
+                    continue
+                driven = self._create_session(session_id, address, now)
+            path_id = driven.session.receive_datagram(data, now=now)
+            if path_id is not None:
+                addresses = driven.addresses
+                if addresses.get(path_id) != address:
+                    if path_id in addresses:
+                        log.info(
+                            "session %08x path %d moved to %s",
+                            session_id,
+                            path_id,
+                            _format_address(address),
+                        )
+                    addresses[path_id] = address
+            touched[session_id] = driven
+        self.datagrams_received += count
+        for driven in touched.values():
+            self._flush(driven, now)
+
+    def _create_session(self, session_id: int, address: Address, now: float) -> _Driven:
+        session = TunnelSession(self.session_config, role="remote", session_id=session_id, now=now)
+        driven = _Driven(session)
+        self._sessions[session_id] = driven
+        self.sessions_created += 1
+        log.info("session %08x from %s", session_id, _format_address(address))
+        return driven
+
+    def _on_tun(self) -> None:
+        if self._closing:
+            return
+        now = self.loop.time()
+        read = self.tun.read
+        sessions = self._sessions
+        routes = self._routes
+        touched: dict[int, _Driven] = {}
+        count = 0
+        rejected = 0
+        unroutable = 0
+        for _ in range(self.batch):
+            try:
+                packet = read()
+            except BlockingIOError:
+                break
+            except OSError:
+                break
+            count += 1
+            if len(sessions) == 1:
+                driven = next(iter(sessions.values()))
+            else:
+                dst = _inner_destination(packet) if packet else None
+                found = routes.get(dst) if dst is not None else None
+                if found is None:
+                    unroutable += 1
+                    continue
+                driven = found
+            if not driven.session.send_packet(packet, now=now):
+                rejected += 1
+            touched[driven.session.session_id] = driven
+        self.tun_packets_read += count
+        self.send_rejected += rejected
+        self.unroutable += unroutable
+        for driven in touched.values():
+            self._flush(driven, now)
+
+    def _send(self, driven: _Driven, datagrams: list[tuple[int, bytes]]) -> None:
+        sendto = self.endpoint.sendto
+        addresses = driven.addresses
+        errors = 0
+        for path_id, data in datagrams:
+            address = addresses.get(path_id)
+            if address is None:
+                errors += 1
+                continue
+            try:
+                sendto(data, address)
+            except OSError:
+                errors += 1
+        if errors:
+            self.socket_send_errors += errors
+
+    def _deliver(self, driven: _Driven, packets: list[bytes]) -> None:
+        routes = self._routes
+        for packet in packets:
+            source = _inner_source(packet)
+            if source is not None and routes.get(source) is not driven:
+                self._learn(source, driven)
+        super()._deliver(driven, packets)
+
+    def _learn(self, source: bytes, driven: _Driven) -> None:
+        routes = self._routes
+        previous = routes.get(source)
+        if previous is not None:
+            previous.sources.discard(source)
+        elif len(routes) >= MAX_LEARNED_ADDRESSES:
+            return
+        routes[source] = driven
+        driven.sources.add(source)
+
+    def _on_event(self, driven: _Driven, event: object) -> None:
+        if isinstance(event, PathUp | PathDown):
+            self._log_path(driven, event)
+        elif isinstance(event, SessionClosed):
+            self._end_session(driven, event.reason)
+
+    def _path_name(self, driven: _Driven, path_id: int) -> str:
+        address = driven.addresses.get(path_id)
+        where = f" from {_format_address(address)}" if address is not None else ""
+        return f"{path_id} of session {driven.session.session_id:08x}{where}"
+
+    def _end_session(self, driven: _Driven, reason: str) -> None:
+        session_id = driven.session.session_id
+        if self._sessions.get(session_id) is driven:
+            del self._sessions[session_id]
+            self.sessions_ended += 1
+            if not self._closing:
+                log.info("session %08x ended (%s)", session_id, reason)
+        self._cancel_timer(driven)
+        routes = self._routes
+        for source in driven.sources:
+            if routes.get(source) is driven:
+                del routes[source]
+        driven.sources.clear()
+
+    def close(self) -> None:
+        """Close every session (CLOSE flushed to each peer), stop reading, close socket and TUN.
+
+        Idempotent.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        if self._loop is not None and not self._loop.is_closed():
+            now = self._loop.time()
+            for driven in list(self._sessions.values()):
+                driven.session.close(now=now)
+                self._flush(driven, now)
+        for driven in list(self._sessions.values()):
+            self._end_session(driven, "local")
+        self._remove_readers()
+        self.endpoint.close()
+        self.tun.close()
+
+    def statistics(self) -> PortalStatistics:
+        """A snapshot of the portal and all its sessions."""
+        return PortalStatistics(
+            role="remote",
+            tunnel=self.tun.name,
+            counters=self.counters(),
+            sessions=tuple(d.session.statistics() for d in self._sessions.values()),
+            path_names={},
+        )
+
+
+def _format_address(address: Address) -> str:
+    try:
+        host, port = address[0], address[1]
+    except (TypeError, IndexError):
+        return str(address)
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+Portal = LocalPortal | RemotePortal

@@ -1,0 +1,489 @@
+"""Config validation: valid files parse to the right values; every class of error is one
+line naming the field, through the library and through the real `braid` CLI (exit 2)."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from braid.control.config import (
+    ConfigError,
+    format_rate,
+    load_config,
+    parse_config,
+    parse_rate,
+)
+from braid.core.session import SessionConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+LOCAL = """\
+role = "local"
+[tunnel]
+name = "braid0"
+address = "10.99.0.2/30"
+mtu = 1400
+routes = ["10.2.0.0/24"]
+[[link]]
+name = "dsl"
+interface = "eth1"
+source = "192.0.2.2"
+remote = "198.51.100.1:7100"
+rate = "20mbit"
+[[link]]
+name = "lte"
+interface = "wwan0"
+remote = "198.51.100.1:7100"
+"""
+
+REMOTE = """\
+role = "remote"
+[tunnel]
+address = "10.99.0.1/30"
+[listen]
+address = "0.0.0.0"
+port = 7100
+"""
+
+
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "braid", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=30,
+        cwd=ROOT,
+    )
+
+
+# -- valid configs ----------------------------------------------------------------------
+
+
+def test_examples_are_valid() -> None:
+    local = load_config(EXAMPLES / "local.toml")
+    assert local.role == "local"
+    assert [link.name for link in local.links] == ["dsl", "lte"]
+    remote = load_config(EXAMPLES / "remote.toml")
+    assert remote.role == "remote"
+    assert remote.listen is not None and remote.listen.port == 7100
+    assert remote.links == ()
+
+
+def test_local_values() -> None:
+    config = parse_config(LOCAL, source="site.toml")
+    assert config.source == "site.toml"
+    assert config.tunnel.name == "braid0"
+    assert config.tunnel.addresses == (ipaddress.ip_interface("10.99.0.2/30"),)
+    assert config.tunnel.mtu == 1400
+    assert config.tunnel.routes == (ipaddress.ip_network("10.2.0.0/24"),)
+    assert config.listen is None
+    dsl, lte = config.links
+    assert dsl.interface == "eth1" and dsl.source == "192.0.2.2"
+    assert dsl.remote == ("198.51.100.1", 7100)
+    assert dsl.rate_bps == 20_000_000
+    assert dsl.metric == 0
+    assert lte.source is None and lte.rate_bps is None
+
+
+def test_defaults_come_from_the_core() -> None:
+    config = parse_config(REMOTE)
+    core = SessionConfig()
+    assert config.tunnel.name == "braid0"
+    assert config.tunnel.mtu == 1400
+    assert config.session.scheduler == core.scheduler
+    assert config.session.keepalive_interval == core.keepalive_interval
+    assert config.session.dead_interval == core.dead_interval
+    session = config.session.to_session_config()
+    assert session == SessionConfig(
+        scheduler=core.scheduler,
+        keepalive_interval=core.keepalive_interval,
+        dead_interval=core.dead_interval,
+    )
+
+
+def test_session_settings_reach_the_core() -> None:
+    text = REMOTE + '[session]\nscheduler = "hash"\nkeepalive_interval = 0.1\ndead_interval = 2\n'
+    session = parse_config(text).session.to_session_config()
+    assert (session.scheduler, session.keepalive_interval, session.dead_interval) == (
+        "hash",
+        0.1,
+        2.0,
+    )
+
+
+def test_ipv6_everywhere() -> None:
+    text = """\
+role = "local"
+[tunnel]
+address = ["fd00:99::2/64", "10.99.0.2/30"]
+mtu = 1280
+routes = ["fd00:2::/64", "10.2.0.0/24"]
+[[link]]
+name = "fibre"
+source = "2001:db8:1::2"
+remote = "[2001:db8::1]:7100"
+metric = 10
+[[link]]
+name = "backup"
+interface = "eth2"
+remote = "vpn.example.net:7100"
+"""
+    config = parse_config(text)
+    assert [str(a) for a in config.tunnel.addresses] == ["fd00:99::2/64", "10.99.0.2/30"]
+    fibre, backup = config.links
+    assert fibre.remote == ("2001:db8::1", 7100)
+    assert fibre.remote_text == "[2001:db8::1]:7100"
+    assert fibre.metric == 10
+    assert backup.remote == ("vpn.example.net", 7100)
+
+
+def test_listen_ipv6_wildcard() -> None:
+    config = parse_config(REMOTE.replace('"0.0.0.0"', '"::"'))
+    assert config.listen is not None and config.listen.address == "::"
+
+
+@pytest.mark.parametrize(
+    ("text", "bps"),
+    [("20mbit", 20_000_000), ("1.5Mbit", 1_500_000), ("100 kbit", 100_000), ("1gbit", 10**9)],
+)
+def test_rates(text: str, bps: int) -> None:
+    assert parse_rate(text) == bps
+
+
+def test_rate_format_round_trip() -> None:
+    for bps in (1_000, 20_000_000, 1_500_000, 2 * 10**9):
+        assert parse_rate(format_rate(bps)) == bps
+
+
+# -- every class of error --------------------------------------------------------------
+
+
+def _links(n: int) -> str:
+    return "".join(
+        f'[[link]]\nname = "l{i}"\ninterface = "eth{i}"\nremote = "198.51.100.1:7100"\n'
+        for i in range(n)
+    )
+
+
+ERRORS: list[tuple[str, str, str, str]] = [
+    # (id, config text, field, a fragment of the message)
+    ("toml-syntax", 'role = "local"\n[tunnel\n', "line 2, column 8", "expected valid TOML"),
+    (
+        "toml-duplicate",
+        'role = "local"\nrole = "remote"\n',
+        "line 2, column 16",
+        "overwrite a value",
+    ),
+    (
+        "role-missing",
+        "[tunnel]\naddress = '10.0.0.1/30'\n",
+        "role",
+        'missing; expected role = "local"',
+    ),
+    ("role-bad", REMOTE.replace('"remote"', '"server"'), "role", '"server" is not a role'),
+    ("unknown-top", "colour = 1\n" + REMOTE, "colour", "unknown key"),
+    (
+        "unknown-near",
+        REMOTE.replace("[listen]", "[listen]\nprot = 1"),
+        "listen.prot",
+        'did you mean "port"',
+    ),
+    ("tunnel-missing", 'role = "remote"\n[listen]\nport = 1\n', "tunnel", "missing"),
+    ("tunnel-not-table", 'role = "remote"\ntunnel = 3\n', "tunnel", "3 is an integer"),
+    (
+        "address-missing",
+        REMOTE.replace('address = "10.99.0.1/30"', ""),
+        "tunnel.address",
+        "missing",
+    ),
+    (
+        "address-no-prefix",
+        REMOTE.replace("10.99.0.1/30", "10.99.0.1"),
+        "tunnel.address",
+        "has no prefix length",
+    ),
+    (
+        "address-garbage",
+        REMOTE.replace("10.99.0.1/30", "10.99.0.300/30"),
+        "tunnel.address",
+        "is not an address/prefix",
+    ),
+    (
+        "address-list-item",
+        REMOTE.replace('"10.99.0.1/30"', '["10.99.0.1/30", 7]'),
+        "tunnel.address[1]",
+        "7 is an integer",
+    ),
+    (
+        "address-twice",
+        REMOTE.replace('"10.99.0.1/30"', '["10.99.0.1/30", "10.99.0.1/30"]'),
+        "tunnel.address[1]",
+        "listed twice",
+    ),
+    (
+        "name-long",
+        REMOTE.replace("[tunnel]", '[tunnel]\nname = "averyveryverylongname"'),
+        "tunnel.name",
+        "expected 1..15",
+    ),
+    (
+        "name-slash",
+        REMOTE.replace("[tunnel]", '[tunnel]\nname = "br/0"'),
+        "tunnel.name",
+        "not a valid interface name",
+    ),
+    (
+        "mtu-type",
+        REMOTE.replace("[tunnel]", '[tunnel]\nmtu = "1400"'),
+        "tunnel.mtu",
+        '"1400" is a string; expected an integer 576..9000',
+    ),
+    (
+        "mtu-range",
+        REMOTE.replace("[tunnel]", "[tunnel]\nmtu = 100"),
+        "tunnel.mtu",
+        "100 is out of range",
+    ),
+    (
+        "mtu-ipv6",
+        REMOTE.replace('"10.99.0.1/30"', '"fd00::1/64"').replace(
+            "[tunnel]", "[tunnel]\nmtu = 1200"
+        ),
+        "tunnel.mtu",
+        "below 1280",
+    ),
+    (
+        "route-host-bits",
+        REMOTE.replace("[tunnel]", '[tunnel]\nroutes = ["10.2.0.1/24"]'),
+        "tunnel.routes[0]",
+        'host bits set; expected the prefix "10.2.0.0/24"',
+    ),
+    (
+        "routes-not-list",
+        REMOTE.replace("[tunnel]", '[tunnel]\nroutes = "10.2.0.0/24"'),
+        "tunnel.routes",
+        "expected a list",
+    ),
+    (
+        "scheduler",
+        REMOTE + '[session]\nscheduler = "fastest"\n',
+        "session.scheduler",
+        '"fastest" is unknown; expected one of',
+    ),
+    (
+        "keepalive-range",
+        REMOTE + "[session]\nkeepalive_interval = 0\n",
+        "session.keepalive_interval",
+        "out of range",
+    ),
+    (
+        "dead-below-keepalive",
+        REMOTE + "[session]\nkeepalive_interval = 0.5\ndead_interval = 0.4\n",
+        "session.dead_interval",
+        "not above keepalive_interval",
+    ),
+    ("listen-missing", REMOTE.split("[listen]")[0], "listen", "missing"),
+    (
+        "listen-on-local",
+        LOCAL + "[listen]\nport = 7100\n",
+        "listen",
+        'not allowed for role "local"',
+    ),
+    (
+        "listen-address",
+        REMOTE.replace('"0.0.0.0"', '"localhost"'),
+        "listen.address",
+        "is not an IP address",
+    ),
+    ("listen-port", REMOTE.replace("7100", "70000"), "listen.port", "70000 is out of range"),
+    ("link-on-remote", REMOTE + _links(1), "link", 'not allowed for role "remote"'),
+    ("link-missing", LOCAL.split("[[link]]")[0], "link", "at least one [[link]]"),
+    (
+        "link-too-many",
+        LOCAL.split("[[link]]")[0] + _links(17),
+        "link",
+        "17 links; expected at most 16",
+    ),
+    ("link-name-missing", LOCAL.replace('name = "lte"', ""), "link[1].name", "missing"),
+    (
+        "link-name-dup",
+        LOCAL.replace('"lte"', '"dsl"'),
+        "link[1].name",
+        "already the name of link[0]",
+    ),
+    (
+        "link-unpinned",
+        LOCAL.replace('interface = "wwan0"', ""),
+        "link[1]",
+        "needs interface or source",
+    ),
+    (
+        "link-no-port",
+        LOCAL.replace('remote = "198.51.100.1:7100"\nrate', 'remote = "1.2.3.4"\nrate'),
+        "link[0].remote",
+        '"1.2.3.4" has no port; expected "HOST:PORT"',
+    ),
+    (
+        "link-v6-no-brackets",
+        LOCAL.replace('"198.51.100.1:7100"\n\n', '"2001:db8::1"\n\n').replace(
+            'interface = "wwan0"\nremote = "198.51.100.1:7100"',
+            'interface = "wwan0"\nremote = "2001:db8::1"',
+        ),
+        "link[1].remote",
+        '"[2001:db8::1]:PORT"',
+    ),
+    (
+        "link-bad-port",
+        LOCAL.replace(
+            'wwan0"\nremote = "198.51.100.1:7100"', 'wwan0"\nremote = "198.51.100.1:99999"'
+        ),
+        "link[1].remote",
+        "port '99999' is invalid",
+    ),
+    (
+        "link-bad-host",
+        LOCAL.replace('wwan0"\nremote = "198.51.100.1:7100"', 'wwan0"\nremote = "bad_host!:7100"'),
+        "link[1].remote",
+        "is not a host name or IP",
+    ),
+    (
+        "link-family",
+        LOCAL.replace('remote = "198.51.100.1:7100"\nrate', 'remote = "[2001:db8::1]:7100"\nrate'),
+        "link[0].remote",
+        "is IPv6 but source is IPv4",
+    ),
+    (
+        "link-source",
+        LOCAL.replace('"192.0.2.2"', '"eth1"'),
+        "link[0].source",
+        "is not an IP address",
+    ),
+    ("link-rate", LOCAL.replace('"20mbit"', '"20mbps"'), "link[0].rate", '"20mbps" is not a rate'),
+    ("link-rate-type", LOCAL.replace('"20mbit"', "20"), "link[0].rate", "20 is an integer"),
+    (
+        "link-metric",
+        LOCAL.replace('rate = "20mbit"', "metric = 300"),
+        "link[0].metric",
+        "300 is out of range",
+    ),
+    (
+        "link-unknown-key",
+        LOCAL.replace('rate = "20mbit"', "weight = 3"),
+        "link[0].weight",
+        "unknown key",
+    ),
+    (
+        "link-same-pin",
+        LOCAL.replace(
+            'name = "lte"\ninterface = "wwan0"',
+            'name = "lte"\ninterface = "eth1"\nsource = "192.0.2.2"',
+        ),
+        "link[1]",
+        "same interface, source and remote as link[0]",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "fragment"), [e[1:] for e in ERRORS], ids=[e[0] for e in ERRORS]
+)
+def test_error_is_one_line_naming_the_field(text: str, field: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="site.toml")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"site.toml: {field}: "), message
+    assert fragment in message, message
+    assert "expected" in message, message
+    assert info.value.field == field
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match=r"^nope\.toml: no such file; expected"):
+        load_config("nope.toml")
+
+
+def test_binary_file(tmp_path: Path) -> None:
+    path = tmp_path / "bin.toml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_config(path)
+
+
+# -- through the real CLI ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, int, str, str]]:
+    """`braid check` on every ERRORS case, as real subprocesses run concurrently."""
+    folder = tmp_path_factory.mktemp("configs")
+    running = {}
+    for name, text, _, _ in ERRORS:
+        path = folder / f"{name}.toml"
+        path.write_text(text)
+        running[name] = (
+            path,
+            subprocess.Popen(
+                [sys.executable, "-m", "braid", "check", str(path)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            ),
+        )
+    results = {}
+    for name, (path, proc) in running.items():
+        out, err = proc.communicate(timeout=60)
+        results[name] = (path, proc.returncode, out, err)
+    return results
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "fragment"), [(e[0], e[2], e[3]) for e in ERRORS], ids=[e[0] for e in ERRORS]
+)
+def test_cli_check_rejects_with_exit_2(
+    cli_results: dict[str, tuple[Path, int, str, str]], name: str, field: str, fragment: str
+) -> None:
+    path, code, stdout, stderr = cli_results[name]
+    assert code == 2, stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(f"{path}: {field}: "), lines[0]
+    assert fragment in lines[0]
+    assert "Traceback" not in stderr
+    assert stdout == ""
+
+
+def test_cli_up_rejects_invalid_config_with_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text(LOCAL.replace('"20mbit"', '"fast"'))
+    result = run_cli("up", str(path))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f'{path}: link[0].rate: "fast" is not a rate; expected a rate like "20mbit" (units kbit, mbit, gbit)'
+    ]
+
+
+def test_cli_check_missing_file() -> None:
+    result = run_cli("check", "/nonexistent/site.toml")
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == "/nonexistent/site.toml: no such file; expected the path of a TOML config\n"
+    )
+
+
+def test_cli_check_examples() -> None:
+    for name, role in (("local.toml", "local"), ("remote.toml", "remote")):
+        result = run_cli("check", str(EXAMPLES / name))
+        assert result.returncode == 0, result.stderr
+        assert f"valid {role} portal config" in result.stdout
+        assert result.stderr == ""
+    result = run_cli("check", str(EXAMPLES / "local.toml"))
+    assert "link 0 dsl: dev eth1 src 192.0.2.2 -> 198.51.100.1:7100 rate 20mbit" in result.stdout
