@@ -1,0 +1,263 @@
+"""Running scenarios: every series on the same emulated links, in one lab.
+
+Series:
+- ``link-K``: plain routing client -> server over link K alone (no tunnel);
+- ``mptcp``: kernel MPTCP end to end, client -> server, with ``mptcpize run iperf3`` on both
+  ends; the client's extra addresses 10.1.0.(10+K) are subflow endpoints policy-routed over
+  link K (see topology.py), the first subflow goes over link 1;
+- ``braid``: both portals as real ``braid up`` processes, client -> server through the tunnel.
+
+Each run resets the links to the scenario's initial shapes, starts iperf3 and the pinger at
+the same moment, applies the scenario's events on schedule, and collects the receiver's
+samples. A series that cannot run (say, braid does not start) is reported as a note and the
+other series still run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from braid.lab.emulator import Emulator
+from braid.lab.netns import LabError, check_environment, cpu_seconds
+from braid.lab.portals import Portals
+from braid.lab.scenario import Event, Scenario
+from braid.lab.topology import Topology
+from braid.lab.traffic import (
+    IperfServer,
+    RunResult,
+    iperf_client_argv,
+    parse_iperf,
+    ping_argv,
+    summarise_ping,
+)
+
+SETTLE = 1.0  # seconds between runs: queues drain, a restored path comes back
+Progress = Callable[[str], None]
+
+
+@dataclass
+class SeriesResult:
+    """All runs of one series."""
+
+    name: str
+    runs: list[RunResult] = field(default_factory=list)
+
+    @property
+    def mbps(self) -> float:
+        """Median goodput over the runs."""
+        return float(statistics.median(r.mbps for r in self.runs)) if self.runs else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The series in the --json schema."""
+        return {"mbps": round(self.mbps, 3), "runs": [r.to_json() for r in self.runs]}
+
+
+@dataclass
+class ScenarioResult:
+    """What one scenario produced."""
+
+    scenario: Scenario
+    series: dict[str, SeriesResult] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    event_times: list[tuple[float, str]] = field(default_factory=list)
+
+    def links_sum(self) -> float | None:
+        """Sum of the links' solo goodput (None unless every link ran alone)."""
+        names = [f"link-{k}" for k in range(1, len(self.scenario.links) + 1)]
+        if not all(n in self.series and self.series[n].runs for n in names):
+            return None
+        return sum(self.series[n].mbps for n in names)
+
+    def efficiency(self, name: str = "braid") -> float | None:
+        """Aggregation efficiency: the series' goodput over the sum of the links' solo goodput."""
+        total = self.links_sum()
+        entry = self.series.get(name)
+        if total is None or not total or entry is None or not entry.runs:
+            return None
+        return entry.mbps / total
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"series": {NAME: {"mbps": ..., "runs": [...]}}}`` (issue 3's schema)."""
+        return {"series": {name: s.to_json() for name, s in self.series.items()}}
+
+
+class Lab:
+    """One topology and its link emulator; runs scenarios with that many links."""
+
+    def __init__(
+        self,
+        links: int,
+        *,
+        progress: Progress | None = None,
+        tag: str | None = None,
+        mptcp: bool = True,
+    ) -> None:
+        self.n_links = links
+        self.progress = progress or (lambda _msg: None)
+        self.topology = Topology(links, tag=tag)
+        self.emulator: Emulator | None = None
+        self.mptcp = mptcp
+
+    def __enter__(self) -> Lab:
+        check_environment(mptcp=self.mptcp)
+        self.topology.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if self.emulator is not None:
+                self.emulator.stop()
+        finally:
+            self.topology.destroy()
+
+    def _emulator(self, scenario: Scenario) -> Emulator:
+        if self.emulator is None:
+            self.emulator = Emulator(self.topology, scenario.shapes())
+            self.emulator.start()
+        else:
+            self.emulator.reset(scenario.shapes())
+        return self.emulator
+
+    def run(self, scenario: Scenario) -> ScenarioResult:
+        """Run every series of ``scenario`` (repeat times each) and collect the results."""
+        if len(scenario.links) != self.n_links:
+            raise LabError(
+                f"scenario {scenario.name} has {len(scenario.links)} links, the lab {self.n_links}"
+            )
+        emulator = self._emulator(scenario)
+        result = ScenarioResult(scenario)
+        result.event_times = [(e.at, e.describe()) for e in scenario.events]
+        for name in scenario.series_names():
+            try:
+                result.series[name] = self._run_series(scenario, name, emulator)
+            except LabError as exc:
+                result.notes.append(f"{name}: {exc}")
+                self.progress(f"[red]{name} failed:[/red] {exc}")
+        return result
+
+    def _run_series(self, scenario: Scenario, name: str, emulator: Emulator) -> SeriesResult:
+        topo = self.topology
+        series = SeriesResult(name)
+        portals: Portals | None = None
+        mptcp = name == "mptcp"
+        try:
+            if name.startswith("link-"):
+                topo.route_via(int(name[5:]))
+            elif mptcp:
+                topo.route_via(1)
+            else:
+                topo.route_via(None)
+                emulator.reset(scenario.shapes())
+                self.progress(f"{name}: starting both portals")
+                portals = Portals(topo, scenario.shapes(), scenario.braid)
+                portals.start()
+            with IperfServer(topo, mptcp=mptcp, interval=scenario.interval):
+                for index in range(scenario.repeat):
+                    emulator.reset(scenario.shapes())
+                    time.sleep(SETTLE)
+                    if portals is not None:
+                        if not portals.alive():
+                            raise LabError("a braid portal stopped during the series")
+                        portals.wait_tunnel(10.0)
+                    watch = {"relay": emulator.relay_pid or 0}
+                    if portals is not None:
+                        watch.update(portals.pids())
+                    run = self._one_run(scenario, emulator, mptcp=mptcp, watch=watch)
+                    series.runs.append(run)
+                    ping = f", ping p50 {run.ping_ms['p50']:.1f} ms" if run.ping_ms else ""
+                    cpu = ", ".join(f"{k} {v:.0f} %" for k, v in run.cpu_percent.items())
+                    self.progress(
+                        f"{name} run {index + 1}/{scenario.repeat}: {run.mbps:.1f} Mbit/s{ping}"
+                        + (f" (CPU of one core: {cpu})" if cpu else "")
+                    )
+        finally:
+            if portals is not None:
+                portals.stop()
+                bad = {role: code for role, code in portals.exit_codes.items() if code != 0}
+                if bad and series.runs:
+                    self.progress(f"[yellow]braid portals exited with {bad}[/yellow]")
+            topo.route_via(None)
+            emulator.reset(scenario.shapes())
+        return series
+
+    def _one_run(
+        self, scenario: Scenario, emulator: Emulator, *, mptcp: bool, watch: dict[str, int]
+    ) -> RunResult:
+        topo = self.topology
+        cpu_before = {name: cpu_seconds(pid) for name, pid in watch.items() if pid}
+        argv = iperf_client_argv(
+            scenario.traffic,
+            direction=scenario.direction,
+            cc=scenario.cc,
+            duration=scenario.duration,
+            interval=scenario.interval,
+            mptcp=mptcp,
+        )
+        pinger = topo.spawn(topo.client, ping_argv(duration=scenario.duration))
+        client = topo.spawn(topo.client, argv)
+        start = time.monotonic()
+        try:
+            for event in scenario.events:
+                delay = start + event.at - time.monotonic()
+                if delay > 0 and client.poll() is None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        client.wait(timeout=delay)
+                if client.poll() is not None:
+                    break
+                apply_event(emulator, event)
+            out, err = client.communicate(timeout=scenario.duration + 60)
+            elapsed = time.monotonic() - start
+            cpu_after = {name: cpu_seconds(pid) for name, pid in watch.items() if pid}
+            ping_out, _ = pinger.communicate(timeout=scenario.duration + 10)
+        except subprocess.TimeoutExpired as exc:
+            raise LabError("iperf3 did not finish in time") from exc
+        finally:
+            topo.stop(client, grace=1.0)
+            topo.stop(pinger, grace=1.0)
+        try:
+            report = json.loads(out)
+        except ValueError:
+            raise LabError(f"iperf3 failed: {(err or out).strip()[-200:] or 'no output'}") from None
+        run = parse_iperf(
+            report,
+            direction=scenario.direction,
+            traffic=scenario.traffic,
+            interval=scenario.interval,
+        )
+        run.ping_ms, run.ping_loss = summarise_ping(ping_out)
+        for name, before in cpu_before.items():
+            after = cpu_after.get(name)
+            if before is not None and after is not None and elapsed > 0:
+                run.cpu_percent[name] = 100.0 * (after - before) / elapsed
+        return run
+
+
+def apply_event(emulator: Emulator, event: Event) -> None:
+    """Apply one scheduled event to the links."""
+    if event.action == "cut":
+        emulator.cut(event.link)
+    elif event.action == "restore":
+        emulator.restore(event.link)
+    else:
+        emulator.set_link(event.link, **event.changes)
+
+
+def run_scenarios(
+    scenarios: list[Scenario], *, progress: Progress | None = None
+) -> list[ScenarioResult]:
+    """Run scenarios that have the same number of links in one lab."""
+    if not scenarios:
+        return []
+    counts = {len(s.links) for s in scenarios}
+    if len(counts) != 1:
+        raise LabError("scenarios run in one lab must have the same number of links")
+    needs_mptcp = any("mptcp" in s.series_names() for s in scenarios)
+    with Lab(counts.pop(), progress=progress, mptcp=needs_mptcp) as lab:
+        return [lab.run(s) for s in scenarios]

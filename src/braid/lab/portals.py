@@ -1,0 +1,246 @@
+"""The two braid portals of a lab, run as real ``braid up`` processes from config files.
+
+The local portal gets one [[link]] per lab link (pinned to ``wanK`` and ``10.100.K.2``); the
+remote portal listens on every link address. The scenario's [braid] table becomes both
+portals' [session] table. ``start`` returns once both print ``braid: up`` and a ping from
+the client reaches the server through the tunnel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from braid.core.keys import encode_key, generate_private_key, public_key
+from braid.lab.emulator import LinkShape
+from braid.lab.netns import LabError, ns_cmd, python_cmd, run
+from braid.lab.topology import CLIENT_LAN, SERVER_IP, SERVER_LAN, Topology
+
+TUNNEL_NAME = "braid0"
+LOCAL_TUNNEL = "10.99.0.1/30"
+REMOTE_TUNNEL = "10.99.0.2/30"
+TUNNEL_MTU = 1400
+PORT = 7100
+UP_MARKER = "braid: up"
+LOCAL_TUNNEL_HOST = "10.99.0.1/32"
+
+
+@dataclass(frozen=True)
+class PortalKeys:
+    """Static key pairs of the two portals, in the text form of ``braid genkey/pubkey``."""
+
+    local_private: str
+    local_public: str
+    remote_private: str
+    remote_public: str
+
+    @classmethod
+    def generate(cls) -> PortalKeys:
+        """Two fresh key pairs (one lab run's worth)."""
+        local = generate_private_key(os.urandom)
+        remote = generate_private_key(os.urandom)
+        return cls(
+            local_private=encode_key(local),
+            local_public=encode_key(public_key(local)),
+            remote_private=encode_key(remote),
+            remote_public=encode_key(public_key(remote)),
+        )
+
+
+def toml_value(value: Any) -> str:
+    """A scalar or list as TOML (enough for portal configs)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _session_table(session: dict[str, Any]) -> list[str]:
+    if not session:
+        return []
+    return ["", "[session]", *(f"{key} = {toml_value(value)}" for key, value in session.items())]
+
+
+def local_config(
+    topology: Topology, shapes: list[LinkShape], session: dict[str, Any], keys: PortalKeys
+) -> str:
+    """The local portal's config: one link per lab link, the remote portal as its peer."""
+    lines = [
+        'role = "local"',
+        f"private_key = {toml_value(keys.local_private)}",
+        "",
+        "[tunnel]",
+        f"name = {toml_value(TUNNEL_NAME)}",
+        f"address = {toml_value(LOCAL_TUNNEL)}",
+        f"mtu = {TUNNEL_MTU}",
+        f"routes = {toml_value([SERVER_LAN])}",
+        *_session_table(session),
+    ]
+    for link, shape in zip(topology.links, shapes, strict=True):
+        lines += [
+            "",
+            "[[link]]",
+            f"name = {toml_value(f'l{link.index}')}",
+            f"interface = {toml_value(link.local_if)}",
+            f"source = {toml_value(link.local_ip)}",
+            f"remote = {toml_value(f'{link.remote_ip}:{PORT}')}",
+            f"rate = {toml_value(f'{int(shape.rate_up_bps)}bit')}",
+        ]
+    lines += ["", "[[peer]]", 'name = "remote"', f"public_key = {toml_value(keys.remote_public)}"]
+    return "\n".join(lines) + "\n"
+
+
+def remote_config(session: dict[str, Any], keys: PortalKeys) -> str:
+    """The remote portal's config: listen on every address, the local portal as its peer."""
+    lines = [
+        'role = "remote"',
+        f"private_key = {toml_value(keys.remote_private)}",
+        "",
+        "[tunnel]",
+        f"name = {toml_value(TUNNEL_NAME)}",
+        f"address = {toml_value(REMOTE_TUNNEL)}",
+        f"mtu = {TUNNEL_MTU}",
+        f"routes = {toml_value([CLIENT_LAN])}",
+        *_session_table(session),
+        "",
+        "[listen]",
+        'address = "0.0.0.0"',
+        f"port = {PORT}",
+        "",
+        "[[peer]]",
+        'name = "site"',
+        f"public_key = {toml_value(keys.local_public)}",
+        f"allowed_ips = {toml_value([CLIENT_LAN, LOCAL_TUNNEL_HOST])}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class Portals:
+    """Both portals of a lab as ``braid up`` processes; a context manager."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        shapes: list[LinkShape],
+        session: dict[str, Any] | None = None,
+        *,
+        timeout: float = 15.0,
+    ) -> None:
+        self.topology = topology
+        self.shapes = shapes
+        self.session = dict(session or {})
+        self.timeout = timeout
+        self.local_path = topology.file("local.toml")
+        self.remote_path = topology.file("remote.toml")
+        self._procs: dict[str, subprocess.Popen[str]] = {}
+        self.exit_codes: dict[str, int] = {}
+
+    def __enter__(self) -> Portals:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def log(self, role: str) -> Path:
+        """The file holding a portal's stderr."""
+        return self.topology.file(f"{role}-portal.log")
+
+    def start(self) -> None:
+        """Write the configs, start both portals, wait for ``braid: up`` and a first ping."""
+        topo = self.topology
+        keys = PortalKeys.generate()
+        for path, text in (
+            (self.local_path, local_config(topo, self.shapes, self.session, keys)),
+            (self.remote_path, remote_config(self.session, keys)),
+        ):
+            path.touch(mode=0o600)
+            path.chmod(0o600)  # it holds a private key
+            path.write_text(text)
+        for role, ns, path in (
+            ("remote", topo.remote, self.remote_path),
+            ("local", topo.local, self.local_path),
+        ):
+            with open(self.log(role), "w") as log:
+                self._procs[role] = topo.spawn(
+                    ns, python_cmd("braid", "up", str(path)), stdout=log, stderr=subprocess.STDOUT
+                )
+        deadline = time.monotonic() + self.timeout
+        for role in ("remote", "local"):
+            self._wait_up(role, deadline)
+        self.wait_tunnel(max(1.0, deadline - time.monotonic()))
+
+    def _wait_up(self, role: str, deadline: float) -> None:
+        proc = self._procs[role]
+        while time.monotonic() < deadline:
+            text = self.log(role).read_text(errors="replace")
+            if UP_MARKER in text:
+                return
+            if proc.poll() is not None:
+                raise LabError(f"the {role} portal exited ({proc.returncode}): {_last_line(text)}")
+            time.sleep(0.05)
+        raise LabError(f"the {role} portal did not print '{UP_MARKER}' in {self.timeout:g} s")
+
+    def wait_tunnel(self, timeout: float) -> None:
+        """Wait until the client reaches the server through the tunnel."""
+        argv = python_cmd(
+            "braid.lab.ping",
+            SERVER_IP,
+            "--interval",
+            "0.1",
+            "--duration",
+            f"{timeout:g}",
+            "--wait",
+            "0.5",
+            "--until-reply",
+        )
+        result = subprocess.run(
+            ns_cmd(self.topology.client, argv), capture_output=True, text=True, timeout=timeout + 10
+        )
+        if result.returncode != 0:
+            for role, proc in self._procs.items():
+                if proc.poll() is not None:
+                    text = self.log(role).read_text(errors="replace")
+                    raise LabError(f"the {role} portal exited: {_last_line(text)}")
+            raise LabError(
+                f"no ping through the tunnel within {timeout:.0f} s (see {self.log('local')})"
+            )
+
+    def pids(self) -> dict[str, int]:
+        """The portals' pids by role ("local", "remote")."""
+        return {role: proc.pid for role, proc in self._procs.items()}
+
+    def alive(self) -> bool:
+        """True while both portals run."""
+        return bool(self._procs) and all(p.poll() is None for p in self._procs.values())
+
+    def stop(self) -> None:
+        """Stop both portals (SIGTERM: they remove their TUN devices) and keep exit codes."""
+        for role in ("local", "remote"):
+            proc = self._procs.pop(role, None)
+            if proc is None:
+                continue
+            self.topology.stop(proc, grace=5.0)
+            self.exit_codes[role] = proc.returncode
+        # A portal killed by force leaves its device behind; the namespace removal takes it.
+        for ns in (self.topology.local, self.topology.remote):
+            run(["ip", "-n", ns, "link", "del", TUNNEL_NAME], check=False)
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"

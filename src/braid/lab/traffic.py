@@ -1,0 +1,223 @@
+"""Test traffic: iperf3 (TCP, parallel TCP, UDP at a rate; up or down) and ping under load.
+
+Samples are taken at the receiver: the server's per-interval report when traffic goes up
+(client -> server), the client's when it goes down (``-R``). Goodput is the receiver's total.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from braid.lab.netns import LabError, ns_cmd, python_cmd, run
+from braid.lab.topology import SERVER_IP, Topology
+from braid.lab.units import format_rate, parse_rate
+
+IPERF_PORT = 5201
+UDP_PAYLOAD = 1372  # bytes: + 28 of UDP/IPv4 headers = 1400, the tunnel MTU: never fragmented
+
+
+@dataclass(frozen=True)
+class TrafficSpec:
+    """What to send: "tcp", "tcp:4" (4 parallel flows) or "udp:30mbit"."""
+
+    kind: str
+    streams: int = 1
+    rate_bps: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> TrafficSpec:
+        """Parse "tcp", "tcp:N" or "udp:RATE"; ValueError says what is expected."""
+        kind, _, arg = text.strip().lower().partition(":")
+        if kind == "tcp":
+            if not arg:
+                return cls("tcp")
+            if arg.isdigit() and 1 <= int(arg) <= 128:
+                return cls("tcp", streams=int(arg))
+            raise ValueError(
+                f'expected "tcp" or "tcp:N" with N parallel flows (1-128), got {text!r}'
+            )
+        if kind == "udp":
+            if not arg:
+                raise ValueError(f'expected "udp:RATE" such as "udp:30mbit", got {text!r}')
+            return cls("udp", rate_bps=parse_rate(arg))
+        raise ValueError(f'expected "tcp", "tcp:4" or "udp:30mbit", got {text!r}')
+
+    def __str__(self) -> str:
+        if self.kind == "udp" and self.rate_bps is not None:
+            return f"udp:{format_rate(self.rate_bps)}"
+        return "tcp" if self.streams == 1 else f"tcp:{self.streams}"
+
+    def iperf_args(self) -> list[str]:
+        """The iperf3 client options for this traffic."""
+        args = ["-P", str(self.streams)] if self.streams > 1 else []
+        if self.kind == "udp":
+            args += ["-u", "-b", f"{int(self.rate_bps or 0)}", "-l", str(UDP_PAYLOAD)]
+        return args
+
+
+@dataclass
+class RunResult:
+    """One run of one series: goodput, samples over time, retransmits, latency under load."""
+
+    mbps: float
+    samples: list[tuple[float, float]]
+    retransmits: int | None = None
+    ping_ms: dict[str, float] | None = None
+    ping_loss: float | None = None
+    cc: str | None = None
+    lost_percent: float | None = None
+    cpu_percent: dict[str, float] = field(default_factory=dict)  # of one core, by process
+
+    def to_json(self) -> dict[str, Any]:
+        """The run in exactly the --json schema of issue 3."""
+        return {
+            "mbps": round(self.mbps, 3),
+            "samples": [[round(t, 3), round(v, 3)] for t, v in self.samples],
+            "retransmits": self.retransmits,
+            "ping_ms": self.ping_ms,
+        }
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of ``values`` by linear interpolation."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    pos = q * (len(ordered) - 1)
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+class IperfServer:
+    """An iperf3 server in the server namespace (MPTCP-enabled with ``mptcpize`` if asked)."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        mptcp: bool = False,
+        interval: float = 1.0,
+        port: int = IPERF_PORT,
+    ) -> None:
+        self.topology = topology
+        self.interval = interval
+        self.port = port
+        self.mptcp = mptcp
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> IperfServer:
+        argv = ["iperf3", "-s", "-J", "-p", str(self.port), "-i", f"{self.interval:g}"]
+        if self.mptcp:
+            argv = ["mptcpize", "run", *argv]
+        topo = self.topology
+        log = topo.file(f"iperf3-server-{self.port}.log")
+        with open(log, "w") as out:
+            self._proc = topo.spawn(topo.server, argv, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 5.0
+        probe = ns_cmd(topo.server, ["ss", "-Hltn", f"sport = :{self.port}"])
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise LabError(f"iperf3 server exited: {log.read_text().strip()[-200:]}")
+            if run(probe, check=False).strip():
+                return self
+            time.sleep(0.05)
+        raise LabError("iperf3 server did not start listening within 5 s")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self.topology.stop(self._proc, grace=1.0)
+            self._proc = None
+
+
+def iperf_client_argv(
+    traffic: TrafficSpec,
+    *,
+    direction: str,
+    cc: str,
+    duration: float,
+    interval: float,
+    mptcp: bool = False,
+    port: int = IPERF_PORT,
+) -> list[str]:
+    """The iperf3 client command line for one run."""
+    argv = ["iperf3", "-c", SERVER_IP, "-p", str(port), "-J", "--get-server-output"]
+    argv += ["-t", f"{duration:g}", "-i", f"{interval:g}", "--connect-timeout", "3000"]
+    if traffic.kind == "tcp":
+        argv += ["-C", cc]
+    if direction == "down":
+        argv.append("-R")
+    argv += traffic.iperf_args()
+    if mptcp:
+        argv = ["mptcpize", "run", *argv]
+    return argv
+
+
+def _full_interval(entry: dict[str, Any], interval: float) -> bool:
+    """False for the short tail interval iperf3 reports after the last full one."""
+    return float(entry.get("seconds", interval)) >= 0.5 * interval
+
+
+def parse_iperf(
+    report: dict[str, Any], *, direction: str, traffic: TrafficSpec, interval: float = 1.0
+) -> RunResult:
+    """Goodput, receiver-side samples, retransmits and congestion control of an iperf3 run."""
+    if "error" in report and "end" not in report:
+        raise LabError(f"iperf3: {report['error']}")
+    end = report.get("end", {})
+    received = end.get("sum_received") or end.get("sum") or {}
+    mbps = float(received.get("bits_per_second", 0.0)) / 1e6
+    if direction == "up":
+        server = report.get("server_output_json") or {}
+        intervals = server.get("intervals") or report.get("intervals", [])
+    else:
+        intervals = report.get("intervals", [])
+    samples = [
+        (float(i["sum"]["end"]), float(i["sum"]["bits_per_second"]) / 1e6)
+        for i in intervals
+        if i.get("sum") and not i["sum"].get("omitted") and _full_interval(i["sum"], interval)
+    ]
+    retransmits: int | None = None
+    cc: str | None = None
+    lost: float | None = None
+    if traffic.kind == "tcp":
+        value = end.get("sum_sent", {}).get("retransmits")
+        retransmits = int(value) if isinstance(value, int | float) and value >= 0 else None
+        cc = end.get("sender_tcp_congestion")
+    else:
+        lost = received.get("lost_percent")
+    return RunResult(mbps=mbps, samples=samples, retransmits=retransmits, cc=cc, lost_percent=lost)
+
+
+def ping_argv(*, duration: float, interval: float = 0.1, dest: str = SERVER_IP) -> list[str]:
+    """The command that pings ``dest`` for ``duration`` (run in the client namespace)."""
+    return python_cmd(
+        "braid.lab.ping", dest, "--interval", f"{interval:g}", "--duration", f"{duration:g}"
+    )
+
+
+def summarise_ping(output: str) -> tuple[dict[str, float] | None, float | None]:
+    """p50/p95 in ms and the loss fraction from the prober's JSON line."""
+    try:
+        data = json.loads(output.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None, None
+    rtts = [float(x) for x in data.get("rtt_ms", [])]
+    sent = int(data.get("sent", 0))
+    loss = 1.0 - len(rtts) / sent if sent else None
+    if not rtts:
+        return None, loss
+    return {
+        "p50": round(percentile(rtts, 0.50), 3),
+        "p95": round(percentile(rtts, 0.95), 3),
+    }, loss
+
+
+def median(values: list[float]) -> float:
+    """The median of ``values`` (0.0 when empty)."""
+    return float(statistics.median(values)) if values else 0.0

@@ -1,0 +1,267 @@
+"""Emulator accuracy on a 1-link lab with plain routing: rate, delay, jitter, loss, cuts.
+
+Bounds (docs/lab.md): rate within 5 %, one-way delay within 1 ms, loss within 4 standard
+deviations of the binomial count. Numbers are printed (pytest -s) for the documentation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from braid.lab.emulator import Emulator
+from braid.lab.netns import LabError, list_netns, ns_cmd, python_cmd, run
+from braid.lab.topology import SERVER_IP, Topology
+from braid.lab.traffic import (
+    UDP_PAYLOAD,
+    IperfServer,
+    TrafficSpec,
+    iperf_client_argv,
+    parse_iperf,
+)
+
+pytestmark = pytest.mark.root
+
+UDP_FRAME = UDP_PAYLOAD + 8 + 20 + 14  # iperf3 payload + UDP + IPv4 + Ethernet: what tbf counts
+
+
+def ping(topo: Topology, *, count: int = 20, interval: float = 0.05) -> dict[str, Any]:
+    out = run(
+        ns_cmd(
+            topo.client,
+            python_cmd(
+                "braid.lab.ping",
+                SERVER_IP,
+                "--interval",
+                str(interval),
+                "--duration",
+                str(count * interval),
+                "--wait",
+                "0.5",
+            ),
+        ),
+        timeout=30,
+    )
+    data: dict[str, Any] = json.loads(out)
+    return data
+
+
+def udp(topo: Topology, rate: str, seconds: float = 3.0, direction: str = "up") -> dict:  # type: ignore[type-arg]
+    argv = iperf_client_argv(
+        TrafficSpec.parse(f"udp:{rate}"),
+        direction=direction,
+        cc="cubic",
+        duration=seconds,
+        interval=0.5,
+    )
+    return json.loads(run(ns_cmd(topo.client, argv), timeout=seconds + 20))  # type: ignore[no-any-return]
+
+
+def wire_mbps(report: dict) -> float:  # type: ignore[type-arg]
+    payload = parse_iperf(report, direction="up", traffic=TrafficSpec("udp", rate_bps=1.0)).mbps
+    return payload * UDP_FRAME / UDP_PAYLOAD
+
+
+@pytest.mark.parametrize(("rate", "direction"), [(20e6, "up"), (100e6, "up"), (30e6, "down")])
+def test_rate_within_5_percent(one_link, rate: float, direction: str) -> None:  # type: ignore[no-untyped-def]
+    topo, emulator = one_link
+    if direction == "down":
+        emulator.set_link(1, rate_down_bps=rate)
+    else:
+        emulator.set_link(1, rate_up_bps=rate)
+    with IperfServer(topo):
+        report = udp(topo, f"{rate * 1.3:.0f}bit", direction=direction)
+    measured = wire_mbps(report)
+    print(f"\nrate {rate / 1e6:g} Mbit/s {direction}: measured {measured:.2f} Mbit/s on the wire")
+    assert measured == pytest.approx(rate / 1e6, rel=0.05)
+
+
+def test_asymmetric_rates_and_tcp_goodput(one_link) -> None:  # type: ignore[no-untyped-def]
+    topo, emulator = one_link
+    emulator.set_link(1, rate_up_bps=10e6, rate_down_bps=40e6)
+    results = {}
+    with IperfServer(topo):
+        for direction in ("up", "down"):
+            argv = iperf_client_argv(
+                TrafficSpec("tcp"), direction=direction, cc="cubic", duration=3, interval=0.5
+            )
+            report = json.loads(run(ns_cmd(topo.client, argv), timeout=30))
+            results[direction] = parse_iperf(
+                report, direction=direction, traffic=TrafficSpec("tcp")
+            ).mbps
+    print(f"\nTCP goodput over 10 up / 40 down: {results}")
+    # TCP goodput is about 1448/1514 of the line rate.
+    assert results["up"] == pytest.approx(10 * 0.956, rel=0.05)
+    assert results["down"] == pytest.approx(40 * 0.956, rel=0.05)
+
+
+def test_delay_within_1ms(one_link) -> None:  # type: ignore[no-untyped-def]
+    topo, emulator = one_link
+    for delay in (0.0, 0.005, 0.025, 0.080):
+        emulator.set_link(1, delay=delay)
+        rtts = sorted(ping(topo)["rtt_ms"][2:])  # the first one may wait for ARP
+        median = rtts[len(rtts) // 2]
+        one_way_error = median / 2 - delay * 1000
+        print(
+            f"\ndelay {delay * 1000:g} ms: RTT median {median:.3f} ms, one-way error {one_way_error:+.3f} ms, max RTT {rtts[-1]:.3f}"
+        )
+        assert abs(one_way_error) < 1.0
+    stats = emulator.statistics()["1/up"]
+    print(f"relay lateness: p50 {stats['late_p50_us']} us, p99 {stats['late_p99_us']} us")
+    assert stats["late_p50_us"] < 1000  # p99 is printed: it depends on what else runs
+
+
+def test_delay_holds_under_load(one_link) -> None:  # type: ignore[no-untyped-def]
+    """UDP at 80 % of 100 Mbit/s: the relay keeps up and the delay stays within 1 ms."""
+    topo, emulator = one_link
+    emulator.set_link(1, rate_up_bps=100e6, rate_down_bps=100e6, delay=0.010)
+    emulator.reset_statistics()
+    with IperfServer(topo):
+        load = subprocess.Popen(
+            ns_cmd(
+                topo.client,
+                iperf_client_argv(
+                    TrafficSpec.parse("udp:80mbit"),
+                    direction="up",
+                    cc="cubic",
+                    duration=4,
+                    interval=1,
+                ),
+            ),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            rtts = sorted(ping(topo, count=40)["rtt_ms"][2:])
+        finally:
+            out, _ = load.communicate(timeout=30)
+    report = json.loads(out)
+    lost = parse_iperf(
+        report, direction="up", traffic=TrafficSpec("udp", rate_bps=1.0)
+    ).lost_percent
+    median = rtts[len(rtts) // 2]
+    stats = emulator.statistics()["1/up"]
+    print(
+        f"\nunder 80 Mbit/s: RTT median {median:.3f} ms (2 x 10 ms), UDP lost {lost:.3f} %, lateness p99 {stats['late_p99_us']} us"
+    )
+    assert abs(median / 2 - 10.0) < 1.0
+    assert lost is not None and lost < 1.0
+    assert stats["late_p50_us"] < 1000  # p99 is printed: it depends on what else runs
+
+
+def test_jitter_does_not_reorder(one_link) -> None:  # type: ignore[no-untyped-def]
+    topo, emulator = one_link
+    emulator.set_link(1, delay=0.020, jitter=0.010)
+    with IperfServer(topo):
+        report = udp(topo, "5mbit", seconds=2)
+    stream = report["end"]["streams"][0]["udp"]
+    rtts = ping(topo, count=40)["rtt_ms"][2:]
+    spread = max(rtts) - min(rtts)
+    print(
+        f"\njitter 10 ms: out of order {stream['out_of_order']}, RTT {min(rtts):.1f}-{max(rtts):.1f} ms"
+    )
+    assert stream["out_of_order"] == 0
+    assert 5.0 < spread < 45.0
+    assert min(rtts) > 19.0
+
+
+def test_loss_within_statistical_bound(one_link) -> None:  # type: ignore[no-untyped-def]
+    topo, emulator = one_link
+    p = 0.05
+    emulator.set_link(1, loss=p)
+    with IperfServer(topo):
+        report = udp(topo, "10mbit", seconds=3)
+    received = report["end"]["sum_received"]
+    packets = received["packets"]
+    lost = received["lost_packets"]
+    sigma = (p * (1 - p) / packets) ** 0.5
+    print(f"\nloss {p:.0%}: {lost}/{packets} = {lost / packets:.4f} (4 sigma = {4 * sigma:.4f})")
+    assert abs(lost / packets - p) < 4 * sigma
+
+
+def test_cut_is_silence_and_restore_returns(one_link) -> None:  # type: ignore[no-untyped-def]
+    topo, emulator = one_link
+    emulator.set_link(1, delay=0.005)
+    assert len(ping(topo, count=5)["rtt_ms"]) >= 4
+    emulator.cut(1)
+    cut = ping(topo, count=10)
+    assert cut["sent"] == 10 and cut["received"] == 0
+    # Silence, not an error: the link stays up on both portals.
+    for ns in (topo.local, topo.remote):
+        assert "state UP" in run(["ip", "-n", ns, "link", "show", "wan1"])
+    emulator.restore(1)
+    assert len(ping(topo, count=10)["rtt_ms"]) >= 9
+
+
+def test_topologies_are_distinct_and_removed() -> None:
+    with Topology(1) as first, Topology(2) as second:
+        present = set(list_netns())
+        assert set(first.namespaces) <= present and set(second.namespaces) <= present
+        assert not set(first.namespaces) & set(second.namespaces)
+        names = first.namespaces + second.namespaces
+    assert not set(names) & set(list_netns())
+
+
+def test_removed_after_exception() -> None:
+    with pytest.raises(RuntimeError), Topology(1) as topo:
+        names = topo.namespaces
+        raise RuntimeError("boom")
+    assert not set(names) & set(list_netns())
+
+
+def test_clean_removes_leftovers() -> None:
+    leftover = f"blab-{os.getpid() % 0xFFFFFF:06x}-xx"
+    run(["ip", "netns", "add", leftover])
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "braid.lab", "clean"], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0
+        assert f"removed {leftover}" in out.stdout
+        assert leftover not in list_netns()
+    finally:
+        run(["ip", "netns", "del", leftover], check=False)
+
+
+def test_not_root_is_one_line_exit_2() -> None:
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable]
+    if not shutil.which("setpriv"):
+        pytest.skip("needs setpriv (util-linux)")
+    if subprocess.run([*nobody, "-c", "import braid.lab.cli"], capture_output=True).returncode:
+        pytest.skip("the checkout is not readable by nobody")
+    out = subprocess.run(
+        [*nobody, "-m", "braid.lab", "run", "quick"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1
+    assert "needs root" in out.stderr
+
+
+def test_missing_iperf3_is_one_line_exit_2(tmp_path: Path) -> None:
+    """A PATH with every tool but iperf3: one line saying how to install it."""
+    for tool in ("ip", "tc", "nft", "ethtool", "sysctl", "ss", "mptcpize"):
+        found = shutil.which(tool)
+        if found:
+            (tmp_path / tool).symlink_to(found)
+    env = {**os.environ, "PATH": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-m", "braid.lab", "run", "quick"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert out.returncode == 2
+    assert out.stderr == "braid lab: needs iperf3: install with apt-get install -y iperf3\n"
+
+
+def test_bad_emulator_setup_is_an_error() -> None:
+    with Topology(1) as topo, pytest.raises(LabError):
+        Emulator(topo, [])

@@ -1,0 +1,136 @@
+"""One short scenario end to end through ``braid lab run``: links alone and MPTCP, with an event."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from braid.lab.cli import main
+from braid.lab.netns import WORKDIR_PREFIX, list_netns, owner_alive, tag_of, workdir
+
+pytestmark = pytest.mark.root
+
+SCENARIO = """
+duration = 4
+interval = 0.5
+series = ["links", "mptcp"]
+traffic = "tcp"
+direction = "down"
+cc = "cubic"
+
+[[link]]
+rate = "10mbit"
+delay = "5ms"
+
+[[link]]
+rate = "20mbit"
+delay = "10ms"
+
+[[event]]
+at = 2
+link = 2
+set = { rate = "5mbit" }
+"""
+
+
+def test_short_scenario_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = set(list_netns())
+    path = tmp_path / "short.toml"
+    path.write_text(SCENARIO)
+    out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
+    code = main(["run", str(path), "--json", str(out_json), "--plot", str(out_png)])
+    printed = capsys.readouterr().out
+    print(printed)
+    assert code == 0
+    assert "efficiency" in printed and "cubic" in printed
+    data = json.loads(out_json.read_text())
+    series = data["series"]
+    assert list(series) == ["link-1", "link-2", "mptcp"]
+    link1, link2, mptcp = (series[n] for n in ("link-1", "link-2", "mptcp"))
+    # Link 1 alone runs at its rate; link 2 drops from 20 to 5 Mbit/s half way.
+    assert link1["mbps"] == pytest.approx(10 * 0.956, rel=0.1)
+    samples = link2["runs"][0]["samples"]
+    early = [v for t, v in samples if t <= 2.0]
+    late = [v for t, v in samples if t >= 3.0]
+    assert max(early) > 15 and max(late) < 7
+    assert mptcp["mbps"] > link1["mbps"] * 1.2  # MPTCP used more than one link
+    run = link1["runs"][0]
+    assert set(run) == {"mbps", "samples", "retransmits", "ping_ms"}
+    assert run["ping_ms"]["p50"] >= 10.0  # 2 x 5 ms one way, plus queueing under load
+    assert out_png.read_bytes()[:4] == b"\x89PNG"
+    assert not ours(set(list_netns()) - before)  # everything removed
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_removes_everything(tmp_path: Path, sig: signal.Signals) -> None:
+    path = tmp_path / "long.toml"
+    path.write_text('duration = 30\nseries = ["link-1"]\n[[link]]\nrate = "5mbit"\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "braid.lab", "run", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        tag = None
+        deadline = time.monotonic() + 20
+        while tag is None and time.monotonic() < deadline:
+            tag = next((t for t in lab_tags() if owner_pid(t) == proc.pid), None)
+            time.sleep(0.1)
+        assert tag is not None, "the lab never started"
+        time.sleep(2.0)  # traffic is running now
+        names = [n for n in list_netns() if tag_of(n) == tag]
+        assert len(names) == 5
+        inodes = {os.stat(f"/run/netns/{name}").st_ino for name in names}
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert err.strip() == "braid lab: interrupted; lab removed"
+    assert not set(names) & set(list_netns())
+    assert not workdir(tag).exists()
+    assert not processes_in(inodes)
+
+
+def lab_tags() -> list[str]:
+    """Tags of the lab runs that have a work folder now."""
+    return [
+        p.name[len(WORKDIR_PREFIX) :]
+        for p in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*")
+    ]
+
+
+def owner_pid(tag: str) -> int | None:
+    try:
+        return int((workdir(tag) / "owner.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def ours(names: set[str]) -> list[str]:
+    """The namespaces among ``names`` not owned by another lab that is still running."""
+    return [n for n in names if not owner_alive(tag_of(n))]
+
+
+def processes_in(inodes: set[int]) -> list[int]:
+    """Pids of processes still living in the network namespaces with these nsfs inodes."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.stat(entry / "ns" / "net").st_ino in inodes:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
