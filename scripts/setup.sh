@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 for pair in iperf3:iperf3 nft:nftables ethtool:ethtool ip:iproute2 mptcpize:mptcpd \
-            curl:curl ps:procps ping:iputils-ping; do
+            curl:curl ps:procps ping:iputils-ping chromium:chromium \
+            chromedriver:chromium-driver; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

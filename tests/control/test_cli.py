@@ -11,7 +11,7 @@ import pytest
 
 from braid import __version__
 from braid.control.keytool import clamp, decode_key, generate_private_key, public_key
-from braid.core.wire import VERSION
+from braid.core.secure import VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -22,8 +22,17 @@ from braid.core.session import SessionConfig
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
-LOCAL = """\
+# Test keys (deterministic; used nowhere else).
+LOCAL_PRIVATE = "AAIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eH2A="
+LOCAL_PUBLIC = "B6N8vBQgk8i3VdwbEOhstCY3StFqqFPtC9/AsrhtHHw="
+REMOTE_PRIVATE = "YGZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/gIGCg0Q="
+REMOTE_PUBLIC = "VxR2nRFr92Q2rnS8eT0sMK0ZA8WaxSc4BcfiaYtBDDY="
+
+LOCAL = f"""\
 role = "local"
+private_key = "{LOCAL_PRIVATE}"
+[[peer]]
+public_key = "{REMOTE_PUBLIC}"
 [tunnel]
 name = "braid0"
 address = "10.99.0.2/30"
@@ -41,8 +50,13 @@ interface = "wwan0"
 remote = "198.51.100.1:7100"
 """
 
-REMOTE = """\
+REMOTE = f"""\
 role = "remote"
+private_key = "{REMOTE_PRIVATE}"
+[[peer]]
+name = "site"
+public_key = "{LOCAL_PUBLIC}"
+allowed_ips = ["10.1.0.0/24"]
 [tunnel]
 address = "10.99.0.1/30"
 [listen]
@@ -118,8 +132,11 @@ def test_session_settings_reach_the_core() -> None:
 
 
 def test_ipv6_everywhere() -> None:
-    text = """\
+    text = f"""\
 role = "local"
+private_key = "{LOCAL_PRIVATE}"
+[[peer]]
+public_key = "{REMOTE_PUBLIC}"
 [tunnel]
 address = ["fd00:99::2/64", "10.99.0.2/30"]
 mtu = 1280
@@ -487,3 +504,146 @@ def test_cli_check_examples() -> None:
         assert result.stderr == ""
     result = run_cli("check", str(EXAMPLES / "local.toml"))
     assert "link 0 dsl: dev eth1 src 192.0.2.2 -> 198.51.100.1:7100 rate 20mbit" in result.stdout
+
+
+# -- keys, peers, mode ------------------------------------------------------------------
+
+
+def _key_file(tmp_path: Path, text: str, mode: int) -> Path:
+    path = tmp_path / "key"
+    path.write_text(text + "\n")
+    path.chmod(mode)
+    return path
+
+
+def test_security_values() -> None:
+    import base64
+
+    local = parse_config(LOCAL)
+    assert local.security is not None
+    assert local.security.private_key == base64.b64decode(LOCAL_PRIVATE)
+    assert local.security.encryption is True
+    assert local.security.rekey_after_time == 120.0
+    (peer,) = local.security.peers
+    assert peer.public_key == base64.b64decode(REMOTE_PUBLIC)
+    assert peer.allowed_ips == () and peer.preshared_key is None
+    remote = parse_config(REMOTE)
+    assert remote.security is not None
+    (site,) = remote.security.peers
+    assert site.name == "site"
+    assert site.allowed_ips == (ipaddress.ip_network("10.1.0.0/24"),)
+
+
+def test_auth_only_and_rekey_interval() -> None:
+    top = parse_config(LOCAL.replace('role = "local"', 'role = "local"\nencryption = false'))
+    assert top.security is not None and top.security.encryption is False
+    session = parse_config(LOCAL + "[session]\nencryption = false\nrekey_interval = 5\n")
+    assert session.security is not None
+    assert session.security.encryption is False
+    assert session.security.rekey_after_time == 5.0
+
+
+def test_key_file_mode_600_is_read_relative_to_the_config(tmp_path: Path) -> None:
+    _key_file(tmp_path, LOCAL_PRIVATE, 0o600)
+    text = LOCAL.replace(f'private_key = "{LOCAL_PRIVATE}"', 'private_key_file = "key"')
+    (tmp_path / "site.toml").write_text(text)
+    config = load_config(tmp_path / "site.toml")
+    assert config.security is not None
+    assert config.security.private_key == parse_config(LOCAL).security.private_key  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
+def test_key_file_readable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
+    path = _key_file(tmp_path, LOCAL_PRIVATE, mode)
+    text = LOCAL.replace(f'private_key = "{LOCAL_PRIVATE}"', f'private_key_file = "{path}"')
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("<config>: private_key_file: ")
+    assert f"chmod 600 {path}" in message
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "fragment"),
+    [
+        ((f'private_key = "{LOCAL_PRIVATE}"\n', ""), "private_key", "missing"),
+        ((f'private_key = "{LOCAL_PRIVATE}"', 'private_key = "abc"'), "private_key", "base64"),
+        (
+            (
+                f'private_key = "{LOCAL_PRIVATE}"',
+                f'private_key = "{LOCAL_PRIVATE}"\nprivate_key_file = "/k"',
+            ),
+            "private_key_file",
+            "given together",
+        ),
+        ((f'[[peer]]\npublic_key = "{REMOTE_PUBLIC}"\n', ""), "peer", "missing"),
+        ((REMOTE_PUBLIC, LOCAL_PUBLIC), "peer[0].public_key", "own public key"),
+        ((REMOTE_PUBLIC, "Zm9v"), "peer[0].public_key", "not a key"),
+        (
+            (f'public_key = "{REMOTE_PUBLIC}"', f'public_key = "{REMOTE_PUBLIC}"\nkey = 1'),
+            "peer[0].key",
+            "unknown key",
+        ),
+        (
+            ('role = "local"', 'role = "local"\nencryption = "yes"'),
+            "encryption",
+            "expected true or false",
+        ),
+    ],
+)
+def test_local_security_errors(edit: tuple[str, str], field: str, fragment: str) -> None:
+    text = LOCAL.replace(*edit)
+    assert text != LOCAL
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"<config>: {field}: "), message
+    assert fragment in message
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "fragment"),
+    [
+        (('allowed_ips = ["10.1.0.0/24"]\n', ""), "peer[0].allowed_ips", "missing"),
+        (("10.1.0.0/24", "10.1.0.1/24"), "peer[0].allowed_ips[0]", "host bits"),
+        (
+            (
+                "[tunnel]",
+                f'[[peer]]\npublic_key = "{LOCAL_PUBLIC}"\nallowed_ips = ["10.3.0.0/24"]\n[tunnel]',
+            ),
+            "peer[1].public_key",
+            "already the key of peer[0]",
+        ),
+        (
+            (
+                "[tunnel]",
+                f'[[peer]]\npublic_key = "{REMOTE_PUBLIC}"\nallowed_ips = ["10.5.0.0/24"]\n[tunnel]',
+            ),
+            "peer[1].public_key",
+            "own public key",
+        ),
+    ],
+)
+def test_remote_security_errors(edit: tuple[str, str], field: str, fragment: str) -> None:
+    text = REMOTE.replace(*edit)
+    assert text != REMOTE
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"<config>: {field}: "), message
+    assert fragment in message
+
+
+def test_overlapping_allowed_ips_are_refused() -> None:
+    other = "BAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiM="
+    text = REMOTE.replace(
+        "[tunnel]",
+        f'[[peer]]\npublic_key = "{other}"\nallowed_ips = ["10.1.0.128/25"]\n[tunnel]',
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert str(info.value).startswith("<config>: peer[1].allowed_ips: ")
+    assert "overlaps" in str(info.value)

@@ -87,6 +87,9 @@ def test_loss_duplication_reordering(seed: int) -> None:
                 1: lossy,
                 2: (LinkProfile(delay=0.045, loss=0.05, reorder=0.05, reorder_delay=0.02), lossy),
             },
+            # Every path carries data, so gaps can be proven before the timeout (with
+            # earliest-arrival at this light load the 45 ms path idles and cannot).
+            config=SessionConfig(scheduler="weighted"),
         )
         count = net.schedule_flows(LOCAL, start=0.3, stop=1.5, interval=0.0005, flows=25)
         net.schedule_flows(REMOTE, start=0.3, stop=1.5, interval=0.002, flows=5)

@@ -19,12 +19,14 @@ def paths(*ids: int, rates: dict[int, int] | None = None) -> tuple[PathState, ..
 
 
 def test_registry() -> None:
-    assert SCHEDULERS == ("hash", "round-robin", "weighted")
+    assert SCHEDULERS == ("earliest-arrival", "hash", "redundant", "round-robin", "weighted")
     for name in SCHEDULERS:
         first, second = get_scheduler(name), get_scheduler(name)
         assert first.name == name
         assert first is not second
-    with pytest.raises(ValueError, match="valid: hash, round-robin, weighted"):
+    with pytest.raises(
+        ValueError, match="valid: earliest-arrival, hash, redundant, round-robin, weighted"
+    ):
         get_scheduler("fastest")
 
 

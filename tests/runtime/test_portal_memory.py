@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from iotest import parse_udp, udp_packet
+from seckeys import (
+    LOCAL_PRIVATE,
+    SITE_B_PRIVATE,
+    local_security,
+    remote_security,
+    two_sites_security,
+)
 
+from braid.core.secure import SecureConfig
 from braid.core.session import SessionConfig
 from braid.io.memory import MemoryNetwork, MemoryTun
 from braid.runtime.portal import LocalPortal, PathLink, RemotePortal
@@ -41,14 +49,20 @@ class Site:
     """A local portal with one path per host, over `net`, towards SERVER."""
 
     def __init__(
-        self, net: MemoryNetwork, hosts: tuple[str, ...] = HOSTS, name: str = "l0"
+        self,
+        net: MemoryNetwork,
+        hosts: tuple[str, ...] = HOSTS,
+        name: str = "l0",
+        private: bytes = LOCAL_PRIVATE,
     ) -> None:
         self.tun = MemoryTun(name)
         self.links = [
             PathLink(i, f"link{i}", net.connected_endpoint(host, SERVER))
             for i, host in enumerate(hosts)
         ]
-        self.portal = LocalPortal(self.tun, self.links, session_config=CONFIG)
+        self.portal = LocalPortal(
+            self.tun, self.links, session_config=CONFIG, security=local_security(private=private)
+        )
         self.received: list[bytes] = []
 
     def paths_up(self) -> list[bool]:
@@ -60,9 +74,17 @@ class Site:
 
 
 class Server:
-    def __init__(self, net: MemoryNetwork, **kwargs: Any) -> None:
+    def __init__(
+        self, net: MemoryNetwork, security: SecureConfig | None = None, **kwargs: Any
+    ) -> None:
         self.tun = MemoryTun("r0")
-        self.portal = RemotePortal(self.tun, net.endpoint(*SERVER), session_config=CONFIG, **kwargs)
+        self.portal = RemotePortal(
+            self.tun,
+            net.endpoint(*SERVER),
+            session_config=CONFIG,
+            security=security or remote_security(),
+            **kwargs,
+        )
         self.received: list[bytes] = []
 
     def collect(self) -> list[bytes]:
@@ -189,9 +211,9 @@ def test_a_silent_path_goes_down_and_traffic_moves() -> None:
 def test_remote_routes_by_learned_inner_source() -> None:
     async def main() -> None:
         net = MemoryNetwork()
-        server = Server(net)
+        server = Server(net, two_sites_security())  # a: 10/8 only, b: fd00::/8 only
         a = Site(net, ("192.0.2.2", "203.0.113.2"), name="a0")
-        b = Site(net, ("192.0.2.3", "203.0.113.3"), name="b0")
+        b = Site(net, ("192.0.2.3", "203.0.113.3"), name="b0", private=SITE_B_PRIVATE)
         await started(server.portal, a.portal, b.portal)
         await until(lambda: len(server.portal.sessions) == 2, what="two sessions")
         # Nothing learned yet: with two sessions a packet has nowhere to go.
@@ -207,6 +229,17 @@ def test_remote_routes_by_learned_inner_source() -> None:
         await until(lambda: len(a.collect()) == 1 and len(b.collect()) == 1, what="replies")
         assert parse_udp(a.received[0])[4] == b"to a"  # type: ignore[index]
         assert parse_udp(b.received[0])[4] == b"to b"  # type: ignore[index]
+
+        # A source outside a site's allowed prefixes is dropped (b may not send from 10/8).
+        b.tun.inject(udp_packet("10.1.0.5", "10.2.0.9", 1000, 5000, b"spoofed source"))
+        await until(
+            lambda: any(
+                s.drops.get("source_not_allowed", 0) == 1
+                for s in server.portal.statistics().sessions
+            ),
+            what="source_not_allowed counted",
+        )
+        assert len(server.collect()) == 2
 
         # Site a's session ends: its addresses are forgotten, b keeps working.
         a.portal.close()
@@ -249,8 +282,8 @@ def test_remote_survives_garbage_and_forgets_idle_sessions() -> None:
         stray = net.endpoint("203.0.113.66", 4444)
         for junk in (b"", b"\x07hello", b"\x01" * 3, bytes(100)):
             stray.sendto(junk, SERVER)
-        # A well-formed DATA datagram for a session that does not exist: no session created.
-        stray.sendto(bytes([1, 1, 0, 0]) + bytes(4) + bytes(8) + bytes(10) + b"\x45", SERVER)
+        # A well-formed sealed DATA datagram for a session that does not exist: no session.
+        stray.sendto(bytes([2, 1, 0, 0]) + bytes(4) + bytes(16) + bytes(30), SERVER)
         await until(lambda: server.portal.statistics().counters.datagrams_received == 5)
         counters = server.portal.statistics().counters
         assert (counters.malformed, counters.unknown_session) == (4, 1)

@@ -7,6 +7,7 @@ import time
 
 import uvloop
 from iotest import udp_packet
+from seckeys import local_security, remote_security
 
 from braid.core.session import SessionConfig
 from braid.io.memory import MemoryTun
@@ -35,8 +36,8 @@ def test_real_sockets_mixed_families_and_throughput() -> None:
             ),
         ]
         ltun, rtun = MemoryTun("l0"), MemoryTun("r0")
-        local = LocalPortal(ltun, links, session_config=CONFIG)
-        remote = RemotePortal(rtun, listen, session_config=CONFIG)
+        local = LocalPortal(ltun, links, session_config=CONFIG, security=local_security())
+        remote = RemotePortal(rtun, listen, session_config=CONFIG, security=remote_security())
         remote.start()
         local.start()
         await until(
@@ -95,7 +96,7 @@ def test_local_portal_tolerates_a_remote_that_is_not_there_yet() -> None:
         probe.close()  # nobody listens on `port` now
         links = [PathLink(0, "a", open_path_socket(remote=("127.0.0.1", port), source="127.0.0.1"))]
         ltun = MemoryTun("l0")
-        local = LocalPortal(ltun, links, session_config=CONFIG)
+        local = LocalPortal(ltun, links, session_config=CONFIG, security=local_security())
         local.start()
         await until(
             lambda: (
@@ -107,7 +108,12 @@ def test_local_portal_tolerates_a_remote_that_is_not_there_yet() -> None:
         )
         # The remote portal appears on that port: the session comes up by itself.
         rtun = MemoryTun("r0")
-        remote = RemotePortal(rtun, open_listen_socket("127.0.0.1", port), session_config=CONFIG)
+        remote = RemotePortal(
+            rtun,
+            open_listen_socket("127.0.0.1", port),
+            session_config=CONFIG,
+            security=remote_security(),
+        )
         remote.start()
         await until(lambda: local.session.statistics().paths[0].up, what="path up")
         ltun.inject(udp_packet("10.1.0.5", "10.2.0.9", 1000, 5000, b"hello"))

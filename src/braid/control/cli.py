@@ -4,10 +4,16 @@
     braid check CONFIG                    validate a config and summarise it
     braid version                         print the version
     braid genkey | braid pubkey           X25519 keys as base64 text, like wg genkey/pubkey
+    braid status [CONFIG]                 a running portal's sessions, one line each (via its API)
+    braid show [CONFIG] [--json]          sessions and paths in detail, like `wg show`
+    braid set [CONFIG] WHAT ...           run-time changes: scheduler, link, path, session
     braid lab ...                         the emulated testbed (braid.lab.cli)
 
-Exit codes: 0 success; 1 runtime failure (a driver cannot be set up, not root, ...);
-2 bad usage or an invalid config. Errors are one line on stderr, never a traceback.
+status/show/set talk to the portal's REST API: its address and token come from the
+config's [api] table, or from `--api URL --token TOKEN` (or `--token-file FILE`).
+
+Exit codes: 0 success; 1 runtime failure (a driver cannot be set up, not root, the API
+is unreachable or refuses a change, ...); 2 bad usage or an invalid config. Errors are one line on stderr, never a traceback.
 Imports are lazy so that quick commands start quickly.
 """
 
@@ -17,7 +23,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -59,7 +65,44 @@ def _build_parser() -> _Parser:
     sub.add_parser("genkey", help="print a new private key (base64)")
     sub.add_parser("pubkey", help="read a private key on stdin, print its public key")
     sub.add_parser("lab", help="the emulated multi-link testbed (braid lab --help)", add_help=False)
+
+    for name, text in (
+        ("status", "a running portal's sessions, one line each"),
+        ("show", "a running portal's sessions and paths in detail (like wg show)"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("config", metavar="CONFIG", nargs="?", help="the portal's TOML config")
+        _api_options(cmd)
+        cmd.add_argument("--json", action="store_true", help="print the API's JSON instead")
+    setter = sub.add_parser(
+        "set",
+        help="change a running portal: scheduler, link, path, session",
+        description=SET_USAGE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _api_options(setter)
+    setter.add_argument("words", nargs=argparse.REMAINDER, metavar="[CONFIG] WHAT ...")
     return parser
+
+
+SET_USAGE = """\
+braid set [CONFIG] scheduler NAME [session SESSION_ID]
+braid set [CONFIG] param NAME VALUE [NAME VALUE ...] [session SESSION_ID]
+braid set [CONFIG] link NAME [metric N] [rate RATE|none] [enable|disable]
+braid set [CONFIG] link add NAME remote HOST:PORT [interface IF] [source ADDR] [rate RATE] [metric N]
+braid set [CONFIG] link remove NAME
+braid set [CONFIG] path SESSION_ID PATH_ID [metric N] [rate RATE|none] [enable|disable|remove]
+braid set [CONFIG] session SESSION_ID close
+
+RATE is like the config's: "20mbit", "500kbit". Changes apply at once, without restart.
+param NAMEs (run-time thresholds): keepalive_interval, dead_interval, delay_cutoff,
+bod_upper, bod_lower, redundant_copies."""
+
+
+def _api_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--api", metavar="URL", help="the API's base URL, e.g. http://127.0.0.1:7180")
+    cmd.add_argument("--token", metavar="TOKEN", help="the API's bearer token")
+    cmd.add_argument("--token-file", metavar="FILE", help="read the bearer token from FILE")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _genkey()
         if args.command == "pubkey":
             return _pubkey()
+        if args.command in ("status", "show", "set"):
+            return _remote_command(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -90,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _version() -> int:
     from braid import __version__
-    from braid.core.wire import VERSION
+    from braid.core.secure import VERSION
 
     print(f"braid {__version__} (wire protocol {VERSION})")
     return EXIT_OK
@@ -204,3 +249,358 @@ def _lab(argv: list[str]) -> int:
         return int(lab_main(argv) or 0)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+# -- status / show / set: the API client ------------------------------------------------------
+
+
+class _ApiFailure(Exception):
+    """A one-line error talking to the API (exit code attached)."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Client:
+    """A tiny JSON client of the portal's REST API (stdlib urllib)."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base = base.rstrip("/")
+        self.token = token
+
+    def call(self, method: str, path: str, body: object = None) -> object:
+        import json
+        import urllib.error
+        import urllib.request
+
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {self.token}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                text = resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read())["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = f"{exc.code} {exc.reason}"
+            raise _ApiFailure(f"api: {message}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise _ApiFailure(
+                f"cannot reach the API at {self.base} ({reason}); is the portal up"
+                " (braid up CONFIG) with an [api] table?"
+            ) from None
+        return json.loads(text) if text else None
+
+
+def _client(args: argparse.Namespace, config_path: str | None) -> _Client:
+    from pathlib import Path
+
+    token = args.token
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            raise _ApiFailure(
+                f"--token-file {args.token_file}: cannot read ({exc.strerror})", EXIT_USAGE
+            ) from None
+    if args.api:
+        if not token:
+            raise _ApiFailure("--api needs --token TOKEN or --token-file FILE", EXIT_USAGE)
+        return _Client(args.api, token)
+    if config_path is None:
+        raise _ApiFailure(
+            "which portal? give its CONFIG (with an [api] table) or --api URL --token TOKEN",
+            EXIT_USAGE,
+        )
+    from braid.control.config import ConfigError, load_config
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise _ApiFailure(str(exc), EXIT_USAGE) from None
+    if config.api is None:
+        raise _ApiFailure(
+            f"{config_path}: no [api] table; add [api] with token_file = PATH (then restart"
+            " the portal), or pass --api URL --token TOKEN",
+            EXIT_USAGE,
+        )
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(config.api.address, config.api.address)
+    host = f"[{host}]" if ":" in host else host
+    return _Client(f"http://{host}:{config.api.port}", token or config.api.token)
+
+
+def _remote_command(args: argparse.Namespace) -> int:
+    try:
+        if args.command == "set":
+            words = list(args.words)
+            config_path = None
+            if not args.api:
+                if not words:
+                    raise _ApiFailure("set: missing CONFIG; see 'braid set --help'", EXIT_USAGE)
+                config_path = words.pop(0)
+            return _set(_client(args, config_path), words)
+        client = _client(args, args.config)
+        portal = client.call("GET", "/api/v1/portal")
+        sessions = client.call("GET", "/api/v1/sessions")
+        assert isinstance(portal, dict) and isinstance(sessions, dict)
+        if args.json:
+            import json
+
+            print(json.dumps({"portal": portal, **sessions}, indent=1))
+            return EXIT_OK
+        _render(portal, sessions["sessions"], detail=args.command == "show")
+        return EXIT_OK
+    except _ApiFailure as exc:
+        return _fail(str(exc), exc.code)
+
+
+def _take(words: list[str], what: str) -> str:
+    if not words:
+        raise _ApiFailure(f"set: {what} missing; see 'braid set --help'", EXIT_USAGE)
+    return words.pop(0)
+
+
+def _int_word(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise _ApiFailure(f"set: {what} {text!r} is not an integer", EXIT_USAGE) from None
+
+
+def _rate_word(text: str) -> int | None:
+    if text == "none":
+        return None
+    from braid.control.config import parse_rate
+
+    rate = parse_rate(text)
+    if rate is None:
+        raise _ApiFailure(
+            f"set: rate {text!r} is not a rate; expected e.g. 20mbit, 500kbit or none", EXIT_USAGE
+        )
+    return rate
+
+
+def _changes(words: list[str], *, allow_remove: bool) -> tuple[dict[str, object], bool]:
+    """metric N / rate R / enable / disable [/ remove] words as a PATCH body."""
+    body: dict[str, object] = {}
+    remove = False
+    while words:
+        word = words.pop(0)
+        if word == "metric":
+            body["metric"] = _int_word(_take(words, "metric value"), "metric")
+        elif word == "rate":
+            body["rate_bps"] = _rate_word(_take(words, "rate value"))
+        elif word in ("enable", "disable"):
+            body["enabled"] = word == "enable"
+        elif word == "remove" and allow_remove:
+            remove = True
+        else:
+            choices = "metric, rate, enable, disable" + (", remove" if allow_remove else "")
+            raise _ApiFailure(f"set: unknown word {word!r}; expected {choices}", EXIT_USAGE)
+    if not body and not remove:
+        raise _ApiFailure("set: nothing to change; see 'braid set --help'", EXIT_USAGE)
+    return body, remove
+
+
+def _set(client: _Client, words: list[str]) -> int:
+    what = _take(words, "what to set (scheduler, link, path, session)")
+    if what == "scheduler":
+        name = _take(words, "scheduler name")
+        if words[:1] == ["session"] and len(words) == 2:
+            client.call("PATCH", f"/api/v1/sessions/{_quote(words[1])}", {"scheduler": name})
+            print(f"session {words[1]} scheduler {name}")
+            return EXIT_OK
+        if words:
+            raise _ApiFailure(f"set: unexpected {' '.join(words)!r}", EXIT_USAGE)
+        client.call("PATCH", "/api/v1/policies", {"scheduler": name})
+        print(f"scheduler {name}")
+        return EXIT_OK
+    if what == "param":
+        session = None
+        if len(words) >= 2 and words[-2] == "session":
+            session = words[-1]
+            words = words[:-2]
+        if not words or len(words) % 2:
+            raise _ApiFailure("set: param needs NAME VALUE pairs", EXIT_USAGE)
+        values: dict[str, object] = {}
+        for name, text in zip(words[::2], words[1::2], strict=True):
+            try:
+                values[name] = int(text) if text.isdigit() else float(text)
+            except ValueError:
+                raise _ApiFailure(f"set: {name} {text!r} is not a number", EXIT_USAGE) from None
+        where = f"/api/v1/sessions/{_quote(session)}" if session else "/api/v1/policies"
+        client.call("PATCH", where, {"parameters": values})
+        print(" ".join(f"{k} {v}" for k, v in values.items()))
+        return EXIT_OK
+    if what == "link":
+        name = _take(words, "link name (or add/remove)")
+        if name == "add":
+            link = _take(words, "link name")
+            body: dict[str, object] = {"name": link}
+            while words:
+                key = words.pop(0)
+                value = _take(words, f"{key} value")
+                if key in ("remote", "interface", "source"):
+                    body[key] = value
+                elif key == "rate":
+                    body["rate_bps"] = _rate_word(value)
+                elif key == "metric":
+                    body["metric"] = _int_word(value, "metric")
+                else:
+                    raise _ApiFailure(
+                        f"set: unknown word {key!r}; expected remote, interface, source, rate,"
+                        " metric",
+                        EXIT_USAGE,
+                    )
+            if "remote" not in body:
+                raise _ApiFailure("set: link add needs remote HOST:PORT", EXIT_USAGE)
+            client.call("POST", "/api/v1/links", body)
+            print(f"link {link} added")
+            return EXIT_OK
+        if name == "remove":
+            link = _take(words, "link name")
+            client.call("DELETE", f"/api/v1/links/{_quote(link)}")
+            print(f"link {link} removed")
+            return EXIT_OK
+        body, _ = _changes(words, allow_remove=False)
+        client.call("PATCH", f"/api/v1/links/{_quote(name)}", body)
+        print(f"link {name} updated")
+        return EXIT_OK
+    if what == "path":
+        sid = _take(words, "session id")
+        pid = _int_word(_take(words, "path id"), "path id")
+        body, remove = _changes(words, allow_remove=True)
+        where = f"/api/v1/sessions/{_quote(sid)}/paths/{pid}"
+        if body:
+            client.call("PATCH", where, body)
+        if remove:
+            client.call("DELETE", where)
+        print(f"session {sid} path {pid} {'removed' if remove else 'updated'}")
+        return EXIT_OK
+    if what == "session":
+        sid = _take(words, "session id")
+        action = _take(words, "action (close)")
+        if action != "close" or words:
+            raise _ApiFailure("set: expected 'session SESSION_ID close'", EXIT_USAGE)
+        client.call("DELETE", f"/api/v1/sessions/{_quote(sid)}")
+        print(f"session {sid} closed")
+        return EXIT_OK
+    raise _ApiFailure(
+        f"set: unknown {what!r}; expected scheduler, param, link, path or session", EXIT_USAGE
+    )
+
+
+def _quote(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} TiB"
+
+
+def _human_age(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    parts.append(f"{seconds}s")
+    return " ".join(parts[:2])
+
+
+def _render(portal: dict[str, Any], sessions: list[dict[str, Any]], *, detail: bool) -> None:
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from braid.control.config import format_rate
+
+    console = Console(highlight=False, soft_wrap=True)
+    p: dict[str, Any] = portal
+    console.print(
+        f"[bold green]portal[/]: [bold]{_escape(str(p['role']))}[/]  tunnel"
+        f" {_escape(str(p['tunnel']))}  scheduler {_escape(str(p['scheduler']))}  up"
+        f" {_human_age(float(p['uptime']))}  sessions {p['sessions']}"
+    )
+    now = time.time()
+    if not detail:
+        table = Table(box=None, pad_edge=False)
+        for col in ("session", "peer", "paths up", "sent", "delivered", "up for", "egress"):
+            table.add_column(col)
+        for e in sessions:
+            paths = e["paths"]
+            up = sum(1 for x in paths if x["state"] == "up")
+            table.add_row(
+                e["session_id"],
+                _escape(e["peer"] or "-"),
+                f"{up}/{len(paths)}",
+                _human_bytes(e["counters"]["bytes_sent"]),
+                _human_bytes(e["counters"]["bytes_delivered"]),
+                _human_age(now - e["up_since"]),
+                _escape(", ".join(e.get("egress") or []) or "-"),
+            )
+        if sessions:
+            console.print(table)
+        return
+    for entry in sessions:
+        e = entry
+        c = e["counters"]
+        console.print()
+        console.print(f"[bold yellow]session[/]: [bold]{e['session_id']}[/]")
+        console.print(f"  [bold]peer[/]: {_escape(e['peer'] or '-')}")
+        console.print(f"  [bold]up for[/]: {_human_age(now - e['up_since'])}")
+        params = e["parameters"]
+        console.print(
+            f"  [bold]parameters[/]: scheduler {params['scheduler']}, keepalive"
+            f" {params['keepalive_interval']:g}s, dead after {params['dead_interval']:g}s"
+        )
+        if e.get("egress"):
+            console.print(f"  [bold]egress[/]: {_escape(', '.join(e['egress']))}")
+        console.print(
+            f"  [bold]transfer[/]: {_human_bytes(c['bytes_sent'])} sent"
+            f" ({c['packets_sent']} packets), {_human_bytes(c['bytes_delivered'])} delivered"
+            f" ({c['packets_delivered']} packets)"
+        )
+        table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0))
+        for col in (
+            "  path",
+            "name",
+            "endpoint",
+            "state",
+            "metric",
+            "rate",
+            "rtt",
+            "loss",
+            "sent",
+            "received",
+        ):
+            table.add_column(col)
+        for x in e["paths"]:
+            state = x["state"]
+            colour = {"up": "green", "down": "red"}.get(state, "yellow")
+            table.add_row(
+                f"  {x['path_id']}",
+                _escape(x["name"] or "-"),
+                _escape(x["endpoint"] or "-"),
+                f"[{colour}]{state}[/]",
+                str(x["metric"]),
+                format_rate(x["rate_bps"]) if x["rate_bps"] else "-",
+                f"{x['srtt'] * 1000:.1f} ms" if x["srtt"] is not None else "-",
+                f"{x['loss_rate'] * 100:.2f}%" if x["loss_rate"] is not None else "-",
+                _human_bytes(x["bytes_sent"]),
+                _human_bytes(x["bytes_received"]),
+            )
+        console.print(table)

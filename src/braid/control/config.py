@@ -9,16 +9,23 @@ Links are numbered from 0 in messages, as path ids are.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import math
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
+from braid.core.classify import TrafficClass
+from braid.core.congestion import CONGESTION_CONTROLS
+from braid.core.keys import REKEY_AFTER_TIME, decode_key, public_key
+from braid.core.secure import PeerSpec, SecureConfig
 from braid.core.session import SessionConfig
 
 Role = Literal["local", "remote"]
@@ -34,6 +41,11 @@ DEFAULT_TUNNEL_NAME = "braid0"
 DEFAULT_MTU = 1400
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0"
 DEFAULT_PORT = 7100
+DEFAULT_API_ADDRESS = "127.0.0.1"
+DEFAULT_API_PORT = 7180
+API_TOKEN_MIN = 16
+ROUTING_MODES = ("none", "nat", "routed", "single-interface")
+DEFAULT_ROUTING_TABLE = 7100
 
 _RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9}
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$", re.IGNORECASE)
@@ -72,6 +84,15 @@ class SessionSettings:
     scheduler: str
     keepalive_interval: float
     dead_interval: float
+    # -- issue 5 (aggregation): congestion control, queue control, bandwidth on demand,
+    # traffic classes ([[class]] tables). Defaults are the core's.
+    congestion_control: str = "bbr"
+    queue_limit: float = 0.1
+    delay_cutoff: float = 0.2
+    bod_upper: float = 0.8
+    bod_lower: float = 0.5
+    classes: tuple[TrafficClass, ...] = ()
+    # -- end issue 5
 
     def to_session_config(self) -> SessionConfig:
         """The core's `SessionConfig` with these settings (core defaults for the rest)."""
@@ -79,6 +100,12 @@ class SessionSettings:
             scheduler=self.scheduler,
             keepalive_interval=self.keepalive_interval,
             dead_interval=self.dead_interval,
+            congestion_control=self.congestion_control,
+            queue_limit=self.queue_limit,
+            delay_cutoff=self.delay_cutoff,
+            bod_upper=self.bod_upper,
+            bod_lower=self.bod_lower,
+            classes=self.classes,
         )
 
 
@@ -101,6 +128,7 @@ class LinkConfig:
     source: str | None = None
     rate_bps: int | None = None
     metric: int = 0
+    standby: bool = False  # issue 5: bandwidth on demand (joins above bod_upper)
 
     @property
     def remote(self) -> tuple[str, int]:
@@ -124,6 +152,38 @@ class PortalConfig:
     listen: ListenConfig | None = None
     links: tuple[LinkConfig, ...] = ()
     source: str = field(default="<config>", compare=False)
+    security: SecureConfig | None = None
+    """Keys, peers and mode (always set by the validator: key material is mandatory)."""
+    api: ApiConfig | None = None
+    """The REST API, dashboard and /metrics ([api]); None: not served."""
+    routing: RoutingConfig = field(default_factory=lambda: RoutingConfig())
+    """The routing mode applied on `up` and removed on `down` ([routing])."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """[api]: where the REST API listens (loopback by default) and its bearer token."""
+
+    address: str = DEFAULT_API_ADDRESS
+    port: int = DEFAULT_API_PORT
+    token: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    """[routing]: how traffic reaches the tunnel and leaves the remote portal.
+
+    `nat` (remote): masquerade `prefixes` (default: the tunnel's routes) leaving by
+    `interface`. `routed` (local): clients with the addresses in `prefixes`, on LAN
+    `interface`, are policy-routed into the tunnel; (remote): forwarding, and proxy ARP
+    on `interface` if given. `single-interface` (remote): the addresses in `prefixes`
+    (usually the portal's own public address) go into the tunnel except braid's UDP port.
+    """
+
+    mode: str = "none"
+    prefixes: tuple[Network, ...] = ()
+    interface: str | None = None
+    table: int = DEFAULT_ROUTING_TABLE
 
 
 # -- loading --------------------------------------------------------------------
@@ -307,7 +367,22 @@ class _Validator:
 
     def portal(self, data: dict[str, Any]) -> PortalConfig:
         top = _Table(self, "", data)
-        top.known.extend(("role", "tunnel", "session", "listen", "link"))
+        top.known.extend(
+            (
+                "role",
+                "tunnel",
+                "session",
+                "listen",
+                "link",
+                "class",
+                "private_key",
+                "private_key_file",
+                "encryption",
+                "peer",
+                "api",
+                "routing",
+            )
+        )
         role_value = top.get("role")
         if role_value is None:
             self.fail("role", 'missing; expected role = "local" or role = "remote"')
@@ -320,7 +395,12 @@ class _Validator:
         )
         assert tunnel_table is not None
         tunnel = self.tunnel(tunnel_table)
-        session = self.session(self.table(top, "session", required=False))
+        session_table = self.table(top, "session", required=False)
+        session_security = self.session_security(session_table)
+        session = self.session(session_table)
+        classes = self.classes(top)  # issue 5
+        if classes:
+            session = dataclasses.replace(session, classes=classes)
 
         listen: ListenConfig | None = None
         if role == "remote":
@@ -348,6 +428,10 @@ class _Validator:
                 "link",
                 'not allowed for role "remote"; expected [[link]] tables only in the local portal config',
             )
+        security = self.security(top, role, *session_security)
+        api_table = self.table(top, "api", required=False)
+        api = self.api(api_table) if api_table is not None else None
+        routing = self.routing(self.table(top, "routing", required=False), role, tunnel)
         top.finish()
         return PortalConfig(
             role=role,
@@ -356,7 +440,318 @@ class _Validator:
             listen=listen,
             links=links,
             source=self.source,
+            security=security,
+            api=api,
+            routing=routing,
         )
+
+    # -- api and routing --
+
+    def api(self, t: _Table) -> ApiConfig:
+        address = self.string(
+            t, "listen", default=DEFAULT_API_ADDRESS, expected='an IP address like "127.0.0.1"'
+        )
+        assert address is not None
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            self.fail(
+                t.field("listen"),
+                f'{_show(address)} is not an IP address; expected e.g. "127.0.0.1" or "::1"',
+            )
+        port = self.integer(
+            t, "port", default=DEFAULT_API_PORT, low=1, high=65535, expected="a TCP port 1..65535"
+        )
+        assert port is not None
+        token = self.string(t, "token", default=None, expected="a string of 16+ characters")
+        token_file = self.string(t, "token_file", default=None, expected="a file path")
+        if token is not None and token_file is not None:
+            self.fail(t.field("token_file"), "given with token; expected only one of them")
+        if token_file is not None:
+            token = self.read_key_file(t.field("token_file"), token_file).strip()
+        how = "generate one with `braid genkey`"
+        if token is None:
+            self.fail(
+                t.field("token"),
+                f'missing; expected token = "..." or token_file = "PATH" ({how})',
+            )
+        if len(token) < API_TOKEN_MIN or any(c.isspace() for c in token):
+            self.fail(
+                t.field("token_file" if token_file is not None else "token"),
+                f"too short or has spaces; expected {API_TOKEN_MIN}+ characters without spaces"
+                f" ({how})",
+            )
+        t.finish()
+        return ApiConfig(address=address, port=port, token=token)
+
+    def routing(self, t: _Table | None, role: Role, tunnel: TunnelConfig) -> RoutingConfig:
+        if t is None:
+            return RoutingConfig()
+        expected_modes = "one of " + ", ".join(f'"{m}"' for m in ROUTING_MODES)
+        mode = self.string(t, "mode", default="none", expected=expected_modes)
+        assert mode is not None
+        if mode not in ROUTING_MODES:
+            self.fail(t.field("mode"), f"{_show(mode)} is unknown; expected {expected_modes}")
+        if role == "local" and mode in ("nat", "single-interface"):
+            self.fail(
+                t.field("mode"),
+                f'"{mode}" is a remote portal mode; expected "routed" or "none" on a local portal',
+            )
+        prefixes: list[Network] = []
+        raw = t.get("prefixes")
+        if raw is not None:
+            if not isinstance(raw, list):
+                self.fail(
+                    t.field("prefixes"),
+                    f'{_show(raw)} is {_kind(raw)}; expected a list like ["10.1.0.0/24"]',
+                )
+            for i, item in enumerate(raw):
+                prefixes.append(self.prefix(f"{t.field('prefixes')}[{i}]", item))
+        elif mode == "nat":
+            prefixes = list(tunnel.routes)
+        if mode in ("nat", "routed", "single-interface") and not prefixes:
+            self.fail(
+                t.field("prefixes"),
+                f'missing; mode "{mode}" needs the addresses it handles, e.g. prefixes ='
+                ' ["10.1.0.0/24"]',
+            )
+        interface = self.string(t, "interface", default=None, expected="an interface name")
+        if interface is not None:
+            self.check_ifname(t.field("interface"), interface)
+        if interface is None and (
+            mode == "single-interface" or (mode, role) == ("routed", "local")
+        ):
+            self.fail(
+                t.field("interface"),
+                f'missing; mode "{mode}" needs the interface'
+                + (" the clients are on" if mode == "routed" else " of the portal")
+                + ', e.g. interface = "eth0"',
+            )
+        table = self.integer(
+            t,
+            "table",
+            default=DEFAULT_ROUTING_TABLE,
+            low=1,
+            high=2**31 - 1,
+            expected="a routing table id 1..2147483647 (not 253-255)",
+        )
+        assert table is not None
+        if table in (253, 254, 255):
+            self.fail(t.field("table"), f"{table} is a system table; expected another id")
+        t.finish()
+        return RoutingConfig(mode=mode, prefixes=tuple(prefixes), interface=interface, table=table)
+
+    # -- security --
+
+    def session_security(self, t: _Table | None) -> tuple[bool | None, float]:
+        """`encryption` and `rekey_interval` of the [session] table (None: not given)."""
+        if t is None:
+            return None, REKEY_AFTER_TIME
+        encryption = self.boolean(t, "encryption")
+        rekey = self.number(
+            t,
+            "rekey_interval",
+            default=REKEY_AFTER_TIME,
+            low=1.0,
+            high=REKEY_AFTER_TIME,
+            expected=f"seconds, 1..{REKEY_AFTER_TIME:g} (lower only for tests)",
+        )
+        return encryption, rekey
+
+    def boolean(self, t: _Table, key: str) -> bool | None:
+        value = t.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            self.fail(t.field(key), f"{_show(value)} is {_kind(value)}; expected true or false")
+        return value
+
+    def security(
+        self, top: _Table, role: Role, session_encryption: bool | None, rekey: float
+    ) -> SecureConfig:
+        encryption = self.boolean(top, "encryption")
+        if (
+            encryption is not None
+            and session_encryption is not None
+            and encryption != session_encryption
+        ):
+            self.fail(
+                "encryption",
+                "differs from session.encryption; expected the setting in one place only",
+            )
+        mode = (
+            encryption
+            if encryption is not None
+            else (session_encryption if session_encryption is not None else True)
+        )
+        private = self.key_material(top, "private_key", required=True, how="braid genkey")
+        assert private is not None
+        peers = self.peers(top, role)
+        own = public_key(private)
+        for i, peer in enumerate(peers):
+            if peer.public_key == own:
+                self.fail(
+                    f"peer[{i}].public_key",
+                    "is this portal's own public key; expected the other portal's"
+                    " (`braid pubkey < its private key`)",
+                )
+        return SecureConfig(
+            private_key=private, peers=peers, encryption=mode, rekey_after_time=rekey
+        )
+
+    def key_material(self, t: _Table, key: str, *, required: bool, how: str) -> bytes | None:
+        """A 32-byte key given inline (`key`) or in a file (`key`_file, mode 600)."""
+        file_key = f"{key}_file"
+        inline = self.string(t, key, default=None, expected=f"a base64 key (`{how}`)")
+        path_text = self.string(t, file_key, default=None, expected="the path of a key file")
+        if inline is not None and path_text is not None:
+            self.fail(
+                t.field(file_key), f"given together with {key}; expected one of {key}, {file_key}"
+            )
+        if inline is None and path_text is None:
+            if required:
+                self.fail(
+                    t.field(key),
+                    f'missing; expected {key} = "BASE64" or {file_key} = "PATH"'
+                    f" (make one with `{how}`)",
+                )
+            return None
+        if inline is not None:
+            field_name, text = t.field(key), inline
+        else:
+            assert path_text is not None
+            field_name = t.field(file_key)
+            text = self.read_key_file(field_name, path_text)
+        try:
+            return decode_key(text)
+        except ValueError:
+            self.fail(
+                field_name,
+                f"is not a key; expected 44 characters of base64 (32 bytes), as printed by `{how}`",
+            )
+
+    def read_key_file(self, field: str, path_text: str) -> str:
+        path = Path(path_text)
+        if not path.is_absolute() and not self.source.startswith("<"):
+            path = Path(self.source).parent / path
+        try:
+            info = os.stat(path)
+            text = path.read_text(encoding="ascii")
+        except FileNotFoundError:
+            self.fail(field, f"{_show(path_text)}: no such file; expected the path of a key file")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not ASCII text"
+            self.fail(field, f"{_show(path_text)}: cannot read ({why}); expected a key file")
+        if not stat.S_ISREG(info.st_mode):
+            self.fail(field, f"{_show(path_text)} is not a regular file; expected a key file")
+        if info.st_mode & 0o077:
+            self.fail(
+                field,
+                f"{_show(path_text)} is readable by group/others (mode"
+                f" {stat.S_IMODE(info.st_mode):03o}); run `chmod 600 {path}`",
+            )
+        return text
+
+    def peers(self, top: _Table, role: Role) -> tuple[PeerSpec, ...]:
+        raw = top.get("peer")
+        what = (
+            "one [[peer]] table with the remote portal's public_key"
+            if role == "local"
+            else "a [[peer]] table per local portal (public_key, allowed_ips)"
+        )
+        if raw is None:
+            self.fail("peer", f"missing; expected {what}")
+        if not isinstance(raw, list) or not raw:
+            self.fail("peer", f"{_show(raw)} is {_kind(raw)}; expected {what}")
+        if role == "local" and len(raw) != 1:
+            self.fail("peer", f"{len(raw)} peers; expected {what}")
+        peers: list[PeerSpec] = []
+        keys: dict[bytes, int] = {}
+        names: dict[str, int] = {}
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                self.fail(
+                    f"peer[{i}]", f"{_show(item)} is {_kind(item)}; expected a [[peer]] table"
+                )
+            t = _Table(self, f"peer[{i}]", item)
+            peer = self.peer(t, role)
+            if peer.public_key in keys:
+                self.fail(
+                    t.field("public_key"),
+                    f"is already the key of peer[{keys[peer.public_key]}]; expected one"
+                    " [[peer]] per portal",
+                )
+            keys[peer.public_key] = i
+            if peer.name:
+                if peer.name in names:
+                    self.fail(
+                        t.field("name"),
+                        f'"{peer.name}" is already the name of peer[{names[peer.name]}];'
+                        " expected unique names",
+                    )
+                names[peer.name] = i
+            peers.append(peer)
+        seen: list[tuple[int, Network]] = []
+        for i, peer in enumerate(peers):
+            for net in peer.allowed_ips:
+                for j, other in seen:
+                    if j != i and net.version == other.version and net.overlaps(other):
+                        self.fail(
+                            f"peer[{i}].allowed_ips",
+                            f'"{net}" overlaps "{other}" of peer[{j}]; expected disjoint'
+                            " prefixes per peer",
+                        )
+                seen.append((i, net))
+        return tuple(peers)
+
+    def peer(self, t: _Table, role: Role) -> PeerSpec:
+        name = self.string(t, "name", default="", expected='a peer name like "site-a"')
+        assert name is not None
+        if name and not _NAME_RE.match(name):
+            self.fail(
+                t.field("name"),
+                f"{_show(name)} is not a valid name; expected 1..32 letters, digits, '_', '.', '-'",
+            )
+        text = self.string(
+            t, "public_key", default=None, expected="a base64 public key (`braid pubkey`)"
+        )
+        if text is None:
+            self.fail(
+                t.field("public_key"),
+                "missing; expected the peer's public key (`braid pubkey < its private key`)",
+            )
+        try:
+            key = decode_key(text)
+        except ValueError:
+            self.fail(
+                t.field("public_key"),
+                "is not a key; expected 44 characters of base64, as printed by `braid pubkey`",
+            )
+        psk = self.key_material(t, "preshared_key", required=False, how="braid genkey")
+        allowed: list[Network] = []
+        raw = t.get("allowed_ips")
+        field_name = t.field("allowed_ips")
+        if raw is None:
+            if role == "remote":
+                self.fail(
+                    field_name,
+                    "missing; expected the inner prefixes this peer may send from, e.g."
+                    ' ["10.1.0.0/24"]',
+                )
+        elif not isinstance(raw, list) or not raw:
+            self.fail(
+                field_name, f'{_show(raw)} is {_kind(raw)}; expected a list like ["10.1.0.0/24"]'
+            )
+        else:
+            for i, item in enumerate(raw):
+                net = self.prefix(f"{field_name}[{i}]", item)
+                if net in allowed:
+                    self.fail(
+                        f"{field_name}[{i}]", f'"{net}" is listed twice; expected distinct prefixes'
+                    )
+                allowed.append(net)
+        t.finish()
+        return PeerSpec(public_key=key, preshared_key=psk, allowed_ips=tuple(allowed), name=name)
 
     def tunnel(self, t: _Table) -> TunnelConfig:
         name = self.string(
@@ -465,10 +860,137 @@ class _Validator:
                 f"{dead:g} is not above keepalive_interval ({keepalive:g}); expected a longer"
                 " interval, e.g. 4 x keepalive_interval",
             )
+        # -- issue 5 keys
+        expected_cc = "one of " + ", ".join(f'"{n}"' for n in CONGESTION_CONTROLS)
+        congestion = self.string(
+            t, "congestion_control", default=defaults.congestion_control, expected=expected_cc
+        )
+        assert congestion is not None
+        if congestion not in CONGESTION_CONTROLS:
+            self.fail(
+                t.field("congestion_control"),
+                f"{_show(congestion)} is unknown; expected {expected_cc}",
+            )
+        queue_limit = self.number(
+            t,
+            "queue_limit",
+            default=defaults.queue_limit,
+            low=0.005,
+            high=2.0,
+            expected="seconds, 0.005..2",
+        )
+        delay_cutoff = self.number(
+            t,
+            "delay_cutoff",
+            default=defaults.delay_cutoff,
+            low=0.0,
+            high=10.0,
+            expected="seconds, 0..10",
+        )
+        bod_upper = self.number(
+            t,
+            "bod_upper",
+            default=defaults.bod_upper,
+            low=0.01,
+            high=1.0,
+            expected="a utilisation, 0.01..1",
+        )
+        bod_lower = self.number(
+            t,
+            "bod_lower",
+            default=defaults.bod_lower,
+            low=0.0,
+            high=1.0,
+            expected="a utilisation, 0..1",
+        )
+        if not 0 < bod_lower < bod_upper:
+            self.fail(
+                t.field("bod_lower"),
+                f"{bod_lower:g} is not between 0 and bod_upper ({bod_upper:g}); expected e.g. 0.5",
+            )
+        # -- end issue 5 keys
         t.finish()
         return SessionSettings(
-            scheduler=scheduler, keepalive_interval=keepalive, dead_interval=dead
+            scheduler=scheduler,
+            keepalive_interval=keepalive,
+            dead_interval=dead,
+            congestion_control=congestion,
+            queue_limit=queue_limit,
+            delay_cutoff=delay_cutoff,
+            bod_upper=bod_upper,
+            bod_lower=bod_lower,
         )
+
+    # -- issue 5: [[class]] tables (traffic classes) --
+
+    def classes(self, top: _Table) -> tuple[TrafficClass, ...]:
+        raw = top.get("class")
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            self.fail("class", f"{_show(raw)} is {_kind(raw)}; expected [[class]] tables")
+        classes: list[TrafficClass] = []
+        names = known_schedulers()
+        expected_sched = "one of " + ", ".join(f'"{n}"' for n in names)
+        for i, item in enumerate(raw):
+            field = f"class[{i}]"
+            if not isinstance(item, dict):
+                self.fail(field, f"{_show(item)} is {_kind(item)}; expected a [[class]] table")
+            t = _Table(self, field, item)
+            name = self.string(t, "name", default=None, expected="a class name")
+            if not name:
+                self.fail(t.field("name"), 'missing; expected a name, e.g. name = "voice"')
+            if any(c.name == name for c in classes):
+                self.fail(
+                    t.field("name"), f"{_show(name)} is already a class; expected unique names"
+                )
+            match = self.table(t, "match", required=False)
+            sets: dict[str, frozenset[int] | None] = {"dscp": None, "proto": None, "ports": None}
+            max_size: int | None = None
+            if match is not None:
+                for key, high in (("dscp", 63), ("proto", 255), ("ports", 65535)):
+                    value = match.get(key)
+                    if value is None:
+                        continue
+                    values = value if isinstance(value, list) else [value]
+                    if not values or any(
+                        isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= high
+                        for v in values
+                    ):
+                        self.fail(
+                            match.field(key),
+                            f"{_show(value)} is not an integer or a list of integers 0..{high}",
+                        )
+                    sets[key] = frozenset(values)
+                max_size = self.integer(
+                    match, "max_size", default=None, low=1, high=65535, expected="bytes, 1..65535"
+                )
+                match.finish()
+            priority = self.integer(
+                t, "priority", default=0, low=0, high=7, expected="0..7 (> 0: real time)"
+            )
+            assert priority is not None
+            scheduler = self.string(t, "scheduler", default=None, expected=expected_sched)
+            if scheduler is not None and scheduler not in names:
+                self.fail(
+                    t.field("scheduler"),
+                    f"{_show(scheduler)} is unknown; expected {expected_sched}",
+                )
+            t.finish()
+            classes.append(
+                TrafficClass(
+                    name,
+                    dscp=sets["dscp"],
+                    proto=sets["proto"],
+                    ports=sets["ports"],
+                    max_size=max_size,
+                    priority=priority,
+                    scheduler=scheduler,
+                )
+            )
+        return tuple(classes)
+
+    # -- end issue 5 [[class]]
 
     def listen(self, t: _Table) -> ListenConfig:
         address = self.string(
@@ -605,8 +1127,10 @@ class _Validator:
             t, "metric", default=0, low=0, high=255, expected="an integer 0..255 (lower preferred)"
         )
         assert metric is not None
+        standby = bool(self.boolean(t, "standby"))  # issue 5: bandwidth on demand
         t.finish()
         return LinkConfig(
+            standby=standby,
             name=name,
             remote_host=host,
             remote_port=port,
@@ -720,6 +1244,26 @@ def describe(config: PortalConfig) -> Iterator[str]:
         f"session scheduler {s.scheduler}, keepalive {s.keepalive_interval:g}s,"
         f" dead after {s.dead_interval:g}s"
     )
+    sec = config.security
+    if sec is not None:
+        import base64
+
+        mode = "encrypted" if sec.encryption else "auth-only (payload in clear)"
+        own = base64.b64encode(public_key(sec.private_key)).decode()
+        yield f"security {mode}, public key {own}, rekey every {sec.rekey_after_time:g}s"
+        for i, peer in enumerate(sec.peers):
+            allowed = ", ".join(str(n) for n in peer.allowed_ips) or "any source"
+            psk = " + psk" if peer.preshared_key else ""
+            label = f" {peer.name}" if peer.name else ""
+            key = base64.b64encode(peer.public_key).decode()
+            yield f"peer {i}{label}: {key}{psk}, allowed {allowed}"
+    if config.api is not None:
+        aa = config.api.address
+        yield f"api http://{'[' + aa + ']' if ':' in aa else aa}:{config.api.port}/ (token set)"
+    if config.routing.mode != "none":
+        r = config.routing
+        dev = f" on {r.interface}" if r.interface else ""
+        yield f"routing {r.mode} for {', '.join(str(p) for p in r.prefixes)}{dev}"
     if config.listen is not None:
         la = config.listen.address
         yield f"listen {'[' + la + ']' if ':' in la else la}:{config.listen.port}/udp"

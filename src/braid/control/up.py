@@ -34,6 +34,7 @@ def open_local(config: PortalConfig) -> LocalPortal:
                     endpoint=endpoint,
                     rate_bps=link.rate_bps,
                     metric=link.metric,
+                    standby=link.standby,
                 )
             )
         t = config.tunnel
@@ -42,7 +43,10 @@ def open_local(config: PortalConfig) -> LocalPortal:
         for opened in links:
             opened.endpoint.close()
         raise
-    return LocalPortal(tun, links, session_config=config.session.to_session_config())
+    assert config.security is not None  # the validator always sets it
+    return LocalPortal(
+        tun, links, session_config=config.session.to_session_config(), security=config.security
+    )
 
 
 def open_remote(config: PortalConfig) -> RemotePortal:
@@ -56,7 +60,10 @@ def open_remote(config: PortalConfig) -> RemotePortal:
     except BaseException:
         endpoint.close()
         raise
-    return RemotePortal(tun, endpoint, session_config=config.session.to_session_config())
+    assert config.security is not None  # the validator always sets it
+    return RemotePortal(
+        tun, endpoint, session_config=config.session.to_session_config(), security=config.security
+    )
 
 
 def start_line(portal: LocalPortal | RemotePortal, config: PortalConfig) -> str:
@@ -95,7 +102,30 @@ def up(config: PortalConfig, *, stats_path: str | Path | None = None) -> int:
 
     Raises `DriverError` if a device or socket cannot be set up (nothing is left behind).
     """
+    from braid.runtime.routing import Routing
+
     portal: LocalPortal | RemotePortal = (
         open_local(config) if config.role == "local" else open_remote(config)
     )
-    return run_portal(portal, describe=lambda: start_line(portal, config), stats_path=stats_path)
+    routing = Routing.from_config(config)
+    try:
+        routing.apply()  # after the TUN exists; removed once the portal is closed
+    except BaseException:
+        portal.close()
+        raise
+    api = None
+    if config.api is not None:
+        from braid.runtime.daemon import ApiSettings
+
+        api = ApiSettings(
+            address=config.api.address,
+            port=config.api.port,
+            token=config.api.token,
+            open_endpoint=open_path_socket,
+        )
+    try:
+        return run_portal(
+            portal, describe=lambda: start_line(portal, config), stats_path=stats_path, api=api
+        )
+    finally:
+        routing.remove()

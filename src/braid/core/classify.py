@@ -7,9 +7,13 @@
 #   protocols without ports hash on protocol and addresses only, so all fragments of one
 #   datagram share a bucket.
 # - Any input, however short or malformed, yields a bucket in [0, 65535]; never an exception.
+# - Traffic classes: `match_class` returns the index of the first class whose every given
+#   criterion (DSCP, protocol, port of either end, maximum size) matches, or None; it never
+#   raises either (a packet too short for a criterion does not match it).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 from zlib import crc32
 
@@ -75,3 +79,78 @@ def flow_bucket(packet: bytes) -> int:
         return 0
     value = crc32(key)
     return (value ^ (value >> 16)) & 0xFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficClass:
+    """A traffic class: packets matching every given criterion (None: any) belong to it."""
+
+    name: str
+    dscp: frozenset[int] | None = None
+    proto: frozenset[int] | None = None
+    ports: frozenset[int] | None = None
+    """Matches when the source or the destination port is in the set."""
+    max_size: int | None = None
+    priority: int = 0
+    """Higher is more urgent; > 0 is real time (never refused by queue control)."""
+    scheduler: str | None = None
+    """The class's scheduler (None: the session's)."""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("name: a traffic class needs a name")
+        if self.dscp is not None and any(not 0 <= d <= 63 for d in self.dscp):
+            raise ValueError("dscp: values must be 0..63")
+        if self.proto is not None and any(not 0 <= p <= 255 for p in self.proto):
+            raise ValueError("proto: values must be 0..255")
+        if self.ports is not None and any(not 0 <= p <= 65535 for p in self.ports):
+            raise ValueError("ports: values must be 0..65535")
+        if self.max_size is not None and self.max_size < 1:
+            raise ValueError("max_size: must be a positive number of bytes")
+
+
+def packet_fields(packet: bytes) -> tuple[int, int, int, int]:
+    """(dscp, protocol, source port, destination port) of an IP packet; -1 if unknown."""
+    size = len(packet)
+    if size < 20:
+        return -1, -1, -1, -1
+    version = packet[0] >> 4
+    if version == 4:
+        dscp = packet[1] >> 2
+        protocol = packet[9]
+        offset = (packet[0] & 0x0F) * 4
+        if ((packet[6] & 0x1F) << 8) | packet[7]:
+            offset = size  # a non-first fragment: no ports
+    elif version == 6:
+        if size < 40:
+            return -1, -1, -1, -1
+        dscp = ((packet[0] & 0x0F) << 2) | (packet[1] >> 6)
+        protocol = packet[6]
+        offset = 40  # extension headers are not walked for classes
+    else:
+        return -1, -1, -1, -1
+    if protocol in _PORT_PROTOCOLS and size >= offset + 4:
+        return (
+            dscp,
+            protocol,
+            (packet[offset] << 8) | packet[offset + 1],
+            (packet[offset + 2] << 8) | packet[offset + 3],
+        )
+    return dscp, protocol, -1, -1
+
+
+def match_class(packet: bytes, classes: tuple[TrafficClass, ...]) -> int | None:
+    """The index of the first class `packet` belongs to, or None."""
+    dscp, protocol, sport, dport = packet_fields(packet)
+    size = len(packet)
+    for index, cls in enumerate(classes):
+        if cls.max_size is not None and size > cls.max_size:
+            continue
+        if cls.dscp is not None and dscp not in cls.dscp:
+            continue
+        if cls.proto is not None and protocol not in cls.proto:
+            continue
+        if cls.ports is not None and sport not in cls.ports and dport not in cls.ports:
+            continue
+        return index
+    return None

@@ -54,6 +54,7 @@ COOKIE_REPLY_RATE = 5.0
 """Cookie replies per second to one source (replies to spoofed sources are each smaller
 than the message that caused them, so a global cap would only starve genuine initiators)."""
 COOKIE_REPLY_BURST = 2.0
+_NO_MAC2 = bytes(MAC_LEN)
 
 
 def source_key(host: str) -> str:
@@ -198,8 +199,8 @@ class CookieChecker:
 
     def check_mac2(self, message: bytes, source: bytes, *, now: float) -> bool:
         """True if the message's MAC2 was made with the current cookie of `source`."""
-        if len(message) < HEADER_LEN + 2 * MAC_LEN:
-            return False
+        if len(message) < HEADER_LEN + 2 * MAC_LEN or message[-MAC_LEN:] == _NO_MAC2:
+            return False  # no cookie at all: no need to compute one
         cookie = self.cookie_for(source, now=now)
         expected = mac(cookie, message[:-MAC_LEN])
         return hmac.compare_digest(expected, message[-MAC_LEN:])
@@ -337,18 +338,29 @@ class HandshakeGate:
         """True while the DH budget is spent."""
         return self._load.available(now=now) < 1.0
 
-    def check(self, message: bytes, key: Hashable, source: bytes, *, now: float) -> Verdict:
+    def check(
+        self,
+        message: bytes,
+        key: Hashable,
+        source: bytes,
+        *,
+        now: float,
+        mac1_verified: bool = False,
+    ) -> Verdict:
         """The verdict for an initiation from `source` (see the class docstring).
 
         `key` keys the per-source buckets (see `source_key()`); `source` is what the cookie
-        is bound to (see `source_bytes()`).
+        is bound to (see `source_bytes()`). `mac1_verified=True` skips step 1 when the
+        caller already checked MAC1 (it must have: nothing else is cheaper).
         """
-        verdict = self._decide(message, key, source, now)
+        verdict = self._decide(message, key, source, now, mac1_verified)
         self._counts[verdict] += 1
         return verdict
 
-    def _decide(self, message: bytes, key: Hashable, source: bytes, now: float) -> Verdict:
-        if not verify_mac1(message, self.mac1_key):
+    def _decide(
+        self, message: bytes, key: Hashable, source: bytes, now: float, mac1_verified: bool
+    ) -> Verdict:
+        if not mac1_verified and not verify_mac1(message, self.mac1_key):
             return Verdict.DROP_MAC1
         if not self._load.take(now=now) and not self.checker.check_mac2(message, source, now=now):
             if self.cookie_replies and self._replies.allow(key, now=now):

@@ -15,6 +15,9 @@
 #   datagrams in flight on slow paths during a rotation are not lost.
 # - A responder's fresh keypair ("next") is never used to send before the initiator proved it
 #   holds it (the first datagram that opens under it); then it becomes current.
+# - Every deadline is compared as `now >= start + duration`, the expression `get_timer`
+#   returns, so a driver woken at `get_timer()` always finds the deadline passed (no busy
+#   loop from floating-point rounding).
 # - No I/O, no clock, no randomness of its own: `now` and `rng` are passed in.
 
 from __future__ import annotations
@@ -183,7 +186,7 @@ class SessionKeys:
 
     def expired(self, now: float) -> bool:
         """True once the keys may no longer send or receive (REJECT_AFTER_TIME)."""
-        return now - self.created_at >= REJECT_AFTER_TIME
+        return now >= self.created_at + REJECT_AFTER_TIME
 
     def max_path_counter(self) -> int:
         """The largest per-path send counter used so far."""
@@ -340,7 +343,7 @@ class KeyRing:
     def send_keys(self, *, now: float) -> SessionKeys | None:
         """The keypair to seal with now, or None (no handshake yet, or expired)."""
         cur = self.current
-        if cur is None or now - cur.created_at >= REJECT_AFTER_TIME:
+        if cur is None or now >= cur.created_at + REJECT_AFTER_TIME:
             return None
         return cur
 
@@ -348,9 +351,9 @@ class KeyRing:
         """The live keypair called `key_id`, or None."""
         for keys in (self.current, self.next, self.previous):
             if keys is not None and keys.key_id == key_id:
-                if now - keys.created_at >= REJECT_AFTER_TIME:
+                if now >= keys.created_at + REJECT_AFTER_TIME:
                     return None
-                if keys is self.previous and now - self.previous_retired_at >= self.previous_grace:
+                if keys is self.previous and now >= self.previous_retired_at + self.previous_grace:
                     return None
                 return keys
         return None
@@ -362,7 +365,7 @@ class KeyRing:
         CryptoError("no_key") when there is no usable keypair.
         """
         keys = self.current
-        if keys is None or now - keys.created_at >= REJECT_AFTER_TIME:
+        if keys is None or now >= keys.created_at + REJECT_AFTER_TIME:
             raise CryptoError("no_key")
         counter = keys.next_counter(header[PATH_ID_OFFSET])
         ad = header + KEY_FIELD.pack((keys.key_id << COUNTER_BITS) | (counter & COUNTER_MASK))
@@ -399,13 +402,17 @@ class KeyRing:
         if cur is None:
             return True
         return (
-            now - cur.created_at >= self.rekey_after_time
+            now >= cur.created_at + self.rekey_after_time
             or cur.messages_sent >= self.rekey_after_messages
             or cur.max_path_counter() >= REKEY_AFTER_MESSAGES_PER_PATH
         )
 
-    def get_timer(self) -> float | None:
-        """The next instant at which `handle_timer` changes something, or None."""
+    def get_timer(self, *, include_rekey: bool = True) -> float | None:
+        """The next instant at which `handle_timer` changes something, or None.
+
+        With `include_rekey` (initiator), the instant the current keys become due for a
+        rekey is included; a driver already re-handshaking passes False (no busy timer).
+        """
         deadlines: list[float] = []
         for keys in (self.current, self.next):
             if keys is not None:
@@ -417,7 +424,7 @@ class KeyRing:
                     self.previous_retired_at + self.previous_grace,
                 )
             )
-        if self.is_initiator and self.current is not None:
+        if include_rekey and self.is_initiator and self.current is not None:
             deadlines.append(self.current.created_at + self.rekey_after_time)
         return min(deadlines) if deadlines else None
 
@@ -425,8 +432,8 @@ class KeyRing:
         """Forget keypairs past their lifetime (expired keys hold no secrets any longer)."""
         prev = self.previous
         if prev is not None and (
-            now - prev.created_at >= REJECT_AFTER_TIME
-            or now - self.previous_retired_at >= self.previous_grace
+            now >= prev.created_at + REJECT_AFTER_TIME
+            or now >= self.previous_retired_at + self.previous_grace
         ):
             self.previous = None
         if self.current is not None and self.current.expired(now):

@@ -14,14 +14,20 @@
 #   offset is unknown but the same on every path, so only differences between paths (and
 #   over time) mean anything. `owd` is its EWMA (gain 1/8), `jitter` the mean deviation of
 #   samples from it (gain 1/16), `owd_min` its windowed minimum.
+# - Send side pacing (owned by TunnelSession): `queue` holds the datagrams scheduled on
+#   this path and not yet released, in session_seq order (paths are FIFO end to end);
+#   `queued_bytes` is the sum of their inner sizes; `next_release` is when the pacer may
+#   release the next one. `tracker` and `cc` see every datagram sent and every feedback.
 # - Nothing here reads a clock: every method takes `now` (seconds).
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
+from braid.core.congestion import CongestionControl, DeliveryTracker, get_congestion_control
 from braid.core.replay import ReplayWindow
 from braid.core.wire import MASK32, FeedbackEntry, unwrap32
 
@@ -32,6 +38,8 @@ RESYNC_AFTER: Final = 64
 at the peer's current numbering (recovers from one corrupt datagram far ahead)."""
 NO_SESSION_SEQ: Final = -(1 << 62)
 """`rx_session_seq` of a path that has passed no session_seq yet."""
+LINK_OVERHEAD: Final = 42
+"""Bytes a datagram costs on a link beyond its payload (UDP + IPv4 + Ethernet headers)."""
 RTT_MAX: Final = 10.0
 """RTT samples at or above this (seconds) are discarded."""
 MIN_FILTER_WINDOW: Final = 10.0
@@ -96,6 +104,15 @@ class PathStatistics:
     jitter: float
     last_send_time: float | None
     last_receive_time: float | None
+    congestion: str = ""
+    pacing_rate: float = 0.0
+    """Bytes per second the path is paced at."""
+    btl_bw: float = 0.0
+    """Estimated bottleneck rate, bytes per second."""
+    cwnd: float = 0.0
+    inflight: int = 0
+    queued_bytes: int = 0
+    standby: bool = False
 
     @property
     def loss_rate(self) -> float:
@@ -109,9 +126,12 @@ class PathState:
 
     __slots__ = (
         "acked_highest",
+        "backdated",
         "bytes_received",
         "bytes_sent",
+        "cc",
         "created",
+        "cwnd_limited",
         "datagrams_received",
         "datagrams_sent",
         "delivered",
@@ -126,10 +146,13 @@ class PathState:
         "lost",
         "metric",
         "min_rtt",
+        "next_release",
         "next_seq",
         "owd",
         "owd_min",
         "path_id",
+        "queue",
+        "queued_bytes",
         "rate_bps",
         "reported_lost",
         "rttvar",
@@ -137,20 +160,41 @@ class PathState:
         "rx_highest_time",
         "rx_highest_tx_us",
         "rx_received",
+        "rx_restart",
         "rx_session_seq",
         "rx_stale",
         "rx_window",
         "srtt",
+        "standby",
+        "tracker",
         "up",
         "up_since",
     )
 
     def __init__(
-        self, path_id: int, *, rate_bps: int | None = None, metric: int = 0, now: float
+        self,
+        path_id: int,
+        *,
+        rate_bps: int | None = None,
+        metric: int = 0,
+        congestion: str = "bbr",
+        standby: bool = False,
+        now: float,
     ) -> None:
         self.path_id = path_id
         self.rate_bps = rate_bps
         self.metric = metric
+        self.standby = standby
+        # Pacing (see the module comment).
+        # (session_seq, bucket, bucket_seq, packet, enqueue time)
+        self.queue: deque[tuple[int, int, int, bytes, float]] = deque()
+        self.queued_bytes = 0
+        self.next_release = now
+        self.cwnd_limited = False
+        self.tracker = DeliveryTracker(now)
+        self.cc: CongestionControl = get_congestion_control(
+            congestion, rate_hint=rate_bps / 8 if rate_bps else None, now=now
+        )
         self.created = now
         self.up = False
         self.up_since: float | None = None
@@ -163,6 +207,8 @@ class PathState:
         self.rx_window = ReplayWindow(PATH_REPLAY_WINDOW)
         self.rx_highest = -1
         self.rx_received = 0
+        self.rx_restart = False
+        """Set when the path went down: the next datagram may start a new numbering."""
         self.rx_stale = 0
         self.rx_highest_tx_us = 0
         self.rx_highest_time = now
@@ -184,6 +230,8 @@ class PathState:
         # Session bookkeeping (timers and flags owned by TunnelSession).
         self.feedback_pending = 0
         self.feedback_due: float | None = None
+        self.backdated: set[int] = set()
+        """path_seqs of datagrams stamped earlier than sent (no RTT sample from them)."""
         self.reported_lost = 0  # the loss figure (highest + 1 - received) last reported
         self.hello_acked = False
         self.hello_due = now
@@ -197,6 +245,7 @@ class PathState:
         self.datagrams_sent += 1
         self.bytes_sent += size
         self.last_send_time = now
+        self.tracker.on_sent(seq, size + LINK_OVERHEAD, now, not self.queue)
         return seq
 
     def on_feedback(self, entry: FeedbackEntry, now: float) -> None:
@@ -207,14 +256,31 @@ class PathState:
         delivered = unwrap32(entry.received, self.delivered)
         if delivered > highest + 1:
             return  # inconsistent: more received than sent up to `highest`
-        if highest > self.acked_highest:
-            self.acked_highest = highest
+        rtt: float | None = None
+        fresh = highest > self.acked_highest
+        backdated = self.backdated
+        if fresh and backdated:
+            skip = highest in backdated
+            for seq in [s for s in backdated if s <= highest]:
+                backdated.discard(seq)
+        else:
+            skip = False
+        if fresh and not skip:
             rtt_us = ((int(now * 1_000_000) - entry.echo_tx_time_us) & MASK32) - entry.echo_hold_us
             if 0 < rtt_us < RTT_MAX * 1_000_000:
-                self._on_rtt_sample(rtt_us / 1_000_000, now)
+                rtt = rtt_us / 1_000_000
+                self._on_rtt_sample(rtt, now)
+        lost_before = self.lost
+        if fresh:
+            self.acked_highest = highest
         if delivered >= self.delivered:
             self.delivered = delivered
             self.lost = highest + 1 - delivered
+        if fresh:
+            sample = self.tracker.on_feedback(
+                highest, max(self.lost - lost_before, 0), rtt, self.min_rtt.value, now
+            )
+            self.cc.on_feedback(sample, now)
 
     def _on_rtt_sample(self, rtt: float, now: float) -> None:
         self.latest_rtt = rtt
@@ -240,6 +306,14 @@ class PathState:
         highest = self.rx_highest
         ref = highest if highest > 0 else 0
         seq = ref + ((path_seq - ref + _HALF32) & MASK32) - _HALF32
+        if self.rx_restart:
+            self.rx_restart = False
+            if seq <= highest:
+                # The first datagram after the path went down is not newer: the peer
+                # restarted and numbers from scratch. Follow it at once.
+                self.rx_window.reset()
+                highest = self.rx_highest = seq - 1
+                self.rx_received = 0
         if not self.rx_window.check_and_update(seq):
             if highest - seq < PATH_REPLAY_WINDOW:
                 return False  # a duplicate
@@ -306,4 +380,11 @@ class PathState:
             jitter=self.jitter,
             last_send_time=self.last_send_time,
             last_receive_time=self.last_receive_time,
+            congestion=self.cc.name,
+            pacing_rate=self.cc.pacing_rate,
+            btl_bw=self.cc.btl_bw,
+            cwnd=self.cc.cwnd,
+            inflight=self.tracker.inflight,
+            queued_bytes=self.queued_bytes,
+            standby=self.standby,
         )

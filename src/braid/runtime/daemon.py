@@ -1,20 +1,25 @@
 """Run a portal on an event loop until SIGINT/SIGTERM (the body of `braid up`).
 
 The portal's drivers are already open (see `braid.control.up`). This starts the
-portal on a fresh event loop (uvloop when importable), logs the start line and
-`up`, waits for a signal, then closes the portal (CLOSE datagrams flushed, TUN
-removed, sockets closed) and returns 0. The portal is closed however the loop ends.
+portal on a fresh event loop (uvloop when importable), then the REST API (with the
+dashboard and /metrics) on the same loop when configured, logs the start line and
+`up`, waits for a signal, then stops the API, closes the portal (CLOSE datagrams
+flushed, TUN removed, sockets closed) and returns 0. The portal is closed however the
+loop ends; an API that cannot listen is a `DriverError` (one line) before `up`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from braid.io.base import DriverError
 from braid.runtime.portal import LocalPortal, RemotePortal
 from braid.runtime.stats import StatsWriter
 
@@ -22,6 +27,17 @@ log = logging.getLogger("braid.runtime")
 
 #: How many unexpected errors inside loop callbacks are logged before going quiet.
 MAX_LOGGED_LOOP_ERRORS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """Where and how to serve the control API (`[api]`)."""
+
+    address: str
+    port: int
+    token: str
+    open_endpoint: Callable[..., Any] | None = None
+    """Opens the socket of a link added at run time (`open_path_socket`)."""
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
@@ -40,6 +56,7 @@ def run_portal(
     describe: Callable[[], str] | None = None,
     stats_path: str | Path | None = None,
     stats_interval: float = 1.0,
+    api: ApiSettings | None = None,
 ) -> int:
     """Serve `portal` until SIGINT/SIGTERM; 0 on a clean stop. The portal ends closed.
 
@@ -47,7 +64,7 @@ def run_portal(
     """
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            return runner.run(_serve(portal, describe, stats_path, stats_interval))
+            return runner.run(_serve(portal, describe, stats_path, stats_interval, api))
     finally:
         portal.close()  # idempotent; covers an exception inside the loop
 
@@ -57,6 +74,7 @@ async def _serve(
     describe: Callable[[], str] | None,
     stats_path: str | Path | None,
     stats_interval: float,
+    api: ApiSettings | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_ExceptionLogger())
@@ -71,7 +89,10 @@ async def _serve(
         loop.add_signal_handler(signum, on_signal, signum)
     portal.start()
     writer = StatsWriter(portal, stats_path, interval=stats_interval) if stats_path else None
+    server: Any = None
     try:
+        if api is not None:
+            server = await _start_api(portal, api)
         if writer is not None:
             writer.start()
         if describe is not None:
@@ -80,6 +101,8 @@ async def _serve(
         await stop.wait()
         log.info("stopping (%s)", signal.Signals(received[0]).name if received else "stop")
     finally:
+        if server is not None:
+            await server.stop()
         portal.close()
         if writer is not None:
             writer.stop()
@@ -87,6 +110,27 @@ async def _serve(
             loop.remove_signal_handler(signum)
     log.info("down")
     return 0
+
+
+async def _start_api(portal: LocalPortal | RemotePortal, settings: ApiSettings) -> Any:
+    """Serve the control API on this loop; DriverError (one line) if it cannot listen."""
+    from braid.control.api import Api, ApiServer
+    from braid.control.service import PortalService
+
+    service = PortalService(portal, open_endpoint=settings.open_endpoint)
+    server = ApiServer(
+        Api(service, token=settings.token), host=settings.address, port=settings.port
+    )
+    try:
+        await server.start()
+    except OSError as exc:
+        raise DriverError(
+            f"api: cannot listen on {server.url}: {exc.strerror or exc}; change [api] listen/port"
+        ) from None
+    log.info("api on %s/ (dashboard), %s/metrics", server.url, server.url)
+    if not ipaddress.ip_address(settings.address).is_loopback:
+        log.warning("api: listening beyond loopback (%s); protect the token", settings.address)
+    return server
 
 
 class _ExceptionLogger:

@@ -1,14 +1,21 @@
-"""The portals: asyncio drivers of `TunnelSession`s over a packet device and datagram sockets.
+"""The portals: asyncio drivers of secure sessions over a packet device and datagram sockets.
 
 ```
  local portal                                    remote portal
- TUN --read batch--> session.send_packet          socket --recvfrom batch--> peek_session_id
- sockets[path] --recv batch--> receive_datagram     -> session (new on HELLO) -> receive_datagram
-   flush: datagrams_to_send -> sockets[path].send     (learn (session, path) -> source address)
+ TUN --read batch--> session.send_packet          socket --recvfrom batch--> SecureServer
+ sockets[path] --recv batch--> receive_datagram     (handshakes -> replies to the source;
+   (SecureSession: handshake, open, inner v1)        transport -> its session: open, inner v1;
+   flush: datagrams_to_send (sealed)                  learn (session, path) -> source address
+            -> sockets[path].send                     only from an accepted datagram)
           packets_to_deliver -> TUN.write          TUN --read batch--> session owning the dst
           next_event -> log / new session            flush: sendto(learned address), TUN.write,
           get_timer -> one loop.call_at                     learn inner sources, events, timer
 ```
+
+Every session is a `braid.core.secure.SecureSession` (wire version 2: Noise IKpsk2
+handshake, every datagram sealed; docs/security.md) around a `TunnelSession`; the local
+portal initiates, the remote portal's `SecureServer` answers only authenticated
+initiations and creates a session per handshake.
 
 Rules every input follows (the session contract): read `now = loop.time()` once per
 wakeup (the runtime is the only clock reader), feed a batch of inputs (up to `batch`
@@ -24,10 +31,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
+from braid.core.secure import SecureConfig, SecureServer, SecureSession, SessionOpened
 from braid.core.session import (
     PathDown,
     PathUp,
@@ -36,7 +45,6 @@ from braid.core.session import (
     SessionStatistics,
     TunnelSession,
 )
-from braid.core.wire import ProtocolError, is_hello, peek_session_id
 from braid.io.base import MAX_DATAGRAM_BYTES, Address, DatagramEndpoint, PacketDevice
 
 log = logging.getLogger("braid.runtime")
@@ -62,6 +70,7 @@ class PathLink:
     endpoint: DatagramEndpoint
     rate_bps: int | None = None
     metric: int = 0
+    standby: bool = False  # issue 5: bandwidth on demand
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +100,8 @@ class PortalStatistics:
     counters: PortalCounters
     sessions: tuple[SessionStatistics, ...]
     path_names: dict[int, str]
+    security: dict[str, int] = field(default_factory=dict)
+    """Handshakes answered/completed and datagrams dropped by the security layer."""
 
 
 class _Driven:
@@ -98,7 +109,7 @@ class _Driven:
 
     __slots__ = ("addresses", "deadline", "session", "sources", "timer")
 
-    def __init__(self, session: TunnelSession) -> None:
+    def __init__(self, session: SecureSession) -> None:
         self.session = session
         self.timer: asyncio.TimerHandle | None = None
         self.deadline: float | None = None
@@ -138,6 +149,7 @@ class _Portal:
         self.unroutable = 0
         self.sessions_created = 0
         self.sessions_ended = 0
+        self._tun_paused = False  # issue 5: TUN backpressure (see _pause_tun)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -150,6 +162,22 @@ class _Portal:
     def running(self) -> bool:
         """True between `start()` and `close()`."""
         return self._loop is not None and not self._closing
+
+    # -- TUN backpressure (issue 5): while a session's send queues are full
+    # (`session.writable` is False) the TUN is not read, so the backlog stays in the kernel.
+
+    def _pause_tun(self) -> None:
+        if not self._tun_paused and not self._closing:
+            self._tun_paused = True
+            self.loop.remove_reader(self.tun.fileno())
+
+    def _resume_tun(self, driven: _Driven) -> None:
+        if self._tun_paused and not self._closing and getattr(driven.session, "writable", True):
+            self._tun_paused = False
+            self.loop.add_reader(self.tun.fileno(), self._on_tun)
+
+    def _on_tun(self) -> None:
+        raise NotImplementedError
 
     def _add_reader(self, fd: int, callback: Callable[[], None]) -> None:
         self.loop.add_reader(fd, callback)
@@ -212,6 +240,8 @@ class _Portal:
             self._on_event(driven, event)
             event = session.next_event()
         self._arm(driven)
+        if self._tun_paused:
+            self._resume_tun(driven)
 
     def _arm(self, driven: _Driven) -> None:
         deadline = driven.session.get_timer()
@@ -261,10 +291,14 @@ class LocalPortal(_Portal):
         links: Sequence[PathLink],
         *,
         session_config: SessionConfig,
+        security: SecureConfig,
         batch: int = DEFAULT_BATCH,
         rng: Rng = os.urandom,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(tun, session_config=session_config, batch=batch)
+        self.security = security
+        self._wall_clock = wall_clock
         if not links:
             raise ValueError("a local portal needs at least one link")
         ids = [link.path_id for link in links]
@@ -277,7 +311,7 @@ class LocalPortal(_Portal):
         self._driven: _Driven | None = None
 
     @property
-    def session(self) -> TunnelSession:
+    def session(self) -> SecureSession:
         """The current session."""
         if self._driven is None:
             raise RuntimeError("portal not started")
@@ -293,9 +327,14 @@ class LocalPortal(_Portal):
 
     def _new_session(self, now: float) -> None:
         session_id = int.from_bytes(self._rng(4), "big")
-        session = TunnelSession(self.session_config, role="local", session_id=session_id, now=now)
+        inner = TunnelSession(self.session_config, role="local", session_id=session_id, now=now)
+        session = SecureSession.initiator(
+            inner, self.security, rng=self._rng, now=now, wall_clock=self._wall_clock
+        )
         for link in self.links:
             session.add_path(link.path_id, rate_bps=link.rate_bps, metric=link.metric, now=now)
+            if link.standby:  # issue 5: bandwidth on demand
+                inner.update_path(link.path_id, standby=True, now=now)
         self.sessions_created += 1
         self._driven = driven = _Driven(session)
         self._flush(driven, now)
@@ -316,6 +355,9 @@ class LocalPortal(_Portal):
         count = 0
         rejected = 0
         for _ in range(self.batch):
+            if not getattr(driven.session, "writable", True):
+                self._pause_tun()
+                break
             try:
                 packet = read()
             except BlockingIOError:
@@ -410,13 +452,20 @@ class LocalPortal(_Portal):
 
     def statistics(self) -> PortalStatistics:
         """A snapshot of the portal and its session."""
-        sessions = (self._driven.session.statistics(),) if self._driven is not None else ()
+        driven = self._driven
+        sessions = (driven.session.statistics(),) if driven is not None else ()
+        security: dict[str, int] = {}
+        if driven is not None:
+            sec = driven.session.security_statistics()
+            security = {"handshakes": sec.handshakes_completed, "initiations": sec.initiations_sent}
+            security.update(sec.drops)
         return PortalStatistics(
             role="local",
             tunnel=self.tun.name,
             counters=self.counters(),
             sessions=sessions,
             path_names=dict(self._names),
+            security=security,
         )
 
 
@@ -449,9 +498,11 @@ class RemotePortal(_Portal):
         endpoint: DatagramEndpoint,
         *,
         session_config: SessionConfig,
+        security: SecureConfig,
         batch: int = DEFAULT_BATCH,
         session_idle_timeout: float = DEFAULT_SESSION_IDLE_TIMEOUT,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
+        rng: Rng = os.urandom,
     ) -> None:
         if session_config.idle_timeout is None:
             from dataclasses import replace
@@ -460,18 +511,35 @@ class RemotePortal(_Portal):
         super().__init__(tun, session_config=session_config, batch=batch)
         self.endpoint = endpoint
         self.max_sessions = max_sessions
+        self.security = security
+        self._rng = rng
+        self._server: SecureServer | None = None
         self._sessions: dict[int, _Driven] = {}
         # Inner source address (packed) -> the session that last delivered a packet from it.
         self._routes: dict[bytes, _Driven] = {}
 
     @property
-    def sessions(self) -> dict[int, TunnelSession]:
+    def sessions(self) -> dict[int, SecureSession]:
         """The live sessions by session id (a copy)."""
         return {sid: d.session for sid, d in self._sessions.items()}
+
+    @property
+    def server(self) -> SecureServer:
+        """The security layer: identity, handshake gate, peers (set by `start`)."""
+        if self._server is None:
+            raise RuntimeError("portal not started")
+        return self._server
 
     def start(self) -> None:
         """Begin reading the listening socket and the TUN."""
         self._loop = asyncio.get_running_loop()
+        self._server = SecureServer(
+            self.security,
+            session_config=self.session_config,
+            rng=self._rng,
+            now=self._loop.time(),
+            max_sessions=self.max_sessions,
+        )
         self._add_reader(self.endpoint.fileno(), self._on_socket)
         self._add_reader(self.tun.fileno(), self._on_tun)
 
@@ -480,6 +548,8 @@ class RemotePortal(_Portal):
             return
         now = self.loop.time()
         recvfrom = self.endpoint.recvfrom
+        server = self.server
+        receive = server.receive_datagram
         sessions = self._sessions
         touched: dict[int, _Driven] = {}
         count = 0
@@ -492,18 +562,14 @@ class RemotePortal(_Portal):
                 self.socket_receive_errors += 1
                 continue
             count += 1
-            try:
-                session_id = peek_session_id(data)
-            except ProtocolError:
-                self.malformed += 1
+            result = receive(data, address, now=now)
+            if result is None:
                 continue
+            session, path_id = result
+            session_id = session.session_id
             driven = sessions.get(session_id)
-            if driven is None:
-                if not is_hello(data) or len(sessions) >= self.max_sessions:
-                    self.unknown_session += 1
-                    continue
-                driven = self._create_session(session_id, address, now)
-            path_id = driven.session.receive_datagram(data, now=now)
+            if driven is None or driven.session is not session:
+                driven = self._adopt(session, now)
             if path_id is not None:
                 addresses = driven.addresses
                 if addresses.get(path_id) != address:
@@ -517,15 +583,55 @@ class RemotePortal(_Portal):
                     addresses[path_id] = address
             touched[session_id] = driven
         self.datagrams_received += count
+        self._server_outputs(now)
         for driven in touched.values():
             self._flush(driven, now)
 
-    def _create_session(self, session_id: int, address: Address, now: float) -> _Driven:
-        session = TunnelSession(self.session_config, role="remote", session_id=session_id, now=now)
+    def counters(self) -> PortalCounters:
+        """The runtime counters; `malformed` and `unknown_session` come from the server."""
+        if self._server is not None:
+            drops = self._server.statistics().drops
+            self.unknown_session = drops.get("unknown_session", 0)
+            self.malformed = sum(drops.values()) - self.unknown_session
+        return super().counters()
+
+    def _server_outputs(self, now: float) -> None:
+        """Send handshake replies; adopt the sessions handshakes opened, end replaced ones."""
+        server = self.server
+        replies = server.replies_to_send()
+        if replies:
+            sendto = self.endpoint.sendto
+            for data, address in replies:
+                try:
+                    sendto(data, address)
+                except OSError:
+                    self.socket_send_errors += 1
+        event = server.next_event()
+        while event is not None:
+            self._on_opened(event, now)
+            event = server.next_event()
+
+    def _on_opened(self, event: SessionOpened, now: float) -> None:
+        old = event.replaced
+        if old is not None:
+            previous = self._sessions.get(old.session_id)
+            if previous is not None and previous.session is old:
+                self._flush(previous, now)  # sends its CLOSE, ends it (SessionClosed)
+                self._end_session(previous, "replaced")
+        driven = self._sessions.get(event.session.session_id)
+        if driven is None or driven.session is not event.session:
+            driven = self._adopt(event.session, now)
+        self._flush(driven, now)
+
+    def _adopt(self, session: SecureSession, now: float) -> _Driven:
+        stale = self._sessions.get(session.session_id)
+        if stale is not None:
+            self._end_session(stale, "replaced")
         driven = _Driven(session)
-        self._sessions[session_id] = driven
+        self._sessions[session.session_id] = driven
         self.sessions_created += 1
-        log.info("session %08x from %s", session_id, _format_address(address))
+        name = session.peer_name or "peer"
+        log.info("session %08x with %s", session.session_id, name)
         return driven
 
     def _on_tun(self) -> None:
@@ -559,6 +665,9 @@ class RemotePortal(_Portal):
             if not driven.session.send_packet(packet, now=now):
                 rejected += 1
             touched[driven.session.session_id] = driven
+            if not getattr(driven.session, "writable", True):
+                self._pause_tun()
+                break
         self.tun_packets_read += count
         self.send_rejected += rejected
         self.unroutable += unroutable
@@ -612,6 +721,8 @@ class RemotePortal(_Portal):
 
     def _end_session(self, driven: _Driven, reason: str) -> None:
         session_id = driven.session.session_id
+        if self._server is not None:
+            self._server.forget(driven.session)
         if self._sessions.get(session_id) is driven:
             del self._sessions[session_id]
             self.sessions_ended += 1
@@ -645,12 +756,18 @@ class RemotePortal(_Portal):
 
     def statistics(self) -> PortalStatistics:
         """A snapshot of the portal and all its sessions."""
+        security: dict[str, int] = {}
+        if self._server is not None:
+            server = self._server.statistics()
+            security = {"handshakes": server.handshakes}
+            security.update(server.drops)
         return PortalStatistics(
             role="remote",
             tunnel=self.tun.name,
             counters=self.counters(),
             sessions=tuple(d.session.statistics() for d in self._sessions.values()),
             path_names={},
+            security=security,
         )
 
 

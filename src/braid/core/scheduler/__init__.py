@@ -10,7 +10,9 @@ from collections.abc import Callable
 from typing import Final
 
 from braid.core.scheduler.base import Scheduler
+from braid.core.scheduler.earliest_arrival import EarliestArrivalScheduler
 from braid.core.scheduler.hash import HashScheduler
+from braid.core.scheduler.redundant import RedundantScheduler
 from braid.core.scheduler.round_robin import RoundRobinScheduler
 from braid.core.scheduler.weighted import WeightedScheduler
 
@@ -18,6 +20,8 @@ _FACTORIES: Final[dict[str, Callable[[], Scheduler]]] = {
     RoundRobinScheduler.name: RoundRobinScheduler,
     WeightedScheduler.name: WeightedScheduler,
     HashScheduler.name: HashScheduler,
+    EarliestArrivalScheduler.name: EarliestArrivalScheduler,
+    RedundantScheduler.name: RedundantScheduler,
 }
 
 SCHEDULERS: Final = tuple(sorted(_FACTORIES))

@@ -1,0 +1,246 @@
+# "bbr": a delay-based controller in the spirit of BBR v1, per path.
+#
+# Model: `btl_bw` is the maximum delivery rate over the last BW_WINDOW_ROUNDS round trips
+# and BW_WINDOW_TIME seconds
+# (app-limited samples only count when they raise it); `min_rtt` comes from the path's
+# windowed minimum. The path paces at `gain x btl_bw` and keeps at most
+# `CWND_GAIN x btl_bw x (min_rtt + ACK_DELAY)` bytes in flight (feedback is delayed).
+#
+# States: STARTUP (gain 2.885, exits when btl_bw grew < 25 % over 3 rounds that were not
+# app-limited, or on a round that was not app-limited and lost > 2 %), DRAIN (gain 1/2.885 until inflight <= BDP), then
+# PROBE_BW cycling gains 1.125, 0.875, 1 x 6, one min_rtt each.
+#
+# Following a falling capacity (a 4G link): when for 3 rounds and 0.2 s every round that
+# had data to send has its smallest RTT sample above `min_rtt + max(min_rtt / 4, 20 ms)`
+# (or delivers less than 95 % of btl_bw and loses more than 2 %), a queue is standing at
+# the bottleneck. If delivery fell short of the estimate, the bandwidth filter restarts
+# from the last round's delivery rate (not below half the estimate, so one noisy round
+# cannot collapse it; a real fall takes a few steps); otherwise we paced just above the
+# capacity and the estimate is trimmed by 10 %. Then one round is paced at 0.875 x
+# to drain it. A rising capacity shows up through the probing phase.
+#
+# With a rate hint (the link's configured rate) the controller starts cruising at it and
+# btl_bw never exceeds it.
+#
+# Invariants: pacing_rate >= MIN_RATE; cwnd >= MIN_CWND; rates in bytes/s; no clock.
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Final
+
+from braid.core.congestion.base import RateSample
+
+STARTUP_GAIN: Final = 2.885
+DRAIN_GAIN: Final = 1 / 2.885
+CYCLE: Final = (1.125, 0.875, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+"""Milder than BBR's 1.25/0.75: a path's pacer queue drains at the rate the scheduler
+predicted within 12.5 %, so packets still reach the egress nearly in order."""
+CWND_GAIN: Final = 2.0
+BW_WINDOW_ROUNDS: Final = 8
+BW_WINDOW_TIME: Final = 1.5
+"""The max filter spans at least this long too (a falling capacity is caught by the
+standing-queue rule, so the filter can be long enough to ride out slow samples)."""
+MIN_RATE: Final = 12_500.0  # 100 kbit/s
+INITIAL_RATE: Final = 1_250_000.0  # 10 Mbit/s
+MIN_CWND: Final = 32 * 1500
+ACK_DELAY: Final = 0.025
+"""Feedback comes up to the default feedback_interval late: inflight covers it too."""
+INITIAL_RTT: Final = 0.1
+INFLATION_FACTOR: Final = 0.25
+INFLATION_MARGIN: Final = 0.020
+RESTART_FLOOR: Final = 0.5
+"""A standing-queue restart lowers btl_bw to at least this fraction of it (each time)."""
+INFLATION_ROUNDS: Final = 3
+INFLATION_TIME: Final = 0.2
+"""...and for at least this long (a CPU hiccup of the portals is not a standing queue)."""
+LOSS_THRESHOLD: Final = 0.02
+SHORTFALL: Final = 0.95
+QUEUE_TRIM: Final = 0.9
+"""A standing queue lowers the estimate to at most this fraction of it."""
+
+_STARTUP = 0
+_DRAIN = 1
+_PROBE_BW = 2
+_STATE_NAMES: Final = ("startup", "drain", "probe_bw")
+
+
+class BbrLike:
+    """Pacing rate and inflight cap from delivery rate and min RTT (see module comment)."""
+
+    name = "bbr"
+
+    def __init__(self, *, rate_hint: float | None = None, now: float) -> None:
+        # (round, end time, max rate of the round)
+        self._bw_filter: deque[tuple[int, float, float]] = deque()
+        self._round = 0
+        self._next_round_delivered = 0
+        self._round_max = 0.0
+        self._round_max_all = 0.0  # including app-limited samples
+        self._round_min_rtt = float("inf")
+        self._round_acked = 0
+        self._round_lost = 0
+        self._inflated_rounds = 0
+        self._inflated_since = now
+        self._full_bw = 0.0
+        self._full_bw_count = 0
+        self._cycle_index = 0
+        self._cycle_start = now
+        self._min_rtt = INITIAL_RTT
+        self.adjustments = 0
+        """Times the filter restarted because of a standing queue (statistics)."""
+        self._cap = math.inf
+        if rate_hint is not None and rate_hint > 0:
+            # The configured rate is the link's nominal capacity: the estimate never
+            # exceeds it (delivery samples overshoot on a busy host), but may fall below.
+            self._cap = max(rate_hint, MIN_RATE)
+            self.btl_bw = self._cap
+            self._bw_filter.append((0, now, self.btl_bw))
+            self._state = _PROBE_BW
+            self._cycle_index = 2  # start cruising, not probing
+            self.pacing_rate = self.btl_bw
+        else:
+            self.btl_bw = INITIAL_RATE
+            self._state = _STARTUP
+            self.pacing_rate = STARTUP_GAIN * INITIAL_RATE
+        self.cwnd = float(max(CWND_GAIN * self.btl_bw * INITIAL_RTT, MIN_CWND))
+
+    @property
+    def state(self) -> str:
+        """The controller's phase: startup, drain or probe_bw."""
+        return _STATE_NAMES[self._state]
+
+    def on_feedback(self, sample: RateSample, now: float) -> None:
+        """Update the model from one feedback's rate sample."""
+        if sample.min_rtt is not None:
+            self._min_rtt = sample.min_rtt
+        rate = sample.delivery_rate
+        if rate is not None and rate > self._round_max_all:
+            self._round_max_all = rate
+        if (
+            rate is not None
+            and rate > self._round_max
+            and (not sample.app_limited or rate > self.btl_bw)
+        ):
+            self._round_max = rate
+            if rate > self.btl_bw:
+                self.btl_bw = min(rate, self._cap)
+        if sample.rtt is not None and sample.rtt < self._round_min_rtt:
+            self._round_min_rtt = sample.rtt
+        self._round_acked += sample.acked
+        self._round_lost += sample.lost
+        if sample.acked and sample.prior_delivered >= self._next_round_delivered:
+            self._end_round(sample, now)
+        self._update_cycle(sample, now)
+        self._update_rates()
+
+    def on_path_down(self, now: float) -> None:
+        """The path stopped working: probe from a cruising rate when it is back."""
+        self._inflated_rounds = 0
+        self._round_max = 0.0
+        self._round_max_all = 0.0  # including app-limited samples
+        self._round_min_rtt = float("inf")
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _end_round(self, sample: RateSample, now: float) -> None:
+        self._next_round_delivered = sample.delivered
+        self._round += 1
+        round_max = self._round_max
+        filt = self._bw_filter
+        if round_max > 0:
+            filt.append((self._round, now, round_max))
+        while (
+            filt
+            and filt[0][0] <= self._round - BW_WINDOW_ROUNDS
+            and filt[0][1] < now - BW_WINDOW_TIME
+        ):
+            filt.popleft()
+        min_rtt = self._min_rtt
+        inflated = self._round_min_rtt > min_rtt + max(INFLATION_FACTOR * min_rtt, INFLATION_MARGIN)
+        total = self._round_acked
+        lossy = total > 0 and self._round_lost > LOSS_THRESHOLD * total
+        # A queue standing at the bottleneck: the RTT stays inflated while we had data to
+        # send (or, short of the estimate, we lose). It must last (3 rounds, 0.2 s): a CPU
+        # hiccup of the portals inflates RTTs for a moment too.
+        short = 0 < round_max < SHORTFALL * self.btl_bw
+        if round_max > 0 and (inflated or (short and lossy)):
+            if not self._inflated_rounds:
+                self._inflated_since = now
+            self._inflated_rounds += 1
+        else:
+            self._inflated_rounds = 0
+        standing = (
+            self._inflated_rounds >= INFLATION_ROUNDS
+            and now - self._inflated_since >= INFLATION_TIME
+        )
+        if standing:
+            # Delivery short of the estimate: the capacity fell; restart from what was
+            # just delivered (at most halving per step). Otherwise we pace just above the
+            # capacity: trim the estimate so the queue drains.
+            if short or lossy:
+                restart = max(self._round_max_all, RESTART_FLOOR * self.btl_bw)
+            else:
+                restart = self.btl_bw
+            filt.clear()
+            filt.append((self._round, now, min(restart, QUEUE_TRIM * self.btl_bw)))
+            self.adjustments += 1
+            self._inflated_rounds = 0
+            if self._state == _STARTUP:
+                self._state = _DRAIN
+            else:
+                self._state = _PROBE_BW
+                self._cycle_index = 1  # one round below 1 to drain the queue
+                self._cycle_start = now
+        if filt:
+            self.btl_bw = min(max(max(r for _, _, r in filt), MIN_RATE), self._cap)
+        if self._state == _STARTUP and lossy and round_max > 0:
+            # Startup overshot (drops at the bottleneck): the pipe is full. Keep the
+            # estimate (like BBR) and drain what the overshoot queued.
+            self._state = _DRAIN
+        elif self._state == _STARTUP and not sample.app_limited and round_max > 0:
+            if self.btl_bw >= self._full_bw * 1.25:
+                self._full_bw = self.btl_bw
+                self._full_bw_count = 0
+            else:
+                self._full_bw_count += 1
+                if self._full_bw_count >= 3:
+                    self._state = _DRAIN
+        self._round_max = 0.0
+        self._round_max_all = 0.0  # including app-limited samples
+        self._round_min_rtt = float("inf")
+        self._round_acked = 0
+        self._round_lost = 0
+
+    def _update_cycle(self, sample: RateSample, now: float) -> None:
+        # Inflight includes up to ACK_DELAY of unreported data: the drained target too.
+        target = self.btl_bw * (self._min_rtt + ACK_DELAY)
+        if self._state == _DRAIN:
+            if sample.inflight <= target:
+                self._state = _PROBE_BW
+                self._cycle_index = 2
+                self._cycle_start = now
+            return
+        if self._state != _PROBE_BW:
+            return
+        elapsed = now - self._cycle_start
+        if elapsed >= self._min_rtt:
+            index = self._cycle_index
+            if index == 1 and sample.inflight > target and elapsed < 2 * self._min_rtt + ACK_DELAY:
+                return  # stay draining until the queue we built is gone (bounded)
+            self._cycle_index = (index + 1) % len(CYCLE)
+            self._cycle_start = now
+
+    def _update_rates(self) -> None:
+        bw = self.btl_bw
+        state = self._state
+        if state == _STARTUP:
+            gain = STARTUP_GAIN
+        elif state == _DRAIN:
+            gain = DRAIN_GAIN
+        else:
+            gain = CYCLE[self._cycle_index]
+        self.pacing_rate = max(gain * bw, MIN_RATE)
+        cwnd_gain = STARTUP_GAIN if state == _STARTUP else CWND_GAIN
+        self.cwnd = max(cwnd_gain * bw * (self._min_rtt + ACK_DELAY), MIN_CWND)

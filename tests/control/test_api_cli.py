@@ -1,0 +1,133 @@
+"""`braid status` / `show` / `set` over a running portal's API (real HTTP, in-memory portals)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from apiharness import Harness
+
+from braid.control.cli import main
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[Harness]:
+    h = Harness()
+    try:
+        h.start_traffic(interval=0.01, burst=4)
+        h.wait_session()
+        yield h
+    finally:
+        h.stop()
+
+
+def braid(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def api(h: Harness, url: str) -> list[str]:
+    return ["--api", url, "--token", h.token]
+
+
+def test_show_lists_sessions_and_paths(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = braid(capsys, "show", *api(harness, harness.local_url))
+    assert code == 0, err
+    sid = harness.on_loop(lambda: f"{harness.local.session.session_id:08x}")
+    assert "portal: local" in out
+    assert f"session: {sid}" in out
+    assert "link0" in out and "link1" in out
+    assert "198.51.100.1:7100" in out
+    code, out, _ = braid(capsys, "status", *api(harness, harness.remote_url))
+    assert code == 0
+    assert "portal: remote" in out and sid in out and "10.1.0.2" in out
+
+
+def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = braid(capsys, "show", "--json", *api(harness, harness.remote_url))
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["portal"]["role"] == "remote" and len(doc["sessions"]) == 1
+
+
+def test_set_changes_apply(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    local = api(harness, harness.local_url)
+    code, _, err = braid(capsys, "set", *local, "link", "link1", "metric", "9", "rate", "30mbit")
+    assert code == 0, err
+    paths = harness.on_loop(lambda: harness.local.session.inner.statistics().paths)
+    assert (paths[1].metric, paths[1].rate_bps) == (9, 30_000_000)
+    code, _, err = braid(capsys, "set", *local, "scheduler", "hash")
+    assert code == 0, err
+    assert harness.on_loop(lambda: harness.local.session.inner.scheduler) == "hash"
+    sid = harness.on_loop(lambda: f"{harness.local.session.session_id:08x}")
+    code, _, err = braid(capsys, "set", *local, "scheduler", "weighted", "session", sid)
+    assert code == 0, err
+    assert harness.on_loop(lambda: harness.local.session.inner.scheduler) == "weighted"
+    code, _, err = braid(
+        capsys, "set", *local, "link", "add", "lte", "remote", "198.51.100.1:7100", "rate", "5mbit"
+    )
+    assert code == 0, err
+    assert harness.on_loop(lambda: harness.local.session.path_ids()) == (0, 1, 2)
+    code, _, err = braid(capsys, "set", *local, "link", "remove", "lte")
+    assert code == 0, err
+    sid = harness.on_loop(
+        lambda: f"{harness.remote.sessions and next(iter(harness.remote.sessions)):08x}"
+    )
+    code, _, err = braid(
+        capsys, "set", *api(harness, harness.remote_url), "path", sid, "0", "metric", "4"
+    )
+    assert code == 0, err
+    metric = harness.on_loop(
+        lambda: next(iter(harness.remote.sessions.values())).inner.statistics().paths[0].metric
+    )
+    assert metric == 4
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "needle"),
+    [
+        (["set", "link", "link0", "metric", "x"], 2, "not an integer"),
+        (["set", "link", "link0"], 2, "nothing to change"),
+        (["set", "link", "nope", "metric", "1"], 1, "no such link"),
+        (["set", "frobnicate"], 2, "unknown 'frobnicate'"),
+        (["set", "link", "link0", "rate", "fast"], 2, "not a rate"),
+        (["set", "scheduler", "bogus"], 1, "unknown"),
+    ],
+)
+def test_set_errors_are_one_line(
+    harness: Harness, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, needle: str
+) -> None:
+    got, _, err = braid(capsys, argv[0], *api(harness, harness.local_url), *argv[1:])
+    assert got == code
+    assert err.count("\n") == 1 and needle in err, err
+
+
+def test_unreachable_and_unconfigured(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = braid(capsys, "status", "--api", "http://127.0.0.1:9", "--token", "t" * 16)
+    assert code == 1 and "cannot reach the API" in err and err.count("\n") == 1
+    code, _, err = braid(capsys, "status", "--api", "http://127.0.0.1:9")
+    assert code == 2 and "--token" in err
+    code, _, err = braid(capsys, "show")
+    assert code == 2 and "CONFIG" in err
+    code, _, err = braid(capsys, "show", str(tmp_path / "missing.toml"))
+    assert code == 2 and "no such file" in err
+
+
+def test_wrong_token(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = braid(capsys, "show", "--api", harness.local_url, "--token", "x" * 20)
+    assert code == 1 and "wrong token" in err
+
+
+def test_set_param(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:
+    local = api(harness, harness.local_url)
+    sid = harness.on_loop(lambda: f"{harness.local.session.session_id:08x}")
+    code, _, err = braid(capsys, "set", *local, "param", "bod_upper", "0.7", "session", sid)
+    assert code == 0, err
+    assert harness.on_loop(lambda: harness.local.session.inner.config.bod_upper) == 0.7
+    code, _, err = braid(capsys, "set", *local, "param", "dead_interval", "x")
+    assert code == 2 and "not a number" in err
