@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from braid.control.api import Api, ApiServer
 from braid.control.service import PortalService
+from braid.core.classify import TrafficClass
 from braid.core.keys import public_key
 from braid.core.secure import PeerSpec, SecureConfig
 from braid.core.session import SessionConfig
@@ -31,7 +32,12 @@ from braid.runtime.portal import LocalPortal, PathLink, RemotePortal
 T = TypeVar("T")
 
 CONFIG = SessionConfig(
-    scheduler="round-robin", keepalive_interval=0.05, hello_interval=0.05, dead_interval=0.25
+    scheduler="round-robin",
+    keepalive_interval=0.05,
+    hello_interval=0.05,
+    dead_interval=0.25,
+    # A class the harness traffic never matches: its scheduler is changed at run time.
+    classes=(TrafficClass("voice", proto=frozenset({17}), ports=frozenset({5004}), priority=1),),
 )
 SERVER = ("198.51.100.1", 7100)
 HOSTS = ("192.0.2.2", "203.0.113.2")

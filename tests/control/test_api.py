@@ -129,6 +129,43 @@ def test_scheduler_change(harness: Harness) -> None:
     assert status == 422 and "scheduler" in body["error"]["message"]
 
 
+def test_class_scheduler_change(harness: Harness) -> None:
+    def class_schedulers() -> list[str | None]:
+        return harness.on_loop(
+            lambda: [
+                c.scheduler
+                for s in harness.remote.sessions.values()
+                for c in s.inner.config.classes
+            ]
+        )
+
+    assert class_schedulers() == [None]
+    url = harness.remote_url + "/api/v1/policies"
+    status, body, _ = request(
+        "PATCH", url, token=harness.token, body={"classes": {"voice": {"scheduler": "redundant"}}}
+    )
+    assert status == 200, body
+    assert [(c["name"], c["scheduler"]) for c in body["classes"]] == [("voice", "redundant")]
+    assert class_schedulers() == ["redundant"]
+    # New sessions get it too.
+    assert harness.on_loop(lambda: harness.remote.session_config.classes[0].scheduler) == (
+        "redundant"
+    )
+    status, body, _ = request(
+        "PATCH", url, token=harness.token, body={"classes": {"voice": {"scheduler": None}}}
+    )
+    assert status == 200 and class_schedulers() == [None]
+    status, body, _ = request(
+        "PATCH", url, token=harness.token, body={"classes": {"video": {"scheduler": "hash"}}}
+    )
+    assert status == 404 and "video" in body["error"]["message"]
+    status, body, _ = request(
+        "PATCH", url, token=harness.token, body={"classes": {"voice": {"scheduler": "nope"}}}
+    )
+    assert status == 422 and "voice" in body["error"]["message"]
+    assert class_schedulers() == [None]
+
+
 def test_disable_enable_add_remove_link(harness: Harness) -> None:
     url = harness.local_url
     status, body, _ = request(

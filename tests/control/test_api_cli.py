@@ -68,6 +68,16 @@ def test_set_changes_apply(harness: Harness, capsys: pytest.CaptureFixture[str])
     code, _, err = braid(capsys, "set", *local, "scheduler", "weighted", "session", sid)
     assert code == 0, err
     assert harness.on_loop(lambda: harness.local.session.inner.scheduler) == "weighted"
+    code, out, err = braid(capsys, "set", *local, "class", "voice", "scheduler", "redundant")
+    assert code == 0 and out.strip() == "class voice scheduler redundant", err
+    assert harness.on_loop(lambda: harness.local.session.inner.config.classes[0].scheduler) == (
+        "redundant"
+    )
+    code, _, err = braid(capsys, "set", *local, "class", "voice", "scheduler", "default")
+    assert code == 0, err
+    assert harness.on_loop(lambda: harness.local.session.inner.config.classes[0].scheduler) is None
+    code, _, err = braid(capsys, "set", *local, "class", "video", "scheduler", "hash")
+    assert code != 0 and "video" in err and "Traceback" not in err
     code, _, err = braid(
         capsys, "set", *local, "link", "add", "lte", "remote", "198.51.100.1:7100", "rate", "5mbit"
     )

@@ -128,6 +128,14 @@ def test_metric_form_is_reflected_by_the_api(harness: Harness, browser) -> None:
     driver.find_element("id", "param-apply").click()
     wait_js(driver, "return document.getElementById('form-message').textContent.includes('0.75')")
     assert harness.on_loop(lambda: harness.local.session.inner.config.bod_upper) == 0.75
+    # The scheduler form changes one traffic class's scheduler.
+    Select(driver.find_element("id", "scheduler-class")).select_by_value("voice")
+    Select(driver.find_element("id", "scheduler-select")).select_by_value("redundant")
+    driver.find_element("id", "scheduler-apply").click()
+    wait_js(driver, "return document.getElementById('form-message').textContent.includes('voice')")
+    classes = harness.on_loop(lambda: harness.local.session.inner.config.classes)
+    assert [(c.name, c.scheduler) for c in classes] == [("voice", "redundant")]
+    assert harness.on_loop(lambda: harness.local.session.inner.scheduler) == "round-robin"
     # The remote portal's dashboard shows the session table with the peer's paths.
     driver.get(f"{harness.remote_url}/#token={harness.token}")
     wait_js(driver, "return window.braid && window.braid.sessions.length === 1")

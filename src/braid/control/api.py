@@ -233,6 +233,18 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "scheduler": {"type": "string", "enum": []},
             "parameters": {"$ref": "#/components/schemas/Parameters"},
+            "classes": {"$ref": "#/components/schemas/ClassUpdates"},
+        },
+    },
+    "ClassUpdates": {
+        "type": "object",
+        "description": "traffic class name -> its new scheduler (null: the session's);"
+        " an unknown class is 404",
+        "additionalProperties": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["scheduler"],
+            "properties": {"scheduler": {"type": "string", "nullable": True, "enum": []}},
         },
     },
     "Parameters": {
@@ -248,6 +260,7 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "scheduler": {"type": "string", "enum": []},
             "parameters": {"$ref": "#/components/schemas/Parameters"},
+            "classes": {"$ref": "#/components/schemas/ClassUpdates"},
         },
     },
     "Statistics": {"type": "object", "required": ["role", "counters", "sessions"]},
@@ -262,6 +275,8 @@ def openapi_schema() -> dict[str, Any]:
     schemas = json.loads(json.dumps(_SCHEMAS))
     for name in ("PolicyUpdate", "SessionUpdate"):
         schemas[name]["properties"]["scheduler"]["enum"] = list(SCHEDULERS)
+    class_scheduler = schemas["ClassUpdates"]["additionalProperties"]["properties"]["scheduler"]
+    class_scheduler["enum"] = [*SCHEDULERS, None]
     schemas["Parameters"]["properties"] = {
         name: {
             "type": "integer" if kind is int else "number",
@@ -307,9 +322,10 @@ def openapi_schema() -> dict[str, Any]:
                 },
                 "patch": {
                     "operationId": "setPolicies",
-                    "summary": "scheduler and thresholds of every session (and new ones)",
+                    "summary": "scheduler, class schedulers and thresholds of every session"
+                    " (and new ones)",
                     "requestBody": _body("PolicyUpdate"),
-                    "responses": {"200": _json("Policies"), **_errors(400, 409, 422)},
+                    "responses": {"200": _json("Policies"), **_errors(400, 404, 409, 422)},
                 },
             },
             "/api/v1/sessions": {
@@ -327,7 +343,7 @@ def openapi_schema() -> dict[str, Any]:
                 },
                 "patch": {
                     "operationId": "updateSession",
-                    "summary": "this session's scheduler and thresholds",
+                    "summary": "this session's scheduler, class schedulers and thresholds",
                     "requestBody": _body("SessionUpdate"),
                     "responses": {"200": _json("Session"), **_errors(400, 404, 409, 422)},
                 },
@@ -483,9 +499,29 @@ def _update_fields(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _class_fields(body: dict[str, Any]) -> dict[str, str | None]:
+    """{class name: scheduler or None} of a policy/session update's "classes" object."""
+    classes = body.get("classes", {})
+    if not isinstance(classes, dict):
+        raise ServiceError(
+            422, 'classes: expected an object like {"voice": {"scheduler": "redundant"}}'
+        )
+    out: dict[str, str | None] = {}
+    for name, change in classes.items():
+        if not isinstance(change, dict) or set(change) != {"scheduler"}:
+            raise ServiceError(
+                422, f'classes.{name}: expected {{"scheduler": NAME}} (null: the session\'s)'
+            )
+        value = change["scheduler"]
+        if value is not None and not isinstance(value, str):
+            raise ServiceError(422, f"classes.{name}.scheduler: expected a string or null")
+        out[str(name)] = value
+    return out
+
+
 def _policy_fields(body: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
     """(scheduler, parameters) of a policy/session update; both optional."""
-    _only(body, ("scheduler", "parameters"))
+    _only(body, ("scheduler", "parameters", "classes"))
     scheduler = _str_field(body, "scheduler")
     if scheduler is not None and scheduler not in _schedulers():
         raise ServiceError(
@@ -633,11 +669,17 @@ class Api:
         return _ok(self.service.policies())
 
     async def patch_policies(self, request: web.Request) -> web.Response:
-        scheduler, parameters = _policy_fields(await _read_object(request))
+        body = await _read_object(request)
+        scheduler, parameters = _policy_fields(body)
+        classes = _class_fields(body)
+        for name, class_scheduler in classes.items():  # check all before changing any
+            self.service.check_class(name, class_scheduler)
         if parameters:
             self.service.set_parameters(parameters)
         if scheduler is not None:
             self.service.set_scheduler(scheduler)
+        for name, class_scheduler in classes.items():
+            self.service.set_class_scheduler(name, class_scheduler)
         return _ok(self.service.policies())
 
     async def list_sessions(self, request: web.Request) -> web.Response:
@@ -647,13 +689,19 @@ class Api:
         return _ok(self.service.session(request.match_info["session_id"]))
 
     async def patch_session(self, request: web.Request) -> web.Response:
-        scheduler, parameters = _policy_fields(await _read_object(request))
+        body = await _read_object(request)
+        scheduler, parameters = _policy_fields(body)
+        classes = _class_fields(body)
         key = request.match_info["session_id"]
         self.service.session(key)  # 404 first
+        for name, class_scheduler in classes.items():  # check all before changing any
+            self.service.check_class(name, class_scheduler)
         if parameters:
             self.service.set_parameters(parameters, session=key)
         if scheduler is not None:
             self.service.set_scheduler(scheduler, session=key)
+        for name, class_scheduler in classes.items():
+            self.service.set_class_scheduler(name, class_scheduler, session=key)
         return _ok(self.service.session(key))
 
     async def delete_session(self, request: web.Request) -> web.Response:

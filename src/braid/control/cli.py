@@ -87,6 +87,7 @@ def _build_parser() -> _Parser:
 
 SET_USAGE = """\
 braid set [CONFIG] scheduler NAME [session SESSION_ID]
+braid set [CONFIG] class CLASS scheduler NAME|default [session SESSION_ID]
 braid set [CONFIG] param NAME VALUE [NAME VALUE ...] [session SESSION_ID]
 braid set [CONFIG] link NAME [metric N] [rate RATE|none] [enable|disable]
 braid set [CONFIG] link add NAME remote HOST:PORT [interface IF] [source ADDR] [rate RATE] [metric N]
@@ -420,6 +421,22 @@ def _set(client: _Client, words: list[str]) -> int:
         client.call("PATCH", "/api/v1/policies", {"scheduler": name})
         print(f"scheduler {name}")
         return EXIT_OK
+    if what == "class":
+        cls = _take(words, "traffic class name")
+        if _take(words, "'scheduler'") != "scheduler":
+            raise _ApiFailure("set: expected 'class CLASS scheduler NAME'", EXIT_USAGE)
+        name = _take(words, "scheduler name (or 'default')")
+        value = None if name == "default" else name
+        changes: dict[str, Any] = {"classes": {cls: {"scheduler": value}}}
+        if words[:1] == ["session"] and len(words) == 2:
+            client.call("PATCH", f"/api/v1/sessions/{_quote(words[1])}", changes)
+            print(f"session {words[1]} class {cls} scheduler {name}")
+            return EXIT_OK
+        if words:
+            raise _ApiFailure(f"set: unexpected {' '.join(words)!r}", EXIT_USAGE)
+        client.call("PATCH", "/api/v1/policies", changes)
+        print(f"class {cls} scheduler {name}")
+        return EXIT_OK
     if what == "param":
         session = None
         if len(words) >= 2 and words[-2] == "session":
@@ -491,7 +508,8 @@ def _set(client: _Client, words: list[str]) -> int:
         print(f"session {sid} closed")
         return EXIT_OK
     raise _ApiFailure(
-        f"set: unknown {what!r}; expected scheduler, param, link, path or session", EXIT_USAGE
+        f"set: unknown {what!r}; expected scheduler, class, param, link, path or session",
+        EXIT_USAGE,
     )
 
 

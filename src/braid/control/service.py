@@ -420,6 +420,45 @@ class PortalService:
             _core(live).set_scheduler(name)
         return self.policies()
 
+    def check_class(self, class_name: str, scheduler: str | None = None) -> None:
+        """404 unless a traffic class of that name is configured; 422 for a bad scheduler."""
+        from braid.core.scheduler import SCHEDULERS
+
+        known = [c.name for c in self.portal.session_config.classes]
+        if class_name not in known:
+            raise ServiceError(
+                404,
+                f"classes.{class_name}: no such traffic class; configured:"
+                f" {', '.join(known) or 'none ([[class]] tables in the config)'}",
+            )
+        if scheduler is not None and scheduler not in SCHEDULERS:
+            raise ServiceError(
+                422,
+                f"classes.{class_name}.scheduler: {scheduler!r} is unknown;"
+                f" expected one of {', '.join(SCHEDULERS)} or null",
+            )
+
+    def set_class_scheduler(
+        self, class_name: str, name: str | None, *, session: str | None = None
+    ) -> None:
+        """Switch a traffic class's scheduler (None: follow the session's) at run time."""
+        self.check_class(class_name, name)
+        config = self.portal.session_config
+        if session is not None:
+            _core(self._session(session)).set_class_scheduler(class_name, name)
+            return
+        classes = tuple(
+            dataclasses.replace(c, scheduler=name) if c.name == class_name else c
+            for c in config.classes
+        )
+        portal = self.portal
+        portal.session_config = dataclasses.replace(config, classes=classes)
+        server = getattr(portal, "_server", None)
+        if server is not None and hasattr(server, "session_config"):
+            server.session_config = portal.session_config
+        for live in self._live_sessions().values():
+            _core(live).set_class_scheduler(class_name, name)
+
     def set_parameters(self, values: dict[str, Any], *, session: str | None = None) -> None:
         """Change run-time session parameters (thresholds) of one session, or of all and new.
 

@@ -88,7 +88,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Final, Literal
 
@@ -412,6 +412,28 @@ class TunnelSession:
         self._scheduler = self._make_scheduler(name)
         if isinstance(self._scheduler, RedundantScheduler):
             self._can_jump = False
+
+    def set_class_scheduler(self, class_name: str, name: str | None) -> None:
+        """Switch one traffic class's scheduler (None: the session's) at run time.
+
+        KeyError if no class has that name, ValueError if the scheduler is unknown.
+        """
+        # issue 8: run-time scheduler per class
+        names = [c.name for c in self._classes]
+        if class_name not in names:
+            raise KeyError(class_name)
+        index = names.index(class_name)
+        made = self._make_scheduler(name) if name is not None else None
+        classes = list(self._classes)
+        classes[index] = replace(classes[index], scheduler=name)
+        self._classes = tuple(classes)
+        self.config = replace(self.config, classes=self._classes)
+        schedulers = list(self._class_schedulers)
+        schedulers[index] = made
+        self._class_schedulers = tuple(schedulers)
+        self._can_jump = not any(
+            isinstance(s, RedundantScheduler) for s in (self._scheduler, *self._class_schedulers)
+        )
 
     @property
     def writable(self) -> bool:

@@ -179,7 +179,9 @@
 
   $("scheduler-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    change("PATCH", "/api/v1/policies", { scheduler: $("scheduler-select").value }, "scheduler set to " + $("scheduler-select").value);
+    const cls = $("scheduler-class").value, name = $("scheduler-select").value;
+    if (cls) change("PATCH", "/api/v1/policies", { classes: { [cls]: { scheduler: name } } }, `class ${cls} scheduler set to ${name}`);
+    else change("PATCH", "/api/v1/policies", { scheduler: name }, "scheduler set to " + name);
   });
   $("param-form").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -215,6 +217,8 @@
         const sel = $("scheduler-select"); sel.textContent = "";
         for (const name of policies.schedulers) { const o = document.createElement("option"); o.value = o.textContent = name; sel.appendChild(o); }
         sel.value = policies.scheduler;
+        const classSel = $("scheduler-class");
+        for (const c of policies.classes || []) { const o = document.createElement("option"); o.value = c.name; o.textContent = "class " + c.name; classSel.appendChild(o); }
         const names = $("param-name"); names.textContent = "";
         for (const name of RUNTIME_PARAMETERS) {
           if (!(name in (policies.parameters || {}))) continue;
