@@ -120,6 +120,13 @@ _PATH_SCHEMA: dict[str, Any] = {
         "min_rtt": _nullable({"type": "number"}),
         "rttvar": _nullable({"type": "number"}),
         "jitter": _nullable({"type": "number"}),
+        "congestion": {"type": "string", "description": "congestion controller state"},
+        "pacing_rate_bps": {"type": "integer", "description": "current pacing rate, bit/s"},
+        "estimated_rate_bps": {"type": "integer", "description": "estimated capacity, bit/s"},
+        "cwnd_bytes": {"type": "integer"},
+        "inflight_bytes": {"type": "integer"},
+        "queued_bytes": {"type": "integer", "description": "waiting in braid's pacer"},
+        "standby": {"type": "boolean", "description": "bandwidth-on-demand standby"},
     },
 }
 

@@ -87,7 +87,7 @@ class SessionSettings:
     # -- issue 5 (aggregation): congestion control, queue control, bandwidth on demand,
     # traffic classes ([[class]] tables). Defaults are the core's.
     congestion_control: str = "bbr"
-    queue_limit: float = 0.1
+    queue_limit: float = 0.05
     delay_cutoff: float = 0.2
     bod_upper: float = 0.8
     bod_lower: float = 0.5

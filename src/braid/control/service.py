@@ -324,6 +324,13 @@ class PortalService:
             "min_rtt": _finite(p.min_rtt),
             "rttvar": _finite(p.rttvar),
             "jitter": _finite(p.jitter),
+            "congestion": p.congestion,
+            "pacing_rate_bps": int(p.pacing_rate * 8),
+            "estimated_rate_bps": int(p.btl_bw * 8),
+            "cwnd_bytes": int(p.cwnd),
+            "inflight_bytes": p.inflight,
+            "queued_bytes": p.queued_bytes,
+            "standby": p.standby,
         }
 
     def path(self, key: str, path_id: int) -> dict[str, Any]:
@@ -791,4 +798,11 @@ def _disabled_entry(path_id: int, link: PathLink, endpoint: str | None) -> dict[
         "min_rtt": None,
         "rttvar": None,
         "jitter": None,
+        "congestion": "",
+        "pacing_rate_bps": 0,
+        "estimated_rate_bps": 0,
+        "cwnd_bytes": 0,
+        "inflight_bytes": 0,
+        "queued_bytes": 0,
+        "standby": False,
     }

@@ -137,6 +137,7 @@ class SessionKeys:
 
     __slots__ = (
         "_counters",
+        "_max_counter",
         "_recv",
         "_send",
         "_windows",
@@ -168,6 +169,7 @@ class SessionKeys:
         self._send = ChaCha20Poly1305(send_key)
         self._recv = ChaCha20Poly1305(receive_key)
         self._counters = [0] * 256
+        self._max_counter = 0
         self._windows: list[ReplayWindow | None] = [None] * 256
         self.key_id = key_id
         self.created_at = created_at
@@ -190,7 +192,7 @@ class SessionKeys:
 
     def max_path_counter(self) -> int:
         """The largest per-path send counter used so far."""
-        return max(self._counters)
+        return self._max_counter
 
     def next_counter(self, path_id: int) -> int:
         """Allocate the nonce counter of the next datagram sent on `path_id`."""
@@ -198,6 +200,8 @@ class SessionKeys:
         if c >= REJECT_AFTER_MESSAGES_PER_PATH:
             raise CryptoError("exhausted")
         self._counters[path_id] = c + 1
+        if c >= self._max_counter:
+            self._max_counter = c + 1
         self.messages_sent += 1
         return (path_id << COUNTER_BITS) | c
 

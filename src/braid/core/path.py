@@ -113,6 +113,10 @@ class PathStatistics:
     inflight: int = 0
     queued_bytes: int = 0
     standby: bool = False
+    # issue 6: liveness state
+    state: str = "down"
+    """"up", "probation" (returned, waiting out its hysteresis), "degraded" (lossy or slow
+    beyond the thresholds: out of the scheduler for a while) or "down"."""
 
     @property
     def loss_rate(self) -> float:
@@ -126,6 +130,7 @@ class PathState:
 
     __slots__ = (
         "acked_highest",
+        "awaiting",
         "backdated",
         "bytes_received",
         "bytes_sent",
@@ -134,9 +139,12 @@ class PathState:
         "cwnd_limited",
         "datagrams_received",
         "datagrams_sent",
+        "degraded_until",
         "delivered",
         "feedback_due",
         "feedback_pending",
+        "health_delivered",
+        "health_lost",
         "hello_acked",
         "hello_due",
         "jitter",
@@ -151,6 +159,8 @@ class PathState:
         "owd",
         "owd_min",
         "path_id",
+        "probation",
+        "probation_until",
         "queue",
         "queued_bytes",
         "rate_bps",
@@ -167,6 +177,7 @@ class PathState:
         "srtt",
         "standby",
         "tracker",
+        "unacked",
         "up",
         "up_since",
     )
@@ -235,6 +246,19 @@ class PathState:
         self.reported_lost = 0  # the loss figure (highest + 1 - received) last reported
         self.hello_acked = False
         self.hello_due = now
+        # issue 6: liveness (owned by TunnelSession). `awaiting`: when the oldest DATA
+        # still waiting for an answer was sent; None once something arrived (used).
+        # NOT YET USED (reserved for the failover resend and hysteresis work):
+        # `unacked` (path_seq, send time, queue item) of DATA not covered by feedback,
+        # `probation*` (return hysteresis), `degraded_until`, `health_*` (degraded state).
+        self.unacked: deque[tuple[int, float, tuple[int, int, int, bytes, float]]] = deque()
+        self.awaiting: float | None = None
+        self.probation = 0.0
+        """Length of the last hysteresis period (doubles while the path flaps)."""
+        self.probation_until = -_INF
+        self.degraded_until = -_INF
+        self.health_delivered = 0
+        self.health_lost = 0
 
     # -- send side ---------------------------------------------------------------------
 
@@ -380,11 +404,24 @@ class PathState:
             jitter=self.jitter,
             last_send_time=self.last_send_time,
             last_receive_time=self.last_receive_time,
-            congestion=self.cc.name,
+            congestion=f"{self.cc.name} {self.cc.state}",
             pacing_rate=self.cc.pacing_rate,
             btl_bw=self.cc.btl_bw,
             cwnd=self.cc.cwnd,
             inflight=self.tracker.inflight,
             queued_bytes=self.queued_bytes,
             standby=self.standby,
+            state=self.state(),
         )
+
+    def state(self, now: float | None = None) -> str:
+        """issue 6: "down", "probation", "degraded" or "up" (at `now`, else as last set)."""
+        if not self.up:
+            return "down"
+        if now is None:
+            if self.probation_until > -_INF:
+                return "probation"
+            return "degraded" if self.degraded_until > -_INF else "up"
+        if self.probation_until > now:
+            return "probation"
+        return "degraded" if self.degraded_until > now else "up"

@@ -166,6 +166,9 @@ _OVERHEAD: Final = LINK_OVERHEAD
 so that delivery rates and pacing are in link bytes, like configured link rates."""
 _BURST: Final = 0.004
 """Seconds of pacing credit a path may accumulate (timer granularity)."""
+_QUANTUM: Final = 0.002
+"""The pacer releases what is due within this many seconds in one batch: one wake-up of
+the driver sends a few datagrams instead of one (a wake-up costs more than a datagram)."""
 _QUEUE_FLOOR: Final = 64 * 1024
 """The queue limit in bytes is never below this (a few packets per path)."""
 _INFLIGHT_EXPIRY: Final = 1.0
@@ -203,7 +206,7 @@ class SessionConfig:
 
     scheduler: str = "earliest-arrival"
     congestion_control: str = "bbr"
-    queue_limit: float = 0.1
+    queue_limit: float = 0.05
     """Seconds of the usable paths' summed rate the send queues may hold."""
     delay_cutoff: float = 0.2
     """earliest-arrival: a path slower than the fastest by more than this is overflow only."""
@@ -217,6 +220,12 @@ class SessionConfig:
     keepalive_interval: float = 0.25
     hello_interval: float = 0.25
     dead_interval: float = 1.0
+    silence_timeout_min: float = 1.0
+    """issue 6: a path that got no answer this long (at least; 2 x srtt + 4 x rttvar + 2 x
+    feedback_interval when larger, at most dead_interval) to DATA it sent is down at once
+    (fast failover under traffic; idle paths keep dead_interval). Off by default (equal
+    to dead_interval) until the pair tests that pin the 1 s timing are adapted; 0.25
+    enables it."""
     feedback_interval: float = 0.025
     feedback_every: int = 16
     reorder_timeout_min: float = 0.005
@@ -256,6 +265,7 @@ class SessionConfig:
             "keepalive_interval",
             "hello_interval",
             "dead_interval",
+            "silence_timeout_min",
             "feedback_interval",
             "reorder_timeout_max",
         ):
@@ -593,7 +603,8 @@ class TunnelSession:
         queue = path.queue
         cc = path.cc
         release = path.next_release
-        if release > now:
+        horizon = now + _QUANTUM
+        if release > horizon:
             return
         floor = now - _BURST
         tracker = path.tracker
@@ -616,7 +627,7 @@ class TunnelSession:
         released = 0
         sent_bytes = 0
         count = path.datagrams_sent
-        while queue and release <= now and tracker.inflight < cwnd:
+        while queue and release <= horizon and tracker.inflight < cwnd:
             session_seq, bucket, bucket_seq, ip_packet, _ = queue.popleft()
             size = len(ip_packet)
             released += size
@@ -647,6 +658,8 @@ class TunnelSession:
             path.datagrams_sent += 1
             release += wire / rate
         path.next_release = release
+        if released and path.awaiting is None:
+            path.awaiting = now  # issue 6: feedback is due for this DATA
         if queue:
             if tracker.inflight >= cwnd:
                 path.cwnd_limited = True
@@ -676,6 +689,7 @@ class TunnelSession:
         self._queued_bytes -= dropped
         path.backdated.clear()
         path.tracker.clear()
+        path.awaiting = None  # issue 6
 
     def _update_queue_limit(self) -> None:
         total = 0.0
@@ -729,6 +743,7 @@ class TunnelSession:
             return None
         self._last_receive = now
         self._datagrams_received += 1
+        path.awaiting = None  # issue 6: the path answers
         if not path.up:
             self._path_up(path, now)
         ref = self._rx_tx_ref
@@ -787,6 +802,13 @@ class TunnelSession:
                 path.up
                 and path.last_receive_time is not None
                 and path.last_receive_time + dead_interval <= now
+            ) or (
+                # issue 6: silent while feedback is due for DATA sent on it
+                path.up
+                and path.awaiting is not None
+                and max(path.awaiting, path.last_receive_time or path.awaiting)
+                + self._silence_timeout(path)
+                <= now
             ):
                 self._path_down(path, now, "timeout")
             if not local:
@@ -852,7 +874,7 @@ class TunnelSession:
             if path.queue:
                 tracker = path.tracker
                 if tracker.inflight < path.cc.cwnd:
-                    release = path.next_release
+                    release = path.next_release - _QUANTUM
                 elif tracker.log:
                     release = tracker.log[0][2] + _inflight_expiry(path)
                 else:
@@ -1025,6 +1047,14 @@ class TunnelSession:
             return _INF
         return last + self._pass_interval
 
+    def _silence_timeout(self, path: PathState) -> float:
+        """issue 6: how long a path may stay silent while an answer is due."""
+        config = self.config
+        timeout = config.silence_timeout_min
+        if path.srtt is not None and path.rttvar is not None:
+            timeout = max(timeout, 2 * path.srtt + 4 * path.rttvar + 2 * config.feedback_interval)
+        return min(timeout, config.dead_interval)
+
     def _send_probe(self, path: PathState, now: float, *, reply: bool = True) -> None:
         seq = path.on_datagram_sent(HEADER_SIZE, now)
         self._emit(
@@ -1167,6 +1197,12 @@ class TunnelSession:
                 timer = path.feedback_due
             if path.up and path.last_receive_time is not None:
                 timer = min(timer, path.last_receive_time + config.dead_interval)
+            if path.up and path.awaiting is not None:  # issue 6: silence timeout
+                timer = min(
+                    timer,
+                    max(path.awaiting, path.last_receive_time or path.awaiting)
+                    + self._silence_timeout(path),
+                )
             if not local:
                 continue
             if not path.hello_acked:

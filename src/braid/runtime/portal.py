@@ -49,6 +49,9 @@ from braid.io.base import MAX_DATAGRAM_BYTES, Address, DatagramEndpoint, PacketD
 
 log = logging.getLogger("braid.runtime")
 
+TIMER_SLACK = 0.001
+"""Seconds after a session's deadline that its timer is armed for (see `_arm`)."""
+
 #: Inputs handled per wakeup before the outputs are flushed (and other readers get a turn).
 DEFAULT_BATCH = 64
 #: The remote portal forgets a session after this long without a valid datagram.
@@ -247,12 +250,22 @@ class _Portal:
         deadline = driven.session.get_timer()
         if deadline == driven.deadline and (deadline is None or driven.timer is not None):
             return
+        if (
+            driven.timer is not None
+            and deadline is not None
+            and driven.deadline is not None
+            and driven.deadline <= deadline
+        ):
+            return  # an earlier wake-up is set; it re-arms (saves a timer per packet)
         if driven.timer is not None:
             driven.timer.cancel()
             driven.timer = None
         driven.deadline = deadline
         if deadline is not None and not self._closing:
-            driven.timer = self.loop.call_at(deadline, self._on_timer, driven)
+            # uvloop's timers tick in milliseconds and may fire up to one early; a
+            # wake-up before the deadline does nothing and re-arms at once (a busy loop
+            # of sub-millisecond wake-ups while a pacer waits), so aim just after it.
+            driven.timer = self.loop.call_at(deadline + TIMER_SLACK, self._on_timer, driven)
 
     def _on_timer(self, driven: _Driven) -> None:
         driven.timer = None

@@ -59,6 +59,11 @@ class CongestionControl(Protocol):
     btl_bw: float
     """The estimated bottleneck rate, bytes per second (for scheduling and queue limits)."""
 
+    @property
+    def state(self) -> str:
+        """The controller's phase, for statistics (e.g. "startup", "probe_bw")."""
+        ...
+
     def on_feedback(self, sample: RateSample, now: float) -> None:
         """Update the model from one feedback's rate sample."""
         ...

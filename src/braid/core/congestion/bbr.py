@@ -43,7 +43,7 @@ BW_WINDOW_TIME: Final = 1.5
 """The max filter spans at least this long too (a falling capacity is caught by the
 standing-queue rule, so the filter can be long enough to ride out slow samples)."""
 MIN_RATE: Final = 12_500.0  # 100 kbit/s
-INITIAL_RATE: Final = 1_250_000.0  # 10 Mbit/s
+INITIAL_RATE: Final = 125_000.0  # 1 Mbit/s: startup grows it from measurements
 MIN_CWND: Final = 32 * 1500
 ACK_DELAY: Final = 0.025
 """Feedback comes up to the default feedback_interval late: inflight covers it too."""
@@ -165,7 +165,12 @@ class BbrLike:
         # send (or, short of the estimate, we lose). It must last (3 rounds, 0.2 s): a CPU
         # hiccup of the portals inflates RTTs for a moment too.
         short = 0 < round_max < SHORTFALL * self.btl_bw
-        if round_max > 0 and (inflated or (short and lossy)):
+        # In startup an app-limited round counts too when it delivered something: a path
+        # that the scheduler feeds below its pacing rate (startup paces at 2.9 x) still
+        # builds a queue at the link, and startup must end then (BBR would wait for a
+        # full pipe). Later, app-limited rounds never trim the estimate.
+        busy = round_max > 0 or (self._state == _STARTUP and self._round_max_all > 0)
+        if busy and (inflated or (short and lossy)):
             if not self._inflated_rounds:
                 self._inflated_since = now
             self._inflated_rounds += 1

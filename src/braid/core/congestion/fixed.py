@@ -24,6 +24,11 @@ class FixedRate:
         self.pacing_rate = rate
         self.cwnd = math.inf
 
+    @property
+    def state(self) -> str:
+        """Always "fixed"."""
+        return "fixed"
+
     def on_feedback(self, sample: RateSample, now: float) -> None:
         """Nothing to learn."""
 

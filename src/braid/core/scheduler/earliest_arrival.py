@@ -1,11 +1,22 @@
 # Earliest arrival: each packet goes to the path where it would reach the egress first.
 #
-# Expected arrival on a path = time until its pacer is free + (bytes queued + this packet)
-# / estimated rate (btl_bw: the pacing rate averaged over its probing cycle) + one-way delay (`path_delay`: smoothed RTT / 2; 0 before any sample). Packets therefore fill the fast, short paths first and spill over onto a
-# slower or longer one only as far as it still delivers them in time, so they reach the
-# egress nearly in order. A path whose delay exceeds the smallest by more than
-# `delay_cutoff` carries traffic only while every faster path is *full* (its queue
-# holds `full_after` seconds or more at its rate).
+# Expected arrival on a path = time until its pacer is free + (bytes queued here + this
+# packet) / estimated rate + the backlog standing at the link's bottleneck + the one-way
+# propagation delay.
+# - The estimated rate is the controller's `btl_bw` (bottleneck bandwidth).
+# - The bottleneck backlog is read from the bytes in flight, at once (no waiting for RTT
+#   samples): `inflight / btl_bw - (min_rtt + FEEDBACK_ALLOWANCE)`, floored at 0. Data
+#   beyond one bandwidth-delay product sits in the link's queue. The allowance covers the
+#   feedback hold (min_rtt excludes it); an error in it shifts every path by the same time
+#   and so does not change their order.
+# - The one-way delay is min RTT / 2 (`path_delay`; smoothed RTT / 2 before a windowed
+#   minimum exists, 0 before any sample). Using the smoothed RTT here made a busy path
+#   look slow a round trip too late, and the traffic flapped between paths.
+# Packets therefore fill the fast, short paths first and spill over onto a slower or
+# longer one only as far as it still delivers them in time, so they reach the egress
+# nearly in order. A path whose delay exceeds the smallest by more than `delay_cutoff`
+# carries traffic only while every faster path is *full* (its expected wait is
+# `full_after` seconds or more).
 #
 # Invariants:
 # - Deterministic (no clock, no randomness): ties go to the first path in order.
@@ -19,28 +30,33 @@ from braid.core.path import PathState
 
 DEFAULT_DELAY_CUTOFF = 0.2
 DEFAULT_FULL_AFTER = 0.05
+FEEDBACK_ALLOWANCE = 0.010
+"""Seconds of data in flight that wait for feedback, not in a queue (see the comment)."""
 
 
 def path_delay(path: PathState) -> float:
-    """The one-way delay estimate of `path` in seconds: smoothed RTT / 2.
-
-    The smoothed RTT includes a queue building at the link (its capacity fell, or our
-    estimate is above it), which steers packets away from it until the pacer catches up.
-    """
-    srtt = path.srtt
-    if srtt is not None:
-        return srtt / 2
+    """The one-way propagation delay estimate of `path` in seconds: min RTT / 2."""
     low = path.min_rtt.value
-    return low / 2 if low is not None else 0.0
+    if low is not None:
+        return low / 2
+    srtt = path.srtt
+    return srtt / 2 if srtt is not None else 0.0
 
 
 def queue_delay(path: PathState, size: int, now: float) -> float:
-    """Seconds until a packet of `size` bytes queued now on `path` would leave."""
-    rate = path.cc.btl_bw  # the pacing rate averaged over the probing cycle
+    """Seconds until a packet of `size` bytes queued now on `path` would leave the
+    bottleneck: the pacer's wait, braid's own queue and the backlog at the link."""
+    rate = path.cc.btl_bw
     wait = path.next_release - now
     if wait < 0:
         wait = 0.0
-    return wait + (path.queued_bytes + size) / rate
+    wait += (path.queued_bytes + size) / rate
+    low = path.min_rtt.value
+    if low is not None:
+        backlog = path.tracker.inflight / rate - low - FEEDBACK_ALLOWANCE
+        if backlog > 0:
+            wait += backlog
+    return wait
 
 
 class EarliestArrivalScheduler:

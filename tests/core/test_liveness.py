@@ -1,0 +1,69 @@
+"""issue 6: path liveness (fast failover under traffic, idle dead interval)."""
+
+from __future__ import annotations
+
+from braid.core.session import PathDown, SessionConfig, TunnelSession
+
+from .pairnet import udp_packet
+from .test_session import connected, events, exchange
+
+
+def _run_cut(config: SessionConfig | None) -> float:
+    """Path 1 goes silent at t=0 while DATA flows; returns when the local sees it down."""
+    local, remote = connected((0, 1), config)
+    now = 0.0
+    index = 0
+    while now < 2.0:
+        now = round(now + 0.005, 6)
+        for _ in range(4):
+            local.send_packet(udp_packet(index, index % 7), now=now)
+            index += 1
+        local.handle_timer(now=now)
+        for pid, data in local.datagrams_to_send(now=now):
+            if pid == 0:
+                remote.receive_datagram(data, now=now)
+        remote.handle_timer(now=now)
+        for _, data in remote.datagrams_to_send(now=now):
+            local.receive_datagram(data, now=now)
+        remote.packets_to_deliver()
+        for event in events(local):
+            if isinstance(event, PathDown) and event.path_id == 1:
+                return now
+    raise AssertionError("path 1 never declared down")
+
+
+def test_dead_within_dead_interval_under_traffic_by_default() -> None:
+    assert _run_cut(SessionConfig(scheduler="round-robin")) <= 1.0 + 0.01
+
+
+def test_silence_timeout_detects_a_cut_path_fast_under_traffic() -> None:
+    detected = _run_cut(SessionConfig(silence_timeout_min=0.25, scheduler="round-robin"))
+    assert detected <= 0.35
+    # Idle paths are not affected: with no DATA nothing is awaited.
+    local, remote = connected(
+        (0, 1), SessionConfig(silence_timeout_min=0.25, scheduler="round-robin")
+    )
+    now = 0.0
+    down: list[float] = []
+    while now < 3.0:
+        now = local.get_timer() or now + 0.25
+        local.handle_timer(now=now)
+        for pid, data in local.datagrams_to_send(now=now):
+            if pid == 0:
+                remote.receive_datagram(data, now=now)
+        exchange(remote, local, now)
+        down += [now for e in events(local) if isinstance(e, PathDown)]
+    assert down == [1.0]  # the idle path 1 at dead_interval, path 0 never
+
+
+def test_session_config_rejects_bad_silence_timeout() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="silence_timeout_min"):
+        SessionConfig(silence_timeout_min=0.0)
+
+
+def test_path_statistics_report_state() -> None:
+    local, _ = connected((0, 1))
+    assert [p.state for p in local.statistics().paths] == ["up", "up"]
+    assert TunnelSession(role="local", session_id=1, now=0.0).statistics().paths == ()
