@@ -26,7 +26,7 @@ unit: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests/core tests/control
 
 bench: setup
-	$(PY) bench/bench_core.py
+	flock /tmp/braid-lab.lock $(PY) bench/run.py
 
 clean:
 	-$(PY) -m braid lab clean

@@ -46,6 +46,7 @@ from braid.core.session import (
     TunnelSession,
 )
 from braid.io.base import MAX_DATAGRAM_BYTES, Address, DatagramEndpoint, PacketDevice
+from braid.io.udp import SegmentReceiver, SegmentSender, gso_enabled_by_environment
 
 log = logging.getLogger("braid.runtime")
 
@@ -153,6 +154,8 @@ class _Portal:
         self.sessions_created = 0
         self.sessions_ended = 0
         self._tun_paused = False  # issue 5: TUN backpressure (see _pause_tun)
+        # Issue 9: runs of same-sized datagrams to one path leave in one UDP GSO send.
+        self._segments = SegmentSender(enabled=gso_enabled_by_environment())
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -185,6 +188,14 @@ class _Portal:
     def _add_reader(self, fd: int, callback: Callable[[], None]) -> None:
         self.loop.add_reader(fd, callback)
         self._readers.append(fd)
+
+    def _rearm_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        """Register `fd`'s reader again after a socket error. uvloop stops polling a file
+        descriptor that reported an error (e.g. ECONNREFUSED from an ICMP port
+        unreachable while the peer portal restarts): without this the portal goes deaf."""
+        if not self._closing and fd in self._readers:
+            self.loop.remove_reader(fd)
+            self.loop.add_reader(fd, callback)
 
     def _remove_readers(self) -> None:
         loop = self._loop
@@ -401,6 +412,7 @@ class LocalPortal(_Portal):
                 # e.g. ECONNREFUSED: an ICMP error for an earlier datagram (the remote
                 # portal is not up yet); reading it cleared it.
                 self.socket_receive_errors += 1
+                self._rearm_reader(endpoint.fileno(), self._make_reader(endpoint))
                 continue
             count += 1
             receive(data, now=now)
@@ -411,11 +423,16 @@ class LocalPortal(_Portal):
     def _send(self, driven: _Driven, datagrams: list[tuple[int, bytes]]) -> None:
         sockets = self._sockets
         errors = 0
-        for path_id, data in datagrams:
-            try:
-                sockets[path_id].send(data)
-            except OSError:  # full buffer, link down, ICMP error: dropped, counted
-                errors += 1
+        if len(datagrams) > 1 and self._segments.enabled:
+            # In order per path, one GSO send per run of same-sized datagrams.
+            for path_id, batch in _by_path(datagrams).items():
+                errors += self._segments.send(sockets[path_id], batch)
+        else:
+            for path_id, data in datagrams:
+                try:
+                    sockets[path_id].send(data)
+                except OSError:  # full buffer, link down, ICMP error: dropped, counted
+                    errors += 1
         if errors:
             self.socket_send_errors += errors
 
@@ -482,6 +499,18 @@ class LocalPortal(_Portal):
         )
 
 
+def _by_path(datagrams: list[tuple[int, bytes]]) -> dict[int, list[bytes]]:
+    """The datagrams grouped by path, in order within each path."""
+    groups: dict[int, list[bytes]] = {}
+    for path_id, data in datagrams:
+        group = groups.get(path_id)
+        if group is None:
+            groups[path_id] = [data]
+        else:
+            group.append(data)
+    return groups
+
+
 def _inner_source(packet: bytes) -> bytes | None:
     version = packet[0] >> 4
     if version == 4:
@@ -530,6 +559,8 @@ class RemotePortal(_Portal):
         self._sessions: dict[int, _Driven] = {}
         # Inner source address (packed) -> the session that last delivered a packet from it.
         self._routes: dict[bytes, _Driven] = {}
+        # Issue 9: UDP GRO on the listening socket (set by `start` where it works).
+        self._segment_receiver: SegmentReceiver | None = None
 
     @property
     def sessions(self) -> dict[int, SecureSession]:
@@ -553,6 +584,8 @@ class RemotePortal(_Portal):
             now=self._loop.time(),
             max_sessions=self.max_sessions,
         )
+        if self._segments.enabled:
+            self._segment_receiver = SegmentReceiver.enable(self.endpoint)
         self._add_reader(self.endpoint.fileno(), self._on_socket)
         self._add_reader(self.tun.fileno(), self._on_tun)
 
@@ -561,40 +594,50 @@ class RemotePortal(_Portal):
             return
         now = self.loop.time()
         recvfrom = self.endpoint.recvfrom
+        receive_run = self._segment_receiver.receive if self._segment_receiver else None
         server = self.server
         receive = server.receive_datagram
         sessions = self._sessions
         touched: dict[int, _Driven] = {}
         count = 0
+        datagrams: Sequence[bytes]
         for _ in range(self.batch):
             try:
-                data, address = recvfrom(MAX_DATAGRAM_BYTES)
+                if receive_run is None:
+                    data, address = recvfrom(MAX_DATAGRAM_BYTES)
+                    datagrams = (data,)
+                else:
+                    datagrams, address = receive_run()  # a coalesced run (UDP GRO)
             except BlockingIOError:
                 break
             except OSError:
                 self.socket_receive_errors += 1
+                self._rearm_reader(self.endpoint.fileno(), self._on_socket)
                 continue
-            count += 1
-            result = receive(data, address, now=now)
-            if result is None:
-                continue
-            session, path_id = result
-            session_id = session.session_id
-            driven = sessions.get(session_id)
-            if driven is None or driven.session is not session:
-                driven = self._adopt(session, now)
-            if path_id is not None:
-                addresses = driven.addresses
-                if addresses.get(path_id) != address:
-                    if path_id in addresses:
-                        log.info(
-                            "session %08x path %d moved to %s",
-                            session_id,
-                            path_id,
-                            _format_address(address),
-                        )
-                    addresses[path_id] = address
-            touched[session_id] = driven
+            for data in datagrams:
+                count += 1
+                result = receive(data, address, now=now)
+                if result is None:
+                    continue
+                session, path_id = result
+                session_id = session.session_id
+                driven = sessions.get(session_id)
+                if driven is None or driven.session is not session:
+                    driven = self._adopt(session, now)
+                if path_id is not None:
+                    addresses = driven.addresses
+                    if addresses.get(path_id) != address:
+                        if path_id in addresses:
+                            log.info(
+                                "session %08x path %d moved to %s",
+                                session_id,
+                                path_id,
+                                _format_address(address),
+                            )
+                        addresses[path_id] = address
+                touched[session_id] = driven
+            if count >= self.batch:
+                break  # a coalesced run counts as its datagrams: flush as often as without
         self.datagrams_received += count
         self._server_outputs(now)
         for driven in touched.values():
@@ -691,6 +734,16 @@ class RemotePortal(_Portal):
         sendto = self.endpoint.sendto
         addresses = driven.addresses
         errors = 0
+        if len(datagrams) > 1 and self._segments.enabled:
+            for path_id, batch in _by_path(datagrams).items():
+                address = addresses.get(path_id)
+                if address is None:
+                    errors += len(batch)
+                else:
+                    errors += self._segments.send(self.endpoint, batch, address)
+            if errors:
+                self.socket_send_errors += errors
+            return
         for path_id, data in datagrams:
             address = addresses.get(path_id)
             if address is None:
