@@ -196,6 +196,7 @@ def test_a_silent_path_goes_down_and_traffic_moves() -> None:
         # The link returns: the path comes back and carries its share again.
         net.restore(HOSTS[0])
         await until(lambda: site.paths_up() == [True, True], timeout=2.0, what="path 0 back up")
+        await asyncio.sleep(CONFIG.return_holddown + 0.1)  # a returning path's hold-down
         more = flows("10.1.0.5", "10.2.0.9", 300, tag=b"again")
         for packet in more:
             site.tun.inject(packet)

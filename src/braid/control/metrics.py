@@ -40,6 +40,11 @@ _SESSION_COUNTERS = (
     ("packets_delivered", "braid_session_packets_delivered", "Inner packets delivered"),
     ("bytes_delivered", "braid_session_delivered_bytes", "Inner bytes delivered"),
     ("send_no_path", "braid_session_send_no_path", "Packets dropped: no live path"),
+    (
+        "failover_resent",
+        "braid_session_failover_resent",
+        "Packets re-sent on other paths because their path went down",
+    ),
 )
 
 

@@ -296,6 +296,8 @@ class PortalService:
                 "send_no_path": stats.send_no_path,
                 "send_queue_full": stats.send_queue_full,
                 "send_rejected": stats.send_rejected,
+                "failover_resent": stats.failover_resent,
+                "queue_dropped": stats.queue_dropped,
                 "drops": dict(stats.drops),
             },
             "paths": paths,

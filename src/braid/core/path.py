@@ -141,6 +141,7 @@ class PathState:
         "datagrams_sent",
         "degraded_until",
         "delivered",
+        "down_since",
         "feedback_due",
         "feedback_pending",
         "health_delivered",
@@ -148,6 +149,7 @@ class PathState:
         "hello_acked",
         "hello_due",
         "jitter",
+        "jumped",
         "last_receive_time",
         "last_send_time",
         "latest_rtt",
@@ -246,13 +248,17 @@ class PathState:
         self.reported_lost = 0  # the loss figure (highest + 1 - received) last reported
         self.hello_acked = False
         self.hello_due = now
-        # issue 6: liveness (owned by TunnelSession). `awaiting`: when the oldest DATA
-        # still waiting for an answer was sent; None once something arrived (used).
-        # NOT YET USED (reserved for the failover resend and hysteresis work):
-        # `unacked` (path_seq, send time, queue item) of DATA not covered by feedback,
-        # `probation*` (return hysteresis), `degraded_until`, `health_*` (degraded state).
-        self.unacked: deque[tuple[int, float, tuple[int, int, int, bytes, float]]] = deque()
+        # Liveness (owned by TunnelSession). `awaiting`: when the oldest DATA still
+        # waiting for an answer was sent (None once something arrived); `unacked`:
+        # (path_seq, queue item) of DATA sent and not covered by feedback, resent on the
+        # other paths if this one goes down; `probation_until`: a returning path's
+        # hold-down end; `down_since`: when it last went down.
+        # NOT YET USED: `degraded_until`, `health_*` (a degraded state).
+        self.unacked: deque[tuple[int, tuple[int, int, int, bytes, float]]] = deque()
         self.awaiting: float | None = None
+        self.down_since: float | None = None
+        self.jumped: set[int] = set()
+        """Session seqs of queued DATA put at the head of the queue (sent FLAG_JUMPED)."""
         self.probation = 0.0
         """Length of the last hysteresis period (doubles while the path flaps)."""
         self.probation_until = -_INF

@@ -111,6 +111,7 @@ from braid.core.wire import (
     DATA_HEADER_SIZE,
     DROP_REASONS,
     FEEDBACK_ENTRY_SIZE,
+    FLAG_JUMPED,
     HEADER_SIZE,
     MASK32,
     MAX_PATH_ID,
@@ -118,6 +119,7 @@ from braid.core.wire import (
     Buffer,
     ControlFrame,
     ControlKind,
+    DataFrame,
     FeedbackFrame,
     Frame,
     FrameType,
@@ -169,6 +171,10 @@ _BURST: Final = 0.004
 _QUANTUM: Final = 0.002
 """The pacer releases what is due within this many seconds in one batch: one wake-up of
 the driver sends a few datagrams instead of one (a wake-up costs more than a datagram)."""
+_UNACKED_LIMIT: Final = 8192
+"""DATA remembered per path for a failover resend (sent, not yet covered by feedback)."""
+_FLAP_WINDOW: Final = 10.0
+"""A path that goes down within this many seconds of coming back is flapping."""
 _QUEUE_FLOOR: Final = 64 * 1024
 """The queue limit in bytes is never below this (a few packets per path)."""
 _INFLIGHT_EXPIRY: Final = 1.0
@@ -220,12 +226,20 @@ class SessionConfig:
     keepalive_interval: float = 0.25
     hello_interval: float = 0.25
     dead_interval: float = 1.0
-    silence_timeout_min: float = 1.0
-    """issue 6: a path that got no answer this long (at least; 2 x srtt + 4 x rttvar + 2 x
+    silence_timeout_min: float = 0.3
+    """A path that got no answer this long (at least; 2 x srtt + 4 x rttvar + 2 x
     feedback_interval when larger, at most dead_interval) to DATA it sent is down at once
-    (fast failover under traffic; idle paths keep dead_interval). Off by default (equal
-    to dead_interval) until the pair tests that pin the 1 s timing are adapted; 0.25
-    enables it."""
+    (fast failover under traffic; idle paths keep dead_interval). Equal to dead_interval:
+    off."""
+    sparse_priority: bool = True
+    """With the `earliest-arrival` scheduler (the others keep FIFO queues for comparison),
+    a packet of a flow (bucket) with nothing queued in the session goes to the head of the
+    path where it arrives first, like fq_codel's new flows: pings, DNS, keystrokes and
+    calls do not wait behind a bulk transfer's queue (off while a `redundant` scheduler
+    is in use)."""
+    return_holddown: float = 0.5
+    """A path that comes back after being down carries DATA only after this long up (it
+    doubles, up to 4 x, while the path flaps: back down within 10 s of returning)."""
     feedback_interval: float = 0.025
     feedback_every: int = 16
     reorder_timeout_min: float = 0.005
@@ -266,6 +280,7 @@ class SessionConfig:
             "hello_interval",
             "dead_interval",
             "silence_timeout_min",
+            "return_holddown",
             "feedback_interval",
             "reorder_timeout_max",
         ):
@@ -318,6 +333,9 @@ class SessionStatistics:
     queued_bytes: int
     queue_limit_bytes: int
     queue_dropped: int
+    failover_resent: int
+    """Packets re-sent on other paths because the path they were on went down (queued
+    there, or sent and not yet covered by feedback)."""
     bod_active: bool
     datagrams_sent: int
     datagrams_received: int
@@ -356,11 +374,18 @@ class TunnelSession:
         self._can_jump = not any(
             isinstance(s, RedundantScheduler) for s in (self._scheduler, *self._class_schedulers)
         )
+        self._sparse = (
+            config.sparse_priority
+            and self._can_jump
+            and isinstance(self._scheduler, EarliestArrivalScheduler)
+        )
         self._queued_bytes = 0
+        self._backlog: dict[int, int] = {}  # bucket -> DATA queued (sparse_priority)
         self._last_data_time = -_INF
         self._pass_interval = config.pass_interval
         self._queue_limit = _QUEUE_FLOOR
         self._queue_dropped = 0
+        self._failover_resent = 0
         self._bod_active = False
         self._bod_due = now + config.bod_interval
         self._bod_sent = 0  # bytes released on non-standby paths since the last check
@@ -420,8 +445,7 @@ class TunnelSession:
     def set_scheduler(self, name: str) -> None:
         """Switch the scheduler (ValueError naming the valid ones if unknown)."""
         self._scheduler = self._make_scheduler(name)
-        if isinstance(self._scheduler, RedundantScheduler):
-            self._can_jump = False
+        self._update_jump()
 
     def set_class_scheduler(self, class_name: str, name: str | None) -> None:
         """Switch one traffic class's scheduler (None: the session's) at run time.
@@ -441,8 +465,16 @@ class TunnelSession:
         schedulers = list(self._class_schedulers)
         schedulers[index] = made
         self._class_schedulers = tuple(schedulers)
+        self._update_jump()
+
+    def _update_jump(self) -> None:
         self._can_jump = not any(
             isinstance(s, RedundantScheduler) for s in (self._scheduler, *self._class_schedulers)
+        )
+        self._sparse = (
+            self.config.sparse_priority
+            and self._can_jump
+            and isinstance(self._scheduler, EarliestArrivalScheduler)
         )
 
     @property
@@ -563,15 +595,21 @@ class TunnelSession:
             if index is not None:
                 urgent = self._classes[index].priority > 0
                 scheduler = self._class_schedulers[index] or scheduler
+        bucket = flow_bucket(ip_packet)
+        backlog = self._backlog
+        if not urgent and self._sparse and bucket not in backlog:
+            urgent = True  # a sparse flow: to the head of the queue
         if (not urgent and self._queued_bytes >= self._queue_limit) or len(
             self._out
         ) >= self._max_queued:
             self._send_queue_full += 1
             return False
         size = len(ip_packet)
-        bucket = flow_bucket(ip_packet)
         if isinstance(scheduler, RedundantScheduler):
             chosen = scheduler.select_paths(paths, size, bucket, now=now)
+        elif urgent and self._can_jump and isinstance(scheduler, EarliestArrivalScheduler):
+            path = scheduler.select_path(paths, size, bucket, now=now, head=True)
+            chosen = [path] if path is not None else []
         else:
             path = scheduler.select_path(paths, size, bucket, now=now)
             chosen = [path] if path is not None else []
@@ -587,11 +625,16 @@ class TunnelSession:
         for path in chosen:
             queue = path.queue
             if urgent and queue and self._can_jump:
-                _jump_queue(queue, item)
+                # To the head, keeping its own (newest) number and the head's schedule
+                # time (control stamps rely on it); sent flagged, so the egress takes no
+                # proof from it about the older DATA still queued behind it.
+                queue.appendleft((session_seq, bucket, bucket_seq, ip_packet, queue[0][4]))
+                path.jumped.add(session_seq)
             else:
                 queue.append(item)
             path.queued_bytes += size
             self._queued_bytes += size
+            backlog[bucket] = backlog.get(bucket, 0) + 1
             if len(queue) == 1 or urgent:
                 self._release(path, now)
         self._packets_sent += 1
@@ -627,8 +670,19 @@ class TunnelSession:
         released = 0
         sent_bytes = 0
         count = path.datagrams_sent
+        unacked = path.unacked
+        backlog = self._backlog
+        jumped = path.jumped
         while queue and release <= horizon and tracker.inflight < cwnd:
-            session_seq, bucket, bucket_seq, ip_packet, _ = queue.popleft()
+            item = queue.popleft()
+            session_seq, bucket, bucket_seq, ip_packet, _ = item
+            flags = 0
+            if jumped and session_seq in jumped:
+                jumped.discard(session_seq)
+                flags = FLAG_JUMPED
+            left = backlog.pop(bucket, 1) - 1
+            if left > 0:
+                backlog[bucket] = left
             size = len(ip_packet)
             released += size
             wire = size + DATA_HEADER_SIZE
@@ -642,7 +696,7 @@ class TunnelSession:
                     _DATA_PACK(
                         VERSION,
                         FrameType.DATA,
-                        0,
+                        flags,
                         path_id,
                         session_id,
                         path_seq & MASK32,
@@ -655,9 +709,12 @@ class TunnelSession:
                 )
             )
             tracker.on_sent(path_seq, wire, now, late or not queue)
+            unacked.append((path_seq, item))
             path.datagrams_sent += 1
             release += wire / rate
         path.next_release = release
+        while len(unacked) > _UNACKED_LIMIT:
+            unacked.popleft()
         if released and path.awaiting is None:
             path.awaiting = now  # issue 6: feedback is due for this DATA
         if queue:
@@ -683,13 +740,20 @@ class TunnelSession:
     def _drop_queue(self, path: PathState) -> None:
         """Discard a path's queue (it went down or away) and forget its inflight."""
         dropped = sum(len(item[3]) for item in path.queue)
+        backlog = self._backlog
+        for item in path.queue:
+            left = backlog.pop(item[1], 1) - 1
+            if left > 0:
+                backlog[item[1]] = left
         self._queue_dropped += len(path.queue)
         path.queue.clear()
         path.queued_bytes = 0
         self._queued_bytes -= dropped
         path.backdated.clear()
         path.tracker.clear()
-        path.awaiting = None  # issue 6
+        path.unacked.clear()
+        path.jumped.clear()
+        path.awaiting = None
 
     def _update_queue_limit(self) -> None:
         total = 0.0
@@ -756,7 +820,8 @@ class TunnelSession:
             ):
                 return None
             return path.path_id
-        self._pass_by_time(path, tx)
+        if type(frame) is not DataFrame:  # (a jumped DATA proves nothing by its time)
+            self._pass_by_time(path, tx)
         if type(frame) is FeedbackFrame:
             if self._local:
                 path.hello_acked = True
@@ -765,6 +830,11 @@ class TunnelSession:
                 target = paths.get(entry.path_id)
                 if target is not None:
                     target.on_feedback(entry, now)
+                    unacked = target.unacked
+                    if unacked:
+                        acked = target.acked_highest
+                        while unacked and unacked[0][0] <= acked:
+                            unacked.popleft()
                     if target.queue:
                         self._release(target, now)
             self._update_queue_limit()
@@ -773,7 +843,20 @@ class TunnelSession:
                 self._send_feedback(path, now)
         elif type(frame) is ControlFrame:
             self._receive_control(path, frame, now)
-        # (A DataFrame cannot get here: well-formed DATA takes the fast path above.)
+        elif type(frame) is DataFrame:
+            # DATA with FLAG_JUMPED (other DATA takes the fast path above).
+            if not self._receive_data(
+                path,
+                frame.session_seq,
+                frame.bucket,
+                frame.bucket_seq,
+                frame.payload,
+                tx,
+                now,
+                progress=not frame.jumped,
+            ):
+                return None
+            return path.path_id
         if (
             path.feedback_due is None
             and path.rx_highest + 1 - path.rx_received != path.reported_lost
@@ -824,12 +907,18 @@ class TunnelSession:
         if self._bod_due <= now:
             self._check_bod(now)
         for path in self._paths.values():
+            if path.probation_until != -_INF and path.probation_until <= now:
+                path.probation_until = -_INF  # hold-down over: carries DATA again
+                self._rebuild_usable()
+        for path in self._paths.values():
             if path.queue:
                 log = path.tracker.log
                 if log and path.tracker.inflight >= path.cc.cwnd:
                     path.tracker.expire(now - _inflight_expiry(path))
                 self._release(path, now)
-            elif self._pass_due(path) <= now:
+        # (After every release: DATA released just now makes the idle paths' passes due.)
+        for path in self._paths.values():
+            if not path.queue and self._pass_due(path) <= now:
                 # Asks for a reply (keepalive) when nothing arrived for a keepalive interval.
                 last = path.last_receive_time
                 reply = local and (last is None or last + keepalive <= now)
@@ -909,6 +998,7 @@ class TunnelSession:
             queued_bytes=self._queued_bytes,
             queue_limit_bytes=self._queue_limit,
             queue_dropped=self._queue_dropped,
+            failover_resent=self._failover_resent,
             bod_active=self._bod_active,
             datagrams_sent=self._datagrams_sent,
             datagrams_received=self._datagrams_received,
@@ -928,7 +1018,11 @@ class TunnelSession:
         payload: bytes,
         tx: int,
         now: float,
+        *,
+        progress: bool = True,
     ) -> bool:
+        """Accept one DATA; `progress` False (FLAG_JUMPED): it proves nothing about the
+        DATA sent before it on its path (no mark, no path progress)."""
         ref = self._rx_session_seq
         seq = ref + ((session_seq - ref + _HALF32) & MASK32) - _HALF32
         if not self._replay.check_and_update(seq):
@@ -954,7 +1048,7 @@ class TunnelSession:
                     # Paced paths release later packets first at times: no mark (the
                     # earlier marks stay valid and sorted).
                     tx = -1
-            if tx >= 0:
+            if tx >= 0 and progress:
                 marks_tx.append(tx)
                 self._marks_seq.append(seq)
             if len(marks_tx) > _MARKS_LIMIT:
@@ -962,7 +1056,7 @@ class TunnelSession:
                 del self._marks_seq[: _MARKS_LIMIT // 2]
         self._packets_received += 1
         reorder = self._reorder
-        if seq > path.rx_session_seq:
+        if progress and seq > path.rx_session_seq:
             path.rx_session_seq = seq
             reorder.on_path_progress(path.path_id, seq)
         pending = path.feedback_pending + 1
@@ -1096,6 +1190,13 @@ class TunnelSession:
 
     def _path_up(self, path: PathState, now: float) -> None:
         path.up = True
+        if path.down_since is not None:
+            # Returning: carry DATA only after a hold-down (longer while it flaps).
+            hold = self.config.return_holddown
+            if path.up_since is not None and path.down_since - path.up_since < _FLAP_WINDOW:
+                hold = min(max(path.probation * 2, hold), 4 * hold)
+            path.probation = hold
+            path.probation_until = now + hold
         path.up_since = now
         self._events.append(PathUp(path.path_id))
         self._rebuild_usable()
@@ -1104,6 +1205,12 @@ class TunnelSession:
 
     def _path_down(self, path: PathState, now: float, reason: str) -> None:
         path.up = False
+        path.down_since = now
+        path.probation_until = -_INF
+        # What was queued on the path, and what it sent that no feedback covers yet, goes
+        # out again on the others (the egress drops a copy it already has).
+        stranded = [item for _, item in path.unacked]
+        stranded.extend(path.queue)
         self._drop_queue(path)
         path.cc.on_path_down(now)
         # Nothing arrived for dead_interval: if the peer restarted, its numbering starts
@@ -1115,7 +1222,30 @@ class TunnelSession:
         self._events.append(PathDown(path.path_id, reason))
         self._rebuild_usable()
         self._update_reorder_live()
+        if stranded:
+            self._resend(stranded, now)
         self._recompute_timer()
+
+    def _resend(self, items: list[tuple[int, int, int, bytes, float]], now: float) -> None:
+        """Queue `items` (from a path that went down) again on the usable up paths."""
+        paths = [p for p in self._usable if p.up]
+        if not paths:
+            return
+        scheduler = self._scheduler
+        touched: set[int] = set()
+        for session_seq, bucket, bucket_seq, ip_packet, _ in items:
+            size = len(ip_packet)
+            path = scheduler.select_path(paths, size, bucket, now=now)
+            if path is None:
+                break
+            path.queue.append((session_seq, bucket, bucket_seq, ip_packet, now))
+            path.queued_bytes += size
+            self._queued_bytes += size
+            self._backlog[bucket] = self._backlog.get(bucket, 0) + 1
+            self._failover_resent += 1
+            touched.add(path.path_id)
+        for path_id in touched:
+            self._release(self._paths[path_id], now)
 
     def _end(self, reason: str) -> None:
         self._closed = True
@@ -1123,7 +1253,12 @@ class TunnelSession:
 
     def _rebuild_usable(self) -> None:
         paths = [self._paths[i] for i in sorted(self._paths)]
-        pool = [p for p in paths if p.up] or paths
+        now = self._now
+        pool = (
+            [p for p in paths if p.up and p.probation_until <= now]
+            or [p for p in paths if p.up]
+            or paths
+        )
         if not pool:
             self._usable = ()
             return
@@ -1195,6 +1330,8 @@ class TunnelSession:
         for path in self._paths.values():
             if path.feedback_due is not None and path.feedback_due < timer:
                 timer = path.feedback_due
+            if path.probation_until != -_INF and path.probation_until < timer:
+                timer = path.probation_until
             if path.up and path.last_receive_time is not None:
                 timer = min(timer, path.last_receive_time + config.dead_interval)
             if path.up and path.awaiting is not None:  # issue 6: silence timeout
@@ -1210,23 +1347,6 @@ class TunnelSession:
             else:
                 timer = min(timer, _keepalive_ref(path) + config.keepalive_interval)
         self._timer = timer
-
-
-def _jump_queue(
-    queue: deque[tuple[int, int, int, bytes, float]], item: tuple[int, int, int, bytes, float]
-) -> None:
-    """Put a real-time `item` at the head of a path queue, keeping the queue's session
-    sequence numbers ascending: the item takes the lowest queued number and every queued
-    DATA moves up to the next one (the last takes the item's). A path still delivers
-    session_seq in increasing order, so gap proofs stay sound. O(queue length)."""
-    entries = list(queue)
-    seqs = [entry[0] for entry in entries]
-    seqs.append(item[0])
-    # The item counts as queued when the oldest was (FEEDBACK stamps rely on it).
-    queue.clear()
-    queue.append((seqs[0], item[1], item[2], item[3], entries[0][4]))
-    for index, entry in enumerate(entries, 1):
-        queue.append((seqs[index], entry[1], entry[2], entry[3], entry[4]))
 
 
 def _stamp(path: PathState, seq: int, now: float) -> int:

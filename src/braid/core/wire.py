@@ -35,6 +35,9 @@ MAX_FEEDBACK_ENTRIES: Final = 16
 MAX_PROBE_PADDING: Final = 1400
 MAX_PATH_ID: Final = 254
 FLAG_REPLY: Final = 0x01
+FLAG_JUMPED: Final = 0x02
+"""DATA: sent ahead of DATA queued before it on its path (a priority packet); its session
+sequence number says nothing about what the path delivered before it."""
 MASK32: Final = 0xFFFFFFFF
 
 _HALF32: Final = 1 << 31
@@ -92,6 +95,8 @@ class DataFrame:
     bucket: int
     bucket_seq: int
     payload: bytes
+    jumped: bool = False
+    """FLAG_JUMPED was set."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,13 +172,15 @@ def encode_data(
     bucket: int,
     bucket_seq: int,
     payload: bytes,
+    *,
+    jumped: bool = False,
 ) -> bytes:
     """Encode a DATA datagram (payload must be non-empty)."""
     return (
         DATA_HEADER.pack(
             VERSION,
             FrameType.DATA,
-            0,
+            FLAG_JUMPED if jumped else 0,
             path_id,
             session_id,
             path_seq,
@@ -314,7 +321,7 @@ def decode_datagram(data: Buffer) -> Frame:
     frame_type = data[1]
     flags = data[2]
     if frame_type == FrameType.DATA:
-        if flags:
+        if flags & ~FLAG_JUMPED:
             raise ProtocolError("bad_flags")
         if size < DATA_HEADER_SIZE:
             raise ProtocolError("truncated")
@@ -332,6 +339,7 @@ def decode_datagram(data: Buffer) -> Frame:
             bucket,
             bucket_seq,
             bytes(data[DATA_HEADER_SIZE:]),
+            bool(flags & FLAG_JUMPED),
         )
     _, _, _, path_id, session_id, path_seq, tx_us = HEADER.unpack_from(data)
     body = size - HEADER_SIZE

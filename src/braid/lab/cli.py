@@ -137,6 +137,10 @@ def _run(args: argparse.Namespace) -> int:
     )
     (result,) = run_scenarios([scenario], progress=progress)
     console.print(rich_table(result))
+    if result.scenario.events:
+        from braid.lab.evaluation import event_finding
+
+        console.print(event_finding(result), markup=False, highlight=False)
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     if args.json:

@@ -14,7 +14,14 @@ from rich.console import Console
 
 from braid.lab.experiment import ScenarioResult, run_scenarios
 from braid.lab.netns import check_environment
-from braid.lab.report import plot, recovery_time, rich_table, window_mean, write_json
+from braid.lab.report import (
+    longest_stall,
+    plot,
+    recovery_time,
+    rich_table,
+    window_mean,
+    write_json,
+)
 from braid.lab.scenario import load_scenario
 
 
@@ -49,6 +56,9 @@ def cut_summary(cut: ScenarioResult, solo_remaining: float | None) -> list[str]:
             "full aggregate (90 % of before) "
             + (f"{returned:.2f} s after the restore" if returned is not None else "not reached")
         )
+    lines.append(
+        f"longest stall (samples under 10 % of the median): {longest_stall(samples, interval):.2f} s"
+    )
     stalled = [t for t, v in samples if v < 0.05]
     if stalled:
         lines.append(

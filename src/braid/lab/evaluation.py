@@ -21,7 +21,14 @@ from rich.console import Console
 import braid
 from braid.lab.experiment import ScenarioResult, SeriesResult, run_scenarios
 from braid.lab.netns import LabError, check_environment
-from braid.lab.report import markdown_table, recovery_time, rich_table, save_figure, window_mean
+from braid.lab.report import (
+    longest_stall,
+    markdown_table,
+    recovery_time,
+    rich_table,
+    save_figure,
+    window_mean,
+)
 from braid.lab.scenario import load_scenario
 
 
@@ -87,6 +94,40 @@ CASES = (
         "(dissertation 4.4.4; SPEC §4 and §7: recovery under 1 s, full aggregate within 3 s.)",
         ("eval-loss",),
     ),
+    Case(
+        "agg-equal",
+        "Aggregation: 2 x 20 Mbit/s, CUBIC and BBR flows",
+        "Issue 5: one TCP flow over two equal links, with CUBIC and with BBR (target: at least "
+        "95 % of the links' summed solo goodput; braid >= MPTCP).",
+        ("agg-equal-2x20", "agg-equal-2x20-bbr"),
+    ),
+    Case(
+        "agg-unequal",
+        "Aggregation: 10 Mbit/s 10 ms + 40 Mbit/s 40 ms",
+        "Issue 5: unequal rate and delay, with CUBIC and with BBR (target: at least 90 %; "
+        "braid >= MPTCP).",
+        ("agg-unequal-10-40", "agg-unequal-10-40-bbr"),
+    ),
+    Case(
+        "agg-four",
+        "Aggregation: four links 10/20/30/40 Mbit/s, 5/10/20/40 ms",
+        "Issue 5: four unequal links, with CUBIC and with BBR (target: at least 90 %; braid "
+        ">= MPTCP).",
+        ("agg-four", "agg-four-bbr"),
+    ),
+    Case(
+        "agg-drop",
+        "Aggregation: a link drops from 40 to 10 Mbit/s",
+        "Issue 5: does the flow follow within 2 s, without a stall?",
+        ("agg-drop", "agg-drop-bbr"),
+    ),
+    Case(
+        "agg-ping",
+        "Aggregation: ping through the saturated tunnel",
+        "Issue 5: ping p95 through the saturated tunnel at most the fastest link's RTT (20 ms) "
+        "+ 50 ms, on 10 Mbit/s 10 ms + 40 Mbit/s 40 ms.",
+        ("agg-ping", "agg-ping-bbr"),
+    ),
 )
 
 
@@ -118,33 +159,45 @@ def _finding(result: ScenarioResult) -> str:
     return text
 
 
-def _event_finding(result: ScenarioResult) -> str:
-    """Throughput before, during and after the scenario's events, per series."""
+def event_finding(result: ScenarioResult) -> str:
+    """Throughput before, during and after the scenario's events, per series (with one
+    event: before and after it), how soon it followed, and the longest stall."""
     events = result.scenario.events
-    if len(events) < 2:
+    if not events:
         return ""
-    first, second = events[0].at, events[1].at
+    first = events[0].at
     end = result.scenario.duration
+    second = events[1].at if len(events) > 1 else None
     interval = result.scenario.interval
     lines = []
     for name, entry in result.series.items():
         if not entry.runs:
             continue
+        spans = [(1.0, first), (first + 1.0, second if second is not None else end)]
+        if second is not None:
+            spans.append((second + 3.0, end))
         windows = []
-        for start, stop in ((1.0, first), (first + 1.0, second), (second + 3.0, end)):
+        for start, stop in spans:
             values = [window_mean(r.samples, start, stop) for r in entry.runs]
             known = [v for v in values if v is not None]
             windows.append(sum(known) / len(known) if known else None)
         text = " → ".join("-" if v is None else f"{v:.1f}" for v in windows)
-        line = f"- {name}: {text} Mbit/s (before, during, after; the first second after each event left out)"
-        before, during, _ = windows
+        if second is not None:
+            what = "before, during, after; the first second after each event left out"
+        else:
+            what = "before, after the event; the first second after it left out"
+        line = f"- {name}: {text} Mbit/s ({what})"
+        before, during = windows[0], windows[1]
         if before and during:
             down = [recovery_time(r.samples, first, 0.8 * during, interval) for r in entry.runs]
-            back = [recovery_time(r.samples, second, 0.9 * before, interval) for r in entry.runs]
-            line += (
-                f"; reached 80 % of the level during the event {_seconds(down)} after it, "
-                f"90 % of the level before {_seconds(back)} after the second event"
-            )
+            line += f"; reached 80 % of the level after the event {_seconds(down)} after it"
+            if second is not None:
+                back = [
+                    recovery_time(r.samples, second, 0.9 * before, interval) for r in entry.runs
+                ]
+                line += f", 90 % of the level before {_seconds(back)} after the second event"
+        stalls = sorted(longest_stall(r.samples, interval) for r in entry.runs)
+        line += f"; longest stall {stalls[len(stalls) // 2]:.2f} s (median of runs)"
         lines.append(line)
     return "\n".join(lines)
 
@@ -185,13 +238,15 @@ def run_evaluation(
             (result,) = run_scenarios([scenario], progress=progress)
             results[name] = result
             console.print(rich_table(result))
-    minutes = (time.time() - started) / 60
-    sections = []
-    for case in cases:
-        sections.append(_section(case, results, img_dir, out.parent))
-    header = _header(minutes, quick)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(header + "\n\n".join(sections) + "\n")
+        # Written after every case: an interrupted run leaves the cases done so far.
+        done = [c for c in cases if all(n in results for n in c.scenarios)]
+        minutes = (time.time() - started) / 60
+        sections = [_section(c, results, img_dir, out.parent) for c in done]
+        header = _header(minutes, quick)
+        if len(done) < len(cases):
+            header += f"(Written after {len(done)} of {len(cases)} cases.)\n\n"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(header + "\n\n".join(sections) + "\n")
     console.print(f"wrote {out} and plots in {img_dir}")
     notes = [n for r in results.values() for n in r.notes]
     for note in notes:
@@ -210,7 +265,7 @@ def _header(minutes: float, quick: bool) -> str:
         "Method (see docs/lab.md): client, local portal, link emulator, remote portal and server "
         "are network namespaces on one host; each link is shaped by tbf (rate, 50 ms queue), "
         "braid's own AF_PACKET relay (one-way delay) and nftables (loss, cuts). Traffic is one "
-        "iperf3 TCP flow with CUBIC, sampled every 0.5 s at the receiver. Each series runs "
+        "iperf3 TCP flow with CUBIC (BBR where a case says so), sampled every 0.5 s at the receiver. Each series runs "
         "`repeat` times; tables give the median and the range, plots the mean with error bars "
         "of 1.5 sigma (as the dissertation's appendix A). *link-K* is link K alone with plain "
         "routing, *mptcp* is kernel MPTCP end to end over all links, *braid* is one flow "
@@ -241,7 +296,7 @@ def _section(case: Case, results: dict[str, ScenarioResult], img_dir: Path, root
         )
         parts.append(markdown_table(result) + "\n")
         parts.append(_finding(result) + "\n")
-        events = _event_finding(result)
+        events = event_finding(result)
         if events:
             parts.append(events + "\n")
         for note in result.notes:

@@ -171,18 +171,37 @@ class Portals:
             path.touch(mode=0o600)
             path.chmod(0o600)  # it holds a private key
             path.write_text(text)
-        for role, ns, path in (
-            ("remote", topo.remote, self.remote_path),
-            ("local", topo.local, self.local_path),
-        ):
-            with open(self.log(role), "w") as log:
-                self._procs[role] = topo.spawn(
-                    ns, python_cmd("braid", "up", str(path)), stdout=log, stderr=subprocess.STDOUT
-                )
+        for role in ("remote", "local"):
+            self._spawn(role)
         deadline = time.monotonic() + self.timeout
         for role in ("remote", "local"):
             self._wait_up(role, deadline)
         self.wait_tunnel(max(1.0, deadline - time.monotonic()))
+
+    def _spawn(self, role: str) -> None:
+        topo = self.topology
+        ns, path = (
+            (topo.remote, self.remote_path) if role == "remote" else (topo.local, self.local_path)
+        )
+        with open(self.log(role), "w") as log:
+            self._procs[role] = topo.spawn(
+                ns, python_cmd("braid", "up", str(path)), stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def kill(self, role: str) -> None:
+        """Kill one portal with SIGKILL (a crash: nothing is cleaned up or said to the peer)."""
+        proc = self._procs[role]
+        proc.kill()
+        proc.wait()
+        self.exit_codes[role] = proc.returncode
+        ns = self.topology.local if role == "local" else self.topology.remote
+        run(["ip", "-n", ns, "link", "del", TUNNEL_NAME], check=False)
+
+    def restart(self, role: str) -> None:
+        """Start a killed portal again from the same config; returns once it says it is up
+        (the session with its peer is not waited for)."""
+        self._spawn(role)
+        self._wait_up(role, time.monotonic() + self.timeout)
 
     def _wait_up(self, role: str, deadline: float) -> None:
         proc = self._procs[role]

@@ -256,3 +256,17 @@ def recovery_time(
         if t - interval >= after - 1e-9 and v >= target:
             return max(0.0, t - after)
     return None
+
+
+def longest_stall(samples: Sequence[tuple[float, float]], interval: float) -> float:
+    """Seconds of the longest run of consecutive samples below 10 % of the median sample
+    (the flow all but stopped); a multiple of ``interval``, 0.0 if none."""
+    values = sorted(v for _, v in samples)
+    if not values:
+        return 0.0
+    floor = 0.1 * values[len(values) // 2]
+    longest = run = 0
+    for _, v in samples:
+        run = run + 1 if v < floor else 0
+        longest = max(longest, run)
+    return longest * interval

@@ -43,14 +43,15 @@ def path_delay(path: PathState) -> float:
     return srtt / 2 if srtt is not None else 0.0
 
 
-def queue_delay(path: PathState, size: int, now: float) -> float:
+def queue_delay(path: PathState, size: int, now: float, *, head: bool = False) -> float:
     """Seconds until a packet of `size` bytes queued now on `path` would leave the
-    bottleneck: the pacer's wait, braid's own queue and the backlog at the link."""
+    bottleneck: the pacer's wait, braid's own queue (not with `head`: the packet goes to
+    the head of the queue) and the backlog at the link."""
     rate = path.cc.btl_bw
     wait = path.next_release - now
     if wait < 0:
         wait = 0.0
-    wait += (path.queued_bytes + size) / rate
+    wait += (size if head else path.queued_bytes + size) / rate
     low = path.min_rtt.value
     if low is not None:
         backlog = path.tracker.inflight / rate - low - FEEDBACK_ALLOWANCE
@@ -74,9 +75,10 @@ class EarliestArrivalScheduler:
         self.full_after = full_after
 
     def select_path(
-        self, paths: Sequence[PathState], size: int, bucket: int, *, now: float
+        self, paths: Sequence[PathState], size: int, bucket: int, *, now: float, head: bool = False
     ) -> PathState | None:
-        """The path with the earliest expected arrival for a packet of `size` bytes."""
+        """The path with the earliest expected arrival for a packet of `size` bytes (put at
+        the head of its queue with `head`)."""
         count = len(paths)
         if count <= 1:
             return paths[0] if count else None
@@ -92,7 +94,7 @@ class EarliestArrivalScheduler:
             if delay > limit:
                 far.append(index)
                 continue
-            wait = queue_delay(path, size, now)
+            wait = queue_delay(path, size, now, head=head)
             if wait < self.full_after:
                 fast_full = False
             arrival = wait + delay
@@ -102,7 +104,7 @@ class EarliestArrivalScheduler:
         if far and fast_full:
             for index in far:
                 path = paths[index]
-                arrival = queue_delay(path, size, now) + delays[index]
+                arrival = queue_delay(path, size, now, head=head) + delays[index]
                 if arrival < best_arrival:
                     best = path
                     best_arrival = arrival
