@@ -221,7 +221,7 @@ def run_evaluation(
 ) -> int:
     """Run the cases, print tables, write the Markdown report and the plots."""
     check_environment(mptcp=True)
-    cases = [c for c in CASES if not only or c.key in only]
+    cases = [c for key in only for c in CASES if c.key == key] if only else list(CASES)
     if not cases:
         raise LabError(f"no such case; cases: {', '.join(c.key for c in CASES)}")
     img_dir = out.parent / "img"
