@@ -131,6 +131,30 @@ def test_session_settings_reach_the_core() -> None:
     )
 
 
+def test_resilience_and_priority_settings_reach_the_core() -> None:
+    text = (
+        REMOTE
+        + "[session]\nsilence_timeout_min = 0.5\nreturn_holddown = 2\nsparse_priority = false\n"
+    )
+    session = parse_config(text).session.to_session_config()
+    assert (session.silence_timeout_min, session.return_holddown, session.sparse_priority) == (
+        0.5,
+        2.0,
+        False,
+    )
+    defaults = parse_config(REMOTE).session.to_session_config()
+    core = SessionConfig()
+    assert (defaults.silence_timeout_min, defaults.return_holddown, defaults.sparse_priority) == (
+        core.silence_timeout_min,
+        core.return_holddown,
+        core.sparse_priority,
+    )
+    with pytest.raises(ConfigError, match=r"session\.sparse_priority: .*expected true or false"):
+        parse_config(REMOTE + '[session]\nsparse_priority = "yes"\n')
+    with pytest.raises(ConfigError, match=r"session\.return_holddown: .*expected seconds"):
+        parse_config(REMOTE + "[session]\nreturn_holddown = -1\n")
+
+
 def test_ipv6_everywhere() -> None:
     text = f"""\
 role = "local"

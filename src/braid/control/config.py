@@ -93,6 +93,9 @@ class SessionSettings:
     bod_lower: float = 0.5
     classes: tuple[TrafficClass, ...] = ()
     # -- end issue 5
+    silence_timeout_min: float = 0.3
+    return_holddown: float = 0.5
+    sparse_priority: bool = True
 
     def to_session_config(self) -> SessionConfig:
         """The core's `SessionConfig` with these settings (core defaults for the rest)."""
@@ -106,6 +109,9 @@ class SessionSettings:
             bod_upper=self.bod_upper,
             bod_lower=self.bod_lower,
             classes=self.classes,
+            silence_timeout_min=min(self.silence_timeout_min, self.dead_interval),
+            return_holddown=self.return_holddown,
+            sparse_priority=self.sparse_priority,
         )
 
 
@@ -909,6 +915,23 @@ class _Validator:
                 f"{bod_lower:g} is not between 0 and bod_upper ({bod_upper:g}); expected e.g. 0.5",
             )
         # -- end issue 5 keys
+        silence = self.number(
+            t,
+            "silence_timeout_min",
+            default=defaults.silence_timeout_min,
+            low=0.05,
+            high=600.0,
+            expected="seconds, 0.05..600 (dead_interval or more: off)",
+        )
+        holddown = self.number(
+            t,
+            "return_holddown",
+            default=defaults.return_holddown,
+            low=0.0,
+            high=60.0,
+            expected="seconds, 0..60",
+        )
+        sparse = self.boolean(t, "sparse_priority")
         t.finish()
         return SessionSettings(
             scheduler=scheduler,
@@ -919,6 +942,9 @@ class _Validator:
             delay_cutoff=delay_cutoff,
             bod_upper=bod_upper,
             bod_lower=bod_lower,
+            silence_timeout_min=silence,
+            return_holddown=holddown,
+            sparse_priority=defaults.sparse_priority if sparse is None else sparse,
         )
 
     # -- issue 5: [[class]] tables (traffic classes) --
