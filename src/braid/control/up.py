@@ -6,6 +6,7 @@ visible is created; whatever was opened before a failure is closed again.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from braid.control.config import PortalConfig, format_rate
@@ -35,6 +36,14 @@ def open_local(config: PortalConfig) -> LocalPortal:
                     rate_bps=link.rate_bps,
                     metric=link.metric,
                     standby=link.standby,
+                    interface=link.interface,
+                    reopen=functools.partial(
+                        open_path_socket,
+                        remote=link.remote,
+                        interface=link.interface,
+                        source=link.source,
+                        link=link.name,
+                    ),
                 )
             )
         t = config.tunnel

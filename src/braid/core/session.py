@@ -549,6 +549,25 @@ class TunnelSession:
             path.standby = standby
         self._rebuild_usable()
 
+    def link_down(self, path_id: int, *, now: float) -> None:
+        """The path's link went down (an interface event): the path is down now, without
+        waiting for silence; its DATA goes out on the other paths. KeyError if unknown."""
+        path = self._paths[path_id]
+        self._now = now
+        if path.up:
+            self._path_down(path, now, "link down")
+
+    def path_rebound(self, path_id: int, *, now: float) -> None:
+        """The path's socket was opened again (its link came back or changed address):
+        greet the peer on it at once, so it learns the new address and the path comes
+        back up within a round trip. KeyError if unknown."""
+        path = self._paths[path_id]
+        self._now = now
+        if self._local:
+            path.hello_acked = False
+            path.hello_due = now
+            self._recompute_timer()
+
     def remove_path(self, path_id: int, *, now: float) -> None:
         """Stop using a path; the peer is told with PATH_DOWN on the remaining paths."""
         path = self._get_path(path_id)

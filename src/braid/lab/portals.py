@@ -72,7 +72,12 @@ def _session_table(session: dict[str, Any]) -> list[str]:
 
 
 def local_config(
-    topology: Topology, shapes: list[LinkShape], session: dict[str, Any], keys: PortalKeys
+    topology: Topology,
+    shapes: list[LinkShape],
+    session: dict[str, Any],
+    keys: PortalKeys,
+    *,
+    pin_source: bool = True,
 ) -> str:
     """The local portal's config: one link per lab link, the remote portal as its peer."""
     lines = [
@@ -92,7 +97,7 @@ def local_config(
             "[[link]]",
             f"name = {toml_value(f'l{link.index}')}",
             f"interface = {toml_value(link.local_if)}",
-            f"source = {toml_value(link.local_ip)}",
+            *([f"source = {toml_value(link.local_ip)}"] if pin_source else []),
             f"remote = {toml_value(f'{link.remote_ip}:{PORT}')}",
             f"rate = {toml_value(f'{int(shape.rate_up_bps)}bit')}",
         ]
@@ -135,8 +140,11 @@ class Portals:
         session: dict[str, Any] | None = None,
         *,
         timeout: float = 15.0,
+        pin_source: bool = True,
     ) -> None:
         self.topology = topology
+        self.pin_source = pin_source
+        """False: links are pinned by interface only (they follow its address)."""
         self.shapes = shapes
         self.session = dict(session or {})
         self.timeout = timeout
@@ -165,7 +173,10 @@ class Portals:
         topo = self.topology
         keys = PortalKeys.generate()
         for path, text in (
-            (self.local_path, local_config(topo, self.shapes, self.session, keys)),
+            (
+                self.local_path,
+                local_config(topo, self.shapes, self.session, keys, pin_source=self.pin_source),
+            ),
             (self.remote_path, remote_config(self.session, keys)),
         ):
             path.touch(mode=0o600)

@@ -45,7 +45,8 @@ from braid.core.session import (
     SessionStatistics,
     TunnelSession,
 )
-from braid.io.base import MAX_DATAGRAM_BYTES, Address, DatagramEndpoint, PacketDevice
+from braid.io.base import MAX_DATAGRAM_BYTES, Address, DatagramEndpoint, DriverError, PacketDevice
+from braid.io.ifwatch import InterfaceWatcher, interface_ipv4
 from braid.io.udp import SegmentReceiver, SegmentSender, gso_enabled_by_environment
 
 log = logging.getLogger("braid.runtime")
@@ -75,6 +76,10 @@ class PathLink:
     rate_bps: int | None = None
     metric: int = 0
     standby: bool = False  # issue 5: bandwidth on demand
+    interface: str | None = None
+    """The interface the path is pinned to: its link and address events rebind the path."""
+    reopen: Callable[[], DatagramEndpoint] | None = None
+    """Opens the path's socket again (after the interface came back or changed address)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +338,9 @@ class LocalPortal(_Portal):
         self._sockets: dict[int, DatagramEndpoint] = {link.path_id: link.endpoint for link in links}
         self._names = {link.path_id: link.name for link in links}
         self._driven: _Driven | None = None
+        self._watcher: InterfaceWatcher | None = None
+        self.interface_events = 0
+        self.rebinds = 0
 
     @property
     def session(self) -> SecureSession:
@@ -348,6 +356,80 @@ class LocalPortal(_Portal):
         self._add_reader(self.tun.fileno(), self._on_tun)
         for link in self.links:
             self._add_reader(link.endpoint.fileno(), self._make_reader(link.endpoint))
+        if any(link.interface and link.reopen for link in self.links):
+            try:
+                self._watcher = InterfaceWatcher()
+            except DriverError as exc:
+                log.warning("%s; paths follow their interfaces by silence only", exc)
+            else:
+                self._add_reader(self._watcher.fileno(), self._on_interfaces)
+
+    def _on_interfaces(self) -> None:
+        """Link and address events: a path whose interface went down is down at once; one
+        whose interface came back or changed address gets a fresh socket and greets."""
+        watcher = self._watcher
+        driven = self._driven
+        if watcher is None or driven is None or self._closing:
+            return
+        events = watcher.read_events()
+        if not events:
+            return
+        now = self.loop.time()
+        inner = driven.session.inner
+        rebind: set[int] = set()
+        for name, change in events:
+            for link in self.links:
+                if link.interface != name or link.reopen is None:
+                    continue
+                self.interface_events += 1
+                if change == "down":
+                    log.info(
+                        "interface %s down: path %s", name, self._path_name(driven, link.path_id)
+                    )
+                    inner.link_down(link.path_id, now=now)
+                    rebind.discard(link.path_id)
+                else:
+                    rebind.add(link.path_id)
+        for path_id in sorted(rebind):
+            self._rebind(driven, path_id, now)
+        self._flush(driven, now)
+
+    def _rebind(self, driven: _Driven, path_id: int, now: float) -> None:
+        link = next(link for link in self.links if link.path_id == path_id)
+        assert link.reopen is not None
+        try:
+            endpoint = link.reopen()
+        except DriverError as exc:  # e.g. the interface has no address yet: wait for one
+            log.info("path %s: not rebound yet (%s)", self._path_name(driven, path_id), exc)
+            return
+        local = str(endpoint.getsockname()[0])
+        if link.interface and "." in local and local != interface_ipv4(link.interface):
+            # The interface has no IPv4 address (a lease ended): the kernel picked another
+            # interface's as the source, which would lead the peer astray. Down until the
+            # next address event.
+            endpoint.close()
+            log.info(
+                "path %s: interface %s has no address; down until it gets one",
+                self._path_name(driven, path_id),
+                link.interface,
+            )
+            driven.session.inner.link_down(path_id, now=now)
+            return
+        old = self._sockets[path_id]
+        fd = old.fileno()
+        if fd in self._readers:
+            self.loop.remove_reader(fd)
+            self._readers.remove(fd)
+        old.close()
+        self._sockets[path_id] = endpoint
+        self._add_reader(endpoint.fileno(), self._make_reader(endpoint))
+        self.rebinds += 1
+        log.info(
+            "path %s rebound (interface %s changed)",
+            self._path_name(driven, path_id),
+            link.interface,
+        )
+        driven.session.inner.path_rebound(path_id, now=now)
 
     def _new_session(self, now: float) -> None:
         session_id = int.from_bytes(self._rng(4), "big")
@@ -476,8 +558,10 @@ class LocalPortal(_Portal):
         if driven is not None:
             self._cancel_timer(driven)
         self._remove_readers()
-        for link in self.links:
-            link.endpoint.close()
+        for endpoint in self._sockets.values():
+            endpoint.close()
+        if self._watcher is not None:
+            self._watcher.close()
         self.tun.close()
 
     def statistics(self) -> PortalStatistics:

@@ -1,0 +1,136 @@
+"""Network interface events from the kernel (rtnetlink), for the local portal.
+
+`InterfaceWatcher` opens a netlink socket subscribed to link and address changes; the
+runtime polls its file descriptor and calls `read_events()`, which returns what happened
+to which interface, by name:
+
+- ``"down"``: the interface went down or lost its carrier (operstate not UP/UNKNOWN);
+- ``"up"``: it is up with a carrier again;
+- ``"address"``: an address was added to or removed from it (a DHCP renewal, a new lease).
+
+Messages are parsed with pyroute2's rtnetlink marshal; only the socket is ours (pyroute2's
+IPRoute runs an event loop of its own, which cannot share the portal's thread). Nothing
+here raises on a malformed or unexpected message: it is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import socket
+import struct
+from typing import Final, Literal
+
+from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+
+from braid.io.base import DriverError
+
+RTM_NEWLINK: Final = 16
+RTM_DELLINK: Final = 17
+RTM_NEWADDR: Final = 20
+RTM_DELADDR: Final = 21
+IFF_UP: Final = 0x1
+_UP_STATES: Final = ("UP", "UNKNOWN")
+
+SIOCGIFADDR: Final = 0x8915
+
+Change = Literal["up", "down", "address"]
+
+
+def interface_ipv4(name: str) -> str | None:
+    """The interface's (primary) IPv4 address, or None if it has none or does not exist."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            result = fcntl.ioctl(
+                sock.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15])
+            )
+        except OSError:
+            return None
+    return str(ipaddress.IPv4Address(result[20:24]))
+
+
+class InterfaceWatcher:
+    """Link and address events of the current network namespace (see the module doc)."""
+
+    def __init__(self) -> None:
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        except OSError as exc:
+            raise DriverError(f"interface events: no rtnetlink socket: {exc.strerror}") from None
+        try:
+            sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise DriverError(f"interface events: cannot subscribe: {exc.strerror}") from None
+        self._sock = sock
+        self._marshal = MarshalRtnl()
+        self._state: dict[str, bool] = {}  # name -> last known "usable"
+        self._names: dict[int, str] = {}  # index -> name (addresses name only the index)
+        self.malformed = 0
+
+    def fileno(self) -> int:
+        """The netlink socket, for the event loop's reader."""
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        """Close the socket (idempotent)."""
+        self._sock.close()
+
+    def read_events(self) -> list[tuple[str, Change]]:
+        """Everything the kernel reported since the last call, in order."""
+        events: list[tuple[str, Change]] = []
+        while True:
+            try:
+                data = self._sock.recv(65536)
+            except BlockingIOError:
+                break
+            except OSError:  # ENOBUFS: events were lost; the next ones still count
+                continue
+            try:
+                messages = list(self._marshal.parse(data))
+            except Exception:  # a message pyroute2 cannot parse: skip the datagram
+                self.malformed += 1
+                continue
+            for msg in messages:
+                event = self._event(msg)
+                if event is not None:
+                    events.append(event)
+        return events
+
+    def _event(self, msg: object) -> tuple[str, Change] | None:
+        try:
+            kind = msg["header"]["type"]  # type: ignore[index]
+            index = msg.get("index")  # type: ignore[attr-defined]
+        except (KeyError, TypeError, AttributeError):
+            self.malformed += 1
+            return None
+        if kind in (RTM_NEWLINK, RTM_DELLINK):
+            name = msg.get_attr("IFLA_IFNAME")  # type: ignore[attr-defined]
+            if not name:
+                return None
+            if isinstance(index, int):
+                self._names[index] = name
+            state = msg.get_attr("IFLA_OPERSTATE")  # type: ignore[attr-defined]
+            flags = msg.get("flags") or 0  # type: ignore[attr-defined]
+            usable = kind == RTM_NEWLINK and bool(flags & IFF_UP) and state in _UP_STATES
+            before = self._state.get(name)
+            self._state[name] = usable
+            if before is None and usable:
+                return None  # first news of an interface that is up: nothing changed
+            if before == usable:
+                return None
+            return (name, "up" if usable else "down")
+        if kind in (RTM_NEWADDR, RTM_DELADDR):
+            name = msg.get_attr("IFA_LABEL") if hasattr(msg, "get_attr") else None
+            if not name and isinstance(index, int):
+                name = self._names.get(index)
+                if name is None:
+                    with contextlib.suppress(OSError):
+                        name = socket.if_indextoname(index)
+            if not name:
+                return None
+            return (str(name).split(":")[0], "address")  # "eth0:1" is an alias of eth0
+        return None
