@@ -155,6 +155,17 @@ def test_resilience_and_priority_settings_reach_the_core() -> None:
         parse_config(REMOTE + "[session]\nreturn_holddown = -1\n")
 
 
+def test_tcp_transport_and_listener() -> None:
+    text = LOCAL.replace('name = "lte"\n', 'name = "lte"\ntransport = "tcp"\n')
+    config = parse_config(text)
+    assert [link.transport for link in config.links] == ["udp", "tcp"]
+    remote = parse_config(REMOTE.replace("[listen]\n", "[listen]\ntcp = true\n"))
+    assert remote.listen is not None and remote.listen.tcp
+    assert parse_config(REMOTE).listen.tcp is False  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match=r"link\[1\]\.transport: .*expected \"udp\" or \"tcp\""):
+        parse_config(LOCAL.replace('name = "lte"\n', 'name = "lte"\ntransport = "quic"\n'))
+
+
 def test_ipv6_everywhere() -> None:
     text = f"""\
 role = "local"

@@ -121,6 +121,8 @@ class ListenConfig:
 
     address: str = DEFAULT_LISTEN_ADDRESS
     port: int = DEFAULT_PORT
+    tcp: bool = False
+    """Also accept TCP paths on the same port."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +137,8 @@ class LinkConfig:
     rate_bps: int | None = None
     metric: int = 0
     standby: bool = False  # issue 5: bandwidth on demand (joins above bod_upper)
+    transport: str = "udp"
+    """"udp", or "tcp" for a network that blocks UDP (length-prefixed frames)."""
 
     @property
     def remote(self) -> tuple[str, int]:
@@ -1038,8 +1042,9 @@ class _Validator:
             t, "port", default=DEFAULT_PORT, low=1, high=65535, expected="a UDP port 1..65535"
         )
         assert port is not None
+        tcp = bool(self.boolean(t, "tcp"))
         t.finish()
-        return ListenConfig(address=address, port=port)
+        return ListenConfig(address=address, port=port, tcp=tcp)
 
     def links(self, top: _Table) -> tuple[LinkConfig, ...]:
         raw = top.get("link")
@@ -1154,9 +1159,16 @@ class _Validator:
         )
         assert metric is not None
         standby = bool(self.boolean(t, "standby"))  # issue 5: bandwidth on demand
+        transport = self.string(t, "transport", default="udp", expected='"udp" or "tcp"')
+        if transport not in ("udp", "tcp"):
+            self.fail(
+                t.field("transport"), f'{_show(transport)} is unknown; expected "udp" or "tcp"'
+            )
+        assert transport is not None
         t.finish()
         return LinkConfig(
             standby=standby,
+            transport=transport,
             name=name,
             remote_host=host,
             remote_port=port,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from braid.control.config import PortalConfig, format_rate
 from braid.io.base import DatagramEndpoint
+from braid.io.tcp import open_tcp_listener, open_tcp_path
 from braid.io.tun import TunDevice
 from braid.io.udp import open_listen_socket, open_path_socket
 from braid.runtime.daemon import run_portal
@@ -22,12 +23,15 @@ def open_local(config: PortalConfig) -> LocalPortal:
     links: list[PathLink] = []
     try:
         for i, link in enumerate(config.links):
-            endpoint = open_path_socket(
+            opener = open_tcp_path if link.transport == "tcp" else open_path_socket
+            reopen = functools.partial(
+                opener,
                 remote=link.remote,
                 interface=link.interface,
                 source=link.source,
                 link=link.name,
             )
+            endpoint = reopen()
             links.append(
                 PathLink(
                     path_id=i,
@@ -37,13 +41,7 @@ def open_local(config: PortalConfig) -> LocalPortal:
                     metric=link.metric,
                     standby=link.standby,
                     interface=link.interface,
-                    reopen=functools.partial(
-                        open_path_socket,
-                        remote=link.remote,
-                        interface=link.interface,
-                        source=link.source,
-                        link=link.name,
-                    ),
+                    reopen=reopen,
                 )
             )
         t = config.tunnel
@@ -63,16 +61,23 @@ def open_remote(config: PortalConfig) -> RemotePortal:
     if config.listen is None:
         raise ValueError("a remote portal config needs [listen]")
     endpoint: DatagramEndpoint = open_listen_socket(config.listen.address, config.listen.port)
+    listener = None
     try:
+        if config.listen.tcp:
+            listener = open_tcp_listener(config.listen.address, config.listen.port)
         t = config.tunnel
         tun = TunDevice.open(t.name, mtu=t.mtu, addresses=t.addresses, routes=t.routes)
     except BaseException:
         endpoint.close()
+        if listener is not None:
+            listener.close()
         raise
     assert config.security is not None  # the validator always sets it
-    return RemotePortal(
+    portal = RemotePortal(
         tun, endpoint, session_config=config.session.to_session_config(), security=config.security
     )
+    portal.tcp_listener = listener
+    return portal
 
 
 def start_line(portal: LocalPortal | RemotePortal, config: PortalConfig) -> str:

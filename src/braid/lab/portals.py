@@ -78,6 +78,7 @@ def local_config(
     keys: PortalKeys,
     *,
     pin_source: bool = True,
+    transports: list[str] | None = None,
 ) -> str:
     """The local portal's config: one link per lab link, the remote portal as its peer."""
     lines = [
@@ -98,6 +99,11 @@ def local_config(
             f"name = {toml_value(f'l{link.index}')}",
             f"interface = {toml_value(link.local_if)}",
             *([f"source = {toml_value(link.local_ip)}"] if pin_source else []),
+            *(
+                [f"transport = {toml_value(transports[link.index - 1])}"]
+                if transports and transports[link.index - 1] != "udp"
+                else []
+            ),
             f"remote = {toml_value(f'{link.remote_ip}:{PORT}')}",
             f"rate = {toml_value(f'{int(shape.rate_up_bps)}bit')}",
         ]
@@ -105,7 +111,7 @@ def local_config(
     return "\n".join(lines) + "\n"
 
 
-def remote_config(session: dict[str, Any], keys: PortalKeys) -> str:
+def remote_config(session: dict[str, Any], keys: PortalKeys, *, tcp: bool = False) -> str:
     """The remote portal's config: listen on every address, the local portal as its peer."""
     lines = [
         'role = "remote"',
@@ -121,6 +127,7 @@ def remote_config(session: dict[str, Any], keys: PortalKeys) -> str:
         "[listen]",
         'address = "0.0.0.0"',
         f"port = {PORT}",
+        *(["tcp = true"] if tcp else []),
         "",
         "[[peer]]",
         'name = "site"',
@@ -141,9 +148,12 @@ class Portals:
         *,
         timeout: float = 15.0,
         pin_source: bool = True,
+        transports: list[str] | None = None,
     ) -> None:
         self.topology = topology
         self.pin_source = pin_source
+        self.transports = transports
+        """Per link "udp" (the default) or "tcp"."""
         """False: links are pinned by interface only (they follow its address)."""
         self.shapes = shapes
         self.session = dict(session or {})
@@ -175,9 +185,19 @@ class Portals:
         for path, text in (
             (
                 self.local_path,
-                local_config(topo, self.shapes, self.session, keys, pin_source=self.pin_source),
+                local_config(
+                    topo,
+                    self.shapes,
+                    self.session,
+                    keys,
+                    pin_source=self.pin_source,
+                    transports=self.transports,
+                ),
             ),
-            (self.remote_path, remote_config(self.session, keys)),
+            (
+                self.remote_path,
+                remote_config(self.session, keys, tcp="tcp" in (self.transports or [])),
+            ),
         ):
             path.touch(mode=0o600)
             path.chmod(0o600)  # it holds a private key

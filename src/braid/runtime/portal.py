@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,9 +48,13 @@ from braid.core.session import (
 )
 from braid.io.base import MAX_DATAGRAM_BYTES, Address, DatagramEndpoint, DriverError, PacketDevice
 from braid.io.ifwatch import InterfaceWatcher, interface_ipv4
+from braid.io.tcp import FrameStream, StreamClosed, TcpAddress, TcpPathEndpoint
 from braid.io.udp import SegmentReceiver, SegmentSender, gso_enabled_by_environment
 
 log = logging.getLogger("braid.runtime")
+
+TCP_RETRY = 1.0
+"""Seconds before a TCP path whose connection ended connects again."""
 
 TIMER_SLACK = 0.001
 """Seconds after a session's deadline that its timer is armed for (see `_arm`)."""
@@ -394,6 +399,25 @@ class LocalPortal(_Portal):
             self._rebind(driven, path_id, now)
         self._flush(driven, now)
 
+    def _stream_closed(self, endpoint: DatagramEndpoint) -> None:
+        path_id = next((i for i, e in self._sockets.items() if e is endpoint), None)
+        if path_id is None or self._closing:
+            return
+        fd = endpoint.fileno()
+        if fd in self._readers:
+            self.loop.remove_reader(fd)
+            self._readers.remove(fd)
+        self.socket_receive_errors += 1
+        self.loop.call_later(TCP_RETRY, self._reconnect, path_id)
+
+    def _reconnect(self, path_id: int) -> None:
+        driven = self._driven
+        if driven is None or self._closing:
+            return
+        now = self.loop.time()
+        self._rebind(driven, path_id, now)
+        self._flush(driven, now)
+
     def _rebind(self, driven: _Driven, path_id: int, now: float) -> None:
         link = next(link for link in self.links if link.path_id == path_id)
         assert link.reopen is not None
@@ -403,7 +427,12 @@ class LocalPortal(_Portal):
             log.info("path %s: not rebound yet (%s)", self._path_name(driven, path_id), exc)
             return
         local = str(endpoint.getsockname()[0])
-        if link.interface and "." in local and local != interface_ipv4(link.interface):
+        if (
+            link.interface
+            and not isinstance(endpoint, TcpPathEndpoint)
+            and "." in local
+            and local != interface_ipv4(link.interface)
+        ):
             # The interface has no IPv4 address (a lease ended): the kernel picked another
             # interface's as the source, which would lead the peer astray. Down until the
             # next address event.
@@ -420,7 +449,7 @@ class LocalPortal(_Portal):
         if fd in self._readers:
             self.loop.remove_reader(fd)
             self._readers.remove(fd)
-        old.close()
+        old.close()  # (a closed TCP path's fd may be -1 now: not in the readers)
         self._sockets[path_id] = endpoint
         self._add_reader(endpoint.fileno(), self._make_reader(endpoint))
         self.rebinds += 1
@@ -489,6 +518,9 @@ class LocalPortal(_Portal):
             try:
                 data = recv(MAX_DATAGRAM_BYTES)
             except BlockingIOError:
+                break
+            except StreamClosed:  # a TCP path's connection ended: connect again soon
+                self._stream_closed(endpoint)
                 break
             except OSError:
                 # e.g. ECONNREFUSED: an ICMP error for an earlier datagram (the remote
@@ -645,6 +677,9 @@ class RemotePortal(_Portal):
         self._routes: dict[bytes, _Driven] = {}
         # Issue 9: UDP GRO on the listening socket (set by `start` where it works).
         self._segment_receiver: SegmentReceiver | None = None
+        self.tcp_listener: socket.socket | None = None
+        """Accepts TCP paths (set before `start`; None: UDP only)."""
+        self._streams: dict[TcpAddress, FrameStream] = {}
 
     @property
     def sessions(self) -> dict[int, SecureSession]:
@@ -672,6 +707,55 @@ class RemotePortal(_Portal):
             self._segment_receiver = SegmentReceiver.enable(self.endpoint)
         self._add_reader(self.endpoint.fileno(), self._on_socket)
         self._add_reader(self.tun.fileno(), self._on_tun)
+        if self.tcp_listener is not None:
+            self._add_reader(self.tcp_listener.fileno(), self._on_accept)
+
+    # -- TCP paths --
+
+    def _on_accept(self) -> None:
+        listener = self.tcp_listener
+        if listener is None or self._closing:
+            return
+        for _ in range(16):
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.socket_receive_errors += 1
+                self._rearm_reader(listener.fileno(), self._on_accept)
+                return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            address = TcpAddress(str(peer[0]), int(peer[1]))
+            stream = FrameStream(sock)
+            self._streams[address] = stream
+            self._add_reader(stream.fileno(), self._stream_reader(stream, address))
+
+    def _stream_reader(self, stream: FrameStream, address: TcpAddress) -> Callable[[], None]:
+        def on_readable() -> None:
+            self._on_stream(stream, address)
+
+        return on_readable
+
+    def _on_stream(self, stream: FrameStream, address: TcpAddress) -> None:
+        if self._closing:
+            return
+        try:
+            frames = stream.read_frames()
+        except StreamClosed:
+            self._drop_stream(stream, address)
+            return
+        if frames:
+            self._receive_batch([(frames, address)], self.loop.time())
+
+    def _drop_stream(self, stream: FrameStream, address: TcpAddress) -> None:
+        fd = stream.fileno()
+        if fd in self._readers:
+            self.loop.remove_reader(fd)
+            self._readers.remove(fd)
+        stream.close()
+        if self._streams.get(address) is stream:
+            del self._streams[address]
 
     def _on_socket(self) -> None:
         if self._closing:
@@ -679,12 +763,9 @@ class RemotePortal(_Portal):
         now = self.loop.time()
         recvfrom = self.endpoint.recvfrom
         receive_run = self._segment_receiver.receive if self._segment_receiver else None
-        server = self.server
-        receive = server.receive_datagram
-        sessions = self._sessions
-        touched: dict[int, _Driven] = {}
         count = 0
         datagrams: Sequence[bytes]
+        runs: list[tuple[Sequence[bytes], Address]] = []
         for _ in range(self.batch):
             try:
                 if receive_run is None:
@@ -698,6 +779,20 @@ class RemotePortal(_Portal):
                 self.socket_receive_errors += 1
                 self._rearm_reader(self.endpoint.fileno(), self._on_socket)
                 continue
+            runs.append((datagrams, address))
+            count += len(datagrams)
+            if count >= self.batch:
+                break  # a coalesced run counts as its datagrams: flush as often as without
+        if runs:
+            self._receive_batch(runs, now)
+
+    def _receive_batch(self, runs: list[tuple[Sequence[bytes], Address]], now: float) -> None:
+        """Feed received datagrams (with their source) to the server; flush what changed."""
+        receive = self.server.receive_datagram
+        sessions = self._sessions
+        touched: dict[int, _Driven] = {}
+        count = 0
+        for datagrams, address in runs:
             for data in datagrams:
                 count += 1
                 result = receive(data, address, now=now)
@@ -720,8 +815,6 @@ class RemotePortal(_Portal):
                             )
                         addresses[path_id] = address
                 touched[session_id] = driven
-            if count >= self.batch:
-                break  # a coalesced run counts as its datagrams: flush as often as without
         self.datagrams_received += count
         self._server_outputs(now)
         for driven in touched.values():
@@ -743,7 +836,10 @@ class RemotePortal(_Portal):
             sendto = self.endpoint.sendto
             for data, address in replies:
                 try:
-                    sendto(data, address)
+                    if isinstance(address, TcpAddress):
+                        self._send_stream(address, data)
+                    else:
+                        sendto(data, address)
                 except OSError:
                     self.socket_send_errors += 1
         event = server.next_event()
@@ -814,10 +910,36 @@ class RemotePortal(_Portal):
         for driven in touched.values():
             self._flush(driven, now)
 
+    def _send_stream(self, address: TcpAddress, data: bytes) -> None:
+        stream = self._streams.get(address)
+        if stream is None:
+            raise StreamClosed("the TCP path is gone")
+        try:
+            stream.send_frame(data)
+        except StreamClosed:
+            self._drop_stream(stream, address)
+            raise
+
     def _send(self, driven: _Driven, datagrams: list[tuple[int, bytes]]) -> None:
         sendto = self.endpoint.sendto
         addresses = driven.addresses
         errors = 0
+        if self._streams and any(type(a) is TcpAddress for a in addresses.values()):
+            # TCP paths among them: one frame at a time (no GSO).
+            for path_id, data in datagrams:
+                address = addresses.get(path_id)
+                try:
+                    if address is None:
+                        raise OSError("no address")
+                    if type(address) is TcpAddress:
+                        self._send_stream(address, data)
+                    else:
+                        sendto(data, address)
+                except OSError:
+                    errors += 1
+            if errors:
+                self.socket_send_errors += errors
+            return
         if len(datagrams) > 1 and self._segments.enabled:
             for path_id, batch in _by_path(datagrams).items():
                 address = addresses.get(path_id)
@@ -902,6 +1024,11 @@ class RemotePortal(_Portal):
             self._end_session(driven, "local")
         self._remove_readers()
         self.endpoint.close()
+        for stream in self._streams.values():
+            stream.close()
+        self._streams.clear()
+        if self.tcp_listener is not None:
+            self.tcp_listener.close()
         self.tun.close()
 
     def statistics(self) -> PortalStatistics:
