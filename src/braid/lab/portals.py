@@ -19,7 +19,14 @@ from typing import Any
 from braid.core.keys import encode_key, generate_private_key, public_key
 from braid.lab.emulator import LinkShape
 from braid.lab.netns import LabError, ns_cmd, python_cmd, run
-from braid.lab.topology import CLIENT_LAN, SERVER_IP, SERVER_LAN, Topology
+from braid.lab.topology import (
+    CLIENT_LAN,
+    CLIENT_LAN6,
+    SERVER_IP,
+    SERVER_LAN,
+    SERVER_LAN6,
+    Topology,
+)
 
 TUNNEL_NAME = "braid0"
 LOCAL_TUNNEL = "10.99.0.1/30"
@@ -28,6 +35,9 @@ TUNNEL_MTU = 1400
 PORT = 7100
 UP_MARKER = "braid: up"
 LOCAL_TUNNEL_HOST = "10.99.0.1/32"
+LOCAL_TUNNEL6 = "fd00:99::1/126"
+REMOTE_TUNNEL6 = "fd00:99::2/126"
+LOCAL_TUNNEL6_HOST = "fd00:99::1/128"
 
 
 @dataclass(frozen=True)
@@ -79,39 +89,48 @@ def local_config(
     *,
     pin_source: bool = True,
     transports: list[str] | None = None,
+    outer6: list[bool] | None = None,
 ) -> str:
-    """The local portal's config: one link per lab link, the remote portal as its peer."""
+    """The local portal's config: one link per lab link, the remote portal as its peer.
+
+    With an IPv6 topology the tunnel carries IPv6 too; `outer6[K-1]` puts link K's path
+    on IPv6."""
     lines = [
         'role = "local"',
         f"private_key = {toml_value(keys.local_private)}",
         "",
         "[tunnel]",
         f"name = {toml_value(TUNNEL_NAME)}",
-        f"address = {toml_value(LOCAL_TUNNEL)}",
+        f"address = {toml_value([LOCAL_TUNNEL, LOCAL_TUNNEL6] if topology.ipv6 else LOCAL_TUNNEL)}",
         f"mtu = {TUNNEL_MTU}",
-        f"routes = {toml_value([SERVER_LAN])}",
+        f"routes = {toml_value([SERVER_LAN, SERVER_LAN6] if topology.ipv6 else [SERVER_LAN])}",
         *_session_table(session),
     ]
     for link, shape in zip(topology.links, shapes, strict=True):
+        v6 = bool(outer6 and outer6[link.index - 1])
+        local_ip = link.local_ip6 if v6 else link.local_ip
+        remote = f"[{link.remote_ip6}]:{PORT}" if v6 else f"{link.remote_ip}:{PORT}"
         lines += [
             "",
             "[[link]]",
             f"name = {toml_value(f'l{link.index}')}",
             f"interface = {toml_value(link.local_if)}",
-            *([f"source = {toml_value(link.local_ip)}"] if pin_source else []),
+            *([f"source = {toml_value(local_ip)}"] if pin_source else []),
             *(
                 [f"transport = {toml_value(transports[link.index - 1])}"]
                 if transports and transports[link.index - 1] != "udp"
                 else []
             ),
-            f"remote = {toml_value(f'{link.remote_ip}:{PORT}')}",
+            f"remote = {toml_value(remote)}",
             f"rate = {toml_value(f'{int(shape.rate_up_bps)}bit')}",
         ]
     lines += ["", "[[peer]]", 'name = "remote"', f"public_key = {toml_value(keys.remote_public)}"]
     return "\n".join(lines) + "\n"
 
 
-def remote_config(session: dict[str, Any], keys: PortalKeys, *, tcp: bool = False) -> str:
+def remote_config(
+    session: dict[str, Any], keys: PortalKeys, *, tcp: bool = False, ipv6: bool = False
+) -> str:
     """The remote portal's config: listen on every address, the local portal as its peer."""
     lines = [
         'role = "remote"',
@@ -119,20 +138,25 @@ def remote_config(session: dict[str, Any], keys: PortalKeys, *, tcp: bool = Fals
         "",
         "[tunnel]",
         f"name = {toml_value(TUNNEL_NAME)}",
-        f"address = {toml_value(REMOTE_TUNNEL)}",
+        f"address = {toml_value([REMOTE_TUNNEL, REMOTE_TUNNEL6] if ipv6 else REMOTE_TUNNEL)}",
         f"mtu = {TUNNEL_MTU}",
-        f"routes = {toml_value([CLIENT_LAN])}",
+        f"routes = {toml_value([CLIENT_LAN, CLIENT_LAN6] if ipv6 else [CLIENT_LAN])}",
         *_session_table(session),
         "",
         "[listen]",
-        'address = "0.0.0.0"',
+        f"address = {toml_value('::' if ipv6 else '0.0.0.0')}",
         f"port = {PORT}",
         *(["tcp = true"] if tcp else []),
         "",
         "[[peer]]",
         'name = "site"',
         f"public_key = {toml_value(keys.local_public)}",
-        f"allowed_ips = {toml_value([CLIENT_LAN, LOCAL_TUNNEL_HOST])}",
+        "allowed_ips = "
+        + toml_value(
+            [CLIENT_LAN, LOCAL_TUNNEL_HOST, CLIENT_LAN6, LOCAL_TUNNEL6_HOST]
+            if ipv6
+            else [CLIENT_LAN, LOCAL_TUNNEL_HOST]
+        ),
     ]
     return "\n".join(lines) + "\n"
 
@@ -149,8 +173,11 @@ class Portals:
         timeout: float = 15.0,
         pin_source: bool = True,
         transports: list[str] | None = None,
+        outer6: list[bool] | None = None,
     ) -> None:
         self.topology = topology
+        self.outer6 = outer6
+        """Per link: its path over IPv6 (an IPv6 topology only)."""
         self.pin_source = pin_source
         self.transports = transports
         """Per link "udp" (the default) or "tcp"."""
@@ -192,11 +219,17 @@ class Portals:
                     keys,
                     pin_source=self.pin_source,
                     transports=self.transports,
+                    outer6=self.outer6,
                 ),
             ),
             (
                 self.remote_path,
-                remote_config(self.session, keys, tcp="tcp" in (self.transports or [])),
+                remote_config(
+                    self.session,
+                    keys,
+                    tcp="tcp" in (self.transports or []),
+                    ipv6=topo.ipv6,
+                ),
             ),
         ):
             path.touch(mode=0o600)

@@ -51,6 +51,13 @@ LOCAL_LAN_IP = "10.1.0.1"
 SERVER_IP = "10.2.0.2"
 SERVER_LAN = "10.2.0.0/24"
 REMOTE_LAN_IP = "10.2.0.1"
+# IPv6 (``Topology(..., ipv6=True)``): the same plan in fd00::/16.
+CLIENT_IP6 = "fd00:1::2"
+CLIENT_LAN6 = "fd00:1::/64"
+LOCAL_LAN_IP6 = "fd00:1::1"
+SERVER_IP6 = "fd00:2::2"
+SERVER_LAN6 = "fd00:2::/64"
+REMOTE_LAN_IP6 = "fd00:2::1"
 OFFLOADS_OFF = ["tx", "off", "tso", "off", "gso", "off", "gro", "off", "sg", "off"]
 
 
@@ -91,6 +98,16 @@ class LinkNames:
         return f"10.100.{self.index}.1"
 
     @property
+    def local_ip6(self) -> str:
+        """The local portal's IPv6 address on this link (``ipv6=True`` labs)."""
+        return f"fd00:100:{self.index}::2"
+
+    @property
+    def remote_ip6(self) -> str:
+        """The remote portal's IPv6 address on this link (``ipv6=True`` labs)."""
+        return f"fd00:100:{self.index}::1"
+
+    @property
     def mptcp_client_ip(self) -> str:
         """The client address whose MPTCP subflow is routed over this link."""
         return f"10.1.0.{10 + self.index}"
@@ -99,7 +116,7 @@ class LinkNames:
 class Topology:
     """Client, local portal, emulator, remote portal and server namespaces with N links."""
 
-    def __init__(self, links: int, *, tag: str | None = None) -> None:
+    def __init__(self, links: int, *, tag: str | None = None, ipv6: bool = False) -> None:
         if not 1 <= links <= MAX_LINKS:
             raise LabError(f"a lab has 1 to {MAX_LINKS} links, not {links}")
         self.tag = tag or new_tag()
@@ -114,6 +131,8 @@ class Topology:
         self._processes: list[subprocess.Popen[Any]] = []
         self._route: int | None = None
         self._v6off: dict[str, dict[str, str]] = {}
+        self.ipv6 = ipv6
+        """IPv6 addresses on the LANs and links too (and IPv6 enabled on them)."""
 
     @property
     def namespaces(self) -> list[str]:
@@ -178,14 +197,35 @@ class Topology:
                 (self.remote, link.remote_if),
             ):
                 run(ns_cmd(ns, ["ethtool", "-K", dev, *OFFLOADS_OFF]))
-        for ns, settings in self._v6off.items():
-            sysctl(ns, settings)
+        if not self.ipv6:
+            for ns, settings in self._v6off.items():
+                sysctl(ns, settings)
         for ns in self.namespaces:
             for dev in self._devices(ns):
                 run(["ip", "-n", ns, "link", "set", dev, "up"])
         run(["ip", "-n", self.client, "route", "add", "default", "via", LOCAL_LAN_IP])
         run(["ip", "-n", self.server, "route", "add", "default", "via", REMOTE_LAN_IP])
+        if self.ipv6:
+            self._build_ipv6()
         self._build_mptcp()
+
+    def _build_ipv6(self) -> None:
+        """IPv6 on the LANs and links (no DAD, so addresses work at once), forwarding."""
+        for ns in (self.local, self.remote):
+            sysctl(ns, {"net.ipv6.conf.all.forwarding": "1"})
+        plan = [
+            (self.client, "eth0", f"{CLIENT_IP6}/64"),
+            (self.local, "lan0", f"{LOCAL_LAN_IP6}/64"),
+            (self.server, "eth0", f"{SERVER_IP6}/64"),
+            (self.remote, "lan0", f"{REMOTE_LAN_IP6}/64"),
+        ]
+        for link in self.links:
+            plan.append((self.local, link.local_if, f"{link.local_ip6}/64"))
+            plan.append((self.remote, link.remote_if, f"{link.remote_ip6}/64"))
+        for ns, dev, cidr in plan:
+            run(["ip", "-n", ns, "-6", "addr", "add", cidr, "dev", dev, "nodad"])
+        run(["ip", "-n", self.client, "-6", "route", "add", "default", "via", LOCAL_LAN_IP6])
+        run(["ip", "-n", self.server, "-6", "route", "add", "default", "via", REMOTE_LAN_IP6])
 
     def _devices(self, ns: str) -> list[str]:
         if ns in (self.client, self.server):
