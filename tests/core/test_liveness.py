@@ -67,3 +67,26 @@ def test_path_statistics_report_state() -> None:
     local, _ = connected((0, 1))
     assert [p.state for p in local.statistics().paths] == ["up", "up"]
     assert TunnelSession(role="local", session_id=1, now=0.0).statistics().paths == ()
+
+
+def test_a_lossy_path_is_degraded_and_recovers() -> None:
+    from braid.core.session import SessionConfig
+
+    from .pairnet import LOCAL, UP, LinkProfile, PairNet
+
+    net = PairNet(
+        7,
+        {0: LinkProfile(delay=0.010), 1: (LinkProfile(delay=0.010, loss=0.5), LinkProfile())},
+        config=SessionConfig(scheduler="round-robin"),  # would use both paths equally
+        rates={0: 8_000_000, 1: 8_000_000},
+    )
+    net.schedule_flows(LOCAL, start=0.2, stop=6.0, interval=0.002, flows=4)
+    net.run_until(3.0)
+    states = {p.path_id: p.state for p in net.local.statistics().paths}
+    assert states == {0: "up", 1: "degraded"}
+    carried = net.data_sent_on(LOCAL, 1, since=2.5)
+    assert carried == 0  # no DATA on the degraded path while the other can carry it
+    net.profiles[(UP, 1)] = LinkProfile(delay=0.010)  # the loss stops
+    net.run_until(6.0)
+    assert {p.path_id: p.state for p in net.local.statistics().paths} == {0: "up", 1: "up"}
+    assert net.data_sent_on(LOCAL, 1, since=5.0) > 0

@@ -311,7 +311,9 @@ class PortalService:
             "path_id": p.path_id,
             "name": name,
             "endpoint": endpoint,
-            "state": "up" if p.up else "down",
+            "state": (p.state if p.state in ("up", "degraded", "probation") else "up")
+            if p.up
+            else "down",
             "enabled": enabled,
             "rate_bps": p.rate_bps,
             "metric": p.metric,

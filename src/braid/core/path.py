@@ -253,7 +253,8 @@ class PathState:
         # (path_seq, queue item) of DATA sent and not covered by feedback, resent on the
         # other paths if this one goes down; `probation_until`: a returning path's
         # hold-down end; `down_since`: when it last went down.
-        # NOT YET USED: `degraded_until`, `health_*` (a degraded state).
+        # `degraded_until`: +inf while the path is degraded (lossy or slow), else -inf;
+        # `health_*`: its delivered/lost counters at the last health check.
         self.unacked: deque[tuple[int, tuple[int, int, int, bytes, float]]] = deque()
         self.awaiting: float | None = None
         self.down_since: float | None = None

@@ -171,6 +171,9 @@ _BURST: Final = 0.004
 _QUANTUM: Final = 0.002
 """The pacer releases what is due within this many seconds in one batch: one wake-up of
 the driver sends a few datagrams instead of one (a wake-up costs more than a datagram)."""
+_HEALTH_MIN_SAMPLES: Final = 20
+"""Datagrams a health check needs before it judges a path (a quarter for a degraded one:
+it carries only probes)."""
 _UNACKED_LIMIT: Final = 8192
 """DATA remembered per path for a failover resend (sent, not yet covered by feedback)."""
 _FLAP_WINDOW: Final = 10.0
@@ -237,6 +240,14 @@ class SessionConfig:
     path where it arrives first, like fq_codel's new flows: pings, DNS, keystrokes and
     calls do not wait behind a bulk transfer's queue (off while a `redundant` scheduler
     is in use)."""
+    degraded_loss: float = 0.25
+    """A path losing more than this fraction of what it sends (measured each
+    `health_interval` over at least 20 datagrams) is *degraded*: it carries no DATA while
+    another path can, and is probed; it recovers below half the fraction. 1.0: never."""
+    degraded_rtt: float = 1.0
+    """A path whose smoothed RTT exceeds the best up path's by more than this many seconds
+    is degraded too (recovering below half the excess)."""
+    health_interval: float = 1.0
     return_holddown: float = 0.5
     """A path that comes back after being down carries DATA only after this long up (it
     doubles, up to 4 x, while the path flaps: back down within 10 s of returning)."""
@@ -281,6 +292,8 @@ class SessionConfig:
             "dead_interval",
             "silence_timeout_min",
             "return_holddown",
+            "health_interval",
+            "degraded_rtt",
             "feedback_interval",
             "reorder_timeout_max",
         ):
@@ -388,6 +401,8 @@ class TunnelSession:
         self._failover_resent = 0
         self._bod_active = False
         self._bod_due = now + config.bod_interval
+        self._health_due = now + config.health_interval
+        self._degraded_count = 0
         self._bod_sent = 0  # bytes released on non-standby paths since the last check
         self._bod_full = 0  # send_queue_full at the last check
         # Per-packet settings, read from the (frozen) config once.
@@ -925,6 +940,8 @@ class TunnelSession:
             return
         if self._bod_due <= now:
             self._check_bod(now)
+        if self._health_due <= now:
+            self._check_health(now)
         for path in self._paths.values():
             if path.probation_until != -_INF and path.probation_until <= now:
                 path.probation_until = -_INF  # hold-down over: carries DATA again
@@ -1209,6 +1226,7 @@ class TunnelSession:
 
     def _path_up(self, path: PathState, now: float) -> None:
         path.up = True
+        path.health_delivered = -1  # the next health check only takes a baseline
         if path.down_since is not None:
             # Returning: carry DATA only after a hold-down (longer while it flaps).
             hold = self.config.return_holddown
@@ -1226,6 +1244,7 @@ class TunnelSession:
         path.up = False
         path.down_since = now
         path.probation_until = -_INF
+        path.degraded_until = -_INF
         # What was queued on the path, and what it sent that no feedback covers yet, goes
         # out again on the others (the egress drops a copy it already has).
         stranded = [item for _, item in path.unacked]
@@ -1274,7 +1293,8 @@ class TunnelSession:
         paths = [self._paths[i] for i in sorted(self._paths)]
         now = self._now
         pool = (
-            [p for p in paths if p.up and p.probation_until <= now]
+            [p for p in paths if p.up and p.probation_until <= now and p.degraded_until == -_INF]
+            or [p for p in paths if p.up and p.probation_until <= now]
             or [p for p in paths if p.up]
             or paths
         )
@@ -1287,6 +1307,43 @@ class TunnelSession:
             usable = [p for p in usable if not p.standby] or usable
         self._usable = tuple(usable)
         self._update_queue_limit()
+
+    def _check_health(self, now: float) -> None:
+        """Degraded paths (see `SessionConfig.degraded_loss` / `degraded_rtt`)."""
+        config = self.config
+        self._health_due = now + config.health_interval
+        up = [p for p in self._paths.values() if p.up]
+        rtts = [p.srtt for p in up if p.srtt is not None and p.degraded_until == -_INF]
+        best_rtt = min(rtts) if rtts else None
+        changed = False
+        for path in up:
+            if path.health_delivered < 0:
+                # (Just up: feedback about what it lost while down is still arriving.)
+                path.health_delivered = path.delivered
+                path.health_lost = path.lost
+                continue
+            delivered = path.delivered - path.health_delivered
+            lost = path.lost - path.health_lost
+            total = delivered + lost
+            degraded = path.degraded_until != -_INF
+            if total >= _HEALTH_MIN_SAMPLES or (degraded and total >= _HEALTH_MIN_SAMPLES // 4):
+                path.health_delivered = path.delivered
+                path.health_lost = path.lost
+                loss = max(lost, 0) / total
+                excess = (
+                    path.srtt - best_rtt if path.srtt is not None and best_rtt is not None else 0.0
+                )
+                if not degraded and (loss > config.degraded_loss or excess > config.degraded_rtt):
+                    path.degraded_until = _INF
+                    self._degraded_count += 1
+                    changed = True
+                elif degraded and (
+                    loss < config.degraded_loss / 2 and excess < config.degraded_rtt / 2
+                ):
+                    path.degraded_until = -_INF
+                    changed = True
+        if changed:
+            self._rebuild_usable()
 
     def _check_bod(self, now: float) -> None:
         """Bandwidth on demand: bring standby paths in or out by the others' utilisation."""
@@ -1365,6 +1422,8 @@ class TunnelSession:
                 timer = min(timer, path.hello_due)
             else:
                 timer = min(timer, _keepalive_ref(path) + config.keepalive_interval)
+        if self._health_due < timer and len(self._paths) > 1:
+            timer = self._health_due
         self._timer = timer
 
 
