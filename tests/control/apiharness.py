@@ -66,7 +66,7 @@ class Harness:
     """Both portals and their APIs on a background loop; `stop()` tears everything down."""
 
     def __init__(self) -> None:
-        self.token = secrets.token_urlsafe(16)
+        self.token = secrets.token_hex(16)  # (urlsafe may start with "-": an option to argparse)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

@@ -30,7 +30,7 @@ def braid(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str
 
 
 def api(h: Harness, url: str) -> list[str]:
-    return ["--api", url, "--token", h.token]
+    return ["--api", url, f"--token={h.token}"]
 
 
 def test_show_lists_sessions_and_paths(
