@@ -116,6 +116,20 @@ class TunnelBench:
         return data
 
 
+FLOW_COLUMNS = (
+    "links",
+    "test",
+    "Mbit/s",
+    "inner pkt/s",
+    "CPU s/Gbit local",
+    "CPU s/Gbit remote",
+    "CPU % local",
+    "CPU % remote",
+    "notes",
+)
+"""The columns of `flow_rows` (the printed table and docs/performance.md)."""
+
+
 # -- the topology ---------------------------------------------------------------------------
 
 
@@ -378,17 +392,7 @@ def print_tables(bench: TunnelBench) -> None:
 
     console = Console(width=max(Console().width, 150))
     table = Table(title=f"braid tunnel, encrypted, unshaped veth links, {bench.duration:g} s runs")
-    for column in (
-        "links",
-        "test",
-        "Mbit/s",
-        "inner pkt/s",
-        "CPU s/Gbit local",
-        "CPU s/Gbit remote",
-        "CPU % local",
-        "CPU % remote",
-        "notes",
-    ):
+    for column in FLOW_COLUMNS:
         table.add_column(column, justify="left" if column in ("test", "notes") else "right")
     for row in flow_rows(bench):
         table.add_row(*row)

@@ -101,17 +101,7 @@ def render(
             f" (1372-byte payloads).",
             "",
             md_table(
-                [
-                    "links",
-                    "test",
-                    "Mbit/s",
-                    "inner pkt/s",
-                    "CPU s/Gbit local",
-                    "CPU s/Gbit remote",
-                    "CPU % local",
-                    "CPU % remote",
-                    "notes",
-                ],
+                list(bench_tunnel.FLOW_COLUMNS),
                 bench_tunnel.flow_rows(tunnel),
                 right={0, 2, 3, 4, 5, 6, 7},
             ),
