@@ -30,6 +30,25 @@ def ip_packet(flow: int, size: int = 1400) -> bytes:
     return header + struct.pack("!HH", 1000 + flow, 5201) + bytes(size - 24)
 
 
+def exchange(
+    local: TunnelSession, remote: TunnelSession, now: float, *, rounds: int, step: float
+) -> float:
+    """Pass datagrams both ways and run both timers `rounds` times, `step` apart (brings a
+    pair's paths up); drains the events; returns the new time."""
+    for _ in range(rounds):
+        now += step
+        for _path, data in local.datagrams_to_send(now=now):
+            remote.receive_datagram(data, now=now)
+        for _path, data in remote.datagrams_to_send(now=now):
+            local.receive_datagram(data, now=now)
+        local.handle_timer(now=now)
+        remote.handle_timer(now=now)
+    for session in (local, remote):
+        while session.next_event() is not None:
+            pass
+    return now
+
+
 def best_of(runs: int, count: int, body: Callable[[], None]) -> float:
     """Best time per packet in microseconds of `runs` calls of `body` (count packets each)."""
     best = float("inf")

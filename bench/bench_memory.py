@@ -28,6 +28,10 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_core
+
 from braid.core.keys import generate_private_key, public_key
 from braid.core.secure import PeerSpec, SecureConfig, SecureServer, SecureSession
 from braid.core.session import SessionConfig, TunnelSession
@@ -49,22 +53,6 @@ def traced() -> int:
     return tracemalloc.get_traced_memory()[0]
 
 
-def _bring_up(local: TunnelSession, remote: TunnelSession, now: float) -> float:
-    for _ in range(6):
-        now += 0.01
-        for _path, data in local.datagrams_to_send(now=now):
-            remote.receive_datagram(data, now=now)
-        for _path, data in remote.datagrams_to_send(now=now):
-            local.receive_datagram(data, now=now)
-        local.handle_timer(now=now)
-        remote.handle_timer(now=now)
-    while local.next_event() is not None:
-        pass
-    while remote.next_event() is not None:
-        pass
-    return now
-
-
 def session_sizes(count: int, paths: int) -> dict[str, float]:
     """Traced bytes of one idle remote TunnelSession with 0, 1 and ``paths`` paths."""
     config = SessionConfig()
@@ -78,7 +66,7 @@ def session_sizes(count: int, paths: int) -> dict[str, float]:
                 local = TunnelSession(config, role="local", session_id=i + 1, now=0.0)
                 for path_id in range(n_paths):
                     local.add_path(path_id, now=0.0)
-                _bring_up(local, remote, 0.0)
+                bench_core.exchange(local, remote, 0.0, rounds=6, step=0.01)
                 del local
             keep.append(remote)
         sizes[n_paths] = (traced() - base) / count

@@ -302,17 +302,7 @@ def session_pair(paths: int = 2) -> tuple[object, object, float]:
     remote = TunnelSession(config, role="remote", session_id=bench_core.SID, now=0.0)
     for path_id in range(paths):
         local.add_path(path_id, rate_bps=10_000_000_000, now=0.0)
-    now = 0.0
-    for _ in range(20):
-        now += 0.001
-        for _path, data in local.datagrams_to_send(now=now):
-            remote.receive_datagram(data, now=now)
-        for _path, data in remote.datagrams_to_send(now=now):
-            local.receive_datagram(data, now=now)
-        local.handle_timer(now=now)
-        remote.handle_timer(now=now)
-    while local.next_event() is not None:
-        pass
+    now = bench_core.exchange(local, remote, 0.0, rounds=20, step=0.001)
     return local, remote, now
 
 
