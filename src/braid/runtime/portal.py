@@ -537,16 +537,11 @@ class LocalPortal(_Portal):
     def _send(self, driven: _Driven, datagrams: list[tuple[int, bytes]]) -> None:
         sockets = self._sockets
         errors = 0
-        if len(datagrams) > 1 and self._segments.enabled:
-            # In order per path, one GSO send per run of same-sized datagrams.
-            for path_id, batch in _by_path(datagrams).items():
-                errors += self._segments.send(sockets[path_id], batch)
-        else:
-            for path_id, data in datagrams:
-                try:
-                    sockets[path_id].send(data)
-                except OSError:  # full buffer, link down, ICMP error: dropped, counted
-                    errors += 1
+        # In order per path; one GSO send per run of same-sized datagrams where enabled
+        # (else, and on TCP paths, one send each). A failed send (full buffer, link down,
+        # ICMP error) drops the datagram and is counted.
+        for path_id, batch in _by_path(datagrams).items():
+            errors += self._segments.send(sockets[path_id], batch)
         if errors:
             self.socket_send_errors += errors
 
@@ -921,44 +916,22 @@ class RemotePortal(_Portal):
             raise
 
     def _send(self, driven: _Driven, datagrams: list[tuple[int, bytes]]) -> None:
-        sendto = self.endpoint.sendto
+        """Per path, in order: frames on its TCP connection, or its datagrams through the
+        listening socket (one GSO send per run of equal sizes where enabled)."""
         addresses = driven.addresses
         errors = 0
-        if self._streams and any(type(a) is TcpAddress for a in addresses.values()):
-            # TCP paths among them: one frame at a time (no GSO).
-            for path_id, data in datagrams:
-                address = addresses.get(path_id)
-                try:
-                    if address is None:
-                        raise OSError("no address")
-                    if type(address) is TcpAddress:
-                        self._send_stream(address, data)
-                    else:
-                        sendto(data, address)
-                except OSError:
-                    errors += 1
-            if errors:
-                self.socket_send_errors += errors
-            return
-        if len(datagrams) > 1 and self._segments.enabled:
-            for path_id, batch in _by_path(datagrams).items():
-                address = addresses.get(path_id)
-                if address is None:
-                    errors += len(batch)
-                else:
-                    errors += self._segments.send(self.endpoint, batch, address)
-            if errors:
-                self.socket_send_errors += errors
-            return
-        for path_id, data in datagrams:
+        for path_id, batch in _by_path(datagrams).items():
             address = addresses.get(path_id)
             if address is None:
-                errors += 1
-                continue
-            try:
-                sendto(data, address)
-            except OSError:
-                errors += 1
+                errors += len(batch)
+            elif type(address) is TcpAddress:
+                for data in batch:
+                    try:
+                        self._send_stream(address, data)
+                    except OSError:
+                        errors += 1
+            else:
+                errors += self._segments.send(self.endpoint, batch, address)
         if errors:
             self.socket_send_errors += errors
 
