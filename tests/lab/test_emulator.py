@@ -1,11 +1,13 @@
 """Emulator accuracy on a 1-link lab with plain routing: rate, delay, jitter, loss, cuts.
 
 Bounds (docs/lab.md): rate within 5 %, one-way delay within 1 ms, loss within 4 standard
-deviations of the binomial count. Numbers are printed (pytest -s) for the documentation.
+deviations of the binomial count (bursty loss: of the two-state chain's count, and bursts
+clearly longer than one frame). Numbers are printed (pytest -s) for the documentation.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -18,6 +20,7 @@ import pytest
 
 from braid.lab.emulator import Emulator
 from braid.lab.netns import LabError, list_netns, ns_cmd, python_cmd, run
+from braid.lab.relay import gilbert_elliott
 from braid.lab.topology import SERVER_IP, Topology
 from braid.lab.traffic import (
     UDP_PAYLOAD,
@@ -193,6 +196,86 @@ def test_loss_within_statistical_bound(one_link) -> None:  # type: ignore[no-unt
     sigma = (p * (1 - p) / packets) ** 0.5
     print(f"\nloss {p:.0%}: {lost}/{packets} = {lost / packets:.4f} (4 sigma = {4 * sigma:.4f})")
     assert abs(lost / packets - p) < 4 * sigma
+
+
+SEQ_PORT = 5301
+SEQ_RECEIVER = """
+import json, socket, struct, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE: never drop at the receiver
+sock.bind((sys.argv[1], int(sys.argv[2])))
+sock.settimeout(10.0)
+print("ready", flush=True)
+seen = []
+try:
+    while True:
+        seen.append(struct.unpack("!I", sock.recv(2048)[:4])[0])
+        sock.settimeout(1.0)
+except OSError:
+    pass
+print(json.dumps(seen), flush=True)
+"""
+SEQ_SENDER = """
+import socket, struct, sys, time
+dest, port, count, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+pad = bytes(100)
+start = time.monotonic()
+for seq in range(count):
+    if seq % 10 == 0:
+        wait = start + seq / rate - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+    sock.sendto(struct.pack("!I", seq) + pad, (dest, port))
+"""
+
+
+def sequence_loss(topo: Topology, count: int, rate: float) -> list[bool]:
+    """Send ``count`` numbered datagrams client -> server at ``rate``/s; which were lost."""
+    receiver = subprocess.Popen(
+        ns_cmd(topo.server, [sys.executable, "-c", SEQ_RECEIVER, SERVER_IP, str(SEQ_PORT)]),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert receiver.stdout is not None and receiver.stdout.readline().strip() == "ready"
+        sender = [sys.executable, "-c", SEQ_SENDER, SERVER_IP, str(SEQ_PORT)]
+        run(ns_cmd(topo.client, [*sender, str(count), f"{rate:g}"]), timeout=60)
+        out, _ = receiver.communicate(timeout=30)
+    finally:
+        if receiver.poll() is None:
+            receiver.kill()
+            receiver.wait()
+    seen = set(json.loads(out.strip().splitlines()[-1]))
+    return [seq not in seen for seq in range(count)]
+
+
+def test_bursty_loss_rate_and_burst_length(one_link) -> None:  # type: ignore[no-untyped-def]
+    """5 % loss in bursts of 4 (Gilbert-Elliott in the relay), one direction, 20000 frames."""
+    topo, emulator = one_link
+    assert len(ping(topo, count=5)["rtt_ms"]) >= 4  # ARP resolved before any loss
+    p, burst, count = 0.05, 4.0, 20_000
+    emulator.set_link(1, loss=p, loss_burst=burst)
+    emulator.reset_statistics()
+    lost = sequence_loss(topo, count, rate=10_000)
+    stats = emulator.statistics()["1/up"]
+    emulator.set_link(1, loss=0.0, loss_burst=None)
+    runs = [len(list(group)) for key, group in itertools.groupby(lost) if key]
+    measured = sum(lost) / count
+    mean_run = sum(runs) / len(runs)
+    # Successive frames are correlated: the variance of the loss rate of a two-state chain is
+    # the binomial one times (1 + r) / (1 - r), r = 1 - P(good->bad) - P(bad->good).
+    enter, leave = gilbert_elliott(p, burst)
+    r = 1.0 - enter - leave
+    sigma = (p * (1 - p) / count * (1 + r) / (1 - r)) ** 0.5
+    print(
+        f"\nbursty loss {p:.0%}, mean burst {burst:g}: {sum(lost)}/{count} = {measured:.4f} "
+        f"(4 sigma = {4 * sigma:.4f}), {len(runs)} bursts, mean burst {mean_run:.2f} "
+        f"(longest {max(runs)}); relay dropped {stats['dropped_loss']} of {stats['frames']}"
+    )
+    assert abs(measured - p) < 4 * sigma
+    assert mean_run > 2.5  # independent 5 % loss would give about 1.05
+    assert abs(stats["dropped_loss"] - sum(lost)) <= 5  # the relay dropped them, nothing else
 
 
 def test_cut_is_silence_and_restore_returns(one_link) -> None:  # type: ignore[no-untyped-def]

@@ -69,6 +69,46 @@ def test_short_scenario_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     assert not ours(set(list_netns()) - before)  # everything removed
 
 
+VOICE = """
+duration = 4
+series = ["link-1"]
+traffic = "udp:80kbit:200"
+direction = "up"
+
+[[link]]
+rate = "10mbit"
+delay = "5ms"
+
+[[event]]
+at = 0.5
+link = 1
+set = { loss = "10%", loss_burst = 4 }
+"""
+
+
+def test_voice_udp_reports_receiver_loss(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """50 x 200-byte datagrams/s; bursty loss from 0.5 s (after iperf3's UDP handshake, which
+    it never resends): the run prints and records the receiver's lost/total datagrams."""
+    path = tmp_path / "voice.toml"
+    path.write_text(VOICE)
+    out_json = tmp_path / "v.json"
+    code = main(["run", str(path), "--json", str(out_json)])
+    printed = capsys.readouterr().out
+    print(printed)
+    assert code == 0
+    assert "lost %" in printed and "datagrams)" in printed
+    run = json.loads(out_json.read_text())["series"]["link-1"]["runs"][0]
+    print(run["lost_percent"], run["lost_packets"], run["packets"])
+    assert 180 <= run["packets"] <= 220  # 50 a second for 4 s
+    assert 0 < run["lost_packets"] < run["packets"] * 0.3
+    assert run["lost_percent"] == pytest.approx(
+        100 * run["lost_packets"] / run["packets"], abs=0.01
+    )
+    assert run["mbps"] == pytest.approx(0.08 * (1 - run["lost_percent"] / 100), rel=0.1)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_run_removes_everything(tmp_path: Path, sig: signal.Signals) -> None:
     path = tmp_path / "long.toml"

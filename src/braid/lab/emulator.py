@@ -1,11 +1,13 @@
-"""Link emulation: rate (tbf), loss and cuts (nftables), delay and jitter (the relay).
+"""Link emulation: rate (tbf), loss and cuts (nftables), delay, jitter, bursty loss (the relay).
 
 For link K, frames going up (local portal -> remote portal) enter the emulator on ``kKa``,
 wait in the relay for the one-way delay, then leave by ``kKb``. The egress of ``kKb`` holds,
 in this order, the nftables ``netdev`` egress chain ``up_K`` (random loss, cuts) and the tbf
 qdisc (the link's rate and its bottleneck queue). Going down is the mirror image on ``kKa``.
 So a frame is delayed, then may be lost, then queues at the bottleneck: the queue is after
-the delay, as at the far end of a real access link, and it fills like one.
+the delay, as at the far end of a real access link, and it fills like one. Bursty loss
+(``loss_burst`` set) is dropped by the relay instead, as frames arrive (see relay.py): then
+the nftables chain holds no loss rule, only cuts.
 
 Invariants:
 - A cut drops every frame of the link in both directions silently (no ICMP, no carrier
@@ -30,7 +32,12 @@ NFT_TABLE = "braidlab"
 
 @dataclass(frozen=True)
 class LinkShape:
-    """What one emulated link does to traffic. Rates in bit/s, times in seconds."""
+    """What one emulated link does to traffic. Rates in bit/s, times in seconds.
+
+    ``loss`` is the long-run loss fraction of each direction: independent per frame when
+    ``loss_burst`` is None, else in bursts of ``loss_burst`` frames on average (a
+    Gilbert-Elliott chain in the relay, which needs loss <= loss_burst / (loss_burst + 1)).
+    """
 
     rate_up_bps: float
     rate_down_bps: float
@@ -40,6 +47,34 @@ class LinkShape:
     queue: float = 0.05
     queue_packets: int | None = None
     reorder: bool = False
+    loss_burst: float | None = None
+
+    def check(self) -> None:
+        """Raise ValueError (one line) if the loss settings cannot be emulated."""
+        if not 0.0 <= self.loss <= 1.0:
+            raise ValueError(f"loss must be from 0 to 1, got {self.loss:g}")
+        if self.loss_burst is None:
+            return
+        if self.loss_burst < 1.0:
+            raise ValueError(
+                f"loss_burst is a mean burst length >= 1 frame, got {self.loss_burst:g}"
+            )
+        if self.loss > self.loss_burst / (self.loss_burst + 1.0):
+            limit = self.loss_burst / (self.loss_burst + 1.0)
+            raise ValueError(
+                f"loss {self.loss * 100:g}% cannot come in bursts of {self.loss_burst:g} frames "
+                f"(at most {limit * 100:.3g}% with that burst length)"
+            )
+
+    @property
+    def relay_loss(self) -> float:
+        """The loss the relay drops (bursty loss); independent loss is nftables' job."""
+        return self.loss if self.loss_burst is not None else 0.0
+
+    @property
+    def random_loss(self) -> float:
+        """The independent loss nftables drops (0.0 when the loss is bursty)."""
+        return 0.0 if self.loss_burst is not None else self.loss
 
     def queue_limit_bytes(self, rate_bps: float) -> int:
         """The tbf queue limit: ``queue_packets`` frames, or ``queue`` seconds at the rate."""
@@ -48,6 +83,13 @@ class LinkShape:
         else:
             limit = int(rate_bps / 8 * self.queue)
         return max(limit, 4 * FRAME_BYTES)
+
+
+def _check(index: int, shape: LinkShape) -> None:
+    try:
+        shape.check()
+    except ValueError as exc:
+        raise LabError(f"link {index}: {exc}") from None
 
 
 def tbf_burst_bytes(rate_bps: float) -> int:
@@ -61,6 +103,8 @@ class Emulator:
     def __init__(self, topology: Topology, shapes: list[LinkShape], *, seed: int | None = None):
         if len(shapes) != len(topology.links):
             raise LabError(f"{len(shapes)} link shapes for {len(topology.links)} links")
+        for index, shape in enumerate(shapes, start=1):
+            _check(index, shape)
         self.topology = topology
         self.shapes = list(shapes)
         self.cut_links: set[int] = set()
@@ -111,6 +155,7 @@ class Emulator:
     def set_link(self, index: int, **changes: Any) -> LinkShape:
         """Change some of link ``index``'s settings (LinkShape field names); return the shape."""
         shape = replace(self.shapes[index - 1], **changes)
+        _check(index, shape)
         self._apply(index, shape, old=self.shapes[index - 1])
         self.shapes[index - 1] = shape
         return shape
@@ -118,6 +163,8 @@ class Emulator:
     def reset(self, shapes: list[LinkShape]) -> None:
         """Put every link back to ``shapes`` and undo cuts (between runs of a series)."""
         self.cut_links.clear()
+        for index, shape in enumerate(shapes, start=1):
+            _check(index, shape)
         for index, shape in enumerate(shapes, start=1):
             self._apply(index, shape, old=None)
             self.shapes[index - 1] = shape
@@ -188,11 +235,11 @@ class Emulator:
                     str(shape.queue_limit_bytes(rate)),
                 ]
             )
-        if old is None or (shape.delay, shape.jitter, shape.reorder) != (
-            old.delay,
-            old.jitter,
-            old.reorder,
-        ):
+
+        def relayed(s: LinkShape) -> tuple[object, ...]:
+            return (s.delay, s.jitter, s.reorder, s.relay_loss, s.loss_burst)
+
+        if old is None or relayed(shape) != relayed(old):
             for direction in ("up", "down"):
                 self._send(
                     {
@@ -202,10 +249,12 @@ class Emulator:
                         "delay": shape.delay,
                         "jitter": shape.jitter,
                         "reorder": shape.reorder,
+                        "loss": shape.relay_loss,
+                        "loss_burst": shape.loss_burst,
                     }
                 )
                 self._reply()
-        if old is None or shape.loss != old.loss:
+        if old is None or shape.random_loss != old.random_loss:
             self._nft_rules(index, shape)
 
     def _nft_rules(self, index: int, shape: LinkShape) -> None:
@@ -214,8 +263,8 @@ class Emulator:
             lines.append(f"flush chain netdev {NFT_TABLE} {chain}")
             if index in self.cut_links:
                 lines.append(f"add rule netdev {NFT_TABLE} {chain} counter drop")
-            elif shape.loss > 0.0:
-                threshold = round(shape.loss * 1_000_000)
+            elif shape.random_loss > 0.0:
+                threshold = round(shape.random_loss * 1_000_000)
                 lines.append(
                     f"add rule netdev {NFT_TABLE} {chain} numgen random mod 1000000 < {threshold} counter drop"
                 )

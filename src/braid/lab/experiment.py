@@ -39,7 +39,13 @@ from braid.lab.traffic import (
 )
 
 SETTLE = 1.0  # seconds between runs: queues drain, a restored path comes back
+UDP_TRIES = 3  # a UDP run whose iperf3 hangs at the start is tried this often
+UDP_GRACE = 20.0  # seconds a UDP run may take beyond its duration before it counts as hung
 Progress = Callable[[str], None]
+
+
+class IperfHang(LabError):
+    """iperf3 did not finish within the run's duration and grace time."""
 
 
 @dataclass
@@ -169,12 +175,21 @@ class Lab:
                     watch = {"relay": emulator.relay_pid or 0}
                     if portals is not None:
                         watch.update(portals.pids())
-                    run = self._one_run(scenario, emulator, mptcp=mptcp, watch=watch)
+                    run = self._one_run_retrying(scenario, emulator, mptcp=mptcp, watch=watch)
                     series.runs.append(run)
+                    lost = ""
+                    if run.lost_percent is not None:
+                        lost = f", lost {run.lost_percent:.2f} %"
+                        if run.lost_packets is not None and run.packets is not None:
+                            lost += f" ({run.lost_packets}/{run.packets} datagrams)"
                     ping = f", ping p50 {run.ping_ms['p50']:.1f} ms" if run.ping_ms else ""
                     cpu = ", ".join(f"{k} {v:.0f} %" for k, v in run.cpu_percent.items())
                     self.progress(
-                        f"{name} run {index + 1}/{scenario.repeat}: {run.mbps:.1f} Mbit/s{ping}"
+                        f"{name} run {index + 1}/{scenario.repeat}: "
+                        + (f"{run.mbps:.1f}" if run.mbps >= 1.0 else f"{run.mbps:.3f}")
+                        + " Mbit/s"
+                        + lost
+                        + ping
                         + (f" (CPU of one core: {cpu})" if cpu else "")
                     )
         finally:
@@ -186,6 +201,27 @@ class Lab:
             topo.route_via(None)
             emulator.reset(scenario.shapes())
         return series
+
+    def _one_run_retrying(
+        self, scenario: Scenario, emulator: Emulator, *, mptcp: bool, watch: dict[str, int]
+    ) -> RunResult:
+        """One run; a UDP run that hangs is tried again (UDP_TRIES in all).
+
+        iperf3 (3.12) opens a UDP test with one datagram each way that it never resends: on
+        a lossy path the run can hang before any data flows. That is the tool's fault, not
+        the path's, so such a run is repeated rather than failing the series.
+        """
+        tries = UDP_TRIES if scenario.traffic.kind == "udp" else 1
+        for attempt in range(1, tries + 1):
+            try:
+                return self._one_run(scenario, emulator, mptcp=mptcp, watch=watch)
+            except IperfHang:
+                if attempt == tries:
+                    raise
+                self.progress(f"[yellow]iperf3 hung (try {attempt} of {tries}); again[/yellow]")
+                emulator.reset(scenario.shapes())
+                time.sleep(SETTLE)
+        raise AssertionError("unreachable")
 
     def _one_run(
         self, scenario: Scenario, emulator: Emulator, *, mptcp: bool, watch: dict[str, int]
@@ -212,12 +248,16 @@ class Lab:
                 if client.poll() is not None:
                     break
                 apply_event(emulator, event)
-            out, err = client.communicate(timeout=scenario.duration + 60)
+            grace = UDP_GRACE if scenario.traffic.kind == "udp" else 60.0
+            try:
+                out, err = client.communicate(timeout=scenario.duration + grace)
+            except subprocess.TimeoutExpired as exc:
+                raise IperfHang("iperf3 did not finish in time") from exc
             elapsed = time.monotonic() - start
             cpu_after = {name: cpu_seconds(pid) for name, pid in watch.items() if pid}
             ping_out, _ = pinger.communicate(timeout=scenario.duration + 10)
         except subprocess.TimeoutExpired as exc:
-            raise LabError("iperf3 did not finish in time") from exc
+            raise LabError("the pinger did not finish in time") from exc
         finally:
             topo.stop(client, grace=1.0)
             topo.stop(pinger, grace=1.0)

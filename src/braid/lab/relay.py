@@ -4,8 +4,9 @@ One process in the emulator namespace serves every link of a lab. For link K it 
 packet socket on ``kKa`` (the local portal's side) and one on ``kKb`` (the remote portal's
 side). A frame read on ``kKa`` travels "up": it is held for the link's one-way delay (plus
 jitter) and written to ``kKb``, whose egress qdisc (tbf, installed by the emulator) is the
-link's bottleneck queue; "down" is the mirror image. Rate and loss are not the relay's
-business (tc and nftables do them); delay, jitter and their accuracy are.
+link's bottleneck queue; "down" is the mirror image. Rate and independent random loss are
+not the relay's business (tc and nftables do them); delay, jitter and their accuracy are, and
+so is bursty loss (a Gilbert-Elliott chain per direction, below).
 
 Invariants:
 - Within a direction frames leave in arrival order unless that direction allows reordering:
@@ -15,9 +16,16 @@ Invariants:
   ``select`` with a microsecond timeout until the earliest due time or a readable socket.
 - A full queue or a failed write drops the frame silently (counted): the tunnel sees loss,
   never an error.
+- Bursty loss: with ``loss`` p > 0 and ``loss_burst`` B >= 1, each direction is a two-state
+  Markov chain stepped once per frame read, before the frame is scheduled: good -> bad with
+  probability p / (1 - p) / B, bad -> good with probability 1 / B. Every frame in the bad
+  state is dropped (counted as ``dropped_loss``). The chain spends a fraction p of the frames
+  in the bad state (the long-run loss rate) and stays there B frames on average (the mean
+  burst length). Draws come from the relay's seeded rng.
 
 Control: JSON lines on stdin (``{"op": "set", "link": 1, "dir": "up", "delay": 0.01,
-"jitter": 0.0, "reorder": false}``, ``{"op": "stats"}``, ``{"op": "quit"}``); replies (one
+"jitter": 0.0, "reorder": false, "loss": 0.02, "loss_burst": 4}``; ``loss_burst`` null or
+``loss`` 0 turns the relay's loss off), ``{"op": "stats"}``, ``{"op": "quit"}``); replies (one
 JSON line each for ``stats``, and ``ready`` once started) on stdout. End of stdin ends the relay.
 """
 
@@ -62,14 +70,29 @@ class Direction:
     delay: float = 0.0
     jitter: float = 0.0
     reorder: bool = False
+    loss: float = 0.0
+    loss_burst: float | None = None
+    p_enter: float = 0.0  # good -> bad, per frame (0.0: the relay drops nothing)
+    p_leave: float = 1.0  # bad -> good, per frame
+    bad: bool = False
     last_due: float = 0.0
     queued: int = 0
     frames: int = 0
     bytes: int = 0
     dropped_queue: int = 0
     dropped_write: int = 0
+    dropped_loss: int = 0
     late: list[int] = field(default_factory=lambda: [0] * LATE_BUCKETS)
     late_max: float = 0.0
+
+    def lose(self, draw: float) -> bool:
+        """Step the bursty-loss chain by one frame with a uniform ``draw`` in [0, 1); True
+        when the frame is lost (the chain is now in the bad state)."""
+        if self.bad:
+            self.bad = draw >= self.p_leave
+        else:
+            self.bad = draw < self.p_enter
+        return self.bad
 
     def statistics(self) -> dict[str, Any]:
         """Counters and the lateness summary (microseconds) of this direction."""
@@ -79,12 +102,32 @@ class Direction:
             "queued": self.queued,
             "dropped_queue": self.dropped_queue,
             "dropped_write": self.dropped_write,
+            "dropped_loss": self.dropped_loss,
             "delay": self.delay,
             "jitter": self.jitter,
+            "loss": self.loss,
+            "loss_burst": self.loss_burst,
             "late_p50_us": _percentile_us(self.late, 0.50),
             "late_p99_us": _percentile_us(self.late, 0.99),
             "late_max_us": round(self.late_max * 1e6, 1),
         }
+
+
+def gilbert_elliott(loss: float, burst: float | None) -> tuple[float, float]:
+    """The chain's (P(good -> bad), P(bad -> good)) per frame for a long-run ``loss`` rate
+    in bursts of mean length ``burst`` frames; (0.0, 1.0) when there is nothing to drop.
+
+    The stationary share of bad frames is P(gb) / (P(gb) + P(bg)) = loss with P(bg) = 1 / burst.
+    """
+    if burst is None or loss <= 0.0:
+        return 0.0, 1.0
+    if burst < 1.0 or not loss <= burst / (burst + 1.0):
+        raise ValueError(
+            f"loss {loss:g} in bursts of {burst:g}: needs loss_burst >= 1 and "
+            f"loss <= loss_burst / (loss_burst + 1)"
+        )
+    leave = 1.0 / burst
+    return min(1.0, loss * leave / (1.0 - loss)), leave
 
 
 def _percentile_us(histogram: list[int], q: float) -> float:
@@ -146,7 +189,7 @@ class Relay:
             self.readers[sock_b.fileno()] = (sock_b, down)
 
     def configure(self, link: int, direction: str, **settings: Any) -> None:
-        """Change a direction's delay, jitter or reordering (takes effect for new frames)."""
+        """Change a direction's delay, jitter, reordering or bursty loss (for new frames)."""
         entry = self.directions[(link, direction)]
         if "delay" in settings:
             entry.delay = max(0.0, float(settings["delay"]))
@@ -154,6 +197,14 @@ class Relay:
             entry.jitter = max(0.0, float(settings["jitter"]))
         if "reorder" in settings:
             entry.reorder = bool(settings["reorder"])
+        if "loss" in settings or "loss_burst" in settings:
+            loss = float(settings.get("loss", entry.loss))
+            burst = settings.get("loss_burst", entry.loss_burst)
+            burst = None if burst is None else float(burst)
+            entry.p_enter, entry.p_leave = gilbert_elliott(loss, burst)
+            entry.loss, entry.loss_burst = loss, burst
+            if not entry.p_enter:
+                entry.bad = False
 
     def receive(
         self, sock: socket.socket, direction: Direction, buf: bytearray, now: float
@@ -168,9 +219,12 @@ class Relay:
                 return
             except OSError:
                 return
-            frame = bytes(view[:size])
             direction.frames += 1
             direction.bytes += size
+            if direction.p_enter and direction.lose(self.rng.random()):
+                direction.dropped_loss += 1
+                continue
+            frame = bytes(view[:size])
             delay = direction.delay
             if direction.jitter:
                 delay += self.rng.uniform(-direction.jitter, direction.jitter)
@@ -221,6 +275,7 @@ class Relay:
         """Zero the counters and lateness histograms."""
         for entry in self.directions.values():
             entry.frames = entry.bytes = entry.dropped_queue = entry.dropped_write = 0
+            entry.dropped_loss = 0
             entry.late = [0] * LATE_BUCKETS
             entry.late_max = 0.0
 
@@ -230,7 +285,8 @@ class Relay:
             command = json.loads(line)
             op = command.get("op")
             if op == "set":
-                settings = {k: command[k] for k in ("delay", "jitter", "reorder") if k in command}
+                keys = ("delay", "jitter", "reorder", "loss", "loss_burst")
+                settings = {k: command[k] for k in keys if k in command}
                 self.configure(int(command["link"]), str(command["dir"]), **settings)
                 reply: dict[str, Any] = {"ok": True}
             elif op == "stats":

@@ -39,6 +39,11 @@ def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
     return f"{value:.{digits}f}{suffix}"
 
 
+def _mbps(value: float | None) -> str:
+    """Mbit/s with one decimal; three below 1 Mbit/s (voice-like UDP)."""
+    return _fmt(value, 3 if value is not None and value < 1.0 else 1)
+
+
 def _median(values: list[float]) -> float | None:
     return float(statistics.median(values)) if values else None
 
@@ -50,6 +55,7 @@ def series_row(result: ScenarioResult, series: SeriesResult) -> dict[str, Any]:
     p50 = [r.ping_ms["p50"] for r in runs if r.ping_ms]
     p95 = [r.ping_ms["p95"] for r in runs if r.ping_ms]
     lost = [r.lost_percent for r in runs if r.lost_percent is not None]
+    counted = [r for r in runs if r.lost_packets is not None and r.packets is not None]
     ccs = sorted({r.cc for r in runs if r.cc})
     efficiency = None if series.name.startswith("link-") else result.efficiency(series.name)
     return {
@@ -61,10 +67,20 @@ def series_row(result: ScenarioResult, series: SeriesResult) -> dict[str, Any]:
         "efficiency": efficiency,
         "retransmits": _median([float(x) for x in retrans]),
         "lost_percent": _median([float(x) for x in lost]),
+        "lost_packets": sum(r.lost_packets or 0 for r in counted) if counted else None,
+        "packets": sum(r.packets or 0 for r in counted) if counted else None,
         "p50": _median(p50),
         "p95": _median(p95),
         "cc": ", ".join(ccs) if ccs else ("udp" if result.scenario.traffic.kind == "udp" else "-"),
     }
+
+
+def lost_cell(row: dict[str, Any]) -> str:
+    """UDP loss: the median of the runs' lost %, then lost/total datagrams of all runs."""
+    text = _fmt(row["lost_percent"], 2)
+    if row.get("lost_packets") is not None and row.get("packets") is not None:
+        text += f" ({row['lost_packets']}/{row['packets']})"
+    return text
 
 
 def rich_table(result: ScenarioResult, title: str | None = None) -> Table:
@@ -74,7 +90,12 @@ def rich_table(result: ScenarioResult, title: str | None = None) -> Table:
     table = Table(
         title=title
         or f"{scn.name} — {scn.traffic} {scn.direction}, {scn.duration:g} s x {scn.repeat}",
-        caption=f"links {links}\nefficiency = series / sum of the links alone; ping ms under load",
+        caption=f"links {links}\nefficiency = series / sum of the links alone; ping ms under load"
+        + (
+            "; lost % = median of runs (lost/sent datagrams, all runs)"
+            if scn.traffic.kind == "udp"
+            else ""
+        ),
     )
     udp = scn.traffic.kind == "udp"
     for column in (
@@ -82,7 +103,7 @@ def rich_table(result: ScenarioResult, title: str | None = None) -> Table:
         "Mbit/s",
         "runs",
         "efficiency",
-        "lost %" if udp else "retrans",
+        "lost % (lost/sent)" if udp else "retrans",
         "ping p50",
         "ping p95",
         "cc",
@@ -91,16 +112,16 @@ def rich_table(result: ScenarioResult, title: str | None = None) -> Table:
     for series in result.series.values():
         row = series_row(result, series)
         spread = (
-            f"{row['runs']} ({_fmt(row['min'])}-{_fmt(row['max'])})"
+            f"{row['runs']} ({_mbps(row['min'])}-{_mbps(row['max'])})"
             if row["runs"] > 1
             else str(row["runs"])
         )
         table.add_row(
             row["series"],
-            _fmt(row["mbps"]),
+            _mbps(row["mbps"]),
             spread,
             _fmt(None if row["efficiency"] is None else row["efficiency"] * 100, 0, " %"),
-            _fmt(row["lost_percent"], 2) if udp else _fmt(row["retransmits"], 0),
+            lost_cell(row) if udp else _fmt(row["retransmits"], 0),
             _fmt(row["p50"]),
             _fmt(row["p95"]),
             row["cc"],
@@ -116,7 +137,7 @@ def markdown_table(result: ScenarioResult) -> str:
         "Mbit/s (median)",
         "runs (min-max)",
         "efficiency",
-        "lost %" if udp else "retransmits",
+        "lost % (lost/sent datagrams)" if udp else "retransmits",
         "ping p50 ms",
         "ping p95 ms",
         "cc",
@@ -129,10 +150,10 @@ def markdown_table(result: ScenarioResult) -> str:
             + " | ".join(
                 [
                     row["series"],
-                    _fmt(row["mbps"]),
-                    f"{row['runs']} ({_fmt(row['min'])}-{_fmt(row['max'])})",
+                    _mbps(row["mbps"]),
+                    f"{row['runs']} ({_mbps(row['min'])}-{_mbps(row['max'])})",
                     _fmt(None if row["efficiency"] is None else row["efficiency"] * 100, 0, " %"),
-                    _fmt(row["lost_percent"], 2) if udp else _fmt(row["retransmits"], 0),
+                    lost_cell(row) if udp else _fmt(row["retransmits"], 0),
                     _fmt(row["p50"]),
                     _fmt(row["p95"]),
                     row["cc"],

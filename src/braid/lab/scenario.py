@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,20 @@ TOP_KEYS = {
     "event",
     "braid",
 }
-LINK_KEYS = {"name", "rate", "up", "down", "delay", "jitter", "loss", "queue", "reorder"}
+LINK_KEYS = {
+    "name",
+    "rate",
+    "up",
+    "down",
+    "delay",
+    "jitter",
+    "loss",
+    "loss_burst",
+    "queue",
+    "reorder",
+}
 EVENT_KEYS = {"at", "link", "set", "action"}
-SET_KEYS = {"rate", "up", "down", "delay", "jitter", "loss"}
+SET_KEYS = {"rate", "up", "down", "delay", "jitter", "loss", "loss_burst"}
 
 
 class ScenarioError(ValueError):
@@ -65,6 +76,8 @@ class LinkSpec:
             parts.append(f"±{format_duration(s.jitter)}")
         if s.loss:
             parts.append(f"{s.loss * 100:g}% loss")
+            if s.loss_burst is not None:
+                parts.append(f"in bursts of {s.loss_burst:g}")
         return " ".join(parts)
 
 
@@ -96,6 +109,9 @@ class Event:
                 parts.append(f"{key} {format_duration(self.changes[key])}")
         if "loss" in self.changes:
             parts.append(f"loss {self.changes['loss'] * 100:g}%")
+        if "loss_burst" in self.changes:
+            burst = self.changes["loss_burst"]
+            parts.append("independent loss" if burst is None else f"loss bursts of {burst:g}")
         return f"link {self.link} {', '.join(parts)}"
 
 
@@ -223,6 +239,27 @@ def _bool(value: Any) -> bool:
     return value
 
 
+def _loss_burst(value: Any) -> float | None:
+    """A mean loss burst length in packets (>= 1), or 0 for independent loss (None)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (value == 0 or value >= 1)
+    ):
+        raise ValueError(
+            f"expected a mean burst length in packets (a number >= 1; 0 for independent "
+            f"loss), got {value!r}"
+        )
+    return None if value == 0 else float(value)
+
+
+def _check_shape(shape: LinkShape, where: str) -> None:
+    try:
+        shape.check()
+    except ValueError as exc:
+        raise ScenarioError(f"{where}loss_burst: {exc}") from None
+
+
 def _queue(value: Any) -> tuple[float, int | None]:
     """A queue limit: "50ms" (time at the link's rate) or "100p" (packets)."""
     if isinstance(value, str) and value.strip().lower().endswith(("p", "pkt", "packets")):
@@ -271,7 +308,9 @@ def parse_link(table: Any, number: int) -> LinkSpec:
         queue=queue if queue_packets is None else 0.05,
         queue_packets=queue_packets,
         reorder=_get(table, "reorder", where, _bool, False),
+        loss_burst=_get(table, "loss_burst", where, _loss_burst, None),
     )
+    _check_shape(shape, where)
     return LinkSpec(shape=shape, name=_get(table, "name", where, _string, ""))
 
 
@@ -296,13 +335,17 @@ def parse_event(table: Any, number: int, links: int, duration: float) -> Event:
         return Event(at=at, link=link, action=action)
     changes_table = _check_keys(table["set"], SET_KEYS, f"{where}set.")
     if not changes_table:
-        raise ScenarioError(f"{where}set: empty (give rate, up, down, delay, jitter or loss)")
+        raise ScenarioError(
+            f"{where}set: empty (give rate, up, down, delay, jitter, loss or loss_burst)"
+        )
     changes: dict[str, Any] = dict(_rates(changes_table, f"{where}set.", required=False))
-    for key, parse in (
+    parsers: tuple[tuple[str, Callable[[Any], Any]], ...] = (
         ("delay", parse_duration),
         ("jitter", parse_duration),
         ("loss", parse_percent),
-    ):
+        ("loss_burst", _loss_burst),
+    )
+    for key, parse in parsers:
         if key in changes_table:
             changes[key] = _get(changes_table, key, f"{where}set.", parse, 0.0)
     return Event(at=at, link=link, action="set", changes=changes)
@@ -346,15 +389,20 @@ def parse_scenario(data: dict[str, Any], *, name: str = "scenario", source: str 
         raw_events = data.get("event", [])
         if not isinstance(raw_events, list):
             raise ScenarioError("event: expected [[event]] tables")
-        events = tuple(
-            sorted(
-                (
-                    parse_event(t, k, len(links), duration)
-                    for k, t in enumerate(raw_events, start=1)
-                ),
-                key=lambda e: e.at,
-            )
+        numbered = sorted(
+            (
+                (parse_event(t, k, len(links), duration), k)
+                for k, t in enumerate(raw_events, start=1)
+            ),
+            key=lambda pair: pair[0].at,
         )
+        # Each "set" must leave its link emulable (say, loss vs loss_burst), in time order.
+        shapes = [link.shape for link in links]
+        for event, number in numbered:
+            if event.action == "set":
+                shapes[event.link - 1] = replace(shapes[event.link - 1], **event.changes)
+                _check_shape(shapes[event.link - 1], f"[[event]] {number}: set.")
+        events = tuple(event for event, _ in numbered)
         series = _get(data, "series", "", _series, ("links", "mptcp", "braid"))
         for entry in series:
             if entry.startswith("link-") and int(entry[5:]) > len(links):

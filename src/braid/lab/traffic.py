@@ -1,7 +1,9 @@
-"""Test traffic: iperf3 (TCP, parallel TCP, UDP at a rate; up or down) and ping under load.
+"""Test traffic: iperf3 (TCP, parallel TCP, UDP at a rate and datagram size; up or down)
+and ping under load.
 
 Samples are taken at the receiver: the server's per-interval report when traffic goes up
-(client -> server), the client's when it goes down (``-R``). Goodput is the receiver's total.
+(client -> server), the client's when it goes down (``-R``). Goodput is the receiver's total;
+for UDP so are the lost and total datagram counts (iperf3's ``end.sum_received``).
 """
 
 from __future__ import annotations
@@ -19,19 +21,27 @@ from braid.lab.units import format_rate, parse_rate
 
 IPERF_PORT = 5201
 UDP_PAYLOAD = 1372  # bytes: + 28 of UDP/IPv4 headers = 1400, the tunnel MTU: never fragmented
+UDP_MIN_PAYLOAD = 16  # iperf3's own header in each datagram (sequence number, timestamp)
 
 
 @dataclass(frozen=True)
 class TrafficSpec:
-    """What to send: "tcp", "tcp:4" (4 parallel flows) or "udp:30mbit"."""
+    """What to send: "tcp", "tcp:4" (4 parallel flows), "udp:30mbit" (1372-byte datagrams)
+    or "udp:80kbit:200" (200-byte datagrams: 50 a second, voice-like)."""
 
     kind: str
     streams: int = 1
     rate_bps: float | None = None
+    length: int | None = None  # UDP payload bytes (iperf3 -l); None: UDP_PAYLOAD
+
+    @property
+    def payload(self) -> int:
+        """UDP datagram payload bytes."""
+        return self.length if self.length is not None else UDP_PAYLOAD
 
     @classmethod
     def parse(cls, text: str) -> TrafficSpec:
-        """Parse "tcp", "tcp:N" or "udp:RATE"; ValueError says what is expected."""
+        """Parse "tcp", "tcp:N", "udp:RATE" or "udp:RATE:LEN"; ValueError says what is expected."""
         kind, _, arg = text.strip().lower().partition(":")
         if kind == "tcp":
             if not arg:
@@ -42,27 +52,37 @@ class TrafficSpec:
                 f'expected "tcp" or "tcp:N" with N parallel flows (1-128), got {text!r}'
             )
         if kind == "udp":
-            if not arg:
+            rate, colon, length = arg.partition(":")
+            if not rate:
                 raise ValueError(f'expected "udp:RATE" such as "udp:30mbit", got {text!r}')
-            return cls("udp", rate_bps=parse_rate(arg))
-        raise ValueError(f'expected "tcp", "tcp:4" or "udp:30mbit", got {text!r}')
+            if not colon:
+                return cls("udp", rate_bps=parse_rate(rate))
+            if not (length.isdigit() and UDP_MIN_PAYLOAD <= int(length) <= UDP_PAYLOAD):
+                raise ValueError(
+                    f'expected "udp:RATE:LEN" with LEN the datagram payload in bytes '
+                    f"({UDP_MIN_PAYLOAD}-{UDP_PAYLOAD}), got {text!r}"
+                )
+            return cls("udp", rate_bps=parse_rate(rate), length=int(length))
+        raise ValueError(f'expected "tcp", "tcp:4", "udp:30mbit" or "udp:80kbit:200", got {text!r}')
 
     def __str__(self) -> str:
         if self.kind == "udp" and self.rate_bps is not None:
-            return f"udp:{format_rate(self.rate_bps)}"
+            text = f"udp:{format_rate(self.rate_bps)}"
+            return text if self.length is None else f"{text}:{self.length}"
         return "tcp" if self.streams == 1 else f"tcp:{self.streams}"
 
     def iperf_args(self) -> list[str]:
         """The iperf3 client options for this traffic."""
         args = ["-P", str(self.streams)] if self.streams > 1 else []
         if self.kind == "udp":
-            args += ["-u", "-b", f"{int(self.rate_bps or 0)}", "-l", str(UDP_PAYLOAD)]
+            args += ["-u", "-b", f"{int(self.rate_bps or 0)}", "-l", str(self.payload)]
         return args
 
 
 @dataclass
 class RunResult:
-    """One run of one series: goodput, samples over time, retransmits, latency under load."""
+    """One run of one series: goodput, samples over time, retransmits (TCP) or the
+    receiver's datagram loss (UDP), latency under load."""
 
     mbps: float
     samples: list[tuple[float, float]]
@@ -70,17 +90,24 @@ class RunResult:
     ping_ms: dict[str, float] | None = None
     ping_loss: float | None = None
     cc: str | None = None
-    lost_percent: float | None = None
+    lost_percent: float | None = None  # UDP: iperf3's receiver-side lost percent
+    lost_packets: int | None = None  # UDP: datagrams the receiver never got ...
+    packets: int | None = None  # ... of this many (the receiver's count, lost included)
     cpu_percent: dict[str, float] = field(default_factory=dict)  # of one core, by process
 
     def to_json(self) -> dict[str, Any]:
-        """The run in exactly the --json schema of issue 3."""
-        return {
+        """The run in the --json schema of issue 3 (UDP runs add their datagram loss)."""
+        data: dict[str, Any] = {
             "mbps": round(self.mbps, 3),
             "samples": [[round(t, 3), round(v, 3)] for t, v in self.samples],
             "retransmits": self.retransmits,
             "ping_ms": self.ping_ms,
         }
+        if self.lost_percent is not None:
+            data["lost_percent"] = round(self.lost_percent, 4)
+            data["lost_packets"] = self.lost_packets
+            data["packets"] = self.packets
+        return data
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -185,13 +212,35 @@ def parse_iperf(
     retransmits: int | None = None
     cc: str | None = None
     lost: float | None = None
+    lost_packets: int | None = None
+    packets: int | None = None
     if traffic.kind == "tcp":
         value = end.get("sum_sent", {}).get("retransmits")
         retransmits = int(value) if isinstance(value, int | float) and value >= 0 else None
         cc = end.get("sender_tcp_congestion")
     else:
-        lost = received.get("lost_percent")
-    return RunResult(mbps=mbps, samples=samples, retransmits=retransmits, cc=cc, lost_percent=lost)
+        lost_packets = _count(received.get("lost_packets"))
+        packets = _count(received.get("packets"))
+        value = received.get("lost_percent")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            lost = float(value)
+        elif lost_packets is not None and packets:
+            lost = 100.0 * lost_packets / packets
+    return RunResult(
+        mbps=mbps,
+        samples=samples,
+        retransmits=retransmits,
+        cc=cc,
+        lost_percent=lost,
+        lost_packets=lost_packets,
+        packets=packets,
+    )
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    return None
 
 
 def ping_argv(*, duration: float, interval: float = 0.1, dest: str = SERVER_IP) -> list[str]:
