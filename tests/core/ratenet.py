@@ -8,6 +8,7 @@ respects queue control like the runtime does: it sends while `session.writable`.
 from __future__ import annotations
 
 import heapq
+import random
 from dataclasses import dataclass, field
 
 from braid.core.session import SessionConfig, TunnelSession
@@ -28,6 +29,9 @@ class Bottleneck:
     dropped: int = 0
     max_backlog: float = 0.0  # seconds of queue seen by an arriving datagram
     backlog_samples: list[tuple[float, float]] = field(default_factory=list)
+    loss: float = 0.0  # random loss after the queue (issue 7)
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+    lost: int = 0
 
     def transmit(self, size: int, now: float) -> float | None:
         """The arrival time of a datagram of `size` bytes sent now (None: dropped)."""
@@ -39,6 +43,9 @@ class Bottleneck:
         self.free_at = depart
         self.max_backlog = max(self.max_backlog, wait)
         self.backlog_samples.append((now, wait))
+        if self.loss and self.rng.random() < self.loss:
+            self.lost += 1
+            return None
         return depart + self.delay
 
 

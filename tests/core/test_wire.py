@@ -18,6 +18,7 @@ from braid.core.wire import (
     DataFrame,
     FeedbackEntry,
     FeedbackFrame,
+    NackFrame,
     ProbeFrame,
     ProtocolError,
     decode_datagram,
@@ -40,6 +41,10 @@ FRAMES: list[wire.Frame] = [
     ControlFrame(4, 5, 6, 7, ControlKind.HELLO),
     ControlFrame(4, 5, 6, 7, ControlKind.CLOSE),
     ControlFrame(4, 5, 6, 7, ControlKind.PATH_DOWN, b"\x02"),
+    DataFrame(3, 1, 5, 6, 7, 8, 9, b"\x45resent", resent=True),
+    DataFrame(3, 1, 5, 6, 7, 8, 9, b"\x45both", jumped=True, resent=True),
+    NackFrame(0, 2, 3, 4, (5, 0xFFFFFFFF)),
+    NackFrame(1, 2, 3, 4, tuple(range(64)), gone=True),
 ]
 
 
@@ -255,3 +260,18 @@ def test_feedback_round_trip_property(
 ) -> None:
     frame = FeedbackFrame(path_id, session_id, seq, tx, tuple(FeedbackEntry(*e) for e in entries))
     assert decode_datagram(encode(frame)) == frame
+
+
+def test_nack_frame_limits() -> None:
+    nack = encode(NackFrame(0, 2, 3, 4, (5, 6)))
+    assert nack[1] == 8 and nack[HEADER_SIZE] == 2 and len(nack) == HEADER_SIZE + 1 + 8
+    assert reason(nack[:2] + b"\x02" + nack[3:]) == "bad_flags"
+    assert reason(nack[:HEADER_SIZE]) == "truncated"
+    assert reason(nack[:HEADER_SIZE] + b"\x00") == "bad_length"
+    assert reason(nack[:HEADER_SIZE] + b"\x41" + bytes(4 * 65)) == "bad_length"
+    assert reason(nack[:-1]) == "truncated"
+    assert reason(nack + b"\0") == "bad_length"
+    with pytest.raises(ValueError):
+        wire.encode_nack(0, 0, 0, 0, list(range(65)))
+    with pytest.raises(ValueError):
+        wire.encode_nack(0, 0, 0, 0, [])

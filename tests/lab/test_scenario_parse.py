@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
+import socket
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from braid.lab.emulator import LinkShape
+from braid.lab.evaluation import CASES
 from braid.lab.experiment import ScenarioResult, SeriesResult
 from braid.lab.portals import PortalKeys, local_config, remote_config
+from braid.lab.relay import Direction, gilbert_elliott
 from braid.lab.report import markdown_table, plot, recovery_time, window_mean, write_json
 from braid.lab.scenario import (
     ScenarioError,
@@ -254,3 +259,189 @@ def test_topology_names_are_short_and_unique() -> None:
     for link in first.links:
         for name in (link.local_if, link.emu_local, link.emu_remote):
             assert len(name) <= 15
+
+
+def test_loss_burst_in_links_and_events() -> None:
+    scenario = parse(
+        "duration=10\n[[link]]\nrate='20mbit'\nloss='2%'\nloss_burst=4\n"
+        "[[link]]\nrate='20mbit'\nloss='1%'\n"
+        "[[event]]\nat=3\nlink=2\nset={loss='5%', loss_burst=3}\n"
+        "[[event]]\nat=6\nlink=2\nset={loss_burst=0}\n"
+    )
+    first, second = scenario.links
+    assert first.shape.loss == pytest.approx(0.02) and first.shape.loss_burst == 4.0
+    assert first.describe() == "20mbit 0ms 2% loss in bursts of 4"
+    assert second.shape.loss_burst is None  # unset: independent loss
+    burst, independent = scenario.events
+    assert burst.changes == {"loss": pytest.approx(0.05), "loss_burst": 3.0}
+    assert burst.describe() == "link 2 loss 5%, loss bursts of 3"
+    assert independent.changes == {"loss_burst": None}
+    assert independent.describe() == "link 2 independent loss"
+    # Bursty loss is the relay's, independent loss nftables'.
+    assert (first.shape.relay_loss, first.shape.random_loss) == (pytest.approx(0.02), 0.0)
+    assert (second.shape.relay_loss, second.shape.random_loss) == (0.0, pytest.approx(0.01))
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[[link]]\nrate='1mbit'\nloss_burst=0.5", "[[link]] 1: loss_burst: expected a mean"),
+        ("[[link]]\nrate='1mbit'\nloss_burst='4'", "[[link]] 1: loss_burst: expected a mean"),
+        ("[[link]]\nrate='1mbit'\nloss_burst=true", "[[link]] 1: loss_burst: expected a mean"),
+        ("[[link]]\nrate='1mbit'\nloss='60%'\nloss_burst=1", "[[link]] 1: loss_burst: loss 60%"),
+        (
+            "[[link]]\nrate='1mbit'\nloss='40%'\n"
+            "[[event]]\nat=1\nlink=1\nset={loss_burst=1}\n"
+            "[[event]]\nat=2\nlink=1\nset={loss='60%'}",
+            "[[event]] 2: set.loss_burst: loss 60% cannot come in bursts of 1",
+        ),
+    ],
+)
+def test_bad_loss_burst_names_the_key(text: str, needle: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        parse(text)
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_gilbert_elliott_chain_has_the_loss_and_burst_length() -> None:
+    enter, leave = gilbert_elliott(0.05, 4.0)
+    assert leave == 0.25
+    assert enter / (enter + leave) == pytest.approx(0.05)  # stationary loss
+    assert gilbert_elliott(0.05, None) == (0.0, 1.0)  # independent loss: not the relay's
+    assert gilbert_elliott(0.0, 4.0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        gilbert_elliott(0.6, 1.0)
+    direction = Direction("1/up", socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    direction.out.close()
+    direction.p_enter, direction.p_leave = enter, leave
+    rng = random.Random(7)
+    lost = [direction.lose(rng.random()) for _ in range(200_000)]
+    runs = [len(list(group)) for key, group in itertools.groupby(lost) if key]
+    assert sum(lost) / len(lost) == pytest.approx(0.05, abs=0.005)
+    assert sum(runs) / len(runs) == pytest.approx(4.0, rel=0.1)
+
+
+def test_voice_traffic_spec() -> None:
+    voice = TrafficSpec.parse("udp:80kbit:200")
+    assert (voice.kind, voice.rate_bps, voice.length, voice.payload) == ("udp", 80e3, 200, 200)
+    assert voice.iperf_args() == ["-u", "-b", "80000", "-l", "200"]  # 50 datagrams/s
+    assert str(voice) == "udp:80kbit:200"
+    assert TrafficSpec.parse(str(voice)) == voice
+    assert TrafficSpec.parse("udp:30mbit").payload == 1372
+    for bad in ("udp:80kbit:", "udp:80kbit:8", "udp:80kbit:1400", "udp:80kbit:x", "udp::200"):
+        with pytest.raises(ValueError, match="expected"):
+            TrafficSpec.parse(bad)
+
+
+IPERF_UDP = {
+    "end": {
+        "sum": {"bits_per_second": 80e3, "lost_packets": 0, "packets": 1000},
+        "sum_received": {
+            "bits_per_second": 76e3,
+            "lost_packets": 50,
+            "packets": 1000,
+            "lost_percent": 5.0,
+        },
+    },
+    "intervals": [],
+    "server_output_json": {
+        "intervals": [{"sum": {"end": 0.5, "seconds": 0.5, "bits_per_second": 76e3}}]
+    },
+}
+
+
+def test_parse_iperf_udp_records_receiver_loss() -> None:
+    spec = TrafficSpec.parse("udp:80kbit:200")
+    run = parse_iperf(IPERF_UDP, direction="up", traffic=spec, interval=0.5)
+    assert (run.lost_percent, run.lost_packets, run.packets) == (5.0, 50, 1000)
+    assert run.retransmits is None and run.mbps == pytest.approx(0.076)
+    data = run.to_json()
+    assert (data["lost_percent"], data["lost_packets"], data["packets"]) == (5.0, 50, 1000)
+    # No lost_percent in the report: computed from the counts.
+    received = {k: v for k, v in IPERF_UDP["end"]["sum_received"].items() if k != "lost_percent"}
+    report = {"end": {"sum_received": received}}
+    assert parse_iperf(report, direction="up", traffic=spec).lost_percent == pytest.approx(5.0)
+
+
+def _voice_results() -> dict[str, ScenarioResult]:
+    results = {}
+    for name, lost in (("rec-voice", 0.5), ("rec-voice-redundant", 0.0), ("rec-voice-off", 5.0)):
+        runs = [
+            RunResult(
+                mbps=0.08,
+                samples=[(0.5, 0.08)],
+                lost_percent=lost + k,
+                lost_packets=int((lost + k) * 10),
+                packets=1000,
+            )
+            for k in range(3)
+        ]
+        result = ScenarioResult(load_scenario(name))
+        result.series["braid"] = SeriesResult("braid", runs)
+        results[name] = result
+    return results
+
+
+def test_udp_tables_and_voice_summary() -> None:
+    results = _voice_results()
+    table = markdown_table(results["rec-voice-off"])
+    assert "lost % (lost/sent datagrams)" in table
+    assert "| braid | 0.080 | 3 (0.080-0.080) | - | 6.00 (180/3000) |" in table
+    case = next(c for c in CASES if c.key == "rec-voice")
+    assert case.summary is not None
+    text = case.summary(case, results)
+    assert "rec-voice (NACK) 1.50 %" in text
+    assert "rec-voice-redundant (redundant scheduler) 1.00 %" in text
+    assert "rec-voice-off (recovery off) 6.00 %" in text
+
+
+def test_recovery_summary_states_medians_and_ratio() -> None:
+    case = next(c for c in CASES if c.key == "rec-loss")
+    results = {}
+    for name, mbps in (("rec-loss", 30.0), ("rec-loss-timeout", 24.0), ("rec-loss-off", 12.0)):
+        result = ScenarioResult(load_scenario(name))
+        result.series["braid"] = SeriesResult(
+            "braid", [RunResult(mbps=mbps + k, samples=[]) for k in (-1, 0, 1)]
+        )
+        results[name] = result
+    assert case.summary is not None
+    text = case.summary(case, results)
+    assert "rec-loss (NACK + predictor) 30.0 Mbit/s" in text
+    assert "rec-loss-off (recovery off) 12.0 Mbit/s" in text
+    assert "rec-loss (NACK + predictor) ÷ rec-loss-off = 2.50" in text
+    assert "rec-loss-timeout (NACK, proof/timeout rule) ÷ rec-loss-off = 2.00" in text
+    del results["rec-loss-off"]
+    assert "no result" in case.summary(case, results)
+
+
+def test_recovery_scenarios() -> None:
+    expected = {
+        "rec-loss": {"nack": True, "loss_predictor": True},
+        "rec-loss-off": {"nack": False},
+        "rec-loss-timeout": {"nack": True, "loss_predictor": False},
+        "rec-burst": {"nack": True, "loss_predictor": True},
+        "rec-burst-off": {"nack": False},
+        "rec-burst-timeout": {"nack": True, "loss_predictor": False},
+        "rec-voice": {"nack": True},
+        "rec-voice-redundant": {"scheduler": "redundant"},
+        "rec-voice-off": {"nack": False},
+    }
+    for name, braid in expected.items():
+        scenario = load_scenario(name)
+        assert scenario.braid == braid, name
+        assert (scenario.cc, scenario.repeat, scenario.duration) == ("cubic", 3, 20)
+        assert len(scenario.links) == 2
+        voice = name.startswith("rec-voice")
+        for link in scenario.links:
+            shape = link.shape
+            assert (shape.rate_up_bps, shape.rate_down_bps, shape.delay) == (20e6, 20e6, 0.02)
+            assert shape.loss == pytest.approx(0.05 if voice else 0.02)
+            assert shape.loss_burst == (4.0 if name.startswith("rec-burst") else None)
+        assert str(scenario.traffic) == ("udp:80kbit:200" if voice else "tcp")
+        full = name in ("rec-loss", "rec-burst")
+        assert scenario.series == (("links", "mptcp", "braid") if full else ("braid",))
+    keys = {c.key: c.scenarios for c in CASES}
+    assert keys["rec-loss"] == ("rec-loss", "rec-loss-timeout", "rec-loss-off")
+    assert keys["rec-burst"] == ("rec-burst", "rec-burst-timeout", "rec-burst-off")
+    assert keys["rec-voice"] == ("rec-voice", "rec-voice-redundant", "rec-voice-off")

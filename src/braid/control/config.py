@@ -25,6 +25,7 @@ from typing import Any, Literal, NoReturn
 from braid.core.classify import TrafficClass
 from braid.core.congestion import CONGESTION_CONTROLS
 from braid.core.keys import REKEY_AFTER_TIME, decode_key, public_key
+from braid.core.predictor import LossModel, load_model
 from braid.core.secure import PeerSpec, SecureConfig
 from braid.core.session import SessionConfig
 
@@ -96,6 +97,12 @@ class SessionSettings:
     silence_timeout_min: float = 0.3
     return_holddown: float = 0.5
     sparse_priority: bool = True
+    # -- issue 7 (loss recovery)
+    nack: bool = False
+    loss_predictor: bool = False
+    loss_model: LossModel | None = None
+    gap_trace: str | None = None
+    """A file the portal appends its egress gap samples to (for `braid train`)."""
 
     def to_session_config(self) -> SessionConfig:
         """The core's `SessionConfig` with these settings (core defaults for the rest)."""
@@ -112,6 +119,10 @@ class SessionSettings:
             silence_timeout_min=min(self.silence_timeout_min, self.dead_interval),
             return_holddown=self.return_holddown,
             sparse_priority=self.sparse_priority,
+            nack=self.nack,
+            loss_predictor=self.loss_predictor,
+            loss_model=self.loss_model,
+            gap_trace=self.gap_trace is not None,
         )
 
 
@@ -936,6 +947,25 @@ class _Validator:
             expected="seconds, 0..60",
         )
         sparse = self.boolean(t, "sparse_priority")
+        # -- issue 7 keys
+        nack = self.boolean(t, "nack")
+        predictor = self.boolean(t, "loss_predictor")
+        model: LossModel | None = None
+        model_file = self.string(t, "loss_model", default=None, expected="a model file path")
+        if model_file is not None:
+            try:
+                model = load_model(Path(model_file).read_text())
+            except OSError as exc:
+                self.fail(
+                    t.field("loss_model"),
+                    f"cannot read {_show(model_file)} ({exc.strerror}); expected a model file "
+                    "written by `braid train`",
+                )
+            except ValueError as exc:
+                self.fail(t.field("loss_model"), f"{exc}; expected a file from `braid train`")
+        gap_trace = self.string(
+            t, "gap_trace", default=None, expected="a file path to append gap samples to"
+        )
         t.finish()
         return SessionSettings(
             scheduler=scheduler,
@@ -949,6 +979,10 @@ class _Validator:
             silence_timeout_min=silence,
             return_holddown=holddown,
             sparse_priority=defaults.sparse_priority if sparse is None else sparse,
+            nack=defaults.nack if nack is None else nack,
+            loss_predictor=defaults.loss_predictor if predictor is None else predictor,
+            loss_model=model,
+            gap_trace=gap_trace,
         )
 
     # -- issue 5: [[class]] tables (traffic classes) --
@@ -1006,6 +1040,7 @@ class _Validator:
                     t.field("scheduler"),
                     f"{_show(scheduler)} is unknown; expected {expected_sched}",
                 )
+            class_nack = self.boolean(t, "nack")  # issue 7
             t.finish()
             classes.append(
                 TrafficClass(
@@ -1016,6 +1051,7 @@ class _Validator:
                     max_size=max_size,
                     priority=priority,
                     scheduler=scheduler,
+                    nack=class_nack,
                 )
             )
         return tuple(classes)

@@ -139,7 +139,11 @@ def up(config: PortalConfig, *, stats_path: str | Path | None = None) -> int:
         )
     try:
         return run_portal(
-            portal, describe=lambda: start_line(portal, config), stats_path=stats_path, api=api
+            portal,
+            describe=lambda: start_line(portal, config),
+            stats_path=stats_path,
+            api=api,
+            gap_trace=config.session.gap_trace,
         )
     finally:
         routing.remove()

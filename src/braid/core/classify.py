@@ -95,6 +95,9 @@ class TrafficClass:
     """Higher is more urgent; > 0 is real time (never refused by queue control)."""
     scheduler: str | None = None
     """The class's scheduler (None: the session's)."""
+    nack: bool | None = None
+    """issue 7: False keeps the class's packets out of the retransmit buffer (None: the
+    session's `nack` setting)."""
 
     def __post_init__(self) -> None:
         if not self.name:

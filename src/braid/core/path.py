@@ -167,6 +167,7 @@ class PathState:
         "queued_bytes",
         "rate_bps",
         "reported_lost",
+        "resent",
         "rttvar",
         "rx_highest",
         "rx_highest_time",
@@ -260,6 +261,8 @@ class PathState:
         self.down_since: float | None = None
         self.jumped: set[int] = set()
         """Session seqs of queued DATA put at the head of the queue (sent FLAG_JUMPED)."""
+        self.resent: set[int] = set()
+        """Session seqs of queued resends answering a NACK (sent FLAG_RESENT)."""
         self.probation = 0.0
         """Length of the last hysteresis period (doubles while the path flaps)."""
         self.probation_until = -_INF

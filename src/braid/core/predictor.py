@@ -2,27 +2,37 @@
 # loss (NACK now) rather than a late packet (wait).
 #
 # Features (what the egress knows when it looks at a gap), see `features()`:
-#   gap age / the slowest live path's one-way delay spread, max path jitter / that spread,
+#   gap age / (one-way delay spread of the live paths + 2 x jitter + the longest interval
+#   between two datagrams on a live path), max path jitter / that same scale,
 #   fraction of live paths that already delivered later packets, recent loss rate, bias.
 #
 # Invariants:
-# - Pure Python, no clock, no I/O: the model is a weight vector; `load_model` parses the
-#   JSON text the caller read (the default model ships as predictor_model.json).
+# - Pure Python, no clock, no I/O beyond reading the shipped model (predictor_model.json,
+#   package data) once: the model is a weight vector; `load_model` parses JSON text.
 # - `fit` is deterministic (fixed order, full-batch gradient descent with L2).
 from __future__ import annotations
 
 import json
 import math
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 
 N_FEATURES = 5
 
 
 def features(
-    gap_age: float, owd_spread: float, max_jitter: float, passed_fraction: float, recent_loss: float
+    gap_age: float,
+    owd_spread: float,
+    max_jitter: float,
+    passed_fraction: float,
+    recent_loss: float,
+    interval: float = 0.0,
 ) -> list[float]:
-    """Feature vector for a gap (owd_spread = max - min one-way delay of live paths)."""
-    scale = max(owd_spread + 2.0 * max_jitter, 0.001)
+    """Feature vector for a gap: `owd_spread` = max - min one-way delay of the live
+    paths, `interval` = the longest time between two datagrams on a live path (a gap
+    cannot be proven before every path delivered its next one)."""
+    scale = max(owd_spread + 2.0 * max_jitter + interval, 0.001)
     return [
         min(gap_age / scale, 10.0),
         min(max_jitter / scale, 10.0),
@@ -70,6 +80,13 @@ def load_model(text: str) -> LossModel:
     if len(weights) != N_FEATURES:
         raise ValueError(f"loss model: expected {N_FEATURES} weights, got {len(weights)}")
     return LossModel(weights, threshold)
+
+
+@cache
+def default_model() -> LossModel:
+    """The model shipped with the package (predictor_model.json, fitted by `braid train`
+    on lab traces)."""
+    return load_model(resources.files("braid.core").joinpath("predictor_model.json").read_text())
 
 
 def fit(

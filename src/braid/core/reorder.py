@@ -9,7 +9,9 @@
 # - by proof: every live path has *passed* the head's session sequence number (reported
 #   with `on_path_progress`: it delivered that number or something sent after it). The
 #   missing packets were sent before the head (lower session seq) and paths are FIFO, so
-#   whatever path carried them would have delivered them already: they are lost;
+#   whatever path carried them would have delivered them already: they are lost; unless
+#   the head is at or above the *proof cap* (`set_proof_cap`: a lost packet below it has
+#   been NACKed and its resend may still fill the gap);
 # - by timeout: a held packet has waited `timeout` seconds (gaps up to it are skipped);
 # - by overflow: the buffer holds more than `limit_packets` packets or `limit_bytes`
 #   bytes; the oldest held packet is treated as timed out.
@@ -101,6 +103,8 @@ class ReorderBuffer:
         self._progress: dict[int, int] = {}
         self._live: frozenset[int] = frozenset()
         self._threshold: float = _NO_PROOF
+        # issue 7: proofs stop below this session seq (a NACKed packet is awaited).
+        self._cap: float = _INF
         # True when progress moved while no gap needed the threshold (computed lazily).
         self._threshold_stale = False
         self._buffered = 0
@@ -194,6 +198,14 @@ class ReorderBuffer:
         self._progress.pop(path_id, None)
         if path_id in self._live:
             self._live = self._live - {path_id}
+            self._update_threshold()
+
+    def set_proof_cap(self, session_seq: int | None) -> None:
+        """Prove no gap whose head is at or above `session_seq` (the lowest packet a NACK
+        awaits: its resend may fill the gap); None lifts the cap. Timeouts still apply."""
+        cap = _INF if session_seq is None else session_seq
+        if cap != self._cap:
+            self._cap = cap
             self._update_threshold()
 
     # -- outputs -----------------------------------------------------------------------
@@ -342,6 +354,8 @@ class ReorderBuffer:
             value = progress.get(path_id, _NO_PROOF)
             if value < threshold:
                 threshold = value
+        if self._cap <= threshold:
+            threshold = self._cap - 1
         self._threshold = threshold
         self._threshold_stale = False
 

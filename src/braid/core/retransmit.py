@@ -1,67 +1,96 @@
-# NACK retransmission (issue 7, point 3): a short sender-side retransmit buffer and the
-# egress-side gap list that decides which sequence numbers to NACK.
+# NACK retransmission (issue 7, point 3): the sender's retransmit buffer and the egress's
+# gap list, both keyed by session sequence number.
 #
 # Invariants:
-# - `RetransmitBuffer` holds at most `max_packets` packets and none older than `max_age`
-#   seconds (oldest evicted first); each sequence number is resent at most `max_tries`
-#   times; `on_nack` returns the packets to resend (the caller sends them on the fastest
-#   live path).
-# - `NackTracker` NACKs a missing sequence number at most `max_tries` times, spaced by
-#   `retry_interval`, and never after `deadline` seconds from when the gap was seen (the
-#   reorder timeout): past that the gap is abandoned, so retransmission never holds
-#   delivery beyond the reorder timeout.
+# - `RetransmitBuffer` holds at most `max_packets` entries and answers for none older than
+#   `max_age` seconds (oldest evicted first); each sequence number is resent at most
+#   `max_tries` times, and not again within `repeat_after` (a NACK sent on two paths);
+#   `on_nack` returns what to resend and what it cannot (gone).
+# - `NackTracker` keeps the missing sequence numbers of the egress (a later number
+#   arrived, this one not yet), at most `max_gaps` (oldest abandoned first). A gap is
+#   *open* until NACKed, then *outstanding* until it is filled or abandoned: NACKed at
+#   most `max_tries` times, `retry_interval` apart, and abandoned `deadline` seconds after
+#   it was seen, so a retransmission never holds delivery longer than that.
+# - Gaps are kept in ascending sequence order (they are registered as later numbers
+#   arrive), which lets `nack_through` stop at the first gap above its threshold.
 # - No clock: `now` is passed in.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Iterator
+from typing import Any
 
 
 class RetransmitBuffer:
     """Recently sent packets by session sequence number, for answering NACKs."""
 
-    def __init__(self, max_packets: int = 512, max_age: float = 0.5, max_tries: int = 2) -> None:
+    def __init__(
+        self,
+        max_packets: int = 4096,
+        max_age: float = 0.5,
+        max_tries: int = 3,
+        repeat_after: float = 0.02,
+    ) -> None:
         self.max_packets = max_packets
         self.max_age = max_age
         self.max_tries = max_tries
-        self._buf: OrderedDict[int, tuple[float, bytes, int]] = OrderedDict()
+        self.repeat_after = repeat_after
+        self._buf: OrderedDict[int, list[Any]] = OrderedDict()
         self.resent = 0
         self.missed = 0
 
-    def on_sent(self, seq: int, packet: bytes, now: float) -> None:
-        """Remember a packet just sent with session sequence `seq`."""
-        self._buf[seq] = (now, packet, 0)
-        while len(self._buf) > self.max_packets:
-            self._buf.popitem(last=False)
+    def __len__(self) -> int:
+        return len(self._buf)
+
+    def on_sent(self, seq: int, packet: Any, now: float) -> None:
+        """Remember a packet (any object, e.g. the queued item) sent with number `seq`."""
+        buf = self._buf
+        buf[seq] = [now, packet, 0, -1.0]
+        if len(buf) > self.max_packets:
+            buf.popitem(last=False)
 
     def _expire(self, now: float) -> None:
-        while self._buf:
-            seq, (sent, _, _) = next(iter(self._buf.items()))
-            if now - sent < self.max_age:
+        buf = self._buf
+        limit = now - self.max_age
+        while buf:
+            seq, entry = next(iter(buf.items()))
+            if entry[0] > limit:
                 break
-            del self._buf[seq]
+            del buf[seq]
 
-    def on_nack(self, seqs: list[int], now: float) -> list[tuple[int, bytes]]:
-        """Return (seq, packet) to resend for NACKed numbers still held and under the
-        try limit; unknown or exhausted numbers are counted `missed`."""
+    def on_nack(self, seqs: list[int], now: float) -> tuple[list[Any], list[int]]:
+        """(packets to resend, numbers gone): a NACKed number still held and under the
+        try limit is resent; an unknown, expired or exhausted one is gone (`missed`). A
+        number resent less than `repeat_after` ago is neither (the same NACK sent on
+        another path)."""
         self._expire(now)
-        out: list[tuple[int, bytes]] = []
+        out: list[Any] = []
+        gone: list[int] = []
+        buf = self._buf
+        limit = self.max_tries
         for seq in seqs:
-            entry = self._buf.get(seq)
-            if entry is None or entry[2] >= self.max_tries:
-                self.missed += 1
+            entry = buf.get(seq)
+            if entry is None or entry[2] >= limit:
+                gone.append(seq)
                 continue
-            self._buf[seq] = (entry[0], entry[1], entry[2] + 1)
-            out.append((seq, entry[1]))
+            if now - entry[3] < self.repeat_after:
+                continue
+            entry[2] += 1
+            entry[3] = now
+            out.append(entry[1])
         self.resent += len(out)
-        return out
+        self.missed += len(gone)
+        return out, gone
 
 
-@dataclass(slots=True)
 class _Gap:
-    seen: float
-    last_nack: float
-    tries: int
+    __slots__ = ("last_nack", "samples", "seen", "tries")
+
+    def __init__(self, seen: float) -> None:
+        self.seen = seen
+        self.last_nack = -1.0
+        self.tries = 0
+        self.samples: list[list[float]] | None = None
 
 
 class NackTracker:
@@ -72,53 +101,122 @@ class NackTracker:
         deadline: float = 0.2,
         retry_interval: float = 0.05,
         max_tries: int = 2,
-        max_gaps: int = 1024,
+        max_gaps: int = 4096,
     ) -> None:
         self.deadline = deadline
         self.retry_interval = retry_interval
         self.max_tries = max_tries
         self.max_gaps = max_gaps
         self._gaps: OrderedDict[int, _Gap] = OrderedDict()
+        self._outstanding = 0
+        self.nacked = 0
         self.abandoned = 0
         self.filled = 0
+        self.recovered = 0
+
+    def __len__(self) -> int:
+        return len(self._gaps)
+
+    @property
+    def outstanding(self) -> int:
+        """Gaps NACKed and neither filled nor abandoned."""
+        return self._outstanding
 
     def on_missing(self, seq: int, now: float) -> None:
         """Register a sequence number that is missing (a later one arrived)."""
-        if seq not in self._gaps:
-            self._gaps[seq] = _Gap(now, -1.0, 0)
-            while len(self._gaps) > self.max_gaps:
-                self._gaps.popitem(last=False)
-                self.abandoned += 1
+        gaps = self._gaps
+        if seq not in gaps:
+            gaps[seq] = _Gap(now)
+            if len(gaps) > self.max_gaps:
+                _, gap = gaps.popitem(last=False)
+                self._drop(gap)
 
-    def on_received(self, seq: int) -> None:
-        """A sequence number arrived (original, retransmission or FEC rebuild)."""
-        if self._gaps.pop(seq, None) is not None:
+    def on_received(self, seq: int, *, resent: bool = False) -> _Gap | None:
+        """A sequence number arrived; returns its gap if it was one (then forgotten)."""
+        gap = self._gaps.pop(seq, None)
+        if gap is not None:
             self.filled += 1
+            if gap.tries:
+                self._outstanding -= 1
+                if resent:
+                    self.recovered += 1
+        return gap
 
-    def due(self, now: float, confident: set[int] | None = None) -> list[int]:
-        """Numbers to NACK now. A gap is NACKed once `retry_interval` passed since it was
-        seen (or at once if in `confident`, e.g. the loss predictor's verdict), then every
-        `retry_interval`, at most `max_tries` times and only before its deadline."""
+    def abandon(self, seq: int) -> _Gap | None:
+        """Give a gap up (the sender no longer has the packet)."""
+        gap = self._gaps.pop(seq, None)
+        if gap is not None:
+            self._drop(gap)
+        return gap
+
+    def _drop(self, gap: _Gap) -> None:
+        self.abandoned += 1
+        if gap.tries:
+            self._outstanding -= 1
+
+    def open_gaps(self) -> Iterator[tuple[int, _Gap]]:
+        """The gaps not NACKed yet, ascending."""
+        for seq, gap in self._gaps.items():
+            if not gap.tries:
+                yield seq, gap
+
+    def mark(self, seq: int, now: float) -> None:
+        """Record a NACK for gap `seq` (sent now)."""
+        gap = self._gaps[seq]
+        if not gap.tries:
+            self._outstanding += 1
+        gap.tries += 1
+        gap.last_nack = now
+        self.nacked += 1
+
+    def nack_through(self, threshold: int, now: float) -> list[int]:
+        """NACK (mark and return) every open gap at or below `threshold`: every live path
+        passed it, so it is lost."""
         out: list[int] = []
-        stale: list[int] = []
-        for seq, g in self._gaps.items():
-            age = now - g.seen
-            if age >= self.deadline or (
-                g.tries >= self.max_tries and now - g.last_nack >= self.retry_interval
-            ):
-                stale.append(seq)
-                continue
-            if g.tries >= self.max_tries:
-                continue
-            ready = age >= self.retry_interval or (confident is not None and seq in confident)
-            if ready and (g.tries == 0 or now - g.last_nack >= self.retry_interval):
-                g.tries += 1
-                g.last_nack = now
+        for seq, gap in self._gaps.items():
+            if seq > threshold:
+                break
+            if not gap.tries:
                 out.append(seq)
-        for seq in stale:
-            del self._gaps[seq]
-        self.abandoned += len(stale)
+        for seq in out:
+            self.mark(seq, now)
         return out
+
+    def retries_and_expiry(self, now: float) -> tuple[list[int], list[tuple[int, _Gap]]]:
+        """(numbers to NACK again, gaps abandoned now): an outstanding gap is NACKed again
+        `retry_interval` after its last NACK while under `max_tries`; any gap is abandoned
+        `deadline` after it was seen."""
+        again: list[int] = []
+        stale: list[tuple[int, _Gap]] = []
+        limit = now - self.deadline
+        interval = self.retry_interval
+        tries = self.max_tries
+        for seq, gap in self._gaps.items():
+            if gap.seen <= limit:
+                stale.append((seq, gap))
+            elif gap.tries and gap.tries < tries and now - gap.last_nack >= interval:
+                again.append(seq)
+        for seq, gap in stale:
+            del self._gaps[seq]
+            self._drop(gap)
+        for seq in again:
+            self.mark(seq, now)
+        return again, stale
+
+    def lowest_outstanding(self) -> int | None:
+        """The lowest NACKed number still awaited (None: none)."""
+        if not self._outstanding:
+            return None
+        for seq, gap in self._gaps.items():
+            if gap.tries:
+                return seq
+        return None
+
+    def oldest_seen(self) -> float | None:
+        """When the oldest gap was seen (None: no gap)."""
+        for gap in self._gaps.values():
+            return gap.seen  # (registered in arrival order: the first is the oldest)
+        return None
 
     def pending(self) -> list[int]:
         """Sequence numbers currently considered missing."""

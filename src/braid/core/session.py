@@ -101,8 +101,10 @@ from braid.core.path import (
     PathState,
     PathStatistics,
 )
+from braid.core.predictor import LossModel, default_model, features
 from braid.core.reorder import ReorderBuffer, ReorderStatistics
 from braid.core.replay import ReplayWindow
+from braid.core.retransmit import NackTracker, RetransmitBuffer
 from braid.core.scheduler import SCHEDULERS, Scheduler, get_scheduler
 from braid.core.scheduler.earliest_arrival import EarliestArrivalScheduler
 from braid.core.scheduler.redundant import RedundantScheduler
@@ -112,8 +114,10 @@ from braid.core.wire import (
     DROP_REASONS,
     FEEDBACK_ENTRY_SIZE,
     FLAG_JUMPED,
+    FLAG_RESENT,
     HEADER_SIZE,
     MASK32,
+    MAX_NACK_ENTRIES,
     MAX_PATH_ID,
     VERSION,
     Buffer,
@@ -123,11 +127,13 @@ from braid.core.wire import (
     FeedbackFrame,
     Frame,
     FrameType,
+    NackFrame,
     ProbeFrame,
     ProtocolError,
     decode_datagram,
     encode_control,
     encode_feedback,
+    encode_nack,
     encode_probe,
     is_hello,
 )
@@ -182,6 +188,18 @@ _QUEUE_FLOOR: Final = 64 * 1024
 """The queue limit in bytes is never below this (a few packets per path)."""
 _INFLIGHT_EXPIRY: Final = 1.0
 """Datagrams without feedback for max(this, 4 x srtt) stop counting as in flight."""
+_GAP_CHECK: Final = 0.002
+"""issue 7: open gaps are looked at (loss predictor, timeout rule) this often."""
+_GAP_SCAN: Final = 256
+"""At most this many open gaps are looked at per check (the oldest)."""
+_MISSING_MAX: Final = 512
+"""A jump in session_seq registers at most this many missing numbers (the newest)."""
+_RESEND_SHARE: Final = 0.1
+_RESEND_BURST: Final = 64 * 1024
+"""Resends are paid from a budget that grows by 10 % of the bytes sent (at most 64 KiB
+banked): a burst of mistaken NACKs cannot swamp the paths (the rest is answered gone)."""
+_TRACE_LIMIT: Final = 200_000
+_TRACE_PER_GAP: Final = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +279,20 @@ class SessionConfig:
     max_queued_datagrams: int = 4096
     idle_timeout: float | None = None
     """Close the session after this long with nothing received (None: never)."""
+    nack: bool = False
+    """issue 7: the egress NACKs packets it finds lost and holds their flow (within the
+    reorder timeout, which grows by the fastest path's RTT) for the resend; the sender
+    keeps what it sent for `retransmit_age` and resends a NACKed packet at the head of
+    the fastest path, at most twice (a class can switch it off, `TrafficClass.nack`)."""
+    loss_predictor: bool = False
+    """issue 7: NACK a gap as soon as the loss model says it is a loss (else only once
+    every live path has passed it, or after the delay-spread timeout)."""
+    loss_model: LossModel | None = None
+    """The predictor's model (None: the one shipped with the package)."""
+    retransmit_packets: int = 4096
+    retransmit_age: float = 0.5
+    gap_trace: bool = False
+    """Record (features, loss) samples of the egress's gaps for `braid train`."""
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -296,6 +328,7 @@ class SessionConfig:
             "degraded_rtt",
             "feedback_interval",
             "reorder_timeout_max",
+            "retransmit_age",
         ):
             value = getattr(self, name)
             if not value > 0 or value == _INF:
@@ -315,6 +348,7 @@ class SessionConfig:
             "reorder_limit_bytes",
             "max_queued_datagrams",
             "redundant_copies",
+            "retransmit_packets",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -349,6 +383,18 @@ class SessionStatistics:
     failover_resent: int
     """Packets re-sent on other paths because the path they were on went down (queued
     there, or sent and not yet covered by feedback)."""
+    nack_sent: int
+    """issue 7 (egress): missing packets NACKed (each try counted)."""
+    gaps_recovered: int
+    """Gaps filled by a resend after a NACK."""
+    gaps_abandoned: int
+    """Gaps given up (deadline, or the sender no longer had the packet)."""
+    nack_received: int
+    """issue 7 (sender): packets the peer NACKed."""
+    retransmitted: int
+    """Packets resent for a NACK."""
+    retransmit_gone: int
+    """NACKed packets the sender no longer had (or had resent twice)."""
     bod_active: bool
     datagrams_sent: int
     datagrams_received: int
@@ -417,6 +463,34 @@ class TunnelSession:
             limit_bytes=config.reorder_limit_bytes,
         )
         self._replay = ReplayWindow(SESSION_REPLAY_WINDOW)
+        # issue 7: NACK retransmission (sender buffer, egress gap list) and loss predictor.
+        self._rtx = (
+            RetransmitBuffer(config.retransmit_packets, config.retransmit_age)
+            if config.nack
+            else None
+        )
+        self._class_nack = tuple(c.nack is not False for c in config.classes)
+        self._nack = (
+            NackTracker(deadline=config.reorder_timeout_max)
+            if config.nack or config.gap_trace
+            else None
+        )
+        self._send_nacks = config.nack
+        self._model = (config.loss_model or default_model()) if config.loss_predictor else None
+        self._nack_after = config.reorder_timeout_min
+        self._gap_due = _INF
+        self._gap_loss = 0.0  # EWMA of "a resolved gap was a loss"
+        self._gap_interval = 0.0  # longest datagram interval of a live path (egress)
+        self._nack_rtt: float | None = None  # NACK -> resend arrival, smoothed (egress)
+        self._interval_at = now
+        self._interval_counts: dict[int, int] = {}
+        self._trace: list[tuple[list[float], int]] | None = [] if config.gap_trace else None
+        self._live_paths: tuple[PathState, ...] = ()
+        self._nack_sent = 0
+        self._rtx_tokens = float(_RESEND_BURST)
+        self._retransmitted = 0
+        self._nack_received = 0
+        self._retransmit_gone = 0
         self._rx_session_seq = -1  # highest unwrapped session_seq received (first is 0)
         self._rx_tx_ref = 0
         self._rx_stale = 0
@@ -624,11 +698,14 @@ class TunnelSession:
             return False
         scheduler = self._scheduler
         urgent = False
+        rtx = self._rtx
         if self._classes:
             index = match_class(ip_packet, self._classes)
             if index is not None:
                 urgent = self._classes[index].priority > 0
                 scheduler = self._class_schedulers[index] or scheduler
+                if not self._class_nack[index]:
+                    rtx = None
         bucket = flow_bucket(ip_packet)
         backlog = self._backlog
         if not urgent and self._sparse and bucket not in backlog:
@@ -656,6 +733,10 @@ class TunnelSession:
         bucket_seq = bucket_seqs.get(bucket, 0)
         bucket_seqs[bucket] = (bucket_seq + 1) & MASK32
         item = (session_seq, bucket, bucket_seq, ip_packet, now)
+        if rtx is not None:
+            rtx.on_sent(session_seq, item, now)
+            tokens = self._rtx_tokens + size * _RESEND_SHARE
+            self._rtx_tokens = tokens if tokens < _RESEND_BURST else _RESEND_BURST
         for path in chosen:
             queue = path.queue
             if urgent and queue and self._can_jump:
@@ -707,6 +788,7 @@ class TunnelSession:
         unacked = path.unacked
         backlog = self._backlog
         jumped = path.jumped
+        resent = path.resent
         while queue and release <= horizon and tracker.inflight < cwnd:
             item = queue.popleft()
             session_seq, bucket, bucket_seq, ip_packet, _ = item
@@ -714,6 +796,9 @@ class TunnelSession:
             if jumped and session_seq in jumped:
                 jumped.discard(session_seq)
                 flags = FLAG_JUMPED
+            if resent and session_seq in resent:
+                resent.discard(session_seq)
+                flags |= FLAG_RESENT
             left = backlog.pop(bucket, 1) - 1
             if left > 0:
                 backlog[bucket] = left
@@ -787,6 +872,7 @@ class TunnelSession:
         path.tracker.clear()
         path.unacked.clear()
         path.jumped.clear()
+        path.resent.clear()
         path.awaiting = None
 
     def _update_queue_limit(self) -> None:
@@ -877,6 +963,8 @@ class TunnelSession:
                 self._send_feedback(path, now)
         elif type(frame) is ControlFrame:
             self._receive_control(path, frame, now)
+        elif type(frame) is NackFrame:
+            self._receive_nack(path, frame, now)
         elif type(frame) is DataFrame:
             # DATA with FLAG_JUMPED (other DATA takes the fast path above).
             if not self._receive_data(
@@ -887,7 +975,8 @@ class TunnelSession:
                 frame.payload,
                 tx,
                 now,
-                progress=not frame.jumped,
+                progress=not (frame.jumped or frame.resent),
+                resent=frame.resent,
             ):
                 return None
             return path.path_id
@@ -960,6 +1049,8 @@ class TunnelSession:
                 reply = local and (last is None or last + keepalive <= now)
                 self._send_probe(path, now, reply=reply)
         self._adapt_reorder_timeout()
+        if self._nack is not None and self._gap_due <= now:
+            self._check_gaps(now)
         self._reorder.expire(now=now)
         self._recompute_timer()
 
@@ -1013,6 +1104,8 @@ class TunnelSession:
         deadline = self._reorder.deadline()
         if deadline is not None and deadline < timer:
             timer = deadline
+        if self._gap_due < timer:
+            timer = self._gap_due
         return None if timer == _INF else timer
 
     def statistics(self) -> SessionStatistics:
@@ -1035,6 +1128,12 @@ class TunnelSession:
             queue_limit_bytes=self._queue_limit,
             queue_dropped=self._queue_dropped,
             failover_resent=self._failover_resent,
+            nack_sent=self._nack_sent,
+            gaps_recovered=self._nack.recovered if self._nack is not None else 0,
+            gaps_abandoned=self._nack.abandoned if self._nack is not None else 0,
+            nack_received=self._nack_received,
+            retransmitted=self._retransmitted,
+            retransmit_gone=self._retransmit_gone,
             bod_active=self._bod_active,
             datagrams_sent=self._datagrams_sent,
             datagrams_received=self._datagrams_received,
@@ -1056,9 +1155,10 @@ class TunnelSession:
         now: float,
         *,
         progress: bool = True,
+        resent: bool = False,
     ) -> bool:
-        """Accept one DATA; `progress` False (FLAG_JUMPED): it proves nothing about the
-        DATA sent before it on its path (no mark, no path progress)."""
+        """Accept one DATA; `progress` False (FLAG_JUMPED, FLAG_RESENT): it proves nothing
+        about the DATA sent before it on its path (no mark, no path progress)."""
         ref = self._rx_session_seq
         seq = ref + ((session_seq - ref + _HALF32) & MASK32) - _HALF32
         if not self._replay.check_and_update(seq):
@@ -1073,6 +1173,26 @@ class TunnelSession:
             self._resync_session_seq(seq)
             ref = seq - 1
         self._rx_stale = 0
+        nack = self._nack
+        filled = False  # an awaited (NACKed) packet: lift the proof cap after the push
+        if nack is not None:
+            if seq > ref + 1 and ref >= 0:
+                for missing in range(max(ref + 1, seq - _MISSING_MAX), seq):
+                    nack.on_missing(missing, now)
+                if self._gap_due == _INF:
+                    due = self._gap_due = now + _GAP_CHECK
+                    if due < self._timer:
+                        self._timer = due
+            elif seq < ref:
+                gap = nack.on_received(seq, resent=resent)
+                if gap is not None:
+                    if resent and gap.tries == 1:
+                        sample = now - gap.last_nack
+                        old = self._nack_rtt
+                        self._nack_rtt = sample if old is None else old + (sample - old) / 8
+                    self._gap_resolved(gap, 1 if resent else 0)
+                    if gap.tries:
+                        filled = True
         if seq > ref:
             self._rx_session_seq = seq
             marks_tx = self._marks_tx
@@ -1094,6 +1214,8 @@ class TunnelSession:
         reorder = self._reorder
         if progress and seq > path.rx_session_seq:
             path.rx_session_seq = seq
+            if nack is not None and len(nack) > nack.outstanding:
+                self._nack_proven(now)
             reorder.on_path_progress(path.path_id, seq)
         pending = path.feedback_pending + 1
         if pending >= self._feedback_every:
@@ -1105,6 +1227,8 @@ class TunnelSession:
                 if due < self._timer:
                     self._timer = due
         reorder.push(bucket, bucket_seq, seq, payload, now=now)
+        if filled:
+            self._update_proof_cap()
         return True
 
     def _resync_session_seq(self, seq: int) -> None:
@@ -1127,6 +1251,9 @@ class TunnelSession:
         seq = self._marks_seq[index]
         if seq > path.rx_session_seq:
             path.rx_session_seq = seq
+            nack = self._nack
+            if nack is not None and len(nack) > nack.outstanding:
+                self._nack_proven(self._now)
             self._reorder.on_path_progress(path.path_id, seq)
 
     def _receive_control(self, path: PathState, frame: ControlFrame, now: float) -> None:
@@ -1368,7 +1495,8 @@ class TunnelSession:
             self._rebuild_usable()
 
     def _update_reorder_live(self) -> None:
-        self._reorder.set_live_paths(p.path_id for p in self._paths.values() if p.up)
+        live = self._live_paths = tuple(p for p in self._paths.values() if p.up)
+        self._reorder.set_live_paths(p.path_id for p in live)
 
     def _adapt_reorder_timeout(self) -> None:
         low = _INF
@@ -1389,9 +1517,228 @@ class TunnelSession:
         # A quarter more than the spread: pacer queues drain within ~12 % of the rate the
         # scheduler predicted (the congestion controller's probing cycle).
         timeout = (high - low) * 1.25 + config.reorder_jitter_factor * jitter
-        self._reorder.timeout = min(
-            max(timeout, config.reorder_timeout_min), config.reorder_timeout_max
+        timeout = min(max(timeout, config.reorder_timeout_min), config.reorder_timeout_max)
+        nack = self._nack
+        if nack is not None and self._send_nacks:
+            # issue 7: a gap NACKed at the latest after this timeout waits one more round
+            # trip of the fastest path (its resend comes back on it) before it is skipped.
+            # The resend's round trip: measured (NACK to resend), else the fastest path's
+            # RTT (a portal that only receives has none), else assume the worst.
+            self._nack_after = timeout
+            rtt = self._nack_rtt
+            if rtt is None:
+                rtt = min(
+                    (p.srtt for p in self._live_paths if p.srtt is not None),
+                    default=config.reorder_timeout_max,
+                )
+            # Two rounds: a resend lost on its way (or its NACK) is asked for again.
+            timeout = min(
+                timeout + 2 * self._gap_interval + rtt * 2.5 + 0.01,
+                config.reorder_timeout_max,
+            )
+            nack.retry_interval = rtt * 1.2 + 0.005
+            nack.deadline = timeout
+        self._reorder.timeout = timeout
+
+    # -- issue 7: NACK retransmission ----------------------------------------------------
+
+    def _receive_nack(self, path: PathState, frame: NackFrame, now: float) -> None:
+        if frame.gone:
+            # Egress: the sender cannot resend these; stop holding their flows.
+            nack = self._nack
+            if nack is None:
+                return
+            ref = self._rx_session_seq
+            for value in frame.seqs:
+                gap = nack.abandon(ref + ((value - ref + _HALF32) & MASK32) - _HALF32)
+                if gap is not None:
+                    self._gap_resolved(gap, 1)
+            self._update_proof_cap()
+            return
+        # Sender: resend what we still have at the head of the fastest path.
+        self._nack_received += len(frame.seqs)
+        rtx = self._rtx
+        if rtx is None:
+            items: list[tuple[int, int, int, bytes, float]] = []
+            gone = list(frame.seqs)
+        else:
+            items, gone = rtx.on_nack(list(frame.seqs), now)
+        paths = [p for p in self._usable if p.up]
+        touched: dict[int, PathState] = {}
+        scheduler = self._scheduler
+        backlog = self._backlog
+        for item in items:
+            session_seq, bucket, bucket_seq, ip_packet, _ = item
+            size = len(ip_packet)
+            if not paths or self._rtx_tokens < size:
+                gone.append(session_seq)
+                continue
+            self._rtx_tokens -= size
+            self._retransmitted += 1
+            # Where it arrives first, at the head of the queue (earliest-arrival), else
+            # on the path with the lowest RTT.
+            target = (
+                scheduler.select_path(paths, size, bucket, now=now, head=True)
+                if isinstance(scheduler, EarliestArrivalScheduler)
+                else self._fastest_path()
+            ) or paths[0]
+            queue = target.queue
+            stamp = queue[0][4] if queue else now
+            queue.appendleft((session_seq, bucket, bucket_seq, ip_packet, stamp))
+            target.resent.add(session_seq)
+            target.queued_bytes += size
+            self._queued_bytes += size
+            backlog[bucket] = backlog.get(bucket, 0) + 1
+            touched[target.path_id] = target
+        for target in touched.values():
+            self._release(target, now)
+        if gone:
+            self._retransmit_gone += len(gone)
+            for start in range(0, len(gone), MAX_NACK_ENTRIES):
+                self._send_nack(path, gone[start : start + MAX_NACK_ENTRIES], now, gone=True)
+
+    def _fastest_path(self) -> PathState | None:
+        """The usable up path with the lowest smoothed RTT (resends and NACKs go there)."""
+        best: PathState | None = None
+        best_rtt = _INF
+        for path in self._usable or self._live_paths:
+            if not path.up:
+                continue
+            rtt = path.srtt if path.srtt is not None else 10.0
+            if rtt < best_rtt:
+                best, best_rtt = path, rtt
+        return best
+
+    def _send_nack(self, path: PathState, seqs: list[int], now: float, *, gone: bool) -> None:
+        seq = path.on_datagram_sent(HEADER_SIZE + 1 + 4 * len(seqs), now)
+        self._emit(
+            path.path_id,
+            encode_nack(
+                path.path_id, self.session_id, seq & MASK32, _stamp(path, seq, now), seqs, gone=gone
+            ),
         )
+
+    def _nacks_out(self, seqs: list[int], now: float) -> None:
+        """Send NACKs for `seqs` (already marked in the tracker) on the two fastest paths
+        (a NACK lost on one link still arrives; the sender resends once)."""
+        ranked = sorted(
+            (p for p in (self._usable or self._live_paths) if p.up),
+            key=lambda p: p.srtt if p.srtt is not None else 10.0,
+        )[:2]
+        if not ranked:
+            return
+        self._nack_sent += len(seqs)
+        for path in ranked:
+            for start in range(0, len(seqs), MAX_NACK_ENTRIES):
+                self._send_nack(path, seqs[start : start + MAX_NACK_ENTRIES], now, gone=False)
+
+    def _nack_proven(self, now: float) -> None:
+        """NACK the open gaps every live path has passed (before the reorder buffer sees
+        the progress: it then holds them for the resend instead of skipping them)."""
+        live = self._live_paths
+        if not live or not self._send_nacks:
+            return
+        threshold = min(p.rx_session_seq for p in live)
+        nack = self._nack
+        assert nack is not None
+        seqs = nack.nack_through(threshold, now)
+        if seqs:
+            self._nacks_out(seqs, now)
+            self._update_proof_cap()
+
+    def _update_proof_cap(self) -> None:
+        nack = self._nack
+        assert nack is not None
+        self._reorder.set_proof_cap(nack.lowest_outstanding())
+
+    def _gap_resolved(self, gap: object, label: int) -> None:
+        """A gap ended: a loss (1: resent, abandoned) or a late packet (0)."""
+        self._gap_loss += (label - self._gap_loss) / 32
+        trace = self._trace
+        samples = getattr(gap, "samples", None)
+        if trace is not None and samples and len(trace) < _TRACE_LIMIT:
+            trace.extend((x, label) for x in samples)
+
+    def _check_gaps(self, now: float) -> None:
+        """Retries, deadlines, and the NACK decision for open gaps (predictor or timeout)."""
+        nack = self._nack
+        assert nack is not None
+        again, stale = nack.retries_and_expiry(now)
+        for _, gap in stale:
+            self._gap_resolved(gap, 1)
+        send = again
+        live = self._live_paths
+        model = self._model
+        trace = self._trace
+        if live and (self._send_nacks or trace is not None):
+            low = _INF
+            high = -_INF
+            jitter = 0.0
+            for path in live:
+                if path.owd is not None:
+                    owd_min = path.owd_min.value
+                    if owd_min is not None and owd_min < low:
+                        low = owd_min
+                    if path.owd > high:
+                        high = path.owd
+                    if path.jitter > jitter:
+                        jitter = path.jitter
+            spread = high - low if high >= low else 0.0
+            elapsed = now - self._interval_at
+            if elapsed >= 0.05:
+                # Datagram rate of each live path since the last sample: the slowest one's
+                # interval bounds how soon a gap can be proven.
+                counts = self._interval_counts
+                longest = 0.0
+                for path in live:
+                    got = path.datagrams_received - counts.get(path.path_id, 0)
+                    counts[path.path_id] = path.datagrams_received
+                    gap_interval = elapsed / got if got > 0 else 0.1
+                    if gap_interval > longest:
+                        longest = gap_interval
+                self._gap_interval = min(longest, 0.1)
+                self._interval_at = now
+            interval = self._gap_interval
+            count = len(live)
+            progress = [p.rx_session_seq for p in live]
+            loss = self._gap_loss
+            wait = self._nack_after + 2 * interval
+            decided: list[int] = []
+            for scanned, (seq, gap) in enumerate(nack.open_gaps()):
+                if scanned >= _GAP_SCAN:
+                    break
+                age = now - gap.seen
+                if model is not None or trace is not None:
+                    passed = sum(1 for value in progress if value >= seq) / count
+                    x = features(age, spread, jitter, passed, loss, interval)
+                    if trace is not None:
+                        samples = gap.samples
+                        if samples is None:
+                            samples = gap.samples = []
+                        if len(samples) < _TRACE_PER_GAP:
+                            samples.append(x)
+                    if model is not None and model.is_loss(x):
+                        decided.append(seq)
+                        continue
+                if model is None and age >= wait:
+                    decided.append(seq)
+            if self._send_nacks:
+                for seq in decided:
+                    nack.mark(seq, now)
+                send = send + decided
+        if send and self._send_nacks:
+            self._nacks_out(send, now)
+        if send or stale:
+            self._update_proof_cap()
+        self._gap_due = now + _GAP_CHECK if len(nack) else _INF
+
+    def take_gap_trace(self) -> list[tuple[list[float], int]]:
+        """The (features, label) samples recorded since the last call (`gap_trace`)."""
+        trace = self._trace
+        if not trace:
+            return []
+        self._trace = []
+        return trace
 
     def _recompute_timer(self) -> None:
         """The earliest deadline of all paths (see handle_timer for the same expressions)."""

@@ -38,6 +38,12 @@ FLAG_REPLY: Final = 0x01
 FLAG_JUMPED: Final = 0x02
 """DATA: sent ahead of DATA queued before it on its path (a priority packet); its session
 sequence number says nothing about what the path delivered before it."""
+FLAG_RESENT: Final = 0x04
+"""DATA: a retransmission answering a NACK (its numbers are the original's; like a jumped
+packet it proves nothing about what its path delivered before it)."""
+FLAG_GONE: Final = 0x01
+"""NACK: the sender no longer has these packets (stop waiting for them)."""
+MAX_NACK_ENTRIES: Final = 64
 MASK32: Final = 0xFFFFFFFF
 
 _HALF32: Final = 1 << 31
@@ -65,6 +71,7 @@ class FrameType(IntEnum):
     FEEDBACK = 2
     PROBE = 3
     CONTROL = 4
+    NACK = 8
 
 
 class ControlKind(IntEnum):
@@ -97,6 +104,8 @@ class DataFrame:
     payload: bytes
     jumped: bool = False
     """FLAG_JUMPED was set."""
+    resent: bool = False
+    """FLAG_RESENT was set."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +154,20 @@ class ControlFrame:
     value: bytes = b""
 
 
-Frame = DataFrame | FeedbackFrame | ProbeFrame | ControlFrame
+@dataclass(frozen=True, slots=True)
+class NackFrame:
+    """NACK: session sequence numbers (low 32 bits) the egress misses, or, with `gone`, the
+    sender's answer that it cannot resend them."""
+
+    path_id: int
+    session_id: int
+    path_seq: int
+    tx_time_us: int
+    seqs: tuple[int, ...]
+    gone: bool = False
+
+
+Frame = DataFrame | FeedbackFrame | ProbeFrame | ControlFrame | NackFrame
 Buffer = bytes | bytearray | memoryview
 """What the decoders accept (a received datagram)."""
 
@@ -174,13 +196,14 @@ def encode_data(
     payload: bytes,
     *,
     jumped: bool = False,
+    resent: bool = False,
 ) -> bytes:
     """Encode a DATA datagram (payload must be non-empty)."""
     return (
         DATA_HEADER.pack(
             VERSION,
             FrameType.DATA,
-            FLAG_JUMPED if jumped else 0,
+            (FLAG_JUMPED if jumped else 0) | (FLAG_RESENT if resent else 0),
             path_id,
             session_id,
             path_seq,
@@ -248,6 +271,25 @@ def encode_control(
     return header + bytes((kind,)) + value
 
 
+def encode_nack(
+    path_id: int,
+    session_id: int,
+    path_seq: int,
+    tx_time_us: int,
+    seqs: tuple[int, ...] | list[int],
+    *,
+    gone: bool = False,
+) -> bytes:
+    """Encode a NACK datagram naming 1 to 64 session sequence numbers."""
+    count = len(seqs)
+    if not 1 <= count <= MAX_NACK_ENTRIES:
+        raise ValueError(f"a NACK names 1 to {MAX_NACK_ENTRIES} numbers, got {count}")
+    header = HEADER.pack(
+        VERSION, FrameType.NACK, FLAG_GONE if gone else 0, path_id, session_id, path_seq, tx_time_us
+    )
+    return header + bytes((count,)) + struct.pack(f"!{count}I", *(s & MASK32 for s in seqs))
+
+
 def encode(frame: Frame) -> bytes:
     """Encode any frame object (convenience for tests and control messages)."""
     if isinstance(frame, DataFrame):
@@ -260,6 +302,17 @@ def encode(frame: Frame) -> bytes:
             frame.bucket,
             frame.bucket_seq,
             frame.payload,
+            jumped=frame.jumped,
+            resent=frame.resent,
+        )
+    if isinstance(frame, NackFrame):
+        return encode_nack(
+            frame.path_id,
+            frame.session_id,
+            frame.path_seq,
+            frame.tx_time_us,
+            frame.seqs,
+            gone=frame.gone,
         )
     if isinstance(frame, FeedbackFrame):
         return encode_feedback(
@@ -321,7 +374,7 @@ def decode_datagram(data: Buffer) -> Frame:
     frame_type = data[1]
     flags = data[2]
     if frame_type == FrameType.DATA:
-        if flags & ~FLAG_JUMPED:
+        if flags & ~(FLAG_JUMPED | FLAG_RESENT):
             raise ProtocolError("bad_flags")
         if size < DATA_HEADER_SIZE:
             raise ProtocolError("truncated")
@@ -340,6 +393,7 @@ def decode_datagram(data: Buffer) -> Frame:
             bucket_seq,
             bytes(data[DATA_HEADER_SIZE:]),
             bool(flags & FLAG_JUMPED),
+            bool(flags & FLAG_RESENT),
         )
     _, _, _, path_id, session_id, path_seq, tx_us = HEADER.unpack_from(data)
     body = size - HEADER_SIZE
@@ -363,6 +417,20 @@ def decode_datagram(data: Buffer) -> Frame:
             )
             entries.append(FeedbackEntry(entry_path, highest, received, echo_tx, hold))
         return FeedbackFrame(path_id, session_id, path_seq, tx_us, tuple(entries))
+    if frame_type == FrameType.NACK:
+        if flags & ~FLAG_GONE:
+            raise ProtocolError("bad_flags")
+        if body == 0:
+            raise ProtocolError("truncated")
+        count = data[HEADER_SIZE]
+        if not 1 <= count <= MAX_NACK_ENTRIES:
+            raise ProtocolError("bad_length")
+        if body < 1 + 4 * count:
+            raise ProtocolError("truncated")
+        if body > 1 + 4 * count:
+            raise ProtocolError("bad_length")
+        seqs = struct.unpack_from(f"!{count}I", data, HEADER_SIZE + 1)
+        return NackFrame(path_id, session_id, path_seq, tx_us, seqs, bool(flags & FLAG_GONE))
     if frame_type == FrameType.PROBE:
         if flags & ~FLAG_REPLY:
             raise ProtocolError("bad_flags")

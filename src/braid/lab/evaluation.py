@@ -4,7 +4,9 @@ Cases (dissertation section in brackets): two equal connections vs one (4.3.5); 
 outbound (4.3.2); unequal vs equal connections (4.4.1), plus SPEC §7's 1:4 rate and delay;
 2, 3 and 4 equal connections (4.4.2); bandwidth variation (4.4.3); connection loss and
 return (4.4.4). Each case runs bundled ``eval-*`` scenarios and the whole run is written to
-``docs/evaluation.md`` with its tables and plots under ``docs/img/``.
+``docs/evaluation.md`` with its tables and plots under ``docs/img/``. Later issues add their
+own cases (``agg-*``: aggregation, issue 5; ``rec-*``: loss recovery, issue 7), some with a
+summary across the case's scenarios (recovery on vs off, residual UDP loss).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from statistics import median
 
 from rich.console import Console
 
@@ -41,6 +44,61 @@ class Case:
     question: str
     scenarios: tuple[str, ...]
     compare: bool = False  # one panel with the braid curve of each scenario
+    labels: tuple[str, ...] = ()  # a short label per scenario, for the summary
+    summary: Callable[[Case, dict[str, ScenarioResult]], str] | None = None  # across scenarios
+
+    def label(self, index: int) -> str:
+        """The label of scenario ``index`` ("" when the case has none)."""
+        return self.labels[index] if index < len(self.labels) else ""
+
+
+def braid_mbps(result: ScenarioResult | None) -> float | None:
+    """The braid series' median goodput, None when it did not run."""
+    entry = None if result is None else result.series.get("braid")
+    return entry.mbps if entry is not None and entry.runs else None
+
+
+def udp_lost(result: ScenarioResult | None, name: str = "braid") -> float | None:
+    """A series' residual UDP loss in percent (median of the runs), None when unknown."""
+    entry = None if result is None else result.series.get(name)
+    if entry is None:
+        return None
+    values = [r.lost_percent for r in entry.runs if r.lost_percent is not None]
+    return float(median(values)) if values else None
+
+
+def _named(case: Case, index: int) -> str:
+    label = case.label(index)
+    return f"{case.scenarios[index]} ({label})" if label else case.scenarios[index]
+
+
+def recovery_summary(case: Case, results: dict[str, ScenarioResult]) -> str:
+    """braid's median goodput per scenario, and each one's ratio to the last scenario
+    (recovery switched off)."""
+    values = [braid_mbps(results.get(name)) for name in case.scenarios]
+    parts = [
+        f"{_named(case, k)} {'no result' if v is None else f'{v:.1f} Mbit/s'}"
+        for k, v in enumerate(values)
+    ]
+    text = "braid, median of the runs: " + "; ".join(parts) + "."
+    off = values[-1]
+    ratios = [
+        f"{_named(case, k)} ÷ {case.scenarios[-1]} = {v / off:.2f}"
+        for k, v in enumerate(values[:-1])
+        if v is not None and off
+    ]
+    if ratios:
+        text += " Recovery on vs off: " + "; ".join(ratios) + "."
+    return text
+
+
+def udp_loss_summary(case: Case, results: dict[str, ScenarioResult]) -> str:
+    """The residual UDP loss through braid (median of the runs) of each scenario."""
+    parts = []
+    for k, name in enumerate(case.scenarios):
+        lost = udp_lost(results.get(name))
+        parts.append(f"{_named(case, k)} {'no result' if lost is None else f'{lost:.2f} %'}")
+    return "Residual UDP loss through braid, median of the runs: " + "; ".join(parts) + "."
 
 
 CASES = (
@@ -128,6 +186,39 @@ CASES = (
         "+ 50 ms, on 10 Mbit/s 10 ms + 40 Mbit/s 40 ms.",
         ("agg-ping", "agg-ping-bbr"),
     ),
+    Case(
+        "rec-loss",
+        "Loss recovery: 2 x 20 Mbit/s, 20 ms, 2 % random loss",
+        "Issue 7: how much of a TCP flow's goodput does braid's loss recovery win back on links "
+        "that lose 2 % at random? NACK recovery with the loss predictor (`nack = true`, "
+        "`loss_predictor = true`), without it (a gap is NACKed once every path passed it or "
+        "after the reorder timeout), and off (`nack = false`, the default).",
+        ("rec-loss", "rec-loss-timeout", "rec-loss-off"),
+        compare=True,
+        labels=("NACK + predictor", "NACK, proof/timeout rule", "recovery off"),
+        summary=recovery_summary,
+    ),
+    Case(
+        "rec-burst",
+        "Loss recovery: 2 x 20 Mbit/s, 20 ms, 2 % loss in bursts of 4",
+        "Issue 7: the same with bursty loss (Gilbert-Elliott, mean burst 4 packets, 2 % on "
+        "average): NACK with the predictor, NACK without it, and off.",
+        ("rec-burst", "rec-burst-timeout", "rec-burst-off"),
+        compare=True,
+        labels=("NACK + predictor", "NACK, proof/timeout rule", "recovery off"),
+        summary=recovery_summary,
+    ),
+    Case(
+        "rec-voice",
+        "Loss recovery: voice-like UDP over 2 x 20 Mbit/s, 20 ms, 5 % loss",
+        "Issue 7: 50 datagrams/s of 200 bytes (80 kbit/s) over links losing 5 % each: what "
+        "residual loss reaches the receiver with NACK recovery, with the redundant scheduler "
+        "(a copy on each of the two paths), and with recovery off?",
+        ("rec-voice", "rec-voice-redundant", "rec-voice-off"),
+        compare=True,
+        labels=("NACK", "redundant scheduler", "recovery off"),
+        summary=udp_loss_summary,
+    ),
 )
 
 
@@ -142,10 +233,22 @@ def _finding(result: ScenarioResult) -> str:
         if entry is None or not entry.runs:
             continue
         eff = result.efficiency(name)
-        text = f"{name} {entry.mbps:.1f} Mbit/s"
+        text = f"{name} {_rate(entry.mbps)}"
         if eff is not None:
             text += f" ({eff * 100:.0f} % of that sum)"
         parts.append(text)
+    if result.scenario.traffic.kind == "udp":
+        for name, entry in result.series.items():
+            lost = udp_lost(result, name)
+            if lost is None:
+                continue
+            counted = [r for r in entry.runs if r.lost_packets is not None and r.packets]
+            text = f"{name} lost {lost:.2f} % of the datagrams (median of runs"
+            if counted:
+                lost_sum = sum(r.lost_packets or 0 for r in counted)
+                total = sum(r.packets or 0 for r in counted)
+                text += f"; {lost_sum} of {total} over the runs"
+            parts.append(text + ")")
     text = "; ".join(parts) + "." if parts else "No result."
     braid_series = result.series.get("braid")
     if braid_series is not None and braid_series.runs:
@@ -157,6 +260,10 @@ def _finding(result: ScenarioResult) -> str:
         if usage:
             text += f" CPU during the braid runs (100 % = one core): {', '.join(usage)}."
     return text
+
+
+def _rate(mbps: float) -> str:
+    return f"{mbps:.1f} Mbit/s" if mbps >= 1.0 else f"{mbps * 1000:.0f} kbit/s"
 
 
 def event_finding(result: ScenarioResult) -> str:
@@ -238,6 +345,8 @@ def run_evaluation(
             (result,) = run_scenarios([scenario], progress=progress)
             results[name] = result
             console.print(rich_table(result))
+        if case.summary is not None and all(n in results for n in case.scenarios):
+            console.print(case.summary(case, results), markup=False, highlight=False)
         # Written after every case: an interrupted run leaves the cases done so far.
         done = [c for c in cases if all(n in results for n in c.scenarios)]
         minutes = (time.time() - started) / 60
@@ -264,8 +373,9 @@ def _header(minutes: float, quick: bool) -> str:
         "file with `sudo .venv/bin/python -m braid lab eval`.\n\n"
         "Method (see docs/lab.md): client, local portal, link emulator, remote portal and server "
         "are network namespaces on one host; each link is shaped by tbf (rate, 50 ms queue), "
-        "braid's own AF_PACKET relay (one-way delay) and nftables (loss, cuts). Traffic is one "
-        "iperf3 TCP flow with CUBIC (BBR where a case says so), sampled every 0.5 s at the receiver. Each series runs "
+        "braid's own AF_PACKET relay (one-way delay, bursty loss) and nftables (random loss, "
+        "cuts). Traffic is one iperf3 TCP flow with CUBIC (BBR, or UDP datagrams, where a case "
+        "says so), sampled every 0.5 s at the receiver. Each series runs "
         "`repeat` times; tables give the median and the range, plots the mean with error bars "
         "of 1.5 sigma (as the dissertation's appendix A). *link-K* is link K alone with plain "
         "routing, *mptcp* is kernel MPTCP end to end over all links, *braid* is one flow "
@@ -301,6 +411,8 @@ def _section(case: Case, results: dict[str, ScenarioResult], img_dir: Path, root
             parts.append(events + "\n")
         for note in result.notes:
             parts.append(f"> note: {note}\n")
+    if case.summary is not None and present:
+        parts.append(f"**Summary.** {case.summary(case, results)}\n")
     image = img_dir / f"eval-{case.key}.png"
     panels: list[tuple[str, list[tuple[str, SeriesResult]], list[tuple[float, str]]]]
     if case.compare:

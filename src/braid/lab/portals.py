@@ -247,9 +247,13 @@ class Portals:
         ns, path = (
             (topo.remote, self.remote_path) if role == "remote" else (topo.local, self.local_path)
         )
+        argv = ["up", str(path)]
+        stats_dir = os.environ.get("BRAID_LAB_STATS")
+        if stats_dir:  # debugging: keep each portal's statistics (`braid up --stats`)
+            argv += ["--stats", str(Path(stats_dir) / f"{role}.json")]
         with open(self.log(role), "w") as log:
             self._procs[role] = topo.spawn(
-                ns, python_cmd("braid", "up", str(path)), stdout=log, stderr=subprocess.STDOUT
+                ns, python_cmd("braid", *argv), stdout=log, stderr=subprocess.STDOUT
             )
 
     def kill(self, role: str) -> None:

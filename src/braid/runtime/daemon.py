@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import signal
 from collections.abc import Callable
@@ -57,14 +58,16 @@ def run_portal(
     stats_path: str | Path | None = None,
     stats_interval: float = 1.0,
     api: ApiSettings | None = None,
+    gap_trace: str | Path | None = None,
 ) -> int:
     """Serve `portal` until SIGINT/SIGTERM; 0 on a clean stop. The portal ends closed.
 
-    `describe()` gives the start line, called once the portal has started.
+    `describe()` gives the start line, called once the portal has started. With
+    `gap_trace`, the sessions' egress gap samples are appended to that file (JSON lines).
     """
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            return runner.run(_serve(portal, describe, stats_path, stats_interval, api))
+            return runner.run(_serve(portal, describe, stats_path, stats_interval, api, gap_trace))
     finally:
         portal.close()  # idempotent; covers an exception inside the loop
 
@@ -75,6 +78,7 @@ async def _serve(
     stats_path: str | Path | None,
     stats_interval: float,
     api: ApiSettings | None = None,
+    gap_trace: str | Path | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_ExceptionLogger())
@@ -89,6 +93,7 @@ async def _serve(
         loop.add_signal_handler(signum, on_signal, signum)
     portal.start()
     writer = StatsWriter(portal, stats_path, interval=stats_interval) if stats_path else None
+    tracer = asyncio.create_task(_write_gap_trace(portal, Path(gap_trace))) if gap_trace else None
     server: Any = None
     try:
         if api is not None:
@@ -103,6 +108,9 @@ async def _serve(
     finally:
         if server is not None:
             await server.stop()
+        if tracer is not None:
+            tracer.cancel()
+            _flush_gap_trace(portal, Path(gap_trace or ""))
         portal.close()
         if writer is not None:
             writer.stop()
@@ -110,6 +118,30 @@ async def _serve(
             loop.remove_signal_handler(signum)
     log.info("down")
     return 0
+
+
+def _flush_gap_trace(portal: LocalPortal | RemotePortal, path: Path) -> None:
+    """Append the sessions' new gap samples to `path` (issue 7: `braid train` input)."""
+    sessions = (
+        list(portal.sessions.values()) if isinstance(portal, RemotePortal) else [portal.session]
+    )
+    lines = []
+    for session in sessions:
+        for x, label in session.take_gap_trace():
+            lines.append(json.dumps({"x": [round(v, 5) for v in x], "y": label}))
+    if lines:
+        with path.open("a") as out:
+            out.write("\n".join(lines) + "\n")
+
+
+async def _write_gap_trace(portal: LocalPortal | RemotePortal, path: Path) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            _flush_gap_trace(portal, path)
+        except (OSError, RuntimeError) as exc:
+            log.warning("gap trace: %s", exc)
+            return
 
 
 async def _start_api(portal: LocalPortal | RemotePortal, settings: ApiSettings) -> Any:
