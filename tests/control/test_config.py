@@ -682,3 +682,30 @@ def test_overlapping_allowed_ips_are_refused() -> None:
         parse_config(text)
     assert str(info.value).startswith("<config>: peer[1].allowed_ips: ")
     assert "overlaps" in str(info.value)
+
+
+def test_loss_recovery_settings_reach_the_core(tmp_path: Path) -> None:
+    # issue 7: nack, loss_predictor, loss_model, fec, gap_trace; per class nack and fec.
+    model = tmp_path / "model.json"
+    model.write_text('{"weights": [1, 2, 3, 4, 5], "threshold": 0.7}')
+    text = (
+        REMOTE
+        + f'[session]\nnack = true\nloss_predictor = true\nloss_model = "{model}"\n'
+        + f'fec = "auto"\ngap_trace = "{tmp_path / "gaps.jsonl"}"\n'
+        + '[[class]]\nname = "voice"\nfec = true\nnack = false\n[class.match]\nproto = 17\n'
+    )
+    settings = parse_config(text).session
+    core = settings.to_session_config()
+    assert (core.nack, core.loss_predictor, core.fec, core.gap_trace) == (True, True, "auto", True)
+    assert core.loss_model is not None and core.loss_model.threshold == 0.7
+    assert (core.classes[0].fec, core.classes[0].nack) == (True, False)
+    assert settings.gap_trace == str(tmp_path / "gaps.jsonl")
+    defaults = parse_config(REMOTE).session.to_session_config()
+    assert (defaults.nack, defaults.fec, defaults.loss_model) == (False, "off", None)
+    with pytest.raises(ConfigError, match=r'session\.fec: "x" is unknown; expected one of "off"'):
+        parse_config(REMOTE + '[session]\nfec = "x"\n')
+    with pytest.raises(ConfigError, match=r"session\.loss_model: cannot read .*braid train"):
+        parse_config(REMOTE + f'[session]\nloss_model = "{tmp_path / "none.json"}"\n')
+    model.write_text("{}")
+    with pytest.raises(ConfigError, match=r"session\.loss_model: loss model: bad file"):
+        parse_config(REMOTE + f'[session]\nloss_model = "{model}"\n')

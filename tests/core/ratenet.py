@@ -67,6 +67,9 @@ class RateNet:
         self.remote = TunnelSession(config, role="remote", session_id=SID, now=0.0)
         self.up = {pid: Bottleneck(rate, delay) for pid, (rate, delay) in links.items()}
         self.down = {pid: Bottleneck(rate, delay) for pid, (rate, delay) in links.items()}
+        for pid in links:  # each link direction its own (reproducible) loss pattern
+            self.up[pid].rng = random.Random(2 * pid + 1)
+            self.down[pid].rng = random.Random(2 * pid + 2)
         for pid, (rate, _) in links.items():
             self.local.add_path(pid, rate_bps=int(rate * 8) if hints else None, now=0.0)
         self.events: list[tuple[float, int, str, int, bytes]] = []

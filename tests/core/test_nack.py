@@ -69,7 +69,7 @@ def test_nack_recovers_random_loss_in_order(predictor: bool) -> None:
     remote = net.remote.statistics()
     local = net.local.statistics()
     lost = sum(link.lost for link in net.up.values())
-    assert lost > 40 and skipped_off > 30  # the loss is real (and unrecovered without NACK)
+    assert lost > 30 and skipped_off > 25  # the loss is real (and unrecovered without NACK)
     # Nearly every loss is resent in time: the flow is delivered in order, with at most
     # a few packets given up (a resend lost twice, or a NACK lost on both paths).
     assert remote.gaps_recovered >= 0.8 * lost

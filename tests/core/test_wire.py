@@ -17,6 +17,7 @@ from braid.core.wire import (
     ControlKind,
     DataFrame,
     FeedbackEntry,
+    FecFrame,
     FeedbackFrame,
     NackFrame,
     ProbeFrame,
@@ -45,6 +46,8 @@ FRAMES: list[wire.Frame] = [
     DataFrame(3, 1, 5, 6, 7, 8, 9, b"\x45both", jumped=True, resent=True),
     NackFrame(0, 2, 3, 4, (5, 0xFFFFFFFF)),
     NackFrame(1, 2, 3, 4, tuple(range(64)), gone=True),
+    FecFrame(2, 3, 4, 5, (7, 8), 0x1234, b"\x01parity"),
+    FecFrame(2, 3, 4, 5, tuple(range(32)), 0, bytes(1400)),
 ]
 
 
@@ -88,6 +91,14 @@ def test_every_truncation_is_rejected_or_a_shorter_body(frame: wire.Frame) -> No
             assert decode_datagram(cut) == ProbeFrame(
                 0, 2, 3, 4, frame.reply_requested, size - HEADER_SIZE
             )
+        elif isinstance(frame, FecFrame) and size >= HEADER_SIZE + 3 + 4 * len(frame.seqs):
+            # The parity is the rest of the datagram too.
+            fixed = HEADER_SIZE + 3 + 4 * len(frame.seqs)
+            if size == fixed:
+                assert reason(cut) == "empty_payload"
+            else:
+                decoded = decode_datagram(cut)
+                assert isinstance(decoded, FecFrame) and decoded.data == frame.data[: size - fixed]
         elif isinstance(frame, DataFrame) and size > DATA_HEADER_SIZE:
             # DATA payload is the rest of the datagram (UDP keeps boundaries).
             decoded = decode_datagram(cut)
@@ -275,3 +286,18 @@ def test_nack_frame_limits() -> None:
         wire.encode_nack(0, 0, 0, 0, list(range(65)))
     with pytest.raises(ValueError):
         wire.encode_nack(0, 0, 0, 0, [])
+
+
+def test_fec_frame_limits() -> None:
+    fec = encode(FecFrame(0, 2, 3, 4, (5, 6), 7, b"xy"))
+    assert fec[1] == 9 and fec[HEADER_SIZE] == 2 and len(fec) == HEADER_SIZE + 3 + 8 + 2
+    assert reason(fec[:2] + b"\x01" + fec[3:]) == "bad_flags"
+    assert reason(fec[: HEADER_SIZE + 2]) == "truncated"
+    assert reason(fec[:HEADER_SIZE] + b"\x01" + fec[HEADER_SIZE + 1 :]) == "bad_length"
+    assert reason(fec[:HEADER_SIZE] + b"\x21" + fec[HEADER_SIZE + 1 :]) == "bad_length"
+    assert reason(fec[: HEADER_SIZE + 3 + 8]) == "empty_payload"
+    assert reason(fec[: HEADER_SIZE + 3 + 5]) == "truncated"
+    with pytest.raises(ValueError):
+        wire.encode_fec(0, 0, 0, 0, [1], 0, b"x")
+    with pytest.raises(ValueError):
+        wire.encode_fec(0, 0, 0, 0, [1, 2], 0, b"")

@@ -27,7 +27,7 @@ from braid.core.congestion import CONGESTION_CONTROLS
 from braid.core.keys import REKEY_AFTER_TIME, decode_key, public_key
 from braid.core.predictor import LossModel, load_model
 from braid.core.secure import PeerSpec, SecureConfig
-from braid.core.session import SessionConfig
+from braid.core.session import FEC_MODES, SessionConfig
 
 Role = Literal["local", "remote"]
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -103,6 +103,7 @@ class SessionSettings:
     loss_model: LossModel | None = None
     gap_trace: str | None = None
     """A file the portal appends its egress gap samples to (for `braid train`)."""
+    fec: str = "off"
 
     def to_session_config(self) -> SessionConfig:
         """The core's `SessionConfig` with these settings (core defaults for the rest)."""
@@ -123,6 +124,7 @@ class SessionSettings:
             loss_predictor=self.loss_predictor,
             loss_model=self.loss_model,
             gap_trace=self.gap_trace is not None,
+            fec=self.fec,
         )
 
 
@@ -966,6 +968,11 @@ class _Validator:
         gap_trace = self.string(
             t, "gap_trace", default=None, expected="a file path to append gap samples to"
         )
+        expected_fec = "one of " + ", ".join(f'"{m}"' for m in FEC_MODES)
+        fec = self.string(t, "fec", default=defaults.fec, expected=expected_fec)
+        assert fec is not None
+        if fec not in FEC_MODES:
+            self.fail(t.field("fec"), f"{_show(fec)} is unknown; expected {expected_fec}")
         t.finish()
         return SessionSettings(
             scheduler=scheduler,
@@ -983,6 +990,7 @@ class _Validator:
             loss_predictor=defaults.loss_predictor if predictor is None else predictor,
             loss_model=model,
             gap_trace=gap_trace,
+            fec=fec,
         )
 
     # -- issue 5: [[class]] tables (traffic classes) --
@@ -1041,6 +1049,7 @@ class _Validator:
                     f"{_show(scheduler)} is unknown; expected {expected_sched}",
                 )
             class_nack = self.boolean(t, "nack")  # issue 7
+            class_fec = self.boolean(t, "fec")
             t.finish()
             classes.append(
                 TrafficClass(
@@ -1052,6 +1061,7 @@ class _Validator:
                     priority=priority,
                     scheduler=scheduler,
                     nack=class_nack,
+                    fec=class_fec,
                 )
             )
         return tuple(classes)

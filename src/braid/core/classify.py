@@ -98,6 +98,9 @@ class TrafficClass:
     nack: bool | None = None
     """issue 7: False keeps the class's packets out of the retransmit buffer (None: the
     session's `nack` setting)."""
+    fec: bool | None = None
+    """issue 7: True protects the class's packets with FEC parity (sized like fec = "on"
+    when the session's fec is "off"), False never (None: the session's `fec`)."""
 
     def __post_init__(self) -> None:
         if not self.name:

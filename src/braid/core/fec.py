@@ -1,28 +1,34 @@
 # XOR forward error correction over groups of packets (issue 7, point 2).
 #
-# The encoder numbers data packets with a group id and an index; after `k` packets of a
-# group it emits one parity symbol: the XOR of the packets, each padded to the longest,
-# plus the XOR of their 16-bit lengths. The decoder keeps each open group's received
-# packets; when the group has k-1 packets and the parity, the missing one is rebuilt
-# without waiting for a round trip. One parity per group rebuilds at most one loss.
+# The sender groups protected packets, each identified by its session sequence number,
+# and after `k` of them emits one parity: the XOR of their *symbols* (the bytes the
+# receiver must rebuild, padded with zeros to the longest) plus the XOR of their
+# lengths, and the list of the members' sequence numbers. The receiver keeps the symbols
+# of recently received packets; once a parity and all its members but one are in, the
+# missing one is rebuilt without waiting for a round trip. One parity per group rebuilds
+# at most one loss.
 #
 # Invariants:
 # - `choose_group_size(loss)` returns 0 (FEC off) on a clean link (loss below
-#   `min_loss`), otherwise the largest k with P(two or more losses in k+1) kept small:
-#   overhead 1/k follows the measured loss.
-# - The decoder holds at most `max_groups` groups; the oldest are evicted first, and a
-#   group older than `timeout` seconds is dropped by `expire(now)`. No clock: `now` is
-#   passed in.
-# - A packet is rebuilt at most once, and never if it was received.
+#   `min_loss`), otherwise the largest k (2..MAX_GROUP) whose group of k packets plus
+#   one parity loses two or more with probability under `target`: overhead 1/k follows
+#   the measured loss.
+# - The decoder holds at most `max_symbols` symbols and `max_parities` pending parities
+#   (oldest evicted first); a parity older than `timeout` seconds is dropped by
+#   `expire(now)` (counted `unrecoverable` if it still missed packets). No clock: `now`
+#   is passed in.
+# - A packet is rebuilt at most once, and never if its symbol is held (received).
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 MAX_GROUP = 32
 
 
-def _xor_into(acc: bytearray, data: bytes) -> None:
+def xor_into(acc: bytearray, data: bytes) -> None:
     """XOR `data` into `acc`, growing `acc` with zeros as needed."""
     if len(data) > len(acc):
         acc.extend(bytes(len(data) - len(acc)))
@@ -31,11 +37,7 @@ def _xor_into(acc: bytearray, data: bytes) -> None:
 
 
 def choose_group_size(loss: float, min_loss: float = 0.002, target: float = 0.005) -> int:
-    """Group size k for a measured loss rate (0 = FEC off on a clean link).
-
-    Picks the largest k (2..MAX_GROUP) such that the chance that a group of k data plus
-    one parity loses two or more symbols stays below `target`; k = 2 if none qualifies.
-    """
+    """Group size k for a measured loss rate (0 = FEC off on a clean link)."""
     if loss < min_loss:
         return 0
     best = 2
@@ -51,136 +53,148 @@ def choose_group_size(loss: float, min_loss: float = 0.002, target: float = 0.00
 
 @dataclass(frozen=True, slots=True)
 class Parity:
-    """A parity symbol: XOR of `count` packets of group `group` and of their lengths."""
+    """A parity: XOR of the symbols of the packets numbered `seqs`, and of their lengths."""
 
-    group: int
-    count: int
+    seqs: tuple[int, ...]
     length_xor: int
     data: bytes
 
 
 class FecEncoder:
-    """Assigns (group, index) to outgoing packets and emits a parity per full group."""
+    """Collects protected packets' symbols; returns a parity per full group."""
 
     def __init__(self, group_size: int = 0) -> None:
         self.group_size = group_size
-        self.group = 0
-        self._index = 0
+        self._seqs: list[int] = []
         self._acc = bytearray()
         self._len_xor = 0
-        self.parities_sent = 0
+        self.opened = 0.0
+        """When the open group got its first packet."""
+        self.parities = 0
+
+    @property
+    def open(self) -> int:
+        """Packets in the open group."""
+        return len(self._seqs)
 
     def set_group_size(self, k: int) -> None:
-        """Change k; an open group is closed (parity emitted at the next `add`) if full."""
+        """Change k (0 or 1: off; the open group is kept until the next add or flush)."""
         self.group_size = max(0, min(k, MAX_GROUP))
 
-    def add(self, packet: bytes) -> tuple[int, int, Parity | None]:
-        """Account `packet`; return its (group, index) and a parity if the group closed.
-
-        With FEC off (group size 0 or 1) returns index -1 and no parity.
-        """
-        if self.group_size < 2:
-            return self.group, -1, None
-        group, index = self.group, self._index
-        _xor_into(self._acc, packet)
-        self._len_xor ^= len(packet)
-        self._index += 1
-        if self._index >= self.group_size:
-            return group, index, self.flush()
-        return group, index, None
+    def add(self, seq: int, symbol: bytes, now: float) -> Parity | None:
+        """Account one protected packet; the parity if its group is now full."""
+        if not self._seqs:
+            self.opened = now
+        self._seqs.append(seq)
+        xor_into(self._acc, symbol)
+        self._len_xor ^= len(symbol)
+        if len(self._seqs) >= max(self.group_size, 2):
+            return self.flush()
+        return None
 
     def flush(self) -> Parity | None:
-        """Close the open group now (e.g. on idle); return its parity if it has packets."""
-        if self._index == 0:
-            return None
-        parity = Parity(self.group, self._index, self._len_xor, bytes(self._acc))
-        self.group = (self.group + 1) & 0xFFFFFFFF
-        self._index = 0
+        """Close the open group now (e.g. the flow paused); its parity if it has 2 or more
+        packets (a single packet is simply dropped from protection)."""
+        seqs = self._seqs
+        parity = Parity(tuple(seqs), self._len_xor, bytes(self._acc)) if len(seqs) >= 2 else None
+        self._seqs = []
         self._acc = bytearray()
         self._len_xor = 0
-        self.parities_sent += 1
+        if parity is not None:
+            self.parities += 1
         return parity
 
 
-@dataclass(slots=True)
-class _Group:
-    created: float
-    packets: dict[int, bytes] = field(default_factory=dict)
-    parity: Parity | None = None
-    done: bool = False
-
-
 class FecDecoder:
-    """Collects packets and parities per group; rebuilds a single missing packet."""
+    """Received symbols by sequence number and pending parities; rebuilds one missing
+    packet per parity. `symbol_of(item)` turns what `on_packet` stored into bytes."""
 
-    def __init__(self, max_groups: int = 256, timeout: float = 1.0) -> None:
-        self.max_groups = max_groups
+    def __init__(
+        self,
+        symbol_of: Callable[[Any], bytes],
+        max_symbols: int = 2048,
+        max_parities: int = 256,
+        timeout: float = 0.5,
+    ) -> None:
+        self.symbol_of = symbol_of
+        self.max_symbols = max_symbols
+        self.max_parities = max_parities
         self.timeout = timeout
-        self._groups: OrderedDict[int, _Group] = OrderedDict()
+        self._symbols: OrderedDict[int, Any] = OrderedDict()
+        self._pending: OrderedDict[int, tuple[float, Parity]] = OrderedDict()
+        self._waiting: dict[int, int] = {}  # member seq -> pending parity id
+        self._next_id = 0
         self.recovered = 0
         self.unrecoverable = 0
 
-    def _get(self, group: int, now: float) -> _Group:
-        g = self._groups.get(group)
-        if g is None:
-            g = _Group(now)
-            self._groups[group] = g
-            while len(self._groups) > self.max_groups:
-                _, old = self._groups.popitem(last=False)
-                self._account_lost(old)
-        return g
-
-    def _account_lost(self, g: _Group) -> None:
-        if not g.done and g.parity is not None and len(g.packets) < g.parity.count:
-            self.unrecoverable += 1
-
-    def on_packet(
-        self, group: int, index: int, packet: bytes, now: float
-    ) -> list[tuple[int, bytes]]:
-        """Record a received data packet; return rebuilt (index, packet) pairs, if any."""
-        g = self._get(group, now)
-        if g.done or index in g.packets:
+    def on_packet(self, seq: int, item: Any) -> list[tuple[int, bytes]]:
+        """Record a received protected packet; rebuilt (seq, symbol) pairs, if any."""
+        symbols = self._symbols
+        symbols[seq] = item
+        if len(symbols) > self.max_symbols:
+            symbols.popitem(last=False)
+        pid = self._waiting.pop(seq, None)
+        if pid is None:
             return []
-        g.packets[index] = packet
-        return self._try(g)
+        entry = self._pending.get(pid)
+        if entry is None:
+            return []
+        return self._try(pid, entry[1])
 
     def on_parity(self, parity: Parity, now: float) -> list[tuple[int, bytes]]:
-        """Record a parity symbol; return rebuilt (index, packet) pairs, if any."""
-        g = self._get(parity.group, now)
-        if g.done or g.parity is not None:
-            return []
-        g.parity = parity
-        return self._try(g)
+        """Record a parity; rebuilt (seq, symbol) pairs, if any (else it waits)."""
+        pid = self._next_id
+        self._next_id += 1
+        out = self._try(pid, parity)
+        if out or pid in self._pending:
+            return out
+        missing = [s for s in parity.seqs if s not in self._symbols]
+        if len(missing) >= 2:
+            self._pending[pid] = (now, parity)
+            for s in missing:
+                self._waiting[s] = pid
+            while len(self._pending) > self.max_parities:
+                old, (_, stale) = self._pending.popitem(last=False)
+                self._forget(old, stale, lost=True)
+        return out
 
-    def _try(self, g: _Group) -> list[tuple[int, bytes]]:
-        p = g.parity
-        if p is None:
+    def _try(self, pid: int, parity: Parity) -> list[tuple[int, bytes]]:
+        symbols = self._symbols
+        missing = [s for s in parity.seqs if s not in symbols]
+        if len(missing) != 1:
+            if not missing and pid in self._pending:
+                del self._pending[pid]
             return []
-        have = len(g.packets)
-        if have >= p.count:
-            g.done = True
-            g.packets.clear()
-            return []
-        if have < p.count - 1:
-            return []
-        missing = next(i for i in range(p.count) if i not in g.packets)
-        acc = bytearray(p.data)
-        length = p.length_xor
-        for data in g.packets.values():
-            _xor_into(acc, data)
-            length ^= len(data)
-        g.done = True
-        g.packets.clear()
+        acc = bytearray(parity.data)
+        length = parity.length_xor
+        for s in parity.seqs:
+            if s != missing[0]:
+                symbol = self.symbol_of(symbols[s])
+                xor_into(acc, symbol)
+                length ^= len(symbol)
+        entry = self._pending.pop(pid, None)
+        if entry is not None:
+            self._forget(pid, parity, lost=False)
         if length > len(acc):
-            return []
+            return []  # inconsistent (a corrupt or mismatched parity)
         self.recovered += 1
-        return [(missing, bytes(acc[:length]))]
+        return [(missing[0], bytes(acc[:length]))]
+
+    def _forget(self, pid: int, parity: Parity, *, lost: bool) -> None:
+        waiting = self._waiting
+        for s in parity.seqs:
+            if waiting.get(s) == pid:
+                del waiting[s]
+        if lost:
+            self.unrecoverable += 1
 
     def expire(self, now: float) -> None:
-        """Drop groups older than `timeout`."""
-        while self._groups:
-            key, g = next(iter(self._groups.items()))
-            if now - g.created < self.timeout:
+        """Drop parities older than `timeout`."""
+        pending = self._pending
+        limit = now - self.timeout
+        while pending:
+            pid, (seen, parity) = next(iter(pending.items()))
+            if seen > limit:
                 break
-            del self._groups[key]
-            self._account_lost(g)
+            del pending[pid]
+            self._forget(pid, parity, lost=True)

@@ -86,6 +86,7 @@
 from __future__ import annotations
 
 import math
+import struct
 from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, replace
@@ -94,6 +95,7 @@ from typing import Final, Literal
 
 from braid.core.classify import TrafficClass, flow_bucket, match_class
 from braid.core.congestion import CONGESTION_CONTROLS
+from braid.core.fec import FecDecoder, FecEncoder, Parity, choose_group_size
 from braid.core.path import (
     LINK_OVERHEAD,
     NO_SESSION_SEQ,
@@ -124,6 +126,7 @@ from braid.core.wire import (
     ControlFrame,
     ControlKind,
     DataFrame,
+    FecFrame,
     FeedbackFrame,
     Frame,
     FrameType,
@@ -132,6 +135,7 @@ from braid.core.wire import (
     ProtocolError,
     decode_datagram,
     encode_control,
+    encode_fec,
     encode_feedback,
     encode_nack,
     encode_probe,
@@ -198,6 +202,11 @@ _RESEND_SHARE: Final = 0.1
 _RESEND_BURST: Final = 64 * 1024
 """Resends are paid from a budget that grows by 10 % of the bytes sent (at most 64 KiB
 banked): a burst of mistaken NACKs cannot swamp the paths (the rest is answered gone)."""
+_SYMBOL: Final = struct.Struct("!HI")
+"""FEC symbol prefix: bucket, bucket_seq (then the inner packet)."""
+FEC_MODES: Final = ("off", "auto", "on")
+_FEC_CLEAN_GROUP: Final = 16
+"""fec = "on" over links that lose nothing (yet): one parity per this many packets."""
 _TRACE_LIMIT: Final = 200_000
 _TRACE_PER_GAP: Final = 8
 
@@ -293,6 +302,14 @@ class SessionConfig:
     retransmit_age: float = 0.5
     gap_trace: bool = False
     """Record (features, loss) samples of the egress's gaps for `braid train`."""
+    fec: str = "off"
+    """issue 7: XOR parity over groups of k packets (one loss per group rebuilt at the
+    egress without a round trip): "auto" sizes k from the loss the paths report (no
+    parity below 0.2 % loss), "on" likewise but one parity per 16 packets on clean links,
+    "off" none (a class can switch it on, `TrafficClass.fec`)."""
+    fec_max_delay: float = 0.05
+    """An open FEC group of two or more packets is closed (its parity sent) this long
+    after its first packet."""
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -329,6 +346,7 @@ class SessionConfig:
             "feedback_interval",
             "reorder_timeout_max",
             "retransmit_age",
+            "fec_max_delay",
         ):
             value = getattr(self, name)
             if not value > 0 or value == _INF:
@@ -353,6 +371,8 @@ class SessionConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+        if self.fec not in FEC_MODES:
+            raise ValueError(f"fec: must be one of {', '.join(FEC_MODES)}, got {self.fec!r}")
         if self.idle_timeout is not None and not self.idle_timeout > 0:
             raise ValueError(
                 f"idle_timeout: must be a positive number of seconds or None, "
@@ -395,6 +415,12 @@ class SessionStatistics:
     """Packets resent for a NACK."""
     retransmit_gone: int
     """NACKed packets the sender no longer had (or had resent twice)."""
+    fec_group: int
+    """issue 7 (sender): the FEC group size in use (0: off)."""
+    fec_parities: int
+    """FEC parities sent."""
+    fec_recovered: int
+    """(egress) packets rebuilt from a parity."""
     bod_active: bool
     datagrams_sent: int
     datagrams_received: int
@@ -486,6 +512,20 @@ class TunnelSession:
         self._interval_counts: dict[int, int] = {}
         self._trace: list[tuple[list[float], int]] | None = [] if config.gap_trace else None
         self._live_paths: tuple[PathState, ...] = ()
+        # issue 7: FEC (sender encoder; the egress decoder starts with the first parity).
+        self._fec_protect = config.fec != "off"
+        self._class_fec = tuple(
+            self._fec_protect if c.fec is None else c.fec for c in config.classes
+        )
+        self._fec_mode = config.fec if config.fec != "off" else "on"
+        self._fec = (
+            FecEncoder(_FEC_CLEAN_GROUP if self._fec_mode == "on" else 0)
+            if self._fec_protect or any(self._class_fec)
+            else None
+        )
+        self._fec_due = _INF
+        self._fec_decoder: FecDecoder | None = None
+        self._send_loss = 0.0
         self._nack_sent = 0
         self._rtx_tokens = float(_RESEND_BURST)
         self._retransmitted = 0
@@ -699,6 +739,7 @@ class TunnelSession:
         scheduler = self._scheduler
         urgent = False
         rtx = self._rtx
+        protect = self._fec_protect
         if self._classes:
             index = match_class(ip_packet, self._classes)
             if index is not None:
@@ -706,6 +747,7 @@ class TunnelSession:
                 scheduler = self._class_schedulers[index] or scheduler
                 if not self._class_nack[index]:
                     rtx = None
+                protect = self._class_fec[index]
         bucket = flow_bucket(ip_packet)
         backlog = self._backlog
         if not urgent and self._sparse and bucket not in backlog:
@@ -754,6 +796,18 @@ class TunnelSession:
                 self._release(path, now)
         self._packets_sent += 1
         self._bytes_sent += size
+        fec = self._fec
+        if protect and fec is not None and fec.group_size >= 2:
+            parity = fec.add(session_seq, _SYMBOL.pack(bucket, bucket_seq) + ip_packet, now)
+            if parity is not None:
+                self._fec_due = _INF
+                self._send_parity(parity, now)
+            elif fec.open == 2:
+                # A group closes early after fec_max_delay (a pause, a slow flow); a lone
+                # packet waits for a second one (a parity of one would be a copy).
+                due = self._fec_due = fec.opened + self.config.fec_max_delay
+                if due < self._timer:
+                    self._timer = due
         return True
 
     def _release(self, path: PathState, now: float) -> None:
@@ -965,6 +1019,8 @@ class TunnelSession:
             self._receive_control(path, frame, now)
         elif type(frame) is NackFrame:
             self._receive_nack(path, frame, now)
+        elif type(frame) is FecFrame:
+            self._receive_fec(path, frame, tx, now)
         elif type(frame) is DataFrame:
             # DATA with FLAG_JUMPED (other DATA takes the fast path above).
             if not self._receive_data(
@@ -1051,6 +1107,13 @@ class TunnelSession:
         self._adapt_reorder_timeout()
         if self._nack is not None and self._gap_due <= now:
             self._check_gaps(now)
+        if self._fec_due <= now:
+            self._fec_due = _INF
+            parity = self._fec.flush() if self._fec is not None else None
+            if parity is not None:
+                self._send_parity(parity, now)
+        if self._fec_decoder is not None:
+            self._fec_decoder.expire(now)
         self._reorder.expire(now=now)
         self._recompute_timer()
 
@@ -1106,6 +1169,8 @@ class TunnelSession:
             timer = deadline
         if self._gap_due < timer:
             timer = self._gap_due
+        if self._fec_due < timer:
+            timer = self._fec_due
         return None if timer == _INF else timer
 
     def statistics(self) -> SessionStatistics:
@@ -1134,6 +1199,9 @@ class TunnelSession:
             nack_received=self._nack_received,
             retransmitted=self._retransmitted,
             retransmit_gone=self._retransmit_gone,
+            fec_group=self._fec.group_size if self._fec is not None else 0,
+            fec_parities=self._fec.parities if self._fec is not None else 0,
+            fec_recovered=self._fec_decoder.recovered if self._fec_decoder is not None else 0,
             bod_active=self._bod_active,
             datagrams_sent=self._datagrams_sent,
             datagrams_received=self._datagrams_received,
@@ -1159,6 +1227,18 @@ class TunnelSession:
     ) -> bool:
         """Accept one DATA; `progress` False (FLAG_JUMPED, FLAG_RESENT): it proves nothing
         about the DATA sent before it on its path (no mark, no path progress)."""
+        # Feedback is about the path: a copy the session drops as a duplicate (redundant
+        # scheduler, resend) still arrived on it and must be acknowledged, or the sender
+        # takes the path for silent.
+        pending = path.feedback_pending + 1
+        if pending >= self._feedback_every:
+            self._send_feedback(path, now)
+        else:
+            path.feedback_pending = pending
+            if path.feedback_due is None:
+                due = path.feedback_due = now + self._feedback_interval
+                if due < self._timer:
+                    self._timer = due
         ref = self._rx_session_seq
         seq = ref + ((session_seq - ref + _HALF32) & MASK32) - _HALF32
         if not self._replay.check_and_update(seq):
@@ -1217,18 +1297,13 @@ class TunnelSession:
             if nack is not None and len(nack) > nack.outstanding:
                 self._nack_proven(now)
             reorder.on_path_progress(path.path_id, seq)
-        pending = path.feedback_pending + 1
-        if pending >= self._feedback_every:
-            self._send_feedback(path, now)
-        else:
-            path.feedback_pending = pending
-            if path.feedback_due is None:
-                due = path.feedback_due = now + self._feedback_interval
-                if due < self._timer:
-                    self._timer = due
         reorder.push(bucket, bucket_seq, seq, payload, now=now)
         if filled:
             self._update_proof_cap()
+        decoder = self._fec_decoder
+        if decoder is not None:
+            for rebuilt, symbol in decoder.on_packet(seq, (bucket, bucket_seq, payload)):
+                self._deliver_rebuilt(path, rebuilt, symbol, tx, now)
         return True
 
     def _resync_session_seq(self, seq: int) -> None:
@@ -1443,6 +1518,8 @@ class TunnelSession:
         rtts = [p.srtt for p in up if p.srtt is not None and p.degraded_until == -_INF]
         best_rtt = min(rtts) if rtts else None
         changed = False
+        sum_lost = 0
+        sum_total = 0
         for path in up:
             if path.health_delivered < 0:
                 # (Just up: feedback about what it lost while down is still arriving.)
@@ -1456,6 +1533,8 @@ class TunnelSession:
             if total >= _HEALTH_MIN_SAMPLES or (degraded and total >= _HEALTH_MIN_SAMPLES // 4):
                 path.health_delivered = path.delivered
                 path.health_lost = path.lost
+                sum_lost += max(lost, 0)
+                sum_total += total
                 loss = max(lost, 0) / total
                 excess = (
                     path.srtt - best_rtt if path.srtt is not None and best_rtt is not None else 0.0
@@ -1471,6 +1550,12 @@ class TunnelSession:
                     changed = True
         if changed:
             self._rebuild_usable()
+        fec = self._fec
+        if fec is not None and sum_total:
+            # issue 7: the group size follows the loss the paths report (smoothed).
+            self._send_loss += (sum_lost / sum_total - self._send_loss) / 2
+            k = choose_group_size(self._send_loss)
+            fec.set_group_size(k if k or self._fec_mode != "on" else _FEC_CLEAN_GROUP)
 
     def _check_bod(self, now: float) -> None:
         """Bandwidth on demand: bring standby paths in or out by the others' utilisation."""
@@ -1732,6 +1817,70 @@ class TunnelSession:
             self._update_proof_cap()
         self._gap_due = now + _GAP_CHECK if len(nack) else _INF
 
+    # -- issue 7: FEC -------------------------------------------------------------------
+
+    def _send_parity(self, parity: Parity, now: float) -> None:
+        """Send a parity where it arrives first, charged to that path's pacer."""
+        paths = [p for p in self._usable if p.up] or list(self._usable)
+        if not paths:
+            return
+        size = HEADER_SIZE + 3 + 4 * len(parity.seqs) + len(parity.data)
+        scheduler = self._scheduler
+        path = (
+            scheduler.select_path(paths, size, 0, now=now, head=True)
+            if isinstance(scheduler, EarliestArrivalScheduler)
+            else None
+        ) or min(paths, key=lambda p: p.next_release)
+        seq = path.on_datagram_sent(size, now)
+        self._emit(
+            path.path_id,
+            encode_fec(
+                path.path_id,
+                self.session_id,
+                seq & MASK32,
+                _stamp(path, seq, now),
+                parity.seqs,
+                parity.length_xor,
+                parity.data,
+            ),
+        )
+        rate = path.cc.pacing_rate
+        if rate > 0:
+            path.next_release = max(path.next_release, now) + (size + _OVERHEAD) / rate
+
+    def _receive_fec(self, path: PathState, frame: FecFrame, tx: int, now: float) -> None:
+        decoder = self._fec_decoder
+        if decoder is None:
+            decoder = self._fec_decoder = FecDecoder(
+                _symbol_bytes, timeout=self.config.reorder_timeout_max
+            )
+        ref = self._rx_session_seq
+        seqs = tuple(ref + ((s - ref + _HALF32) & MASK32) - _HALF32 for s in frame.seqs)
+        if len(set(seqs)) != len(seqs):
+            self._drops["bad_length"] += 1
+            return
+        for rebuilt, symbol in decoder.on_parity(Parity(seqs, frame.length_xor, frame.data), now):
+            self._deliver_rebuilt(path, rebuilt, symbol, tx, now)
+
+    def _deliver_rebuilt(
+        self, path: PathState, seq: int, symbol: bytes, tx: int, now: float
+    ) -> None:
+        """A packet rebuilt from a parity: received like a resend (no path progress)."""
+        if len(symbol) <= _SYMBOL.size:
+            return  # nothing of a packet (a corrupt parity: the AEAD passed, the peer erred)
+        bucket, bucket_seq = _SYMBOL.unpack_from(symbol)
+        self._receive_data(
+            path,
+            seq & MASK32,
+            bucket,
+            bucket_seq,
+            symbol[_SYMBOL.size :],
+            tx,
+            now,
+            progress=False,
+            resent=True,
+        )
+
     def take_gap_trace(self) -> list[tuple[list[float], int]]:
         """The (features, label) samples recorded since the last call (`gap_trace`)."""
         trace = self._trace
@@ -1772,6 +1921,11 @@ class TunnelSession:
         if self._health_due < timer and len(self._paths) > 1:
             timer = self._health_due
         self._timer = timer
+
+
+def _symbol_bytes(item: tuple[int, int, bytes]) -> bytes:
+    """The FEC symbol of a received DATA (bucket, bucket_seq, payload)."""
+    return _SYMBOL.pack(item[0], item[1]) + item[2]
 
 
 def _stamp(path: PathState, seq: int, now: float) -> int:

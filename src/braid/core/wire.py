@@ -44,6 +44,7 @@ packet it proves nothing about what its path delivered before it)."""
 FLAG_GONE: Final = 0x01
 """NACK: the sender no longer has these packets (stop waiting for them)."""
 MAX_NACK_ENTRIES: Final = 64
+MAX_FEC_GROUP: Final = 32
 MASK32: Final = 0xFFFFFFFF
 
 _HALF32: Final = 1 << 31
@@ -72,6 +73,7 @@ class FrameType(IntEnum):
     PROBE = 3
     CONTROL = 4
     NACK = 8
+    FEC = 9
 
 
 class ControlKind(IntEnum):
@@ -167,7 +169,21 @@ class NackFrame:
     gone: bool = False
 
 
-Frame = DataFrame | FeedbackFrame | ProbeFrame | ControlFrame | NackFrame
+@dataclass(frozen=True, slots=True)
+class FecFrame:
+    """FEC: the XOR of the symbols (bucket, bucket_seq, packet) of the DATA numbered
+    `seqs` (low 32 bits), and of their lengths."""
+
+    path_id: int
+    session_id: int
+    path_seq: int
+    tx_time_us: int
+    seqs: tuple[int, ...]
+    length_xor: int
+    data: bytes
+
+
+Frame = DataFrame | FeedbackFrame | ProbeFrame | ControlFrame | NackFrame | FecFrame
 Buffer = bytes | bytearray | memoryview
 """What the decoders accept (a received datagram)."""
 
@@ -290,6 +306,25 @@ def encode_nack(
     return header + bytes((count,)) + struct.pack(f"!{count}I", *(s & MASK32 for s in seqs))
 
 
+def encode_fec(
+    path_id: int,
+    session_id: int,
+    path_seq: int,
+    tx_time_us: int,
+    seqs: tuple[int, ...] | list[int],
+    length_xor: int,
+    data: bytes,
+) -> bytes:
+    """Encode a FEC datagram over 2 to 32 DATA (data: the parity, at least 1 byte)."""
+    count = len(seqs)
+    if not 2 <= count <= MAX_FEC_GROUP or not data or not 0 <= length_xor <= 0xFFFF:
+        raise ValueError(f"a FEC parity covers 2 to {MAX_FEC_GROUP} packets with data")
+    header = HEADER.pack(VERSION, FrameType.FEC, 0, path_id, session_id, path_seq, tx_time_us)
+    return (
+        header + struct.pack(f"!BH{count}I", count, length_xor, *(s & MASK32 for s in seqs)) + data
+    )
+
+
 def encode(frame: Frame) -> bytes:
     """Encode any frame object (convenience for tests and control messages)."""
     if isinstance(frame, DataFrame):
@@ -304,6 +339,16 @@ def encode(frame: Frame) -> bytes:
             frame.payload,
             jumped=frame.jumped,
             resent=frame.resent,
+        )
+    if isinstance(frame, FecFrame):
+        return encode_fec(
+            frame.path_id,
+            frame.session_id,
+            frame.path_seq,
+            frame.tx_time_us,
+            frame.seqs,
+            frame.length_xor,
+            frame.data,
         )
     if isinstance(frame, NackFrame):
         return encode_nack(
@@ -431,6 +476,30 @@ def decode_datagram(data: Buffer) -> Frame:
             raise ProtocolError("bad_length")
         seqs = struct.unpack_from(f"!{count}I", data, HEADER_SIZE + 1)
         return NackFrame(path_id, session_id, path_seq, tx_us, seqs, bool(flags & FLAG_GONE))
+    if frame_type == FrameType.FEC:
+        if flags:
+            raise ProtocolError("bad_flags")
+        if body < 3:
+            raise ProtocolError("truncated")
+        count = data[HEADER_SIZE]
+        if not 2 <= count <= MAX_FEC_GROUP:
+            raise ProtocolError("bad_length")
+        fixed = 3 + 4 * count
+        if body < fixed:
+            raise ProtocolError("truncated")
+        if body == fixed:
+            raise ProtocolError("empty_payload")
+        length_xor = int.from_bytes(data[HEADER_SIZE + 1 : HEADER_SIZE + 3], "big")
+        seqs = struct.unpack_from(f"!{count}I", data, HEADER_SIZE + 3)
+        return FecFrame(
+            path_id,
+            session_id,
+            path_seq,
+            tx_us,
+            seqs,
+            length_xor,
+            bytes(data[HEADER_SIZE + fixed :]),
+        )
     if frame_type == FrameType.PROBE:
         if flags & ~FLAG_REPLY:
             raise ProtocolError("bad_flags")
