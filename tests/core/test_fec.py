@@ -146,5 +146,5 @@ def test_fec_per_class_and_auto_off_on_clean_links() -> None:
     net = RateNet({0: (250_000.0, 0.020)}, config=SessionConfig(fec="auto"), source_rate=10_000)
     net.run_until(3.0)
     assert net.local.statistics().fec_parities == 0  # no loss measured: no overhead
-    with pytest.raises(ValueError, match="^fec: must be one of off, auto, on"):
+    with pytest.raises(ValueError, match=r"^fec: must be one of off, auto, on"):
         SessionConfig(fec="x")

@@ -532,6 +532,7 @@ class TunnelSession:
         self._nack_received = 0
         self._retransmit_gone = 0
         self._rx_session_seq = -1  # highest unwrapped session_seq received (first is 0)
+        self._rx_nack_ref = -1  # highest session_seq of in-order (progress) DATA (NACK gaps)
         self._rx_tx_ref = 0
         self._rx_stale = 0
         # Marks: (unwrapped tx time, session seq) of each DATA that raised _rx_session_seq.
@@ -981,7 +982,6 @@ class TunnelSession:
             return None
         self._last_receive = now
         self._datagrams_received += 1
-        path.awaiting = None  # issue 6: the path answers
         if not path.up:
             self._path_up(path, now)
         ref = self._rx_tx_ref
@@ -1003,6 +1003,10 @@ class TunnelSession:
             for entry in frame.entries:
                 target = paths.get(entry.path_id)
                 if target is not None:
+                    # issue 6: the path answers. Only feedback counts: it says the DATA
+                    # direction works (a NACK or a download's DATA on the path proves
+                    # only the way back).
+                    target.awaiting = None
                     target.on_feedback(entry, now)
                     unacked = target.unacked
                     if unacked:
@@ -1068,9 +1072,7 @@ class TunnelSession:
                 # issue 6: silent while feedback is due for DATA sent on it
                 path.up
                 and path.awaiting is not None
-                and max(path.awaiting, path.last_receive_time or path.awaiting)
-                + self._silence_timeout(path)
-                <= now
+                and path.awaiting + self._silence_timeout(path) <= now
             ):
                 self._path_down(path, now, "timeout")
             if not local:
@@ -1256,14 +1258,22 @@ class TunnelSession:
         nack = self._nack
         filled = False  # an awaited (NACKed) packet: lift the proof cap after the push
         if nack is not None:
-            if seq > ref + 1 and ref >= 0:
-                for missing in range(max(ref + 1, seq - _MISSING_MAX), seq):
-                    nack.on_missing(missing, now)
-                if self._gap_due == _INF:
-                    due = self._gap_due = now + _GAP_CHECK
-                    if due < self._timer:
-                        self._timer = due
-            elif seq < ref:
+            # Gaps are what in-order DATA skips (not a jumped or resent packet: the DATA
+            # queued behind a jumped one is not missing, it follows on the same path).
+            nref = self._rx_nack_ref
+            if progress:
+                if seq > nref + 1 and nref >= 0:
+                    check = self._replay.check
+                    for missing in range(max(nref + 1, seq - _MISSING_MAX), seq):
+                        if check(missing):
+                            nack.on_missing(missing, now)
+                    if self._gap_due == _INF:
+                        due = self._gap_due = now + _GAP_CHECK
+                        if due < self._timer:
+                            self._timer = due
+                if seq > nref:
+                    self._rx_nack_ref = seq
+            if seq < nref or not progress:
                 gap = nack.on_received(seq, resent=resent)
                 if gap is not None:
                     if resent and gap.tries == 1:
@@ -1310,6 +1320,7 @@ class TunnelSession:
         """Start the session_seq window, marks and path progress over at `seq`."""
         self._replay.reset()
         self._replay.update(seq)
+        self._rx_nack_ref = -1
         self._marks_tx.clear()
         self._marks_seq.clear()
         for path in self._paths.values():
@@ -1909,8 +1920,7 @@ class TunnelSession:
             if path.up and path.awaiting is not None:  # issue 6: silence timeout
                 timer = min(
                     timer,
-                    max(path.awaiting, path.last_receive_time or path.awaiting)
-                    + self._silence_timeout(path),
+                    path.awaiting + self._silence_timeout(path),
                 )
             if not local:
                 continue

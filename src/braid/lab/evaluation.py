@@ -212,11 +212,11 @@ CASES = (
         "rec-voice",
         "Loss recovery: voice-like UDP over 2 x 20 Mbit/s, 20 ms, 5 % loss",
         "Issue 7: 50 datagrams/s of 200 bytes (80 kbit/s) over links losing 5 % each: what "
-        "residual loss reaches the receiver with NACK recovery, with the redundant scheduler "
-        "(a copy on each of the two paths), and with recovery off?",
-        ("rec-voice", "rec-voice-redundant", "rec-voice-off"),
+        "residual loss reaches the receiver with NACK recovery, with FEC parity, with the "
+        "redundant scheduler (a copy on each of the two paths), and with recovery off?",
+        ("rec-voice", "rec-voice-fec", "rec-voice-redundant", "rec-voice-off"),
         compare=True,
-        labels=("NACK", "redundant scheduler", "recovery off"),
+        labels=("NACK", "FEC", "redundant scheduler", "recovery off"),
         summary=udp_loss_summary,
     ),
 )
