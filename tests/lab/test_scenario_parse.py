@@ -14,7 +14,9 @@ import pytest
 from braid.lab.emulator import LinkShape
 from braid.lab.evaluation import CASES
 from braid.lab.experiment import ScenarioResult, SeriesResult
-from braid.lab.portals import PortalKeys, local_config, remote_config
+from braid.lab.netns import LabError
+from braid.lab.portals import PortalKeys, local_config, remote_config, role_trace_path
+from braid.lab.record import check_out_dir, count_trace, file_stem, recording
 from braid.lab.relay import Direction, gilbert_elliott
 from braid.lab.report import markdown_table, plot, recovery_time, window_mean, write_json
 from braid.lab.scenario import (
@@ -252,6 +254,48 @@ def test_portal_configs_are_valid_braid_configs(tmp_path: Path) -> None:
     assert remote.listen.port == 7100
 
 
+def test_each_portal_gets_its_own_gap_trace(tmp_path: Path) -> None:
+    config = pytest.importorskip("braid.control.config")
+    topo = Topology(2, tag="abcdef")
+    shapes = [LinkShape(20e6, 20e6), LinkShape(20e6, 20e6)]
+    keys = PortalKeys.generate()
+    session = {"nack": False, "gap_trace": str(tmp_path / "run-1.jsonl")}
+    local = config.parse_config(local_config(topo, shapes, session, keys))
+    remote = config.parse_config(remote_config(session, keys))
+    assert local.session.gap_trace == str(tmp_path / "run-1-local.jsonl")
+    assert remote.session.gap_trace == str(tmp_path / "run-1-remote.jsonl")
+    assert session["gap_trace"] == str(tmp_path / "run-1.jsonl")  # not changed in place
+    assert not local.session.nack and not remote.session.nack
+    assert role_trace_path("a/b.c.jsonl", "remote") == Path("a/b.c-remote.jsonl")
+    with pytest.raises(ValueError, match="role"):
+        role_trace_path("t.jsonl", "client")
+    # Without gap_trace the session table is the scenario's as it is.
+    assert "gap_trace" not in local_config(topo, shapes, {"nack": True}, keys)
+
+
+def test_recording_runs_braid_once_with_nack_off(tmp_path: Path) -> None:
+    scenario = load_scenario("rec-loss")
+    rec = recording(scenario, tmp_path / "rec-loss-3.jsonl", duration=4)
+    assert rec.series == ("braid",) and rec.repeat == 1 and rec.duration == 4
+    assert rec.braid == {
+        "nack": False,
+        "loss_predictor": True,
+        "gap_trace": str(tmp_path / "rec-loss-3.jsonl"),
+    }
+    assert recording(scenario, tmp_path / "x.jsonl").duration == scenario.duration
+    assert file_stem("my scenario/1") == "my_scenario_1" and file_stem("..") == "scenario"
+    trace = tmp_path / "t.jsonl"
+    trace.write_text('{"x": [0, 0, 0, 0, 1], "y": 1}\n\n{"x": [0, 0, 0, 0, 1], "y": 0}\n')
+    counted = count_trace(trace)
+    assert (counted.samples, counted.positives) == (2, 1)
+    assert "2 samples, 1 positives (50.0 %)" in counted.describe()
+    assert count_trace(tmp_path / "none.jsonl").samples == 0
+    check_out_dir(tmp_path / "new" / "dir")
+    assert (tmp_path / "new" / "dir").is_dir()
+    with pytest.raises(LabError, match="not a directory"):
+        check_out_dir(trace)
+
+
 def test_topology_names_are_short_and_unique() -> None:
     first, second = Topology(8), Topology(8)
     assert first.tag != second.tag
@@ -424,6 +468,7 @@ def test_recovery_scenarios() -> None:
         "rec-burst-off": {"nack": False},
         "rec-burst-timeout": {"nack": True, "loss_predictor": False},
         "rec-voice": {"nack": True},
+        "rec-voice-fec": {"fec": "on"},
         "rec-voice-redundant": {"scheduler": "redundant"},
         "rec-voice-off": {"nack": False},
     }
@@ -444,4 +489,9 @@ def test_recovery_scenarios() -> None:
     keys = {c.key: c.scenarios for c in CASES}
     assert keys["rec-loss"] == ("rec-loss", "rec-loss-timeout", "rec-loss-off")
     assert keys["rec-burst"] == ("rec-burst", "rec-burst-timeout", "rec-burst-off")
-    assert keys["rec-voice"] == ("rec-voice", "rec-voice-redundant", "rec-voice-off")
+    assert keys["rec-voice"] == (
+        "rec-voice",
+        "rec-voice-fec",
+        "rec-voice-redundant",
+        "rec-voice-off",
+    )

@@ -7,6 +7,7 @@
     braid status [CONFIG]                 a running portal's sessions, one line each (via its API)
     braid show [CONFIG] [--json]          sessions and paths in detail, like `wg show`
     braid set [CONFIG] WHAT ...           run-time changes: scheduler, link, path, session
+    braid train TRACE ... --out MODEL     fit the loss predictor on gap traces (issue 7)
     braid lab ...                         the emulated testbed (braid.lab.cli)
 
 status/show/set talk to the portal's REST API: its address and token come from the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -66,6 +68,28 @@ def _build_parser() -> _Parser:
     sub.add_parser("pubkey", help="read a private key on stdin, print its public key")
     sub.add_parser("lab", help="the emulated multi-link testbed (braid lab --help)", add_help=False)
 
+    train = sub.add_parser(
+        "train",
+        help="fit the loss predictor on gap traces (session gap_trace, braid lab record)",
+    )
+    train.add_argument("traces", nargs="+", metavar="TRACE", help="JSONL gap trace files")
+    train.add_argument(
+        "--out", required=True, metavar="MODEL", help="the model file to write (JSON)"
+    )
+    train.add_argument(
+        "--holdout",
+        type=_fraction(0.0, 0.9, "a fraction of the files, 0..0.9"),
+        default=0.25,
+        metavar="F",
+        help="fraction of the files held out for testing, by file (default 0.25)",
+    )
+    train.add_argument(
+        "--threshold",
+        type=_fraction(0.0, 1.0, "a probability, above 0 and below 1", open_range=True),
+        metavar="T",
+        help="decision threshold (default: the highest training precision with recall >= 0.5)",
+    )
+
     for name, text in (
         ("status", "a running portal's sessions, one line each"),
         ("show", "a running portal's sessions and paths in detail (like wg show)"),
@@ -100,6 +124,20 @@ param NAMEs (run-time thresholds): keepalive_interval, dead_interval, delay_cuto
 bod_upper, bod_lower, redundant_copies."""
 
 
+def _fraction(low: float, high: float, expected: str, *, open_range: bool = False) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        inside = low < value < high if open_range else low <= value <= high
+        if not inside:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
+        return value
+
+    return parse
+
+
 def _api_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--api", metavar="URL", help="the API's base URL, e.g. http://127.0.0.1:7180")
     cmd.add_argument("--token", metavar="TOKEN", help="the API's bearer token")
@@ -126,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _pubkey()
         if args.command in ("status", "show", "set"):
             return _remote_command(args)
+        if args.command == "train":
+            return _train(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -239,6 +279,37 @@ def _up(path: str, stats: str | None, *, verbose: bool) -> int:
         if verbose:
             logging.getLogger("braid").debug("details", exc_info=exc)
         return _fail(f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from braid.control.train import TraceError, train
+
+    out = Path(args.out)
+    if out.is_dir():
+        return _fail(f"train: --out {out} is a directory; expected a file path", EXIT_USAGE)
+    if not out.parent.is_dir():
+        return _fail(
+            f"train: --out {out}: directory {out.parent} does not exist; expected a file path"
+            " in an existing directory",
+            EXIT_USAGE,
+        )
+    try:
+        train(
+            [Path(t) for t in args.traces],
+            out,
+            holdout=args.holdout,
+            threshold=args.threshold,
+            say=lambda line: print(line, flush=True),
+        )
+    except TraceError as exc:
+        return _fail(f"train: {exc}", EXIT_USAGE)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        return _fail(f"train: cannot write {out} ({exc.strerror})")
+    return EXIT_OK
 
 
 def _lab(argv: list[str]) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -95,14 +96,26 @@ def fit(
     """Fit logistic regression by full-batch gradient descent."""
     if not xs or len(xs) != len(ys):
         raise ValueError("fit needs equally many samples and labels, at least one")
+    if any(len(x) != N_FEATURES for x in xs):
+        raise ValueError(f"fit needs {N_FEATURES} features per sample")
     w = [0.0] * N_FEATURES
     n = len(xs)
+    columns = [list(column) for column in zip(*xs, strict=True)]
+    exp = math.exp
     for _ in range(epochs):
-        grad = [0.0] * N_FEATURES
-        for x, y in zip(xs, ys, strict=True):
-            err = _sigmoid(sum(a * b for a, b in zip(w, x, strict=True))) - y
-            for j in range(N_FEATURES):
-                grad[j] += err * x[j]
+        # The same arithmetic as `LossModel.probability`, unrolled (N_FEATURES = 5): fitting
+        # 100k lab samples is a few times faster than with the generic loops.
+        w0, w1, w2, w3, w4 = w
+        errors = []
+        for (a, b, c, d, e), y in zip(xs, ys, strict=True):
+            z = w0 * a + w1 * b + w2 * c + w3 * d + w4 * e
+            if z >= 0:
+                p = 1.0 / (1.0 + exp(-z))
+            else:
+                q = exp(z)
+                p = q / (1.0 + q)
+            errors.append(p - y)
+        grad = [sum(map(operator.mul, errors, column)) for column in columns]
         w = [w[j] - rate * (grad[j] / n + l2 * w[j]) for j in range(N_FEATURES)]
     return LossModel(tuple(w))
 

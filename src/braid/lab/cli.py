@@ -56,9 +56,46 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--out", type=Path, default=Path("docs/evaluation.md"), metavar="FILE")
     evaluation.add_argument("--quick", action="store_true", help="shorter runs, one repeat")
     evaluation.add_argument("--only", action="append", metavar="CASE", help="run only this case")
+    rec = sub.add_parser(
+        "record",
+        help="record gap traces of the braid series for `braid train` (NACK off)",
+    )
+    rec.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="paths or bundled names")
+    rec.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="where the JSONL files go"
+    )
+    rec.add_argument(
+        "--repeat", type=_count, metavar="N", help="runs per scenario (default: its repeat)"
+    )
+    rec.add_argument(
+        "--duration",
+        type=_seconds,
+        metavar="SECONDS",
+        help="seconds of traffic per run (default: the scenario's duration)",
+    )
     sub.add_parser("clean", help="remove namespaces and processes left by earlier lab runs")
     sub.add_parser("list", help="list the bundled scenarios")
     return parser
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number, 1..100")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 1.0 <= value <= 3600.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds, 1..3600")
+    return value
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -111,6 +148,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "run":
         return _run(args)
+    if args.command == "record":
+        from braid.lab.record import record
+
+        scenarios = [load_scenario(name) for name in args.scenarios]
+        check_environment()
+        return record(
+            scenarios,
+            args.out,
+            repeat=args.repeat,
+            duration=args.duration,
+            console=console,
+            progress=progress,
+        )
     if args.command == "demo":
         from braid.lab.demo import run_demo
 

@@ -2,8 +2,10 @@
 
 The local portal gets one [[link]] per lab link (pinned to ``wanK`` and ``10.100.K.2``); the
 remote portal listens on every link address. The scenario's [braid] table becomes both
-portals' [session] table. ``start`` returns once both print ``braid: up`` and a ping from
-the client reaches the server through the tunnel.
+portals' [session] table, except ``gap_trace``: two processes must never append to one
+file, so each portal gets its own, the role added to the name (``role_trace_path``:
+``t.jsonl`` -> ``t-local.jsonl`` and ``t-remote.jsonl``). ``start`` returns once both print
+``braid: up`` and a ping from the client reaches the server through the tunnel.
 """
 
 from __future__ import annotations
@@ -75,6 +77,27 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
+ROLES = ("local", "remote")
+
+
+def role_trace_path(path: str | Path, role: str) -> Path:
+    """The gap trace file of one portal: the role added to the name, before the suffix
+    (``DIR/rec-loss-1.jsonl`` -> ``DIR/rec-loss-1-remote.jsonl``)."""
+    if role not in ROLES:
+        raise ValueError(f"role {role!r}: expected one of {', '.join(ROLES)}")
+    path = Path(path)
+    return path.with_name(f"{path.stem}-{role}{path.suffix}")
+
+
+def role_session(session: dict[str, Any], role: str) -> dict[str, Any]:
+    """One portal's [session] table: the shared settings, with ``gap_trace`` (if set) made
+    that portal's own file (``role_trace_path``)."""
+    trace = session.get("gap_trace")
+    if trace is None:
+        return dict(session)
+    return {**session, "gap_trace": str(role_trace_path(str(trace), role))}
+
+
 def _session_table(session: dict[str, Any]) -> list[str]:
     if not session:
         return []
@@ -93,8 +116,9 @@ def local_config(
 ) -> str:
     """The local portal's config: one link per lab link, the remote portal as its peer.
 
-    With an IPv6 topology the tunnel carries IPv6 too; `outer6[K-1]` puts link K's path
-    on IPv6."""
+    `session` is the shared [session] table (a ``gap_trace`` becomes the local portal's
+    own file, see ``role_session``). With an IPv6 topology the tunnel carries IPv6 too;
+    `outer6[K-1]` puts link K's path on IPv6."""
     lines = [
         'role = "local"',
         f"private_key = {toml_value(keys.local_private)}",
@@ -104,7 +128,7 @@ def local_config(
         f"address = {toml_value([LOCAL_TUNNEL, LOCAL_TUNNEL6] if topology.ipv6 else LOCAL_TUNNEL)}",
         f"mtu = {TUNNEL_MTU}",
         f"routes = {toml_value([SERVER_LAN, SERVER_LAN6] if topology.ipv6 else [SERVER_LAN])}",
-        *_session_table(session),
+        *_session_table(role_session(session, "local")),
     ]
     for link, shape in zip(topology.links, shapes, strict=True):
         v6 = bool(outer6 and outer6[link.index - 1])
@@ -131,7 +155,8 @@ def local_config(
 def remote_config(
     session: dict[str, Any], keys: PortalKeys, *, tcp: bool = False, ipv6: bool = False
 ) -> str:
-    """The remote portal's config: listen on every address, the local portal as its peer."""
+    """The remote portal's config: listen on every address, the local portal as its peer
+    (a ``gap_trace`` in `session` becomes the remote portal's own file)."""
     lines = [
         'role = "remote"',
         f"private_key = {toml_value(keys.remote_private)}",
@@ -141,7 +166,7 @@ def remote_config(
         f"address = {toml_value([REMOTE_TUNNEL, REMOTE_TUNNEL6] if ipv6 else REMOTE_TUNNEL)}",
         f"mtu = {TUNNEL_MTU}",
         f"routes = {toml_value([CLIENT_LAN, CLIENT_LAN6] if ipv6 else [CLIENT_LAN])}",
-        *_session_table(session),
+        *_session_table(role_session(session, "remote")),
         "",
         "[listen]",
         f"address = {toml_value('::' if ipv6 else '0.0.0.0')}",
