@@ -30,11 +30,15 @@ class Bottleneck:
     max_backlog: float = 0.0  # seconds of queue seen by an arriving datagram
     backlog_samples: list[tuple[float, float]] = field(default_factory=list)
     loss: float = 0.0  # random loss after the queue (issue 7)
+    mtu: int | None = None  # larger datagrams vanish (a path MTU black hole, issue 7)
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     lost: int = 0
 
     def transmit(self, size: int, now: float) -> float | None:
         """The arrival time of a datagram of `size` bytes sent now (None: dropped)."""
+        if self.mtu is not None and size > self.mtu:
+            self.lost += 1
+            return None
         wait = max(self.free_at - now, 0.0)
         if wait > self.queue_time:
             self.dropped += 1

@@ -312,7 +312,7 @@ def test_malformed_datagrams_counted_never_raised() -> None:
     samples = {
         b"": "truncated",
         b"\x02" + bytes(30): "bad_version",
-        b"\x01\x0a" + bytes(30): "bad_type",
+        b"\x01\x0b" + bytes(30): "bad_type",
         encode_data(0, SID, 1, 0, 1, 0, 0, b"x")[:26]: "empty_payload",
         b"\x01\x01\x01\x00" + bytes(30): "bad_flags",
     }

@@ -19,6 +19,7 @@ from braid.core.wire import (
     FecFrame,
     FeedbackEntry,
     FeedbackFrame,
+    FragFrame,
     NackFrame,
     ProbeFrame,
     ProtocolError,
@@ -48,6 +49,8 @@ FRAMES: list[wire.Frame] = [
     NackFrame(1, 2, 3, 4, tuple(range(64)), gone=True),
     FecFrame(2, 3, 4, 5, (7, 8), 0x1234, b"\x01parity"),
     FecFrame(2, 3, 4, 5, tuple(range(32)), 0, bytes(1400)),
+    FragFrame(1, 2, 3, 4, 5, 6, 7, 0, 2, b"\x45first"),
+    FragFrame(1, 2, 3, 4, 5, 6, 7, 63, 64, b"last", jumped=True, resent=True),
 ]
 
 
@@ -91,6 +94,14 @@ def test_every_truncation_is_rejected_or_a_shorter_body(frame: wire.Frame) -> No
             assert decode_datagram(cut) == ProbeFrame(
                 0, 2, 3, 4, frame.reply_requested, size - HEADER_SIZE
             )
+        elif isinstance(frame, FragFrame) and size >= wire.FRAG_HEADER_SIZE:
+            # A fragment's data is the rest of the datagram.
+            if size == wire.FRAG_HEADER_SIZE:
+                assert reason(cut) == "empty_payload"
+            else:
+                decoded = decode_datagram(cut)
+                assert isinstance(decoded, FragFrame)
+                assert decoded.data == frame.data[: size - wire.FRAG_HEADER_SIZE]
         elif isinstance(frame, FecFrame) and size >= HEADER_SIZE + 3 + 4 * len(frame.seqs):
             # The parity is the rest of the datagram too.
             fixed = HEADER_SIZE + 3 + 4 * len(frame.seqs)
@@ -122,10 +133,11 @@ def test_trailing_garbage_rejected_where_size_is_exact(frame: wire.Frame) -> Non
 
 
 def test_probe_padding_limit() -> None:
-    probe = encode(ProbeFrame(0, 2, 3, 4, reply_requested=False, padding=1400))
+    # Path MTU probes: up to a 9000-byte jumbo frame's UDP payload.
+    probe = encode(ProbeFrame(0, 2, 3, 4, reply_requested=False, padding=8984))
     assert reason(probe + b"\0") == "bad_length"
     with pytest.raises(ValueError):
-        wire.encode_probe(0, 0, 0, 0, reply_requested=False, padding=1401)
+        wire.encode_probe(0, 0, 0, 0, reply_requested=False, padding=8985)
 
 
 def test_bad_version_type_flags() -> None:
@@ -301,3 +313,14 @@ def test_fec_frame_limits() -> None:
         wire.encode_fec(0, 0, 0, 0, [1], 0, b"x")
     with pytest.raises(ValueError):
         wire.encode_fec(0, 0, 0, 0, [1, 2], 0, b"")
+
+
+def test_frag_frame_limits() -> None:
+    frag = encode(FragFrame(0, 2, 3, 4, 5, 6, 7, 1, 3, b"xyz"))
+    assert frag[1] == 10 and len(frag) == 28 + 3 and frag[26:28] == bytes([1, 3])
+    assert reason(frag[:2] + b"\x01" + frag[3:]) == "bad_flags"
+    assert reason(frag[:26] + bytes([3, 3]) + frag[28:]) == "bad_length"  # index >= count
+    assert reason(frag[:26] + bytes([0, 1]) + frag[28:]) == "bad_length"  # one piece
+    assert reason(frag[:26] + bytes([0, 65]) + frag[28:]) == "bad_length"
+    with pytest.raises(ValueError):
+        wire.encode_frag(0, 0, 0, 0, 0, 0, 0, 2, 2, b"x")

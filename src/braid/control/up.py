@@ -6,16 +6,27 @@ visible is created; whatever was opened before a failure is closed again.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
 from braid.control.config import PortalConfig, format_rate
+from braid.core.session import SessionConfig
+from braid.core.wire import DATA_HEADER_SIZE
 from braid.io.base import DatagramEndpoint
 from braid.io.tcp import open_tcp_listener, open_tcp_path
 from braid.io.tun import TunDevice
 from braid.io.udp import open_listen_socket, open_path_socket
 from braid.runtime.daemon import run_portal
 from braid.runtime.portal import LocalPortal, PathLink, RemotePortal
+
+
+def _session_config(config: PortalConfig) -> SessionConfig:
+    """The core's session settings; the largest datagram follows the TUN MTU (issue 7:
+    each path's MTU is probed up to it)."""
+    return dataclasses.replace(
+        config.session.to_session_config(), max_datagram=config.tunnel.mtu + DATA_HEADER_SIZE
+    )
 
 
 def open_local(config: PortalConfig) -> LocalPortal:
@@ -51,9 +62,7 @@ def open_local(config: PortalConfig) -> LocalPortal:
             opened.endpoint.close()
         raise
     assert config.security is not None  # the validator always sets it
-    return LocalPortal(
-        tun, links, session_config=config.session.to_session_config(), security=config.security
-    )
+    return LocalPortal(tun, links, session_config=_session_config(config), security=config.security)
 
 
 def open_remote(config: PortalConfig) -> RemotePortal:
@@ -74,7 +83,7 @@ def open_remote(config: PortalConfig) -> RemotePortal:
         raise
     assert config.security is not None  # the validator always sets it
     portal = RemotePortal(
-        tun, endpoint, session_config=config.session.to_session_config(), security=config.security
+        tun, endpoint, session_config=_session_config(config), security=config.security
     )
     portal.tcp_listener = listener
     return portal

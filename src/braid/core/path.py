@@ -28,9 +28,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from braid.core.congestion import CongestionControl, DeliveryTracker, get_congestion_control
+from braid.core.pmtu import PathMtu
 from braid.core.replay import ReplayWindow
 from braid.core.wire import MASK32, FeedbackEntry, unwrap32
 
+NO_LIMIT: Final = 1 << 30
+"""A path MTU that limits nothing (TCP paths, unprobed paths)."""
 PATH_REPLAY_WINDOW: Final = 4096
 """Receive-side duplicate window per path, in datagrams (reordering within one path)."""
 RESYNC_AFTER: Final = 64
@@ -117,6 +120,9 @@ class PathStatistics:
     state: str = "down"
     """"up", "probation" (returned, waiting out its hysteresis), "degraded" (lossy or slow
     beyond the thresholds: out of the scheduler for a while) or "down"."""
+    mtu: int | None = None
+    """issue 7: the largest datagram the session sends on the path (None: no limit, a TCP
+    path); larger inner packets travel in fragments."""
 
     @property
     def loss_rate(self) -> float:
@@ -156,11 +162,13 @@ class PathState:
         "lost",
         "metric",
         "min_rtt",
+        "mtu",
         "next_release",
         "next_seq",
         "owd",
         "owd_min",
         "path_id",
+        "pmtu",
         "probation",
         "probation_until",
         "queue",
@@ -183,6 +191,7 @@ class PathState:
         "unacked",
         "up",
         "up_since",
+        "wire_factor",
     )
 
     def __init__(
@@ -262,6 +271,12 @@ class PathState:
         self.jumped: set[int] = set()
         """Session seqs of queued DATA put at the head of the queue (sent FLAG_JUMPED)."""
         self.resent: set[int] = set()
+        self.mtu = NO_LIMIT
+        """issue 7: the largest session datagram sent on the path (NO_LIMIT: none)."""
+        self.pmtu: PathMtu | None = None
+        """Its path MTU search (None: not probed)."""
+        self.wire_factor = 1.0
+        """How much fragmenting inflates a full-size packet on this path (1: none)."""
         """Session seqs of queued resends answering a NACK (sent FLAG_RESENT)."""
         self.probation = 0.0
         """Length of the last hysteresis period (doubles while the path flaps)."""
@@ -422,6 +437,7 @@ class PathState:
             queued_bytes=self.queued_bytes,
             standby=self.standby,
             state=self.state(),
+            mtu=self.mtu if self.mtu < NO_LIMIT else None,
         )
 
     def state(self, now: float | None = None) -> str:

@@ -106,7 +106,7 @@ Address = tuple[str, int] | tuple[str, int, int, int]
 
 _V1: Final = bytes((VERSION_1,))
 _V2: Final = bytes((VERSION,))
-_TRANSPORT_TYPES: Final = frozenset((1, 2, 3, 4, 8, 9))
+_TRANSPORT_TYPES: Final = frozenset((1, 2, 3, 4, 8, 9, 10))
 
 
 @dataclass(frozen=True, slots=True)

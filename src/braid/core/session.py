@@ -96,13 +96,17 @@ from typing import Final, Literal
 from braid.core.classify import TrafficClass, flow_bucket, match_class
 from braid.core.congestion import CONGESTION_CONTROLS
 from braid.core.fec import FecDecoder, FecEncoder, Parity, choose_group_size
+from braid.core.fragment import Fragment, Reassembler
 from braid.core.path import (
     LINK_OVERHEAD,
+    NO_LIMIT,
     NO_SESSION_SEQ,
     RESYNC_AFTER,
     PathState,
     PathStatistics,
 )
+from braid.core.pmtu import BASE as BASE_MTU
+from braid.core.pmtu import PathMtu
 from braid.core.predictor import LossModel, default_model, features
 from braid.core.reorder import ReorderBuffer, ReorderStatistics
 from braid.core.replay import ReplayWindow
@@ -117,8 +121,10 @@ from braid.core.wire import (
     FEEDBACK_ENTRY_SIZE,
     FLAG_JUMPED,
     FLAG_RESENT,
+    FRAG_HEADER_SIZE,
     HEADER_SIZE,
     MASK32,
+    MAX_FRAGMENTS,
     MAX_NACK_ENTRIES,
     MAX_PATH_ID,
     VERSION,
@@ -128,6 +134,7 @@ from braid.core.wire import (
     DataFrame,
     FecFrame,
     FeedbackFrame,
+    FragFrame,
     Frame,
     FrameType,
     NackFrame,
@@ -137,6 +144,7 @@ from braid.core.wire import (
     encode_control,
     encode_fec,
     encode_feedback,
+    encode_frag,
     encode_nack,
     encode_probe,
     is_hello,
@@ -307,6 +315,10 @@ class SessionConfig:
     egress without a round trip): "auto" sizes k from the loss the paths report (no
     parity below 0.2 % loss), "on" likewise but one parity per 16 packets on clean links,
     "off" none (a class can switch it on, `TrafficClass.fec`)."""
+    max_datagram: int = 1426
+    """issue 7: the largest session datagram a path is asked to carry (the inner MTU +
+    the 26-byte DATA header); each path's MTU is probed up to it, and an inner packet
+    too large for its path travels in fragments."""
     fec_max_delay: float = 0.05
     """An open FEC group of two or more packets is closed (its parity sent) this long
     after its first packet."""
@@ -367,6 +379,7 @@ class SessionConfig:
             "max_queued_datagrams",
             "redundant_copies",
             "retransmit_packets",
+            "max_datagram",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -421,6 +434,10 @@ class SessionStatistics:
     """FEC parities sent."""
     fec_recovered: int
     """(egress) packets rebuilt from a parity."""
+    fragmented: int
+    """issue 7: inner packets sent in fragments (too large for their path's MTU)."""
+    reassembled: int
+    """(egress) inner packets rebuilt from fragments."""
     bod_active: bool
     datagrams_sent: int
     datagrams_received: int
@@ -525,6 +542,8 @@ class TunnelSession:
         )
         self._fec_due = _INF
         self._fec_decoder: FecDecoder | None = None
+        self._fragmented = 0
+        self._reassembler: Reassembler | None = None
         self._send_loss = 0.0
         self._nack_sent = 0
         self._rtx_tokens = float(_RESEND_BURST)
@@ -651,6 +670,7 @@ class TunnelSession:
             standby=standby,
             now=now,
         )
+        self._start_pmtu(path, now)
         self._paths[path_id] = path
         if self._local:
             self._send_hello(path, now)
@@ -844,6 +864,9 @@ class TunnelSession:
         backlog = self._backlog
         jumped = path.jumped
         resent = path.resent
+        mtu = path.mtu
+        pmtu = path.pmtu
+        probe_from = BASE_MTU if pmtu is not None and not pmtu.started else NO_LIMIT
         while queue and release <= horizon and tracker.inflight < cwnd:
             item = queue.popleft()
             session_seq, bucket, bucket_seq, ip_packet, _ = item
@@ -860,6 +883,17 @@ class TunnelSession:
             size = len(ip_packet)
             released += size
             wire = size + DATA_HEADER_SIZE
+            if wire > probe_from:
+                self._pmtu_start(path, now)
+                probe_from = NO_LIMIT
+            if wire > mtu:
+                # issue 7: too large for the path: fragments, sent back to back.
+                wire, path_seq = self._send_fragments(path, item, flags, tx, now, late or not queue)
+                sent_bytes += wire
+                if path_seq >= 0:
+                    unacked.append((path_seq, item))
+                release += wire / rate
+                continue
             sent_bytes += wire
             wire += _OVERHEAD
             path_seq = path.next_seq
@@ -971,6 +1005,7 @@ class TunnelSession:
             path = self._paths[path_id] = PathState(
                 path_id, congestion=self.config.congestion_control, now=now
             )
+            self._start_pmtu(path, now)
         # Relative one-way delay in the session's frame (the clock offset cancels).
         raw = (int(now * 1_000_000) - tx_us) & MASK32
         base = self._owd_base_us
@@ -994,7 +1029,9 @@ class TunnelSession:
             ):
                 return None
             return path.path_id
-        if type(frame) is not DataFrame:  # (a jumped DATA proves nothing by its time)
+        if type(frame) is not DataFrame and type(frame) is not FragFrame:
+            # (A jumped DATA proves nothing by its time; a fragment's own packet is not
+            # in yet: its completion brings the path's progress.)
             self._pass_by_time(path, tx)
         if type(frame) is FeedbackFrame:
             if self._local:
@@ -1008,6 +1045,11 @@ class TunnelSession:
                     # only the way back).
                     target.awaiting = None
                     target.on_feedback(entry, now)
+                    pmtu = target.pmtu
+                    if pmtu is not None and pmtu.probe_size is not None:
+                        # (the probe's answer: sent at once, its highest is the probe)
+                        pmtu.on_echo(entry.highest_seq, now)
+                        _set_mtu(target, pmtu.mtu)
                     unacked = target.unacked
                     if unacked:
                         acked = target.acked_highest
@@ -1025,6 +1067,8 @@ class TunnelSession:
             self._receive_nack(path, frame, now)
         elif type(frame) is FecFrame:
             self._receive_fec(path, frame, tx, now)
+        elif type(frame) is FragFrame:
+            self._receive_frag(path, frame, tx, now)
         elif type(frame) is DataFrame:
             # DATA with FLAG_JUMPED (other DATA takes the fast path above).
             if not self._receive_data(
@@ -1116,6 +1160,21 @@ class TunnelSession:
                 self._send_parity(parity, now)
         if self._fec_decoder is not None:
             self._fec_decoder.expire(now)
+        if self._reassembler is not None:
+            self._reassembler.expire(now)
+        for path in self._paths.values():
+            pmtu = path.pmtu
+            if pmtu is not None and path.up and pmtu.next_event(self._probe_timeout(path)) <= now:
+                size = pmtu.due(now, self._probe_timeout(path))
+                _set_mtu(path, pmtu.mtu)
+                if size is not None:
+                    stamp = self._send_probe(path, now, padding=size - HEADER_SIZE)
+                    pmtu.on_sent(size, stamp, now)
+                    # Charged to the pacer: the DATA after it leaves that much later, and
+                    # the scheduler knows (a 1.4 kB probe is 6 ms of a 2 Mbit/s link).
+                    rate = path.cc.pacing_rate
+                    if rate > 0:
+                        path.next_release = max(path.next_release, now) + (size + _OVERHEAD) / rate
         self._reorder.expire(now=now)
         self._recompute_timer()
 
@@ -1204,6 +1263,8 @@ class TunnelSession:
             fec_group=self._fec.group_size if self._fec is not None else 0,
             fec_parities=self._fec.parities if self._fec is not None else 0,
             fec_recovered=self._fec_decoder.recovered if self._fec_decoder is not None else 0,
+            fragmented=self._fragmented,
+            reassembled=self._reassembler.completed if self._reassembler is not None else 0,
             bod_active=self._bod_active,
             datagrams_sent=self._datagrams_sent,
             datagrams_received=self._datagrams_received,
@@ -1232,15 +1293,7 @@ class TunnelSession:
         # Feedback is about the path: a copy the session drops as a duplicate (redundant
         # scheduler, resend) still arrived on it and must be acknowledged, or the sender
         # takes the path for silent.
-        pending = path.feedback_pending + 1
-        if pending >= self._feedback_every:
-            self._send_feedback(path, now)
-        else:
-            path.feedback_pending = pending
-            if path.feedback_due is None:
-                due = path.feedback_due = now + self._feedback_interval
-                if due < self._timer:
-                    self._timer = due
+        self._arm_feedback(path, now)
         ref = self._rx_session_seq
         seq = ref + ((session_seq - ref + _HALF32) & MASK32) - _HALF32
         if not self._replay.check_and_update(seq):
@@ -1315,6 +1368,18 @@ class TunnelSession:
             for rebuilt, symbol in decoder.on_packet(seq, (bucket, bucket_seq, payload)):
                 self._deliver_rebuilt(path, rebuilt, symbol, tx, now)
         return True
+
+    def _arm_feedback(self, path: PathState, now: float) -> None:
+        """DATA arrived on `path`: feedback now (every `feedback_every`) or soon."""
+        pending = path.feedback_pending + 1
+        if pending >= self._feedback_every:
+            self._send_feedback(path, now)
+        else:
+            path.feedback_pending = pending
+            if path.feedback_due is None:
+                due = path.feedback_due = now + self._feedback_interval
+                if due < self._timer:
+                    self._timer = due
 
     def _resync_session_seq(self, seq: int) -> None:
         """Start the session_seq window, marks and path progress over at `seq`."""
@@ -1398,18 +1463,24 @@ class TunnelSession:
             timeout = max(timeout, 2 * path.srtt + 4 * path.rttvar + 2 * config.feedback_interval)
         return min(timeout, config.dead_interval)
 
-    def _send_probe(self, path: PathState, now: float, *, reply: bool = True) -> None:
-        seq = path.on_datagram_sent(HEADER_SIZE, now)
+    def _send_probe(
+        self, path: PathState, now: float, *, reply: bool = True, padding: int = 0
+    ) -> int:
+        """Send a PROBE (`padding` bytes of body: a path MTU probe); its path_seq (wire)."""
+        seq = path.on_datagram_sent(HEADER_SIZE + padding, now)
+        stamp = _stamp(path, seq, now)
         self._emit(
             path.path_id,
             encode_probe(
                 path.path_id,
                 self.session_id,
                 seq & MASK32,
-                _stamp(path, seq, now),
+                stamp,
                 reply_requested=reply,
+                padding=padding,
             ),
         )
+        return seq & MASK32
 
     def _send_control(self, path: PathState, kind: ControlKind, value: bytes, now: float) -> None:
         seq = path.on_datagram_sent(HEADER_SIZE + 1 + len(value), now)
@@ -1828,6 +1899,102 @@ class TunnelSession:
             self._update_proof_cap()
         self._gap_due = now + _GAP_CHECK if len(nack) else _INF
 
+    # -- issue 7: path MTU and fragments ------------------------------------------------
+
+    def _start_pmtu(self, path: PathState, now: float) -> None:
+        pmtu = path.pmtu = PathMtu(self.config.max_datagram, now=now)
+        _set_mtu(path, pmtu.mtu)
+
+    def _pmtu_start(self, path: PathState, now: float) -> None:
+        """The path carries large datagrams: confirm its MTU (probe at once)."""
+        pmtu = path.pmtu
+        if pmtu is not None:
+            pmtu.start(now)
+            if now < self._timer:
+                self._timer = now
+
+    def _probe_timeout(self, path: PathState) -> float:
+        """How long a path MTU probe is waited for."""
+        srtt = path.srtt
+        if srtt is None:  # (a path whose large DATA all vanish has few RTT samples)
+            srtt = min((p.srtt for p in self._live_paths if p.srtt is not None), default=0.1)
+            return max(0.25, 3 * srtt)
+        return max(0.1, 2 * srtt + 4 * (path.rttvar or 0.0) + self._feedback_interval)
+
+    def _send_fragments(
+        self,
+        path: PathState,
+        item: tuple[int, int, int, bytes, float],
+        flags: int,
+        tx: int,
+        now: float,
+        app_limited: bool,
+    ) -> tuple[int, int]:
+        """Send `item` as FRAG datagrams that fit the path's MTU: (wire bytes with link
+        overhead, the last path_seq); (0, -1) if it needs more than 64 fragments."""
+        session_seq, bucket, bucket_seq, ip_packet, _ = item
+        size = len(ip_packet)
+        room = path.mtu - FRAG_HEADER_SIZE
+        count = -(-size // room) if room > 0 else MAX_FRAGMENTS + 1
+        if count > MAX_FRAGMENTS:
+            self._send_rejected += 1
+            return 0, -1
+        piece = -(-size // count)  # equal pieces
+        self._fragmented += 1
+        total = 0
+        path_seq = -1
+        path_id = path.path_id
+        tracker = path.tracker
+        out = self._out
+        for index in range(count):
+            path_seq = path.next_seq
+            path.next_seq = path_seq + 1
+            data = ip_packet[index * piece : (index + 1) * piece]
+            out.append(
+                (
+                    path_id,
+                    encode_frag(
+                        path_id,
+                        self.session_id,
+                        path_seq & MASK32,
+                        tx,
+                        session_seq,
+                        bucket,
+                        bucket_seq,
+                        index,
+                        count,
+                        data,
+                        flags=flags,
+                    ),
+                )
+            )
+            wire = FRAG_HEADER_SIZE + len(data) + _OVERHEAD
+            total += wire
+            tracker.on_sent(path_seq, wire, now, app_limited)
+            path.datagrams_sent += 1
+        return total, path_seq
+
+    def _receive_frag(self, path: PathState, frame: FragFrame, tx: int, now: float) -> None:
+        self._arm_feedback(path, now)
+        reassembler = self._reassembler
+        if reassembler is None:
+            reassembler = self._reassembler = Reassembler(timeout=self.config.reorder_timeout_max)
+        ref = self._rx_session_seq
+        key = ref + ((frame.session_seq - ref + _HALF32) & MASK32) - _HALF32
+        packet = reassembler.on_fragment(Fragment(key, frame.index, frame.count, frame.data), now)
+        if packet is not None:
+            self._receive_data(
+                path,
+                frame.session_seq,
+                frame.bucket,
+                frame.bucket_seq,
+                packet,
+                tx,
+                now,
+                progress=not (frame.jumped or frame.resent),
+                resent=frame.resent,
+            )
+
     # -- issue 7: FEC -------------------------------------------------------------------
 
     def _send_parity(self, parity: Parity, now: float) -> None:
@@ -1930,7 +2097,23 @@ class TunnelSession:
                 timer = min(timer, _keepalive_ref(path) + config.keepalive_interval)
         if self._health_due < timer and len(self._paths) > 1:
             timer = self._health_due
+        for path in self._paths.values():
+            if path.pmtu is not None and path.up:
+                timer = min(timer, path.pmtu.next_event(self._probe_timeout(path)))
         self._timer = timer
+
+
+def _set_mtu(path: PathState, mtu: int) -> None:
+    """Set a path's MTU and the factor by which fragments inflate what it carries (the
+    scheduler's arrival estimates use it: a full-size packet costs more on that path)."""
+    if mtu != path.mtu:
+        path.mtu = mtu
+        room = mtu - FRAG_HEADER_SIZE
+        # Packets larger than the MTU (the usual full-size ones) gain a FRAG header and
+        # the link overhead per extra fragment.
+        path.wire_factor = (
+            1.0 if mtu >= NO_LIMIT or room <= 0 else 1.0 + (FRAG_HEADER_SIZE + _OVERHEAD) / room
+        )
 
 
 def _symbol_bytes(item: tuple[int, int, bytes]) -> bytes:

@@ -32,7 +32,8 @@ HEADER_SIZE: Final = HEADER.size  # 16
 DATA_HEADER_SIZE: Final = DATA_HEADER.size  # 26
 FEEDBACK_ENTRY_SIZE: Final = FEEDBACK_ENTRY.size  # 19
 MAX_FEEDBACK_ENTRIES: Final = 16
-MAX_PROBE_PADDING: Final = 1400
+MAX_PROBE_PADDING: Final = 8984
+"""A PROBE may be as large as a 9000-byte jumbo frame's UDP payload (path MTU probes)."""
 MAX_PATH_ID: Final = 254
 FLAG_REPLY: Final = 0x01
 FLAG_JUMPED: Final = 0x02
@@ -45,6 +46,10 @@ FLAG_GONE: Final = 0x01
 """NACK: the sender no longer has these packets (stop waiting for them)."""
 MAX_NACK_ENTRIES: Final = 64
 MAX_FEC_GROUP: Final = 32
+FRAG_HEADER = struct.Struct("!BBBBIIIIHIBB")
+"""Common header, session_seq, bucket, bucket_seq, index, count."""
+FRAG_HEADER_SIZE: Final = FRAG_HEADER.size  # 28
+MAX_FRAGMENTS: Final = 64
 MASK32: Final = 0xFFFFFFFF
 
 _HALF32: Final = 1 << 31
@@ -74,6 +79,7 @@ class FrameType(IntEnum):
     CONTROL = 4
     NACK = 8
     FEC = 9
+    FRAG = 10
 
 
 class ControlKind(IntEnum):
@@ -183,7 +189,26 @@ class FecFrame:
     data: bytes
 
 
-Frame = DataFrame | FeedbackFrame | ProbeFrame | ControlFrame | NackFrame | FecFrame
+@dataclass(frozen=True, slots=True)
+class FragFrame:
+    """FRAG: piece `index` of `count` of an inner packet too large for its path (DATA's
+    numbers and flags; the egress rebuilds the packet, then treats it as that DATA)."""
+
+    path_id: int
+    session_id: int
+    path_seq: int
+    tx_time_us: int
+    session_seq: int
+    bucket: int
+    bucket_seq: int
+    index: int
+    count: int
+    data: bytes
+    jumped: bool = False
+    resent: bool = False
+
+
+Frame = DataFrame | FeedbackFrame | ProbeFrame | ControlFrame | NackFrame | FecFrame | FragFrame
 Buffer = bytes | bytearray | memoryview
 """What the decoders accept (a received datagram)."""
 
@@ -325,6 +350,42 @@ def encode_fec(
     )
 
 
+def encode_frag(
+    path_id: int,
+    session_id: int,
+    path_seq: int,
+    tx_time_us: int,
+    session_seq: int,
+    bucket: int,
+    bucket_seq: int,
+    index: int,
+    count: int,
+    data: bytes,
+    *,
+    flags: int = 0,
+) -> bytes:
+    """Encode a FRAG datagram (2 <= count <= 64, index < count, data non-empty)."""
+    if not 2 <= count <= MAX_FRAGMENTS or not 0 <= index < count or not data:
+        raise ValueError(f"a fragment is piece 0..count-1 of 2..{MAX_FRAGMENTS}, with data")
+    return (
+        FRAG_HEADER.pack(
+            VERSION,
+            FrameType.FRAG,
+            flags,
+            path_id,
+            session_id,
+            path_seq,
+            tx_time_us,
+            session_seq,
+            bucket,
+            bucket_seq,
+            index,
+            count,
+        )
+        + data
+    )
+
+
 def encode(frame: Frame) -> bytes:
     """Encode any frame object (convenience for tests and control messages)."""
     if isinstance(frame, DataFrame):
@@ -339,6 +400,20 @@ def encode(frame: Frame) -> bytes:
             frame.payload,
             jumped=frame.jumped,
             resent=frame.resent,
+        )
+    if isinstance(frame, FragFrame):
+        return encode_frag(
+            frame.path_id,
+            frame.session_id,
+            frame.path_seq,
+            frame.tx_time_us,
+            frame.session_seq,
+            frame.bucket,
+            frame.bucket_seq,
+            frame.index,
+            frame.count,
+            frame.data,
+            flags=(FLAG_JUMPED if frame.jumped else 0) | (FLAG_RESENT if frame.resent else 0),
         )
     if isinstance(frame, FecFrame):
         return encode_fec(
@@ -437,6 +512,32 @@ def decode_datagram(data: Buffer) -> Frame:
             bucket,
             bucket_seq,
             bytes(data[DATA_HEADER_SIZE:]),
+            bool(flags & FLAG_JUMPED),
+            bool(flags & FLAG_RESENT),
+        )
+    if frame_type == FrameType.FRAG:
+        if flags & ~(FLAG_JUMPED | FLAG_RESENT):
+            raise ProtocolError("bad_flags")
+        if size < FRAG_HEADER_SIZE:
+            raise ProtocolError("truncated")
+        if size == FRAG_HEADER_SIZE:
+            raise ProtocolError("empty_payload")
+        (_, _, _, path_id, session_id, path_seq, tx_us, sseq, bucket, bseq, index, count) = (
+            FRAG_HEADER.unpack_from(data)
+        )
+        if not 2 <= count <= MAX_FRAGMENTS or index >= count:
+            raise ProtocolError("bad_length")
+        return FragFrame(
+            path_id,
+            session_id,
+            path_seq,
+            tx_us,
+            sseq,
+            bucket,
+            bseq,
+            index,
+            count,
+            bytes(data[FRAG_HEADER_SIZE:]),
             bool(flags & FLAG_JUMPED),
             bool(flags & FLAG_RESENT),
         )

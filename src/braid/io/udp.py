@@ -54,6 +54,23 @@ def _set_buffers(sock: socket.socket, size: int) -> None:
                 sock.setsockopt(socket.SOL_SOCKET, plain, size)
 
 
+_PMTUDISC_PROBE = 3  # IP_PMTUDISC_PROBE / IPV6_PMTUDISC_PROBE (linux/in.h, in6.h)
+_IP_MTU_DISCOVER = 10  # (not exported by the socket module)
+_IPV6_MTU_DISCOVER = 23
+
+
+def _set_dont_fragment(sock: socket.socket) -> None:
+    """issue 7: every datagram leaves with DF and never in IP fragments; the session finds
+    each path's MTU by probing (an ICMP-lowered route MTU is ignored, not trusted)."""
+    with contextlib.suppress(OSError):
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_MTU_DISCOVER, _PMTUDISC_PROBE)
+            # (an IPv6 socket that also carries IPv4: the IPv4 option too)
+            sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _PMTUDISC_PROBE)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _PMTUDISC_PROBE)
+
+
 def _endpoint_text(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -94,6 +111,7 @@ def open_path_socket(
         raise DriverError(f"{label}: source {source!r} is not an IP address")
     family, sockaddr = _resolve(label, host, port, family or 0)
     sock = socket.socket(family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    _set_dont_fragment(sock)
     try:
         if interface:
             try:
@@ -166,6 +184,7 @@ def open_listen_socket(
     if family is None:
         raise DriverError(f"{label}: {address!r} is not an IP address")
     sock = socket.socket(family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    _set_dont_fragment(sock)
     try:
         if family == socket.AF_INET6 and ipaddress.ip_address(address).is_unspecified:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)

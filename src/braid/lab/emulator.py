@@ -48,6 +48,9 @@ class LinkShape:
     queue_packets: int | None = None
     reorder: bool = False
     loss_burst: float | None = None
+    mtu: int | None = None
+    """The link's MTU inside the emulator (None: the veths' 1500): larger frames vanish
+    without an ICMP error, a path MTU black hole (issue 7)."""
 
     def check(self) -> None:
         """Raise ValueError (one line) if the loss settings cannot be emulated."""
@@ -256,6 +259,14 @@ class Emulator:
                 self._reply()
         if old is None or shape.random_loss != old.random_loss:
             self._nft_rules(index, shape)
+        if (old is None and shape.mtu is not None) or (old is not None and shape.mtu != old.mtu):
+            for dev in (link.emu_local, link.emu_remote):
+                run(
+                    ns_cmd(
+                        self.topology.emulator,
+                        ["ip", "link", "set", "dev", dev, "mtu", str(shape.mtu or 1500)],
+                    )
+                )
 
     def _nft_rules(self, index: int, shape: LinkShape) -> None:
         lines = []

@@ -48,6 +48,7 @@ LINK_KEYS = {
     "loss_burst",
     "queue",
     "reorder",
+    "mtu",
 }
 EVENT_KEYS = {"at", "link", "set", "action"}
 SET_KEYS = {"rate", "up", "down", "delay", "jitter", "loss", "loss_burst"}
@@ -309,6 +310,7 @@ def parse_link(table: Any, number: int) -> LinkSpec:
         queue_packets=queue_packets,
         reorder=_get(table, "reorder", where, _bool, False),
         loss_burst=_get(table, "loss_burst", where, _loss_burst, None),
+        mtu=_get(table, "mtu", where, _positive_int(576, 1500), None),
     )
     _check_shape(shape, where)
     return LinkSpec(shape=shape, name=_get(table, "name", where, _string, ""))

@@ -3,7 +3,9 @@
 # Expected arrival on a path = time until its pacer is free + (bytes queued here + this
 # packet) / estimated rate + the backlog standing at the link's bottleneck + the one-way
 # propagation delay.
-# - The estimated rate is the controller's `btl_bw` (bottleneck bandwidth).
+# - The estimated rate is the controller's `btl_bw` (bottleneck bandwidth); bytes queued
+#   on a path whose MTU makes full-size packets travel in fragments count for more
+#   (`wire_factor`: the extra FRAG headers and link overhead).
 # - The bottleneck backlog is read from the bytes in flight, at once (no waiting for RTT
 #   samples): `inflight / btl_bw - (min_rtt + FEEDBACK_ALLOWANCE)`, floored at 0. Data
 #   beyond one bandwidth-delay product sits in the link's queue. The allowance covers the
@@ -51,7 +53,7 @@ def queue_delay(path: PathState, size: int, now: float, *, head: bool = False) -
     wait = path.next_release - now
     if wait < 0:
         wait = 0.0
-    wait += (size if head else path.queued_bytes + size) / rate
+    wait += (size if head else path.queued_bytes + size) * path.wire_factor / rate
     low = path.min_rtt.value
     if low is not None:
         backlog = path.tracker.inflight / rate - low - FEEDBACK_ALLOWANCE
