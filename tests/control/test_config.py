@@ -702,6 +702,10 @@ def test_loss_recovery_settings_reach_the_core(tmp_path: Path) -> None:
     assert settings.gap_trace == str(tmp_path / "gaps.jsonl")
     defaults = parse_config(REMOTE).session.to_session_config()
     assert (defaults.nack, defaults.fec, defaults.loss_model) == (False, "off", None)
+    split = parse_config(REMOTE + '[session]\nsplit_below = "2mbit"\n').session
+    assert split.to_session_config().split_below == 2_000_000
+    with pytest.raises(ConfigError, match=r"session\.split_below: 2 is not a rate"):
+        parse_config(REMOTE + "[session]\nsplit_below = 2\n")
     with pytest.raises(ConfigError, match=r'session\.fec: "x" is unknown; expected one of "off"'):
         parse_config(REMOTE + '[session]\nfec = "x"\n')
     with pytest.raises(ConfigError, match=r"session\.loss_model: cannot read .*braid train"):

@@ -57,3 +57,32 @@ def test_inner_mtu_and_split_latency_rule() -> None:
     assert split_lowers_latency(1400, [1e6, 1e6], [0.02, 0.02])
     # Fast link next to a slow one: keep it whole.
     assert not split_lowers_latency(1400, [100e6, 1e6], [0.02, 0.02])
+
+
+def test_session_splits_large_packets_over_slow_paths_when_it_is_faster() -> None:
+    # 2 x 1 Mbit/s, 20 ms; one 1400-byte packet every 100 ms (idle links). Whole, a
+    # packet spends 11.8 ms serialising on one link; in two pieces, 6.2 ms on each.
+    import statistics
+
+    from braid.core.session import SessionConfig
+
+    from .ratenet import RateNet
+
+    def latency(split_below: int, rate: float = 125_000.0) -> tuple[float, int]:
+        net = RateNet(
+            {0: (rate, 0.020), 1: (rate, 0.020)},
+            config=SessionConfig(split_below=split_below),
+            packet_size=1400,
+            source_rate=14_000,
+        )
+        net.run_until(10.0)
+        lat = [t - s * 0.1 for (t, _), s in zip(net.delivered, net.deliver_seqs, strict=True)]
+        assert len(lat) >= 95 and net.deliver_seqs == sorted(net.deliver_seqs)
+        return statistics.median(lat), net.local.statistics().split
+
+    whole, none = latency(0)
+    split, count = latency(2_000_000)
+    assert none == 0 and count >= 95
+    assert whole - split > 0.004  # 31.4 -> 25.8 ms measured
+    # Links faster than the threshold: never split.
+    assert latency(2_000_000, rate=1_250_000.0)[1] == 0

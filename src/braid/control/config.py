@@ -104,6 +104,7 @@ class SessionSettings:
     gap_trace: str | None = None
     """A file the portal appends its egress gap samples to (for `braid train`)."""
     fec: str = "off"
+    split_below: int = 0
 
     def to_session_config(self) -> SessionConfig:
         """The core's `SessionConfig` with these settings (core defaults for the rest)."""
@@ -125,6 +126,7 @@ class SessionSettings:
             loss_model=self.loss_model,
             gap_trace=self.gap_trace is not None,
             fec=self.fec,
+            split_below=self.split_below,
         )
 
 
@@ -973,6 +975,17 @@ class _Validator:
         assert fec is not None
         if fec not in FEC_MODES:
             self.fail(t.field("fec"), f"{_show(fec)} is unknown; expected {expected_fec}")
+        split_below = 0
+        split_raw = t.get("split_below")
+        if split_raw is not None:
+            expected_split = 'a rate like "2mbit": split large packets while every link is slower'
+            parsed = parse_rate(split_raw) if isinstance(split_raw, str) else None
+            if parsed is None:
+                self.fail(
+                    t.field("split_below"),
+                    f"{_show(split_raw)} is not a rate; expected {expected_split}",
+                )
+            split_below = parsed
         t.finish()
         return SessionSettings(
             scheduler=scheduler,
@@ -991,6 +1004,7 @@ class _Validator:
             loss_model=model,
             gap_trace=gap_trace,
             fec=fec,
+            split_below=split_below,
         )
 
     # -- issue 5: [[class]] tables (traffic classes) --

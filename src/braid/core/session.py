@@ -96,7 +96,7 @@ from typing import Final, Literal
 from braid.core.classify import TrafficClass, flow_bucket, match_class
 from braid.core.congestion import CONGESTION_CONTROLS
 from braid.core.fec import FecDecoder, FecEncoder, Parity, choose_group_size
-from braid.core.fragment import Fragment, Reassembler
+from braid.core.fragment import Fragment, Reassembler, split_lowers_latency
 from braid.core.path import (
     LINK_OVERHEAD,
     NO_LIMIT,
@@ -112,7 +112,11 @@ from braid.core.reorder import ReorderBuffer, ReorderStatistics
 from braid.core.replay import ReplayWindow
 from braid.core.retransmit import NackTracker, RetransmitBuffer
 from braid.core.scheduler import SCHEDULERS, Scheduler, get_scheduler
-from braid.core.scheduler.earliest_arrival import EarliestArrivalScheduler
+from braid.core.scheduler.earliest_arrival import (
+    EarliestArrivalScheduler,
+    path_delay,
+    queue_delay,
+)
 from braid.core.scheduler.redundant import RedundantScheduler
 from braid.core.wire import (
     DATA_HEADER,
@@ -210,6 +214,8 @@ _RESEND_SHARE: Final = 0.1
 _RESEND_BURST: Final = 64 * 1024
 """Resends are paid from a budget that grows by 10 % of the bytes sent (at most 64 KiB
 banked): a burst of mistaken NACKs cannot swamp the paths (the rest is answered gone)."""
+_SPLIT_MIN: Final = 576
+"""Packets below this are never split across paths (`split_below`)."""
 _SYMBOL: Final = struct.Struct("!HI")
 """FEC symbol prefix: bucket, bucket_seq (then the inner packet)."""
 FEC_MODES: Final = ("off", "auto", "on")
@@ -319,6 +325,11 @@ class SessionConfig:
     """issue 7: the largest session datagram a path is asked to carry (the inner MTU +
     the 26-byte DATA header); each path's MTU is probed up to it, and an inner packet
     too large for its path travels in fragments."""
+    split_below: int = 0
+    """issue 7: bit/s; while every usable path is estimated slower than this, an inner
+    packet of 576 bytes or more is split in two FRAG pieces sent on the two paths where
+    they arrive first (shares by rate), when that finishes sooner than the whole packet
+    on the best path. 0: never."""
     fec_max_delay: float = 0.05
     """An open FEC group of two or more packets is closed (its parity sent) this long
     after its first packet."""
@@ -384,6 +395,10 @@ class SessionConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+        if not isinstance(self.split_below, int) or self.split_below < 0:
+            raise ValueError(
+                f"split_below: must be a rate in bit/s >= 0 (0: off), got {self.split_below!r}"
+            )
         if self.fec not in FEC_MODES:
             raise ValueError(f"fec: must be one of {', '.join(FEC_MODES)}, got {self.fec!r}")
         if self.idle_timeout is not None and not self.idle_timeout > 0:
@@ -436,6 +451,8 @@ class SessionStatistics:
     """(egress) packets rebuilt from a parity."""
     fragmented: int
     """issue 7: inner packets sent in fragments (too large for their path's MTU)."""
+    split: int
+    """Inner packets split across two slow paths (`split_below`)."""
     reassembled: int
     """(egress) inner packets rebuilt from fragments."""
     bod_active: bool
@@ -543,6 +560,8 @@ class TunnelSession:
         self._fec_due = _INF
         self._fec_decoder: FecDecoder | None = None
         self._fragmented = 0
+        self._split = 0
+        self._split_below = config.split_below / 8  # bytes/s (0: off)
         self._reassembler: Reassembler | None = None
         self._send_loss = 0.0
         self._nack_sent = 0
@@ -779,6 +798,14 @@ class TunnelSession:
             self._send_queue_full += 1
             return False
         size = len(ip_packet)
+        if (
+            self._split_below
+            and size >= _SPLIT_MIN
+            and len(paths) >= 2
+            and isinstance(scheduler, EarliestArrivalScheduler)
+            and self._split_packet(paths, scheduler, ip_packet, bucket, now)
+        ):
+            return True
         if isinstance(scheduler, RedundantScheduler):
             chosen = scheduler.select_paths(paths, size, bucket, now=now)
         elif urgent and self._can_jump and isinstance(scheduler, EarliestArrivalScheduler):
@@ -883,6 +910,15 @@ class TunnelSession:
             size = len(ip_packet)
             released += size
             wire = size + DATA_HEADER_SIZE
+            if type(ip_packet) is _Piece:
+                # issue 7: one piece of a packet split across paths.
+                wire, path_seq = self._send_piece(
+                    path, item, ip_packet, flags, tx, now, late or not queue
+                )
+                sent_bytes += wire
+                unacked.append((path_seq, item))
+                release += wire / rate
+                continue
             if wire > probe_from:
                 self._pmtu_start(path, now)
                 probe_from = NO_LIMIT
@@ -1264,6 +1300,7 @@ class TunnelSession:
             fec_parities=self._fec.parities if self._fec is not None else 0,
             fec_recovered=self._fec_decoder.recovered if self._fec_decoder is not None else 0,
             fragmented=self._fragmented,
+            split=self._split,
             reassembled=self._reassembler.completed if self._reassembler is not None else 0,
             bod_active=self._bod_active,
             datagrams_sent=self._datagrams_sent,
@@ -1974,6 +2011,92 @@ class TunnelSession:
             path.datagrams_sent += 1
         return total, path_seq
 
+    def _split_packet(
+        self,
+        paths: tuple[PathState, ...],
+        scheduler: EarliestArrivalScheduler,
+        ip_packet: bytes,
+        bucket: int,
+        now: float,
+    ) -> bool:
+        """Split `ip_packet` over the two paths where its halves arrive first, if every
+        usable path is slower than `split_below` and that finishes sooner (queued, False
+        otherwise: the caller sends it whole)."""
+        limit = self._split_below
+        if any(p.cc.btl_bw >= limit for p in paths):
+            return False
+        size = len(ip_packet)
+        first = scheduler.select_path(paths, size // 2, bucket, now=now)
+        others = [p for p in paths if p is not first]
+        second = scheduler.select_path(others, size // 2, bucket, now=now)
+        if first is None or second is None or first.queue or second.queue:
+            return False  # (queued paths: the packet would lose its sparse-flow priority)
+        rates = [first.cc.btl_bw * 8, second.cc.btl_bw * 8]
+        waits = [
+            queue_delay(first, 0, now) + path_delay(first),
+            queue_delay(second, 0, now) + path_delay(second),
+        ]
+        if not split_lowers_latency(size, rates, waits, FRAG_HEADER_SIZE + _OVERHEAD):
+            return False
+        cut = max(1, min(size - 1, round(size * rates[0] / (rates[0] + rates[1]))))
+        session_seq = self._tx_session_seq
+        self._tx_session_seq = (session_seq + 1) & MASK32
+        bucket_seqs = self._tx_bucket_seqs
+        bucket_seq = bucket_seqs.get(bucket, 0)
+        bucket_seqs[bucket] = (bucket_seq + 1) & MASK32
+        rtx = self._rtx
+        if rtx is not None:  # (a resend goes whole)
+            rtx.on_sent(session_seq, (session_seq, bucket, bucket_seq, ip_packet, now), now)
+        backlog = self._backlog
+        for index, (path, data) in enumerate(((first, ip_packet[:cut]), (second, ip_packet[cut:]))):
+            path.queue.append((session_seq, bucket, bucket_seq, _Piece(data, index), now))
+            path.queued_bytes += len(data)
+            self._queued_bytes += len(data)
+            backlog[bucket] = backlog.get(bucket, 0) + 1
+            if len(path.queue) == 1:
+                self._release(path, now)
+        self._split += 1
+        self._packets_sent += 1
+        self._bytes_sent += size
+        return True
+
+    def _send_piece(
+        self,
+        path: PathState,
+        item: tuple[int, int, int, bytes, float],
+        piece: _Piece,
+        flags: int,
+        tx: int,
+        now: float,
+        app_limited: bool,
+    ) -> tuple[int, int]:
+        """Send one piece of a split packet as a FRAG datagram: (wire bytes, path_seq)."""
+        session_seq, bucket, bucket_seq, _, _ = item
+        path_seq = path.next_seq
+        path.next_seq = path_seq + 1
+        self._out.append(
+            (
+                path.path_id,
+                encode_frag(
+                    path.path_id,
+                    self.session_id,
+                    path_seq & MASK32,
+                    tx,
+                    session_seq,
+                    bucket,
+                    bucket_seq,
+                    piece.piece,
+                    2,
+                    bytes(piece),
+                    flags=flags,
+                ),
+            )
+        )
+        wire = FRAG_HEADER_SIZE + len(piece) + _OVERHEAD
+        path.tracker.on_sent(path_seq, wire, now, app_limited)
+        path.datagrams_sent += 1
+        return wire, path_seq
+
     def _receive_frag(self, path: PathState, frame: FragFrame, tx: int, now: float) -> None:
         self._arm_feedback(path, now)
         reassembler = self._reassembler
@@ -2101,6 +2224,18 @@ class TunnelSession:
             if path.pmtu is not None and path.up:
                 timer = min(timer, path.pmtu.next_event(self._probe_timeout(path)))
         self._timer = timer
+
+
+class _Piece(bytes):
+    """One of the two pieces of a packet split across paths (`split_below`)."""
+
+    piece: int
+    """0 or 1."""
+
+    def __new__(cls, data: bytes, piece: int) -> _Piece:
+        made = super().__new__(cls, data)
+        made.piece = piece
+        return made
 
 
 def _set_mtu(path: PathState, mtu: int) -> None:
