@@ -495,3 +495,17 @@ def test_recovery_scenarios() -> None:
         "rec-voice-redundant",
         "rec-voice-off",
     )
+
+
+def test_partial_evaluation_keeps_the_other_cases_sections() -> None:
+    from braid.lab.evaluation import kept_sections
+
+    report = (
+        "# braid evaluation\n\nheader\n\n## Case A\n\na numbers\n\n---\n\n## Case B\n\nb\n\n"
+        "# Earlier run: old\n\n## (2026-11-22) Case A\n\nold a\n\n## (2026-11-22) Case C\n\nc\n"
+    )
+    kept = kept_sections(report, ["Case A"])
+    assert "a numbers" not in kept and "old a" not in kept  # Case A is being re-run
+    assert "## (kept from an earlier run) Case B" in kept and "\nb\n" in kept
+    assert "# Earlier run: old" in kept and "## (2026-11-22) Case C" in kept
+    assert kept_sections("# braid evaluation\n\nno sections\n", ["Case A"]) == ""

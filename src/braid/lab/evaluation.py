@@ -334,6 +334,8 @@ def run_evaluation(
     img_dir = out.parent / "img"
     results: dict[str, ScenarioResult] = {}
     started = time.time()
+    # With --only, the sections of the cases not run this time are kept from the report.
+    kept = kept_sections(out.read_text(), [c.title for c in cases]) if only and out.exists() else ""
     for case in cases:
         for name in case.scenarios:
             if name in results:
@@ -355,12 +357,43 @@ def run_evaluation(
         if len(done) < len(cases):
             header += f"(Written after {len(done)} of {len(cases)} cases.)\n\n"
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(header + "\n\n".join(sections) + "\n")
+        out.write_text(header + "\n\n".join(sections) + "\n" + kept)
     console.print(f"wrote {out} and plots in {img_dir}")
     notes = [n for r in results.values() for n in r.notes]
     for note in notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     return 1 if notes else 0
+
+
+def kept_sections(report: str, titles: list[str]) -> str:
+    """The parts of an earlier report to keep after a partial run: every section ("## "
+    heading, and the "# " part headings) except those of the cases run now (their title,
+    possibly after a "(date) " label). Kept sections of the last run are labelled."""
+    lines = report.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("## ")), None)
+    if start is None:
+        return ""
+    chunks: list[list[str]] = []
+    for line in lines[start:]:
+        if line.startswith(("## ", "# ")):
+            chunks.append([line])
+        elif chunks:
+            chunks[-1].append(line)
+    out: list[str] = []
+    for chunk in chunks:
+        heading = chunk[0]
+        title = heading.lstrip("#").strip()
+        bare = title.split(") ", 1)[1] if title.startswith("(") and ") " in title else title
+        if heading.startswith("## ") and bare in titles:
+            continue
+        if heading.startswith("## ") and not title.startswith("("):
+            chunk = [f"## (kept from an earlier run) {title}", *chunk[1:]]
+        out.extend(chunk)
+    while out and out[-1].strip() in ("", "---"):
+        out.pop()
+    if not out:
+        return ""
+    return "\n---\n\n" + "\n".join(out) + "\n"
 
 
 def _header(minutes: float, quick: bool) -> str:
