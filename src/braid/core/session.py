@@ -308,8 +308,8 @@ class SessionConfig:
     keeps what it sent for `retransmit_age` and resends a NACKed packet at the head of
     the fastest path, at most twice (a class can switch it off, `TrafficClass.nack`)."""
     loss_predictor: bool = False
-    """issue 7: NACK a gap as soon as the loss model says it is a loss (else only once
-    every live path has passed it, or after the delay-spread timeout)."""
+    """issue 7: also NACK a gap as soon as the loss model says it is a loss (before every
+    live path has passed it, or the delay-spread timeout, which NACK in any case)."""
     loss_model: LossModel | None = None
     """The predictor's model (None: the one shipped with the package)."""
     retransmit_packets: int = 4096
@@ -1924,7 +1924,7 @@ class TunnelSession:
                     if model is not None and model.is_loss(x):
                         decided.append(seq)
                         continue
-                if model is None and age >= wait:
+                if age >= wait:  # the timeout rule, with or without a model
                     decided.append(seq)
             if self._send_nacks:
                 for seq in decided:
