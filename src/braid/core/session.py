@@ -89,6 +89,7 @@ import math
 import struct
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Final, Literal
@@ -1703,24 +1704,13 @@ class TunnelSession:
         self._reorder.set_live_paths(p.path_id for p in live)
 
     def _adapt_reorder_timeout(self) -> None:
-        low = _INF
-        high = -_INF
-        jitter = 0.0
-        for path in self._paths.values():
-            if path.up and path.owd is not None:
-                owd_min = path.owd_min.value
-                if owd_min is not None and owd_min < low:
-                    low = owd_min
-                if path.owd > high:
-                    high = path.owd
-                if path.jitter > jitter:
-                    jitter = path.jitter
-        if high == -_INF or low == _INF:
+        spread, jitter = _delay_spread(p for p in self._paths.values() if p.up)
+        if spread is None:
             return
         config = self.config
         # A quarter more than the spread: pacer queues drain within ~12 % of the rate the
         # scheduler predicted (the congestion controller's probing cycle).
-        timeout = (high - low) * 1.25 + config.reorder_jitter_factor * jitter
+        timeout = spread * 1.25 + config.reorder_jitter_factor * jitter
         timeout = min(max(timeout, config.reorder_timeout_min), config.reorder_timeout_max)
         nack = self._nack
         if nack is not None and self._send_nacks:
@@ -1875,19 +1865,8 @@ class TunnelSession:
         model = self._model
         trace = self._trace
         if live and (self._send_nacks or trace is not None):
-            low = _INF
-            high = -_INF
-            jitter = 0.0
-            for path in live:
-                if path.owd is not None:
-                    owd_min = path.owd_min.value
-                    if owd_min is not None and owd_min < low:
-                        low = owd_min
-                    if path.owd > high:
-                        high = path.owd
-                    if path.jitter > jitter:
-                        jitter = path.jitter
-            spread = high - low if high >= low else 0.0
+            measured, jitter = _delay_spread(live)
+            spread = measured if measured is not None and measured > 0 else 0.0
             elapsed = now - self._interval_at
             if elapsed >= 0.05:
                 # Datagram rate of each live path since the last sample: the slowest one's
@@ -2236,6 +2215,26 @@ class _Piece(bytes):
         made = super().__new__(cls, data)
         made.piece = piece
         return made
+
+
+def _delay_spread(paths: Iterable[PathState]) -> tuple[float | None, float]:
+    """(max smoothed - min windowed-min relative one-way delay, largest jitter) of the
+    paths; the spread is None before any of them has a delay sample."""
+    low = _INF
+    high = -_INF
+    jitter = 0.0
+    for path in paths:
+        if path.owd is not None:
+            owd_min = path.owd_min.value
+            if owd_min is not None and owd_min < low:
+                low = owd_min
+            if path.owd > high:
+                high = path.owd
+            if path.jitter > jitter:
+                jitter = path.jitter
+    if high == -_INF or low == _INF:
+        return None, jitter
+    return high - low, jitter
 
 
 def _set_mtu(path: PathState, mtu: int) -> None:
