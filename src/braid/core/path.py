@@ -150,12 +150,12 @@ class PathState:
         "down_since",
         "feedback_due",
         "feedback_pending",
+        "flagged",
         "health_delivered",
         "health_lost",
         "hello_acked",
         "hello_due",
         "jitter",
-        "jumped",
         "last_receive_time",
         "last_send_time",
         "latest_rtt",
@@ -175,7 +175,6 @@ class PathState:
         "queued_bytes",
         "rate_bps",
         "reported_lost",
-        "resent",
         "rttvar",
         "rx_highest",
         "rx_highest_time",
@@ -268,9 +267,9 @@ class PathState:
         self.unacked: deque[tuple[int, tuple[int, int, int, bytes, float]]] = deque()
         self.awaiting: float | None = None
         self.down_since: float | None = None
-        self.jumped: set[int] = set()
-        """Session seqs of queued DATA put at the head of the queue (sent FLAG_JUMPED)."""
-        self.resent: set[int] = set()
+        self.flagged: dict[int, int] = {}
+        """Header flags of queued DATA put at the head of the queue, by session seq:
+        FLAG_JUMPED (a priority packet) or FLAG_RESENT (a resend answering a NACK)."""
         self.mtu = NO_LIMIT
         """issue 7: the largest session datagram sent on the path (NO_LIMIT: none)."""
         self.pmtu: PathMtu | None = None

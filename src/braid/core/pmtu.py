@@ -74,11 +74,6 @@ class PathMtu:
         if not self.started:
             self.next_probe = now
 
-    @property
-    def searching(self) -> bool:
-        """True until the search has settled (a probe is planned soon or in flight)."""
-        return self.probe_size is not None or self.bad - self.ok > STEP
-
     def due(self, now: float, timeout: float) -> int | None:
         """The size of a probe to send now (None: none); `timeout` is how long an
         unanswered probe is waited for."""

@@ -16,13 +16,17 @@
 # - No clock: `now` is passed in.
 from __future__ import annotations
 
-from collections import OrderedDict
+import math
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from typing import Any
 
 
 class RetransmitBuffer:
-    """Recently sent packets by session sequence number, for answering NACKs."""
+    """Recently sent packets by session sequence number, for answering NACKs.
+
+    Per packet sent it keeps only the packet (no record object): the send times live in
+    a deque in the same order, and the try counts only for numbers NACKed."""
 
     def __init__(
         self,
@@ -35,7 +39,9 @@ class RetransmitBuffer:
         self.max_age = max_age
         self.max_tries = max_tries
         self.repeat_after = repeat_after
-        self._buf: OrderedDict[int, list[Any]] = OrderedDict()
+        self._buf: OrderedDict[int, Any] = OrderedDict()
+        self._times: deque[float] = deque()  # send times, in the order of _buf
+        self._tries: dict[int, tuple[int, float]] = {}  # NACKed: (resends, last resend)
         self.resent = 0
         self.missed = 0
 
@@ -43,20 +49,27 @@ class RetransmitBuffer:
         return len(self._buf)
 
     def on_sent(self, seq: int, packet: Any, now: float) -> None:
-        """Remember a packet (any object, e.g. the queued item) sent with number `seq`."""
+        """Remember a packet (any object, e.g. the queued item) sent with number `seq`
+        (numbers come in increasing order)."""
         buf = self._buf
-        buf[seq] = [now, packet, 0, -1.0]
-        if len(buf) > self.max_packets:
-            buf.popitem(last=False)
+        buf[seq] = packet
+        times = self._times
+        if len(buf) > len(times):  # (a number seen again keeps its place and time)
+            times.append(now)
+            if len(times) > self.max_packets:
+                self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        seq, _ = self._buf.popitem(last=False)
+        self._times.popleft()
+        if self._tries:
+            self._tries.pop(seq, None)
 
     def _expire(self, now: float) -> None:
-        buf = self._buf
+        times = self._times
         limit = now - self.max_age
-        while buf:
-            seq, entry = next(iter(buf.items()))
-            if entry[0] > limit:
-                break
-            del buf[seq]
+        while times and times[0] <= limit:
+            self._drop_oldest()
 
     def on_nack(self, seqs: list[int], now: float) -> tuple[list[Any], list[int]]:
         """(packets to resend, numbers gone): a NACKed number still held and under the
@@ -67,23 +80,25 @@ class RetransmitBuffer:
         out: list[Any] = []
         gone: list[int] = []
         buf = self._buf
-        limit = self.max_tries
+        tries = self._tries
         for seq in seqs:
-            entry = buf.get(seq)
-            if entry is None or entry[2] >= limit:
+            packet = buf.get(seq)
+            count, last = tries.get(seq, (0, -math.inf))
+            if packet is None or count >= self.max_tries:
                 gone.append(seq)
                 continue
-            if now - entry[3] < self.repeat_after:
+            if now - last < self.repeat_after:
                 continue
-            entry[2] += 1
-            entry[3] = now
-            out.append(entry[1])
+            tries[seq] = (count + 1, now)
+            out.append(packet)
         self.resent += len(out)
         self.missed += len(gone)
         return out, gone
 
 
-class _Gap:
+class Gap:
+    """One missing sequence number at the egress (and its samples, with gap tracing)."""
+
     __slots__ = ("last_nack", "samples", "seen", "tries")
 
     def __init__(self, seen: float) -> None:
@@ -107,7 +122,7 @@ class NackTracker:
         self.retry_interval = retry_interval
         self.max_tries = max_tries
         self.max_gaps = max_gaps
-        self._gaps: OrderedDict[int, _Gap] = OrderedDict()
+        self._gaps: OrderedDict[int, Gap] = OrderedDict()
         self._outstanding = 0
         self.nacked = 0
         self.abandoned = 0
@@ -126,12 +141,12 @@ class NackTracker:
         """Register a sequence number that is missing (a later one arrived)."""
         gaps = self._gaps
         if seq not in gaps:
-            gaps[seq] = _Gap(now)
+            gaps[seq] = Gap(now)
             if len(gaps) > self.max_gaps:
                 _, gap = gaps.popitem(last=False)
                 self._drop(gap)
 
-    def on_received(self, seq: int, *, resent: bool = False) -> _Gap | None:
+    def on_received(self, seq: int, *, resent: bool = False) -> Gap | None:
         """A sequence number arrived; returns its gap if it was one (then forgotten)."""
         gap = self._gaps.pop(seq, None)
         if gap is not None:
@@ -142,19 +157,19 @@ class NackTracker:
                     self.recovered += 1
         return gap
 
-    def abandon(self, seq: int) -> _Gap | None:
+    def abandon(self, seq: int) -> Gap | None:
         """Give a gap up (the sender no longer has the packet)."""
         gap = self._gaps.pop(seq, None)
         if gap is not None:
             self._drop(gap)
         return gap
 
-    def _drop(self, gap: _Gap) -> None:
+    def _drop(self, gap: Gap) -> None:
         self.abandoned += 1
         if gap.tries:
             self._outstanding -= 1
 
-    def open_gaps(self) -> Iterator[tuple[int, _Gap]]:
+    def open_gaps(self) -> Iterator[tuple[int, Gap]]:
         """The gaps not NACKed yet, ascending."""
         for seq, gap in self._gaps.items():
             if not gap.tries:
@@ -182,12 +197,12 @@ class NackTracker:
             self.mark(seq, now)
         return out
 
-    def retries_and_expiry(self, now: float) -> tuple[list[int], list[tuple[int, _Gap]]]:
+    def retries_and_expiry(self, now: float) -> tuple[list[int], list[tuple[int, Gap]]]:
         """(numbers to NACK again, gaps abandoned now): an outstanding gap is NACKed again
         `retry_interval` after its last NACK while under `max_tries`; any gap is abandoned
         `deadline` after it was seen."""
         again: list[int] = []
-        stale: list[tuple[int, _Gap]] = []
+        stale: list[tuple[int, Gap]] = []
         limit = now - self.deadline
         interval = self.retry_interval
         tries = self.max_tries
@@ -210,12 +225,6 @@ class NackTracker:
         for seq, gap in self._gaps.items():
             if gap.tries:
                 return seq
-        return None
-
-    def oldest_seen(self) -> float | None:
-        """When the oldest gap was seen (None: no gap)."""
-        for gap in self._gaps.values():
-            return gap.seen  # (registered in arrival order: the first is the oldest)
         return None
 
     def pending(self) -> list[int]:

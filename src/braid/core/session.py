@@ -97,7 +97,7 @@ from typing import Final, Literal
 from braid.core.classify import TrafficClass, flow_bucket, match_class
 from braid.core.congestion import CONGESTION_CONTROLS
 from braid.core.fec import FecDecoder, FecEncoder, Parity, choose_group_size
-from braid.core.fragment import Fragment, Reassembler, split_lowers_latency
+from braid.core.fragment import Fragment, Reassembler, split, split_lowers_latency
 from braid.core.path import (
     LINK_OVERHEAD,
     NO_LIMIT,
@@ -111,7 +111,7 @@ from braid.core.pmtu import PathMtu
 from braid.core.predictor import LossModel, default_model, features
 from braid.core.reorder import ReorderBuffer, ReorderStatistics
 from braid.core.replay import ReplayWindow
-from braid.core.retransmit import NackTracker, RetransmitBuffer
+from braid.core.retransmit import Gap, NackTracker, RetransmitBuffer
 from braid.core.scheduler import SCHEDULERS, Scheduler, get_scheduler
 from braid.core.scheduler.earliest_arrival import (
     EarliestArrivalScheduler,
@@ -129,7 +129,6 @@ from braid.core.wire import (
     FRAG_HEADER_SIZE,
     HEADER_SIZE,
     MASK32,
-    MAX_FRAGMENTS,
     MAX_NACK_ENTRIES,
     MAX_PATH_ID,
     VERSION,
@@ -799,15 +798,17 @@ class TunnelSession:
             self._send_queue_full += 1
             return False
         size = len(ip_packet)
-        if (
-            self._split_below
+        pair = (
+            self._split_pair(paths, scheduler, size, bucket, now)
+            if self._split_below
             and size >= _SPLIT_MIN
             and len(paths) >= 2
             and isinstance(scheduler, EarliestArrivalScheduler)
-            and self._split_packet(paths, scheduler, ip_packet, bucket, now)
-        ):
-            return True
-        if isinstance(scheduler, RedundantScheduler):
+            else None
+        )
+        if pair is not None:
+            chosen = []
+        elif isinstance(scheduler, RedundantScheduler):
             chosen = scheduler.select_paths(paths, size, bucket, now=now)
         elif urgent and self._can_jump and isinstance(scheduler, EarliestArrivalScheduler):
             path = scheduler.select_path(paths, size, bucket, now=now, head=True)
@@ -815,7 +816,7 @@ class TunnelSession:
         else:
             path = scheduler.select_path(paths, size, bucket, now=now)
             chosen = [path] if path is not None else []
-        if not chosen:
+        if not chosen and pair is None:
             self._send_no_path += 1
             return False
         session_seq = self._tx_session_seq
@@ -835,7 +836,7 @@ class TunnelSession:
                 # time (control stamps rely on it); sent flagged, so the egress takes no
                 # proof from it about the older DATA still queued behind it.
                 queue.appendleft((session_seq, bucket, bucket_seq, ip_packet, queue[0][4]))
-                path.jumped.add(session_seq)
+                path.flagged[session_seq] = FLAG_JUMPED
             else:
                 queue.append(item)
             path.queued_bytes += size
@@ -843,6 +844,18 @@ class TunnelSession:
             backlog[bucket] = backlog.get(bucket, 0) + 1
             if len(queue) == 1 or urgent:
                 self._release(path, now)
+        if pair is not None:
+            # issue 7: in two pieces on two slow paths (a resend goes whole).
+            first, second, cut = pair
+            for index, (path, piece) in enumerate(
+                ((first, ip_packet[:cut]), (second, ip_packet[cut:]))
+            ):
+                self._enqueue(
+                    path, (session_seq, bucket, bucket_seq, _Piece(piece, index), now), now
+                )
+                if len(path.queue) == 1:
+                    self._release(path, now)
+            self._split += 1
         self._packets_sent += 1
         self._bytes_sent += size
         fec = self._fec
@@ -890,41 +903,26 @@ class TunnelSession:
         count = path.datagrams_sent
         unacked = path.unacked
         backlog = self._backlog
-        jumped = path.jumped
-        resent = path.resent
+        flagged = path.flagged
         mtu = path.mtu
         pmtu = path.pmtu
         probe_from = BASE_MTU if pmtu is not None and not pmtu.started else NO_LIMIT
         while queue and release <= horizon and tracker.inflight < cwnd:
             item = queue.popleft()
             session_seq, bucket, bucket_seq, ip_packet, _ = item
-            flags = 0
-            if jumped and session_seq in jumped:
-                jumped.discard(session_seq)
-                flags = FLAG_JUMPED
-            if resent and session_seq in resent:
-                resent.discard(session_seq)
-                flags |= FLAG_RESENT
+            flags = flagged.pop(session_seq, 0) if flagged else 0
             left = backlog.pop(bucket, 1) - 1
             if left > 0:
                 backlog[bucket] = left
             size = len(ip_packet)
             released += size
             wire = size + DATA_HEADER_SIZE
-            if type(ip_packet) is _Piece:
-                # issue 7: one piece of a packet split across paths.
-                wire, path_seq = self._send_piece(
-                    path, item, ip_packet, flags, tx, now, late or not queue
-                )
-                sent_bytes += wire
-                unacked.append((path_seq, item))
-                release += wire / rate
-                continue
             if wire > probe_from:
                 self._pmtu_start(path, now)
                 probe_from = NO_LIMIT
-            if wire > mtu:
-                # issue 7: too large for the path: fragments, sent back to back.
+            if wire > mtu or type(ip_packet) is _Piece:
+                # issue 7: too large for the path (fragments, back to back), or one piece
+                # of a packet split across paths.
                 wire, path_seq = self._send_fragments(path, item, flags, tx, now, late or not queue)
                 sent_bytes += wire
                 if path_seq >= 0:
@@ -997,8 +995,7 @@ class TunnelSession:
         path.backdated.clear()
         path.tracker.clear()
         path.unacked.clear()
-        path.jumped.clear()
-        path.resent.clear()
+        path.flagged.clear()
         path.awaiting = None
 
     def _update_queue_limit(self) -> None:
@@ -1207,11 +1204,7 @@ class TunnelSession:
                 if size is not None:
                     stamp = self._send_probe(path, now, padding=size - HEADER_SIZE)
                     pmtu.on_sent(size, stamp, now)
-                    # Charged to the pacer: the DATA after it leaves that much later, and
-                    # the scheduler knows (a 1.4 kB probe is 6 ms of a 2 Mbit/s link).
-                    rate = path.cc.pacing_rate
-                    if rate > 0:
-                        path.next_release = max(path.next_release, now) + (size + _OVERHEAD) / rate
+                    _charge_pacer(path, size, now)
         self._reorder.expire(now=now)
         self._recompute_timer()
 
@@ -1594,14 +1587,10 @@ class TunnelSession:
         scheduler = self._scheduler
         touched: set[int] = set()
         for session_seq, bucket, bucket_seq, ip_packet, _ in items:
-            size = len(ip_packet)
-            path = scheduler.select_path(paths, size, bucket, now=now)
+            path = scheduler.select_path(paths, len(ip_packet), bucket, now=now)
             if path is None:
                 break
-            path.queue.append((session_seq, bucket, bucket_seq, ip_packet, now))
-            path.queued_bytes += size
-            self._queued_bytes += size
-            self._backlog[bucket] = self._backlog.get(bucket, 0) + 1
+            self._enqueue(path, (session_seq, bucket, bucket_seq, ip_packet, now), now)
             self._failover_resent += 1
             touched.add(path.path_id)
         for path_id in touched:
@@ -1760,9 +1749,8 @@ class TunnelSession:
         paths = [p for p in self._usable if p.up]
         touched: dict[int, PathState] = {}
         scheduler = self._scheduler
-        backlog = self._backlog
         for item in items:
-            session_seq, bucket, bucket_seq, ip_packet, _ = item
+            session_seq, bucket, _, ip_packet, _ = item
             size = len(ip_packet)
             if not paths or self._rtx_tokens < size:
                 gone.append(session_seq)
@@ -1776,13 +1764,7 @@ class TunnelSession:
                 if isinstance(scheduler, EarliestArrivalScheduler)
                 else self._fastest_path()
             ) or paths[0]
-            queue = target.queue
-            stamp = queue[0][4] if queue else now
-            queue.appendleft((session_seq, bucket, bucket_seq, ip_packet, stamp))
-            target.resent.add(session_seq)
-            target.queued_bytes += size
-            self._queued_bytes += size
-            backlog[bucket] = backlog.get(bucket, 0) + 1
+            self._enqueue(target, item, now, flag=FLAG_RESENT)
             touched[target.path_id] = target
         for target in touched.values():
             self._release(target, now)
@@ -1845,11 +1827,11 @@ class TunnelSession:
         assert nack is not None
         self._reorder.set_proof_cap(nack.lowest_outstanding())
 
-    def _gap_resolved(self, gap: object, label: int) -> None:
+    def _gap_resolved(self, gap: Gap, label: int) -> None:
         """A gap ended: a loss (1: resent, abandoned) or a late packet (0)."""
         self._gap_loss += (label - self._gap_loss) / 32
         trace = self._trace
-        samples = getattr(gap, "samples", None)
+        samples = gap.samples
         if trace is not None and samples and len(trace) < _TRACE_LIMIT:
             trace.extend((x, label) for x in samples)
 
@@ -1946,26 +1928,27 @@ class TunnelSession:
         now: float,
         app_limited: bool,
     ) -> tuple[int, int]:
-        """Send `item` as FRAG datagrams that fit the path's MTU: (wire bytes with link
-        overhead, the last path_seq); (0, -1) if it needs more than 64 fragments."""
+        """Send `item` as FRAG datagrams: its pieces that fit the path's MTU, or the one
+        piece it is (`_Piece`, split across paths). (Wire bytes with link overhead, the
+        last path_seq); (0, -1) if it needs more than 64 fragments."""
         session_seq, bucket, bucket_seq, ip_packet, _ = item
-        size = len(ip_packet)
-        room = path.mtu - FRAG_HEADER_SIZE
-        count = -(-size // room) if room > 0 else MAX_FRAGMENTS + 1
-        if count > MAX_FRAGMENTS:
-            self._send_rejected += 1
-            return 0, -1
-        piece = -(-size // count)  # equal pieces
-        self._fragmented += 1
+        if type(ip_packet) is _Piece:
+            pieces = [Fragment(session_seq, ip_packet.piece, 2, bytes(ip_packet))]
+        else:
+            try:
+                pieces = split(ip_packet, path.mtu - FRAG_HEADER_SIZE, session_seq)
+            except ValueError:  # (more than 64 pieces)
+                self._send_rejected += 1
+                return 0, -1
+            self._fragmented += 1
         total = 0
         path_seq = -1
         path_id = path.path_id
         tracker = path.tracker
         out = self._out
-        for index in range(count):
+        for piece in pieces:
             path_seq = path.next_seq
             path.next_seq = path_seq + 1
-            data = ip_packet[index * piece : (index + 1) * piece]
             out.append(
                 (
                     path_id,
@@ -1977,104 +1960,74 @@ class TunnelSession:
                         session_seq,
                         bucket,
                         bucket_seq,
-                        index,
-                        count,
-                        data,
+                        piece.index,
+                        piece.count,
+                        piece.data,
                         flags=flags,
                     ),
                 )
             )
-            wire = FRAG_HEADER_SIZE + len(data) + _OVERHEAD
+            wire = FRAG_HEADER_SIZE + len(piece.data) + _OVERHEAD
             total += wire
             tracker.on_sent(path_seq, wire, now, app_limited)
             path.datagrams_sent += 1
         return total, path_seq
 
-    def _split_packet(
+    def _split_pair(
         self,
         paths: tuple[PathState, ...],
         scheduler: EarliestArrivalScheduler,
-        ip_packet: bytes,
+        size: int,
         bucket: int,
         now: float,
-    ) -> bool:
-        """Split `ip_packet` over the two paths where its halves arrive first, if every
-        usable path is slower than `split_below` and that finishes sooner (queued, False
-        otherwise: the caller sends it whole)."""
+    ) -> tuple[PathState, PathState, int] | None:
+        """Where to split a packet of `size` bytes (the two paths where its halves arrive
+        first, and the cut, by their rates), if every usable path is slower than
+        `split_below`, both have empty queues (a sparse packet keeps its priority) and
+        the pieces finish sooner than the whole packet on the best path; else None."""
         limit = self._split_below
         if any(p.cc.btl_bw >= limit for p in paths):
-            return False
-        size = len(ip_packet)
+            return None
         first = scheduler.select_path(paths, size // 2, bucket, now=now)
-        others = [p for p in paths if p is not first]
-        second = scheduler.select_path(others, size // 2, bucket, now=now)
+        second = scheduler.select_path(
+            [p for p in paths if p is not first], size // 2, bucket, now=now
+        )
         if first is None or second is None or first.queue or second.queue:
-            return False  # (queued paths: the packet would lose its sparse-flow priority)
+            return None
         rates = [first.cc.btl_bw * 8, second.cc.btl_bw * 8]
         waits = [
             queue_delay(first, 0, now) + path_delay(first),
             queue_delay(second, 0, now) + path_delay(second),
         ]
         if not split_lowers_latency(size, rates, waits, FRAG_HEADER_SIZE + _OVERHEAD):
-            return False
+            return None
         cut = max(1, min(size - 1, round(size * rates[0] / (rates[0] + rates[1]))))
-        session_seq = self._tx_session_seq
-        self._tx_session_seq = (session_seq + 1) & MASK32
-        bucket_seqs = self._tx_bucket_seqs
-        bucket_seq = bucket_seqs.get(bucket, 0)
-        bucket_seqs[bucket] = (bucket_seq + 1) & MASK32
-        rtx = self._rtx
-        if rtx is not None:  # (a resend goes whole)
-            rtx.on_sent(session_seq, (session_seq, bucket, bucket_seq, ip_packet, now), now)
-        backlog = self._backlog
-        for index, (path, data) in enumerate(((first, ip_packet[:cut]), (second, ip_packet[cut:]))):
-            path.queue.append((session_seq, bucket, bucket_seq, _Piece(data, index), now))
-            path.queued_bytes += len(data)
-            self._queued_bytes += len(data)
-            backlog[bucket] = backlog.get(bucket, 0) + 1
-            if len(path.queue) == 1:
-                self._release(path, now)
-        self._split += 1
-        self._packets_sent += 1
-        self._bytes_sent += size
-        return True
+        return first, second, cut
 
-    def _send_piece(
+    def _enqueue(
         self,
         path: PathState,
         item: tuple[int, int, int, bytes, float],
-        piece: _Piece,
-        flags: int,
-        tx: int,
         now: float,
-        app_limited: bool,
-    ) -> tuple[int, int]:
-        """Send one piece of a split packet as a FRAG datagram: (wire bytes, path_seq)."""
-        session_seq, bucket, bucket_seq, _, _ = item
-        path_seq = path.next_seq
-        path.next_seq = path_seq + 1
-        self._out.append(
-            (
-                path.path_id,
-                encode_frag(
-                    path.path_id,
-                    self.session_id,
-                    path_seq & MASK32,
-                    tx,
-                    session_seq,
-                    bucket,
-                    bucket_seq,
-                    piece.piece,
-                    2,
-                    bytes(piece),
-                    flags=flags,
-                ),
+        *,
+        flag: int = 0,
+    ) -> None:
+        """Queue `item` on `path` with the session's accounting (queued bytes, the flow's
+        backlog). With `flag` (FLAG_JUMPED, FLAG_RESENT) it goes to the head of the queue
+        with the head's schedule time (control stamps rely on it) and is sent flagged."""
+        session_seq, bucket, bucket_seq, ip_packet, _ = item
+        queue = path.queue
+        if flag:
+            queue.appendleft(
+                (session_seq, bucket, bucket_seq, ip_packet, queue[0][4] if queue else now)
             )
-        )
-        wire = FRAG_HEADER_SIZE + len(piece) + _OVERHEAD
-        path.tracker.on_sent(path_seq, wire, now, app_limited)
-        path.datagrams_sent += 1
-        return wire, path_seq
+            path.flagged[session_seq] = flag
+        else:
+            queue.append(item)
+        size = len(ip_packet)
+        path.queued_bytes += size
+        self._queued_bytes += size
+        self._backlog[bucket] = self._backlog.get(bucket, 0) + 1
 
     def _receive_frag(self, path: PathState, frame: FragFrame, tx: int, now: float) -> None:
         self._arm_feedback(path, now)
@@ -2124,9 +2077,7 @@ class TunnelSession:
                 parity.data,
             ),
         )
-        rate = path.cc.pacing_rate
-        if rate > 0:
-            path.next_release = max(path.next_release, now) + (size + _OVERHEAD) / rate
+        _charge_pacer(path, size, now)
 
     def _receive_fec(self, path: PathState, frame: FecFrame, tx: int, now: float) -> None:
         decoder = self._fec_decoder
@@ -2215,6 +2166,15 @@ class _Piece(bytes):
         made = super().__new__(cls, data)
         made.piece = piece
         return made
+
+
+def _charge_pacer(path: PathState, size: int, now: float) -> None:
+    """A large datagram sent outside the queue (a path MTU probe, a FEC parity) delays
+    the path's next DATA by its transmission time, which the scheduler then sees (a
+    1.4 kB probe is 6 ms of a 2 Mbit/s link)."""
+    rate = path.cc.pacing_rate
+    if rate > 0:
+        path.next_release = max(path.next_release, now) + (size + _OVERHEAD) / rate
 
 
 def _delay_spread(paths: Iterable[PathState]) -> tuple[float | None, float]:
