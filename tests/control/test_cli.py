@@ -123,3 +123,10 @@ def test_up_rejects_a_stats_path_in_a_missing_directory() -> None:
         "braid: --stats /nonexistent/dir/stats.json: directory /nonexistent/dir does not exist;"
         " expected a file path in an existing directory\n"
     )
+
+
+def test_up_rejects_a_bad_stats_interval_in_one_line() -> None:
+    result = braid("up", "examples/remote.toml", "--stats-interval", "0")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "--stats-interval" in result.stderr and "0.05 to 3600" in result.stderr

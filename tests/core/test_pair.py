@@ -189,6 +189,44 @@ def test_silent_path_declared_down_and_traffic_moves() -> None:
         )
 
 
+def test_flapping_path_waits_longer_each_time_it_returns() -> None:
+    """A path that dies again soon after returning waits out a doubled hold-down before it
+    carries DATA again (0.2, 0.4, 0.8 s ...): a flapping link costs resends only briefly."""
+    seed = 23
+    with seed_report(seed):
+        config = SessionConfig(scheduler="round-robin")
+        net = PairNet(
+            seed, {0: LinkProfile(delay=0.010), 1: LinkProfile(delay=0.010)}, config=config
+        )
+        net.schedule_flows(LOCAL, start=0.2, stop=12.0, interval=0.002, flows=4)
+        waits = []
+        at = 1.0
+        for _ in range(3):
+            net.run_until(at)
+            net.silent.add(1)
+            net.run_until(at + 1.0)
+            net.silent.discard(1)
+            net.run_until(at + 3.0)
+            returned = max(
+                t for t, e in net.events[LOCAL] if isinstance(e, PathUp) and e.path_id == 1
+            )
+            first_data = min(
+                t
+                for t, p, d in net.sent[LOCAL]
+                if p == 1 and d[1] == FrameType.DATA and t > returned
+            )
+            waits.append(first_data - returned)
+            at += 3.0
+        base = config.return_holddown
+        print(f"waits before DATA on the returned path: {waits}")
+        assert base <= waits[0] < base + 0.05, waits
+        assert 2 * base <= waits[1] < 2 * base + 0.05, waits
+        assert 4 * base <= waits[2] < 4 * base + 0.05, waits
+        net.run_until(12.5)
+        delivered = {parse_packet(p) for _, p in net.delivered[REMOTE]}
+        assert not set(sent_packets(net, LOCAL)) - delivered  # the flaps lost nothing
+
+
 def test_keepalives_flow_on_idle_paths() -> None:
     seed = 31
     with seed_report(seed):

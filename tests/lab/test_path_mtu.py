@@ -46,7 +46,9 @@ def test_black_hole_link_is_probed_and_carries_fragments(
     print(capsys.readouterr().out)
     series = json.loads(out_json.read_text())["series"]
     braid = series["braid"]["mbps"]
-    local = json.loads((tmp_path / "local.json").read_text())["sessions"][0]
+    lines = (tmp_path / "local.jsonl").read_text().splitlines()
+    assert len(lines) > 20  # a snapshot every 0.25 s through the run
+    local = json.loads(lines[-1])["sessions"][0]
     mtus = {p["path_id"]: p["mtu"] for p in local["paths"]}
     print(f"braid {braid} Mbit/s; path MTUs {mtus}; fragmented {local['fragmented']}")
     assert mtus[0] == 1426  # the default inner MTU 1400 + the 26-byte DATA header

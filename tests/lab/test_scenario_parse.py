@@ -509,3 +509,45 @@ def test_partial_evaluation_keeps_the_other_cases_sections() -> None:
     assert "## (kept from an earlier run) Case B" in kept and "\nb\n" in kept
     assert "# Earlier run: old" in kept and "## (2026-11-22) Case C" in kept
     assert kept_sections("# braid evaluation\n\nno sections\n", ["Case A"]) == ""
+
+
+def test_return_summary_times_each_run_from_the_return() -> None:
+    case = next(c for c in CASES if c.key == "res-return")
+    assert case.summary is not None
+    results = {}
+    for name in case.scenarios:
+        scenario = load_scenario(name)
+        assert [(e.at, e.action, e.link) for e in scenario.events] == [
+            (6, "cut", 2),
+            (13, "restore", 2),
+        ]
+        result = ScenarioResult(scenario)
+
+        def run(back: float, stall: float) -> RunResult:
+            # 50 Mbit/s before, 18 during (with a stall right after the cut), 50 again
+            # `back` seconds after the return at 13 s
+            samples = []
+            for k in range(1, 81):
+                t = k * 0.25
+                if t <= 6:
+                    v = 50.0
+                elif t <= 6 + stall:
+                    v = 0.0
+                elif t <= 13 + back:
+                    v = 18.0
+                else:
+                    v = 50.0
+                samples.append((t, v))
+            return RunResult(mbps=30.0, samples=samples)
+
+        result.series["braid"] = SeriesResult(
+            "braid", [run(1.0, 0.25), run(2.0, 0.5), run(4.0, 0.25)]
+        )
+        result.series["mptcp"] = SeriesResult("mptcp", [run(3.0, 1.0)] * 3)
+        results[name] = result
+    text = case.summary(case, results)
+    assert "res-return (one CUBIC flow): braid 2.25 s (runs: 1.25, 2.25, 4.25 s)" in text, text
+    assert "longest stall 0.25 s; mptcp 3.25 s" in text, text
+    assert "res-return-p4 (four CUBIC flows)" in text
+    del results["res-return-bbr"]
+    assert "res-return-bbr (one BBR flow): no result" in case.summary(case, results)

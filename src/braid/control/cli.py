@@ -57,7 +57,18 @@ def _build_parser() -> _Parser:
 
     up = sub.add_parser("up", help="run a portal in the foreground until SIGINT/SIGTERM")
     up.add_argument("config", metavar="CONFIG", help="the portal's TOML config file")
-    up.add_argument("--stats", metavar="FILE", help="write statistics as JSON to FILE every second")
+    up.add_argument(
+        "--stats",
+        metavar="FILE",
+        help="write statistics as JSON to FILE every second (FILE.jsonl: append a line each time)",
+    )
+    up.add_argument(
+        "--stats-interval",
+        metavar="SECONDS",
+        type=_stats_interval,
+        default=1.0,
+        help="seconds between statistics snapshots (default 1; 0.05 to 3600)",
+    )
     up.add_argument("-v", "--verbose", action="store_true", help="log debugging details")
 
     check = sub.add_parser("check", help="validate a config file and summarise it")
@@ -153,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     try:
         if args.command == "up":
-            return _up(args.config, args.stats, verbose=args.verbose)
+            return _up(args.config, args.stats, args.stats_interval, verbose=args.verbose)
         if args.command == "check":
             return _check(args.config)
         if args.command == "version":
@@ -247,7 +258,17 @@ def setup_logging(*, verbose: bool = False) -> None:
     root.propagate = False
 
 
-def _up(path: str, stats: str | None, *, verbose: bool) -> int:
+def _stats_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.05 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds from 0.05 to 3600, e.g. 0.25")
+    return value
+
+
+def _up(path: str, stats: str | None, stats_interval: float = 1.0, *, verbose: bool) -> int:
     from braid.control.config import ConfigError, load_config
 
     try:
@@ -270,7 +291,7 @@ def _up(path: str, stats: str | None, *, verbose: bool) -> int:
     from braid.io.base import DriverError
 
     try:
-        return up(config, stats_path=stats)
+        return up(config, stats_path=stats, stats_interval=stats_interval)
     except DriverError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:

@@ -95,7 +95,7 @@ class SessionSettings:
     classes: tuple[TrafficClass, ...] = ()
     # -- end issue 5
     silence_timeout_min: float = 0.3
-    return_holddown: float = 0.5
+    return_holddown: float = 0.2
     sparse_priority: bool = True
     # -- issue 7 (loss recovery)
     nack: bool = False

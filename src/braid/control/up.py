@@ -120,7 +120,12 @@ def start_line(portal: LocalPortal | RemotePortal, config: PortalConfig) -> str:
     return f"{head}; listening on {'[' + la + ']' if ':' in la else la}:{config.listen.port}/udp"
 
 
-def up(config: PortalConfig, *, stats_path: str | Path | None = None) -> int:
+def up(
+    config: PortalConfig,
+    *,
+    stats_path: str | Path | None = None,
+    stats_interval: float = 1.0,
+) -> int:
     """Run the portal `config` describes until SIGINT/SIGTERM; 0 on a clean stop.
 
     Raises `DriverError` if a device or socket cannot be set up (nothing is left behind).
@@ -151,6 +156,7 @@ def up(config: PortalConfig, *, stats_path: str | Path | None = None) -> int:
             portal,
             describe=lambda: start_line(portal, config),
             stats_path=stats_path,
+            stats_interval=stats_interval,
             api=api,
             gap_trace=config.session.gap_trace,
         )

@@ -200,6 +200,8 @@ _UNACKED_LIMIT: Final = 8192
 """DATA remembered per path for a failover resend (sent, not yet covered by feedback)."""
 _FLAP_WINDOW: Final = 10.0
 """A path that goes down within this many seconds of coming back is flapping."""
+_FLAP_HOLD_MAX: Final = 16
+"""A flapping path's hold-down doubles up to this many times return_holddown."""
 _QUEUE_FLOOR: Final = 64 * 1024
 """The queue limit in bytes is never below this (a few packets per path)."""
 _INFLIGHT_EXPIRY: Final = 1.0
@@ -289,9 +291,10 @@ class SessionConfig:
     """A path whose smoothed RTT exceeds the best up path's by more than this many seconds
     is degraded too (recovering below half the excess)."""
     health_interval: float = 1.0
-    return_holddown: float = 0.5
+    return_holddown: float = 0.2
     """A path that comes back after being down carries DATA only after this long up (it
-    doubles, up to 4 x, while the path flaps: back down within 10 s of returning)."""
+    doubles, up to 16 x, while the path flaps: back down within 10 s of returning). Short:
+    what a path that dies again had in flight is resent on the others anyway."""
     feedback_interval: float = 0.025
     feedback_every: int = 16
     reorder_timeout_min: float = 0.005
@@ -1546,7 +1549,7 @@ class TunnelSession:
             # Returning: carry DATA only after a hold-down (longer while it flaps).
             hold = self.config.return_holddown
             if path.up_since is not None and path.down_since - path.up_since < _FLAP_WINDOW:
-                hold = min(max(path.probation * 2, hold), 4 * hold)
+                hold = min(max(path.probation * 2, hold), _FLAP_HOLD_MAX * hold)
             path.probation = hold
             path.probation_until = now + hold
         path.up_since = now

@@ -274,8 +274,8 @@ class Portals:
         )
         argv = ["up", str(path)]
         stats_dir = os.environ.get("BRAID_LAB_STATS")
-        if stats_dir:  # debugging: keep each portal's statistics (`braid up --stats`)
-            argv += ["--stats", str(Path(stats_dir) / f"{role}.json")]
+        if stats_dir:  # debugging: each portal's statistics every 0.25 s, as JSON lines
+            argv += ["--stats", str(Path(stats_dir) / f"{role}.jsonl"), "--stats-interval", "0.25"]
         with open(self.log(role), "w") as log:
             self._procs[role] = topo.spawn(
                 ns, python_cmd("braid", *argv), stdout=log, stderr=subprocess.STDOUT

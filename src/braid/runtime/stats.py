@@ -1,7 +1,8 @@
 """Periodic statistics as JSON (`braid up --stats FILE`), for the lab, tests and humans.
 
 The file is replaced atomically (write to a temporary file, then rename), so a
-reader never sees half a document. Its shape is `PortalStatistics` as JSON plus
+reader never sees half a document; a file named `*.jsonl` instead gets one compact
+line appended per snapshot (a time series). Its shape is `PortalStatistics` as JSON plus
 `time` (Unix seconds) and `uptime` (seconds); each local path gains its `name`.
 Non-finite floats become null so the document is strict JSON.
 """
@@ -53,7 +54,11 @@ def statistics_document(stats: PortalStatistics, *, uptime: float | None = None)
 
 
 def write_statistics(path: Path, document: dict[str, Any]) -> None:
-    """Atomically replace `path` with `document` as JSON."""
+    """Atomically replace `path` with `document` as JSON (append a line to `*.jsonl`)."""
+    if path.suffix == ".jsonl":
+        with path.open("a") as out:
+            out.write(json.dumps(document, separators=(",", ":")) + "\n")
+        return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")
