@@ -3,7 +3,8 @@
     flock /tmp/braid-lab.lock .venv/bin/python bench/run.py [--no-tunnel] [--no-profile]
         [--packets N] [--sessions N] [--output docs/performance.md] [tunnel options]
 
-Runs the per-stage micro-benchmarks (bench_stages.py), the memory figures (bench_memory.py)
+Runs the per-stage micro-benchmarks (bench_stages.py), the memory figures (bench_memory.py;
+as root also bench_sessions.py: 1000 idle sites on a real ``braid up`` remote portal)
 and the whole tunnel (bench_tunnel.py: needs root; the lab lock keeps it from colliding with
 other labs, so run it under ``flock`` as above, as ``make bench`` does). Prints each table
 and rewrites the generated part of the output file, between the ``BEGIN``/``END`` marker
@@ -26,6 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_memory
+import bench_sessions
 import bench_stages
 import bench_tunnel
 
@@ -82,6 +84,7 @@ def render(
     memory: dict[str, dict[str, float]] | None,
     tunnel: bench_tunnel.TunnelBench | None,
     args: argparse.Namespace,
+    portal: dict[str, Any] | None = None,
 ) -> str:
     """The generated part of docs/performance.md."""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -183,6 +186,23 @@ def render(
                 ],
             ),
         ]
+    if portal is not None:
+        out += [
+            "",
+            f"`bench/bench_sessions.py`: a real `braid up` remote portal (loopback, in a"
+            f" namespace) with {args.sessions} `[[peer]]` sites; a client process runs one"
+            f" `SecureSession` initiator per site, {args.paths} paths each on its own UDP"
+            f" socket and source address, and keeps them alive (keepalives) for"
+            f" {portal.get('idle (s)', 0):g} s; the portal's RSS from /proc.",
+            "",
+            md_table(
+                ["what", "value"],
+                [
+                    [name, ", ".join(map(str, value)) if isinstance(value, list) else f"{value:g}"]
+                    for name, value in portal.items()
+                ],
+            ),
+        ]
     return "\n".join(out)
 
 
@@ -222,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         for group in memory.values():
             for name, value in group.items():
                 print(f"  {name:55} {value:12,.1f}")
+    portal = None
+    if not args.no_memory and os.geteuid() == 0:
+        progress(f"memory: {args.sessions} idle sessions on a braid up remote portal")
+        portal = bench_sessions.measure(args.sessions, args.paths, idle=30.0)
+        for name, value in portal.items():
+            print(f"  {name:55} {value}")
     tunnel = None
     if not args.no_tunnel:
         if not args.no_profile and args.profile is None:
@@ -241,11 +267,11 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps(tunnel.to_json(), indent=2) + "\n")
         if args.profile:
             print(f"profile (collapsed stacks): {args.profile}")
-    generated = render(info, stages, memory, tunnel, args)
+    generated = render(info, stages, memory, tunnel, args, portal)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_doc(args.output, generated)
     print(f"wrote {args.output}")
-    results: dict[str, Any] = {"stages": stages, "memory": memory}
+    results: dict[str, Any] = {"stages": stages, "memory": memory, "portal": portal}
     if tunnel is not None:
         results["tunnel"] = tunnel.to_json()
     (Path(tempfile.gettempdir()) / "braid-bench-last.json").write_text(

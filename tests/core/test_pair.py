@@ -265,6 +265,27 @@ def test_keepalives_flow_on_idle_paths() -> None:
         assert rtt[1] == pytest.approx(0.160, abs=0.001)
 
 
+def test_idle_session_holds_nothing_in_flight() -> None:
+    """Keepalives are answered with FEEDBACK, which nothing acknowledges: it must not count
+    as in flight (it did, growing each idle path's send log by 4 entries a second up to
+    the window: ~140 MB on a portal with 1000 idle sites, and a full window once data
+    started)."""
+    seed = 37
+    with seed_report(seed):
+        net = PairNet(seed, {0: LinkProfile(delay=0.010), 1: LinkProfile(delay=0.030)})
+        net.run_until(60.0)
+        for side in (LOCAL, REMOTE):
+            paths = net.session(side).statistics().paths
+            assert all(p.up for p in paths), side
+            # at most a keepalive and its answer under way
+            assert all(p.inflight <= 2 * 100 for p in paths), (side, [p.inflight for p in paths])
+        net.schedule_flows(REMOTE, start=60.0, stop=61.0, interval=0.001, flows=4)  # a download
+        net.run_until(62.0)
+        for side in (LOCAL, REMOTE):
+            paths = net.session(side).statistics().paths
+            assert all(p.inflight <= 2 * 100 for p in paths), (side, [p.inflight for p in paths])
+
+
 def test_startup_traffic_before_paths_are_up() -> None:
     seed = 41
     with seed_report(seed):

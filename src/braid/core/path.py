@@ -286,14 +286,18 @@ class PathState:
 
     # -- send side ---------------------------------------------------------------------
 
-    def on_datagram_sent(self, size: int, now: float) -> int:
-        """Account one datagram of `size` bytes sent now; returns its (unwrapped) path_seq."""
+    def on_datagram_sent(self, size: int, now: float, *, tracked: bool = True) -> int:
+        """Account one datagram of `size` bytes sent now; returns its (unwrapped) path_seq.
+
+        `tracked` False: nothing acknowledges it (a FEEDBACK: answering one would never
+        end), so it is not in flight; it still takes a path_seq (the peer counts it)."""
         seq = self.next_seq
         self.next_seq = seq + 1
         self.datagrams_sent += 1
         self.bytes_sent += size
         self.last_send_time = now
-        self.tracker.on_sent(seq, size + LINK_OVERHEAD, now, not self.queue)
+        if tracked:
+            self.tracker.on_sent(seq, size + LINK_OVERHEAD, now, not self.queue)
         return seq
 
     def on_feedback(self, entry: FeedbackEntry, now: float) -> None:

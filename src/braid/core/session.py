@@ -1471,7 +1471,7 @@ class TunnelSession:
 
     def _send_feedback(self, path: PathState, now: float) -> None:
         entry = path.feedback_entry(now)
-        seq = path.on_datagram_sent(_FEEDBACK_SIZE, now)
+        seq = path.on_datagram_sent(_FEEDBACK_SIZE, now, tracked=False)
         self._emit(
             path.path_id,
             encode_feedback(
@@ -1500,8 +1500,12 @@ class TunnelSession:
     def _send_probe(
         self, path: PathState, now: float, *, reply: bool = True, padding: int = 0
     ) -> int:
-        """Send a PROBE (`padding` bytes of body: a path MTU probe); its path_seq (wire)."""
-        seq = path.on_datagram_sent(HEADER_SIZE + padding, now)
+        """Send a PROBE (`padding` bytes of body: a path MTU probe); its path_seq (wire).
+
+        One that asks for no reply (a pass) is not in flight: nothing acknowledges it on a
+        path that carries no DATA back, and phantom bytes in flight would make the path
+        look backlogged to the scheduler."""
+        seq = path.on_datagram_sent(HEADER_SIZE + padding, now, tracked=reply)
         stamp = _stamp(path, seq, now)
         self._emit(
             path.path_id,
