@@ -268,3 +268,30 @@ def test_sparse_flow_goes_ahead_of_a_bulk_queue(sparse: bool) -> None:
         assert not accepted or arrivals[0] - sent_at > 0.060
     reorder = net.remote.statistics().reorder
     assert reorder.late == 0 and reorder.gaps_skipped_timeout == 0
+
+
+def test_returning_path_takes_its_share_of_the_queue_without_reordering() -> None:
+    """Under a saturating flow the fast path's queue is full when a cut link returns. New
+    packets on the returning path would reach the egress before the older ones still
+    queued on the fast path, past the reorder timeout (the egress cannot see the sender's
+    queue): 43 late packets here. The queued packets are scheduled again over both paths
+    when it joins (`rebalanced`): none late."""
+    net = RateNet({0: (250_000.0, 0.010), 1: (500_000.0, 0.030)})
+    net.run_until(3.0)
+
+    def cut(on: bool) -> None:
+        for side in (net.up, net.down):
+            side[1].loss = 1.0 if on else 0.0
+
+    cut(True)
+    net.run_until(6.0)
+    before = net.remote.statistics().reorder
+    assert [p.state for p in net.local.statistics().paths] == ["up", "down"]
+    cut(False)
+    net.run_until(9.0)
+    after = net.remote.statistics().reorder
+    stats = net.local.statistics()
+    assert [p.state for p in stats.paths] == ["up", "up"]
+    assert stats.rebalanced > 20
+    assert after.late == before.late and after.gaps_skipped_timeout == before.gaps_skipped_timeout
+    assert net.goodput(7.0, 9.0) > 0.95 * net.goodput(1.0, 3.0)  # the full aggregate again

@@ -45,6 +45,11 @@ _SESSION_COUNTERS = (
         "braid_session_failover_resent",
         "Packets re-sent on other paths because their path went down",
     ),
+    (
+        "rebalanced",
+        "braid_session_rebalanced",
+        "Queued packets moved to a path that joined",
+    ),
     ("retransmitted", "braid_session_retransmitted", "Packets resent for a NACK"),
     ("gaps_recovered", "braid_session_gaps_recovered", "Lost packets recovered after a NACK"),
     ("gaps_abandoned", "braid_session_gaps_abandoned", "Lost packets given up by the egress"),

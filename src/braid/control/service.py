@@ -297,6 +297,7 @@ class PortalService:
                 "send_queue_full": stats.send_queue_full,
                 "send_rejected": stats.send_rejected,
                 "failover_resent": stats.failover_resent,
+                "rebalanced": stats.rebalanced,
                 "queue_dropped": stats.queue_dropped,
                 # issue 7: loss recovery
                 "nack_sent": stats.nack_sent,

@@ -434,6 +434,9 @@ class SessionStatistics:
     failover_resent: int
     """Packets re-sent on other paths because the path they were on went down (queued
     there, or sent and not yet covered by feedback)."""
+    rebalanced: int
+    """Queued packets moved to another path when a path joined (returned, or a standby
+    link was called in): see `_rebalance`."""
     nack_sent: int
     """issue 7 (egress): missing packets NACKed (each try counted)."""
     gaps_recovered: int
@@ -508,6 +511,7 @@ class TunnelSession:
         self._queue_limit = _QUEUE_FLOOR
         self._queue_dropped = 0
         self._failover_resent = 0
+        self._rebalanced = 0
         self._bod_active = False
         self._bod_due = now + config.bod_interval
         self._health_due = now + config.health_interval
@@ -1287,6 +1291,7 @@ class TunnelSession:
             queue_limit_bytes=self._queue_limit,
             queue_dropped=self._queue_dropped,
             failover_resent=self._failover_resent,
+            rebalanced=self._rebalanced,
             nack_sent=self._nack_sent,
             gaps_recovered=self._nack.recovered if self._nack is not None else 0,
             gaps_abandoned=self._nack.abandoned if self._nack is not None else 0,
@@ -1608,6 +1613,7 @@ class TunnelSession:
         self._events.append(SessionClosed(reason))
 
     def _rebuild_usable(self) -> None:
+        before = self._usable
         paths = [self._paths[i] for i in sorted(self._paths)]
         now = self._now
         pool = (
@@ -1625,6 +1631,66 @@ class TunnelSession:
             usable = [p for p in usable if not p.standby] or usable
         self._usable = tuple(usable)
         self._update_queue_limit()
+        if len(usable) > 1 and any(
+            p not in before and (p.down_since is not None or p.standby) for p in usable
+        ):
+            # A path came back or a standby link joined (not the paths coming up one by one
+            # at the start: the scheduler's estimates are still guesses then).
+            self._rebalance(self._now)
+
+    def _rebalance(self, now: float) -> None:
+        """A path joined the usable set (back from a cut, its hold-down over, or a standby
+        link called in): the DATA waiting in the other paths' queues, which nothing has
+        sent yet, is scheduled again over all of them, oldest first. The new path takes
+        its share of the backlog at once, and nothing queued before the join reaches the
+        egress after what is sent on the new path (the gap it would leave outlasts the
+        reorder timeout: the egress cannot see a sender's queue). Only with
+        `earliest-arrival` everywhere (a `redundant` copy must stay on its own path);
+        flagged DATA (jumped, resent) and split pieces stay where they are."""
+        scheduler = self._scheduler
+        if not isinstance(scheduler, EarliestArrivalScheduler) or any(
+            s is not None and not isinstance(s, EarliestArrivalScheduler)
+            for s in self._class_schedulers
+        ):
+            return
+        paths = [p for p in self._usable if p.up]
+        if len(paths) < 2:
+            return
+        moved: list[tuple[int, int, int, bytes, float]] = []
+        backlog = self._backlog
+        for path in paths:
+            queue = path.queue
+            if not queue:
+                continue
+            flagged = path.flagged
+            kept = [i for i in queue if i[0] in flagged or type(i[3]) is _Piece]
+            if len(kept) == len(queue):
+                continue
+            for item in queue:
+                if item[0] in flagged or type(item[3]) is _Piece:
+                    continue
+                moved.append(item)
+                size = len(item[3])
+                path.queued_bytes -= size
+                self._queued_bytes -= size
+                left = backlog.pop(item[1], 1) - 1
+                if left > 0:
+                    backlog[item[1]] = left
+            queue.clear()
+            queue.extend(kept)
+        if not moved:
+            return
+        newest = self._tx_session_seq
+        moved.sort(key=lambda item: (item[0] - newest) & MASK32)  # oldest first (wraps)
+        for item in moved:
+            target = scheduler.select_path(paths, len(item[3]), item[1], now=now)
+            if target is None:  # (not with two paths given)
+                target = paths[0]
+            self._enqueue(target, item, now)
+        self._rebalanced += len(moved)
+        for path in paths:
+            if path.queue:
+                self._release(path, now)
 
     def _check_health(self, now: float) -> None:
         """Degraded paths (see `SessionConfig.degraded_loss` / `degraded_rtt`)."""
