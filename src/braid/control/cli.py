@@ -1,6 +1,8 @@
 """The `braid` command line (also `python -m braid`).
 
-    braid up CONFIG [--stats FILE] [-v]   run a portal in the foreground until SIGINT/SIGTERM
+    braid up CONFIG [--stats FILE] [--stats-interval S] [-v]
+                                          run a portal in the foreground until SIGINT/SIGTERM
+                                          (FILE.jsonl: a time series of statistics)
     braid check CONFIG                    validate a config and summarise it
     braid version                         print the version
     braid genkey | braid pubkey           X25519 keys as base64 text, like wg genkey/pubkey
