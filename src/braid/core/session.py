@@ -1663,11 +1663,10 @@ class TunnelSession:
             if not queue:
                 continue
             flagged = path.flagged
-            kept = [i for i in queue if i[0] in flagged or type(i[3]) is _Piece]
-            if len(kept) == len(queue):
-                continue
+            kept = []
             for item in queue:
                 if item[0] in flagged or type(item[3]) is _Piece:
+                    kept.append(item)
                     continue
                 moved.append(item)
                 size = len(item[3])
@@ -1676,8 +1675,9 @@ class TunnelSession:
                 left = backlog.pop(item[1], 1) - 1
                 if left > 0:
                     backlog[item[1]] = left
-            queue.clear()
-            queue.extend(kept)
+            if len(kept) < len(queue):
+                queue.clear()
+                queue.extend(kept)
         if not moved:
             return
         newest = self._tx_session_seq
