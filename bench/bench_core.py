@@ -8,11 +8,14 @@ Not a test: numbers depend on the machine. Each line is the best of 3 runs.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import struct
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from braid.core.path import PathState
 from braid.core.reorder import ReorderBuffer
@@ -21,6 +24,15 @@ from braid.core.session import SessionConfig, TunnelSession
 from braid.core.wire import decode_datagram, encode_data
 
 SID = 0x12345678
+
+
+def child_json(argv: Sequence[str], *, timeout: float) -> dict[str, Any]:
+    """Run a benchmark's child process; its last line of output, as JSON. RuntimeError
+    (with the end of its stderr) if it fails."""
+    result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])} ...: {result.stderr.strip()[-400:]}")
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 def ip_packet(flow: int, size: int = 1400) -> bytes:

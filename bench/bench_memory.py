@@ -21,7 +21,6 @@ import gc
 import ipaddress
 import json
 import os
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -175,22 +174,8 @@ def run_all(sessions: int, paths: int) -> dict[str, dict[str, float]]:
         tracemalloc.stop()
     # RSS without tracemalloc's overhead, in a fresh process (a second pass here would reuse
     # the arenas the first pass freed and show too little).
-    result = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--rss-child",
-            "--sessions",
-            str(sessions),
-            "--paths",
-            str(paths),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    )
-    rss = json.loads(result.stdout.strip().splitlines()[-1])
+    argv = [sys.executable, __file__, "--rss-child", "--sessions", str(sessions)]
+    rss = bench_core.child_json([*argv, "--paths", str(paths)], timeout=600)
     portal["process RSS growth, all sessions (MiB)"] = rss["process RSS growth, all sessions (MiB)"]
     portal["process RSS, all sessions (MiB)"] = rss["process RSS (MiB)"]
     portal["handshakes + setup per session (ms)"] = rss["handshakes + setup per session (ms)"]

@@ -14,7 +14,6 @@ established, and again after ``--idle`` seconds of idling. Everything is torn do
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import resource
@@ -27,6 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_core
 
 from braid.core.keys import encode_key, generate_private_key, public_key
 from braid.core.secure import PeerSpec, SecureConfig, SecureSession
@@ -41,7 +44,7 @@ def site_prefix(index: int) -> str:
     return f"10.{64 + index // 250}.{index % 250}.0/24"
 
 
-def remote_config(server_key: bytes, keys: list[bytes], stats_dir: Path) -> str:
+def remote_config(server_key: bytes, keys: list[bytes]) -> str:
     lines = [
         'role = "remote"',
         f'private_key = "{encode_key(server_key)}"',
@@ -207,12 +210,10 @@ def measure(sessions: int, paths: int, idle: float) -> dict[str, Any]:
         rng = os.urandom
         server_key = generate_private_key(rng)
         keys = [generate_private_key(rng) for _ in range(sessions)]
-        for i in range(sessions):  # every site's prefix is distinct and valid
-            ipaddress.ip_network(site_prefix(i))
         (workdir / "keys.json").write_text(json.dumps([k.hex() for k in keys]))
         (workdir / "server.pub").write_text(public_key(server_key).hex())
         config = workdir / "remote.toml"
-        config.write_text(remote_config(server_key, keys, workdir))
+        config.write_text(remote_config(server_key, keys))
         config.chmod(0o600)
         stats = workdir / "remote.json"
         log = workdir / "remote.log"
@@ -234,31 +235,9 @@ def measure(sessions: int, paths: int, idle: float) -> dict[str, Any]:
                 ["pgrep", "-f", "-n", f"braid up {config}"], capture_output=True, text=True
             ).stdout.split()[0]
         )
-        run = subprocess.run(
-            ns_cmd(
-                ns,
-                [
-                    sys.executable,
-                    __file__,
-                    "--client",
-                    str(workdir),
-                    "--sessions",
-                    str(sessions),
-                    "--paths",
-                    str(paths),
-                    "--idle",
-                    str(idle),
-                    "--portal-pid",
-                    str(pid),
-                ],
-            ),
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if run.returncode != 0:
-            raise RuntimeError(f"the client failed: {run.stderr.strip()[-500:]}")
-        result: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
+        client = [sys.executable, __file__, "--client", str(workdir), "--portal-pid", str(pid)]
+        sizes = ["--sessions", str(sessions), "--paths", str(paths), "--idle", str(idle)]
+        result = bench_core.child_json(ns_cmd(ns, [*client, *sizes]), timeout=600)
         growth = result["portal RSS, after idling (MiB)"] - result["portal RSS, no session (MiB)"]
         result["growth per session (KiB)"] = round(growth * 1024 / max(1, sessions), 1)
         return result

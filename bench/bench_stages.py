@@ -40,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_core
 import bench_crypto
 
+from braid.core.session import SessionConfig, TunnelSession
+
 PACKET = 1400
 DATAGRAM = 1450  # a sealed 1400-byte packet is about this big on the wire
 BATCH = 256  # packets queued before a timed batch (below the kernel queue limits)
@@ -244,26 +246,11 @@ def bench_tun(count: int) -> dict[str, float]:
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
-        result = subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                sys.executable,
-                __file__,
-                "--tun-child",
-                "--packets",
-                str(count),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if result.returncode != 0:
-            print(f"  (tun: failed: {result.stderr.strip()[-300:]})", file=sys.stderr)
-            return {}
-        return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+        argv = ["ip", "netns", "exec", ns, sys.executable, __file__, "--tun-child"]
+        return bench_core.child_json([*argv, "--packets", str(count)], timeout=120)
+    except RuntimeError as exc:
+        print(f"  (tun: failed: {exc})", file=sys.stderr)
+        return {}
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
 
@@ -293,10 +280,8 @@ def bench_seal_open(count: int) -> dict[str, float]:
 # -- whole core session ---------------------------------------------------------------------
 
 
-def session_pair(paths: int = 2) -> tuple[object, object, float]:
+def session_pair(paths: int = 2) -> tuple[TunnelSession, TunnelSession, float]:
     """A local and a remote TunnelSession whose paths are up ("fixed" 10 Gbit/s pacing)."""
-    from braid.core.session import SessionConfig, TunnelSession
-
     config = SessionConfig(congestion_control="fixed", max_queued_datagrams=1 << 20)
     local = TunnelSession(config, role="local", session_id=bench_core.SID, now=0.0)
     remote = TunnelSession(config, role="remote", session_id=bench_core.SID, now=0.0)
@@ -307,14 +292,14 @@ def session_pair(paths: int = 2) -> tuple[object, object, float]:
     # carry every 1400-byte packet in two fragments): let it finish, both ways.
     for sender in (local, remote):
         for flow in range(256):  # enough that every path carries some
-            sender.send_packet(bench_core.ip_packet(flow), now=now)  # type: ignore[attr-defined]
+            sender.send_packet(bench_core.ip_packet(flow), now=now)
     now = bench_core.exchange(local, remote, now, rounds=100, step=0.005)
-    remote.packets_to_deliver()  # type: ignore[attr-defined]
-    local.packets_to_deliver()  # type: ignore[attr-defined]
+    remote.packets_to_deliver()
+    local.packets_to_deliver()
     for session in (local, remote):
         # (earliest-arrival keeps an idle 10 Gbit/s pair on path 0: only paths that
         # carried data have probed)
-        stats = session.statistics().paths  # type: ignore[attr-defined]
+        stats = session.statistics().paths
         mtus = [p.mtu for p in stats if p.datagrams_sent > 100]
         if not mtus or min(mtus) < 1426:
             raise RuntimeError(f"path MTU probing did not finish in the benchmark: {mtus}")

@@ -989,21 +989,29 @@ class TunnelSession:
 
     def _drop_queue(self, path: PathState) -> None:
         """Discard a path's queue (it went down or away) and forget its inflight."""
-        dropped = sum(len(item[3]) for item in path.queue)
-        backlog = self._backlog
-        for item in path.queue:
-            left = backlog.pop(item[1], 1) - 1
-            if left > 0:
-                backlog[item[1]] = left
+        self._unqueued(path, path.queue)
         self._queue_dropped += len(path.queue)
         path.queue.clear()
-        path.queued_bytes = 0
-        self._queued_bytes -= dropped
         path.backdated.clear()
         path.tracker.clear()
         path.unacked.clear()
         path.flagged.clear()
         path.awaiting = None
+
+    def _unqueued(
+        self, path: PathState, items: Iterable[tuple[int, int, int, bytes, float]]
+    ) -> None:
+        """Undo `_enqueue`'s accounting (queued bytes, the flows' backlog) for `items`,
+        taken out of `path`'s queue by the caller."""
+        backlog = self._backlog
+        size = 0
+        for item in items:
+            size += len(item[3])
+            left = backlog.pop(item[1], 1) - 1
+            if left > 0:
+                backlog[item[1]] = left
+        path.queued_bytes -= size
+        self._queued_bytes -= size
 
     def _update_queue_limit(self) -> None:
         total = 0.0
@@ -1657,25 +1665,16 @@ class TunnelSession:
         if len(paths) < 2:
             return
         moved: list[tuple[int, int, int, bytes, float]] = []
-        backlog = self._backlog
         for path in paths:
             queue = path.queue
-            if not queue:
-                continue
             flagged = path.flagged
-            kept = []
+            kept: list[tuple[int, int, int, bytes, float]] = []
+            taken: list[tuple[int, int, int, bytes, float]] = []
             for item in queue:
-                if item[0] in flagged or type(item[3]) is _Piece:
-                    kept.append(item)
-                    continue
-                moved.append(item)
-                size = len(item[3])
-                path.queued_bytes -= size
-                self._queued_bytes -= size
-                left = backlog.pop(item[1], 1) - 1
-                if left > 0:
-                    backlog[item[1]] = left
-            if len(kept) < len(queue):
+                (kept if item[0] in flagged or type(item[3]) is _Piece else taken).append(item)
+            if taken:
+                self._unqueued(path, taken)
+                moved += taken
                 queue.clear()
                 queue.extend(kept)
         if not moved:
@@ -1684,8 +1683,7 @@ class TunnelSession:
         moved.sort(key=lambda item: (item[0] - newest) & MASK32)  # oldest first (wraps)
         for item in moved:
             target = scheduler.select_path(paths, len(item[3]), item[1], now=now)
-            if target is None:  # (not with two paths given)
-                target = paths[0]
+            assert target is not None  # (None only when given no path)
             self._enqueue(target, item, now)
         self._rebalanced += len(moved)
         for path in paths:
