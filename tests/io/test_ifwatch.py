@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from braid.io.ifwatch import InterfaceWatcher, interface_ipv4
+from braid.io.ifwatch import InterfaceWatcher, interface_addresses, interface_ipv4
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (creates interfaces)")
 
@@ -45,3 +45,20 @@ def test_link_and_address_events_by_name() -> None:
         subprocess.run(["ip", "link", "del", a], capture_output=True)
         watcher.close()
     assert interface_ipv4("no-such-if0") is None
+
+
+def test_interface_addresses_lists_both_families_of_one_interface_only() -> None:
+    a, b = f"bifa{os.getpid() % 100000}a", f"bifa{os.getpid() % 100000}b"
+    try:
+        _ip("link", "add", a, "type", "veth", "peer", "name", b)
+        assert interface_addresses(a) == set()
+        _ip("addr", "add", "10.254.78.1/24", "dev", a)
+        _ip("addr", "add", "10.254.79.5/32", "dev", a)
+        _ip("addr", "add", "10.254.80.1/24", "dev", b)  # the peer's: not a's
+        _ip("-6", "addr", "add", "fd00:254::1/64", "dev", a, "nodad")
+        assert interface_addresses(a) == {"10.254.78.1", "10.254.79.5", "fd00:254::1"}
+        _ip("addr", "del", "10.254.78.1/24", "dev", a)
+        assert interface_addresses(a) == {"10.254.79.5", "fd00:254::1"}
+    finally:
+        subprocess.run(["ip", "link", "del", a], capture_output=True)
+    assert interface_addresses("no-such-if0") == set()

@@ -4,8 +4,9 @@ The local portal's links are pinned by interface only (no source address), as a 
 whose address comes from DHCP. Pings run through the tunnel while, in the local portal's
 namespace, wan2 goes down (the path must be down at once, not after a silence timeout),
 comes back up (the path gets a fresh socket and is up again within a second), and then
-changes its address (a new lease: the path rebinds and the remote portal follows the new
-source address). Hardly any ping may be lost.
+gets address events that leave its source address in place (a renewal, another address:
+nothing happens), and then changes its address (a new lease: the path rebinds and the
+remote portal follows the new source address). Hardly any ping may be lost.
 """
 
 from __future__ import annotations
@@ -62,6 +63,17 @@ def test_interface_down_up_and_new_address_rebind_the_path() -> None:
         took = _wait_for(local_log, r"path 1 \(l2\) up", 3.0, after=mark)
         print(f"{wan2} up: path up after {took * 1000:.0f} ms")
         time.sleep(1.0)
+        # Address events that leave the path's source address in place (a renewal of the
+        # same lease, another address) must not rebind it: a rebind
+        # moves the path to a new port, which costs the NAT mapping on a real link.
+        mark = len(local_log.read_text())
+        ip = topo.links[1].local_ip
+        run(["ip", "-n", topo.local, "addr", "change", f"{ip}/24", "dev", wan2,
+             "valid_lft", "3600", "preferred_lft", "3600"])  # fmt: skip
+        run(["ip", "-n", topo.local, "addr", "add", "10.254.99.1/32", "dev", wan2])
+        run(["ip", "-n", topo.local, "addr", "del", "10.254.99.1/32", "dev", wan2])
+        time.sleep(1.0)
+        assert "rebound" not in local_log.read_text()[mark:], local_log.read_text()[mark:]
         mark = len(local_log.read_text())
         new_ip = topo.links[1].local_ip.rsplit(".", 1)[0] + ".7"
         # A new lease: the old address goes, then the new one comes.

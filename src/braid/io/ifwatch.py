@@ -51,6 +51,50 @@ def interface_ipv4(name: str) -> str | None:
     return str(ipaddress.IPv4Address(result[20:24]))
 
 
+_NLMSG_DONE: Final = 3
+_NLMSG_ERROR: Final = 2
+_RTM_GETADDR: Final = 22
+_NLM_F_REQUEST_DUMP: Final = 0x1 | 0x300
+
+
+def interface_addresses(name: str) -> set[str]:
+    """Every address (IPv4 and IPv6, in `ipaddress` text form) the interface has now; an
+    empty set if it has none or does not exist. One netlink dump (RTM_GETADDR), for an
+    address event: is a path's source address still there?"""
+    try:
+        index = socket.if_nametoindex(name)
+    except OSError:
+        return set()
+    found: set[str] = set()
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    except OSError:
+        return found
+    with sock:
+        sock.settimeout(1.0)
+        request = struct.pack("=IHHII", 24, _RTM_GETADDR, _NLM_F_REQUEST_DUMP, 1, 0)
+        request += struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0)
+        marshal = MarshalRtnl()
+        try:
+            sock.send(request)
+            while True:
+                data = sock.recv(65536)
+                done = False
+                for msg in marshal.parse(data):
+                    kind = msg["header"]["type"]
+                    if kind in (_NLMSG_DONE, _NLMSG_ERROR):
+                        done = True
+                    elif kind == RTM_NEWADDR and msg.get("index") == index:
+                        text = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+                        if text:
+                            found.add(str(ipaddress.ip_address(text)))
+                if done:
+                    break
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # (a partial answer: the caller rebinds, which is always safe)
+    return found
+
+
 class InterfaceWatcher:
     """Link and address events of the current network namespace (see the module doc)."""
 

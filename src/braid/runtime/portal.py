@@ -29,6 +29,7 @@ them with every session's own statistics.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import socket
@@ -47,7 +48,7 @@ from braid.core.session import (
     TunnelSession,
 )
 from braid.io.base import MAX_DATAGRAM_BYTES, Address, DatagramEndpoint, DriverError, PacketDevice
-from braid.io.ifwatch import InterfaceWatcher, interface_ipv4
+from braid.io.ifwatch import InterfaceWatcher, interface_addresses, interface_ipv4
 from braid.io.tcp import FrameStream, StreamClosed, TcpAddress, TcpPathEndpoint
 from braid.io.udp import SegmentReceiver, SegmentSender, gso_enabled_by_environment
 
@@ -55,6 +56,10 @@ log = logging.getLogger("braid.runtime")
 
 TCP_RETRY = 1.0
 """Seconds before a TCP path whose connection ended connects again."""
+
+REBIND_GRACE = 2.0
+"""Seconds a rebound path's old UDP socket still receives (what was already on its way
+to the old port is not lost), before it is closed."""
 
 TIMER_SLACK = 0.001
 """Seconds after a session's deadline that its timer is armed for (see `_arm`)."""
@@ -344,6 +349,7 @@ class LocalPortal(_Portal):
         self._names = {link.path_id: link.name for link in links}
         self._driven: _Driven | None = None
         self._watcher: InterfaceWatcher | None = None
+        self._retiring: list[DatagramEndpoint] = []  # rebound paths' old sockets
         self.interface_events = 0
         self.rebinds = 0
 
@@ -393,11 +399,24 @@ class LocalPortal(_Portal):
                     )
                     inner.link_down(link.path_id, now=now)
                     rebind.discard(link.path_id)
-                else:
+                elif change == "up" or not self._source_still_there(link):
+                    # (An address event that leaves the path's own source address in
+                    # place, e.g. an IPv6 link-local address after DAD or a DHCP renewal
+                    # of the same lease, changes nothing for the path.)
                     rebind.add(link.path_id)
         for path_id in sorted(rebind):
             self._rebind(driven, path_id, now)
         self._flush(driven, now)
+
+    def _source_still_there(self, link: PathLink) -> bool:
+        """Whether the path's socket is bound to an address its interface still has."""
+        assert link.interface is not None
+        try:
+            local = str(self._sockets[link.path_id].getsockname()[0])
+            address = str(ipaddress.ip_address(local.split("%")[0]))
+        except (OSError, ValueError):
+            return False
+        return address in interface_addresses(link.interface)
 
     def _stream_closed(self, endpoint: DatagramEndpoint) -> None:
         path_id = next((i for i, e in self._sockets.items() if e is endpoint), None)
@@ -445,11 +464,11 @@ class LocalPortal(_Portal):
             driven.session.inner.link_down(path_id, now=now)
             return
         old = self._sockets[path_id]
-        fd = old.fileno()
-        if fd in self._readers:
-            self.loop.remove_reader(fd)
-            self._readers.remove(fd)
-        old.close()  # (a closed TCP path's fd may be -1 now: not in the readers)
+        if isinstance(old, TcpPathEndpoint):
+            self._close_endpoint(old)  # (a closed TCP path's fd may be -1: not a reader)
+        else:
+            self._retiring.append(old)
+            self.loop.call_later(REBIND_GRACE, self._close_endpoint, old)
         self._sockets[path_id] = endpoint
         self._add_reader(endpoint.fileno(), self._make_reader(endpoint))
         self.rebinds += 1
@@ -459,6 +478,15 @@ class LocalPortal(_Portal):
             link.interface,
         )
         driven.session.inner.path_rebound(path_id, now=now)
+
+    def _close_endpoint(self, endpoint: DatagramEndpoint) -> None:
+        if endpoint in self._retiring:
+            self._retiring.remove(endpoint)
+        fd = endpoint.fileno()
+        if fd in self._readers:
+            self.loop.remove_reader(fd)
+            self._readers.remove(fd)
+        endpoint.close()
 
     def _new_session(self, now: float) -> None:
         session_id = int.from_bytes(self._rng(4), "big")
@@ -585,8 +613,9 @@ class LocalPortal(_Portal):
         if driven is not None:
             self._cancel_timer(driven)
         self._remove_readers()
-        for endpoint in self._sockets.values():
+        for endpoint in [*self._sockets.values(), *self._retiring]:
             endpoint.close()
+        self._retiring.clear()
         if self._watcher is not None:
             self._watcher.close()
         self.tun.close()
