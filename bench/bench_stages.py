@@ -6,7 +6,12 @@ Stages, in the order a packet meets them:
 - TUN read / write: a real TUN device in a fresh network namespace (``bbench-<pid>-tun``,
   removed afterwards; needs root, else skipped). Reads take packets the kernel routed into
   the device (a UDP socket sent them, untimed); writes hand IPv4/UDP packets to the kernel,
-  addressed past the device, which drops them after routing (forwarding is off).
+  addressed past the device, which drops them after routing (forwarding is off). Then a
+  second device with IFF_VNET_HDR: one TCP segment per write (``write``), and runs of
+  consecutive segments joined into GSO writes (``write_batch``, ``braid.io.coalesce``;
+  also dropped after routing, so the kernel's receive work for a joined segment is not in
+  it), per inner packet.
+- coalesce: ``braid.io.coalesce.coalesce`` alone on runs of full TCP segments.
 - framing: wire v1 ``encode_data`` / ``decode_datagram`` (bench_core).
 - seal / open: the sealed record of wire v2 (ChaCha20-Poly1305 by ``KeyRing``, bench_crypto).
 - scheduling: each scheduler's ``select_path`` over 3 paths (bench_core).
@@ -41,6 +46,7 @@ import bench_core
 import bench_crypto
 
 from braid.core.session import SessionConfig, TunnelSession
+from braid.io.coalesce import coalesce
 
 PACKET = 1400
 DATAGRAM = 1450  # a sealed 1400-byte packet is about this big on the wire
@@ -50,6 +56,8 @@ TUN_NAME = "bbt0"
 TUN_ADDRESS = "10.77.0.1/24"
 TUN_PEER = "10.77.0.2"  # routed into the TUN
 TUN_DROP = "10.77.1.2"  # written packets go here: routed, then dropped (no forwarding)
+TUN_GSO_NAME = "bbt1"  # with IFF_VNET_HDR
+TUN_GSO_DROP = "10.77.3.0/24"
 
 
 def ipv4_udp(src: str, dst: str, size: int = PACKET) -> bytes:
@@ -234,7 +242,53 @@ def bench_tun_here(count: int) -> dict[str, float]:
         read_us = timed_batches(count, fill, read)
         write_us = timed_batches(count, lambda n: None, write)
         sender.close()
-    return {"tun: read": read_us, "tun: write": write_us}
+    results = {"tun: read": read_us, "tun: write": write_us}
+    with TunDevice.open(TUN_GSO_NAME, mtu=PACKET, vnet_hdr=True) as gso:
+        subprocess.run(["ip", "route", "add", TUN_GSO_DROP, "dev", TUN_GSO_NAME], check=True)
+        run = tcp_run(BATCH)
+
+        def write_one(n: int) -> int:
+            write_ = gso.write
+            for packet in run[:n]:
+                write_(packet)
+            return n
+
+        def write_joined(n: int) -> int:
+            written, _ = gso.write_batch(run[:n])
+            return written
+
+        results["tun: write, virtio-net header, one packet per write"] = timed_batches(
+            count, lambda n: None, write_one
+        )
+        results["tun: write_batch, TCP segments joined (GSO, 46 per write)"] = timed_batches(
+            count, lambda n: None, write_joined
+        )
+    return results
+
+
+def tcp_run(count: int, size: int = PACKET) -> list[bytes]:
+    """`count` consecutive full TCP segments of one flow (IPv4, `size` bytes each), to
+    `TUN_GSO_DROP`'s network (routed into the TUN's drop route)."""
+    packets = []
+    payload = bytes(size - 40)
+    for i in range(count):
+        ip = struct.pack(
+            "!BBHHHBBH4s4s", 0x45, 0, size, i, 0x4000, 64, 6, 0,
+            bytes([10, 77, 0, 1]), bytes([10, 77, 3, 2]),
+        )  # fmt: skip
+        tcp = struct.pack("!HHIIBBHHH", 40000, 80, 1 + i * (size - 40), 1, 0x50, 0x10, 500, 0, 0)
+        packets.append(ip + tcp + payload)
+    return packets
+
+
+def bench_coalesce(count: int) -> dict[str, float]:
+    """`braid.io.coalesce` alone: joining runs of full TCP segments, per packet."""
+    run = tcp_run(BATCH)
+
+    def join(n: int) -> int:
+        return sum(c for _, c in coalesce(run[:n]))
+
+    return {"coalesce: join TCP segments (runs of 46)": timed_batches(count, lambda n: None, join)}
 
 
 def bench_tun(count: int) -> dict[str, float]:
@@ -352,6 +406,7 @@ def run_all(count: int, progress: Callable[[str], None] = lambda _: None) -> dic
     results: dict[str, float] = {}
     stages: list[tuple[str, Callable[[int], dict[str, float]]]] = [
         ("tun", bench_tun),
+        ("coalesce", bench_coalesce),
         ("framing", bench_core.bench_wire),
         ("seal/open", bench_seal_open),
         ("scheduling", bench_core.bench_schedulers),

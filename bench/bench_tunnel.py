@@ -17,7 +17,9 @@ UDP GSO/GRO (the before/after runs of docs/performance.md).
 Measured per link count, all client -> server (upload) through the tunnel:
 - one TCP flow (``-C cubic``; the cc that ran is reported), 4 parallel TCP flows, UDP at a
   high offered rate: receiver goodput in Mbit/s; inner packets/s leaving the tunnel (the
-  remote TUN's rx counter); CPU seconds per Gbit of goodput of each portal (/proc/PID/stat);
+  remote portal's own ``tun_packets_written``) and how many of them one TUN write carried
+  (against the TUN's rx counter: more than 1 with GSO writes, `braid.io.coalesce`); CPU
+  seconds per Gbit of goodput of each portal (/proc/PID/stat);
 - latency at light load: ping p50 through the tunnel minus ping p50 over the bare link.
 
 With ``--profile DIR``, one more single-flow TCP run (1 link) is sampled by py-spy
@@ -76,6 +78,7 @@ class FlowResult:
     retransmits: int | None = None
     lost_percent: float | None = None
     offered_mbps: float | None = None
+    packets_per_write: float | None = None
 
 
 @dataclass
@@ -121,6 +124,7 @@ FLOW_COLUMNS = (
     "test",
     "Mbit/s",
     "inner pkt/s",
+    "pkt/TUN write",
     "CPU s/Gbit local",
     "CPU s/Gbit remote",
     "CPU % local",
@@ -199,13 +203,32 @@ def ping_p50(topo: Topology) -> tuple[float | None, float | None]:
 # -- one iperf3 run -------------------------------------------------------------------------
 
 
+def portal_counter(stats: Path | None, key: str) -> int | None:
+    """A counter from the newest line of a portal's statistics time series (JSON lines,
+    written every 0.25 s when BRAID_LAB_STATS is set), or None."""
+    if stats is None or not stats.exists():
+        return None
+    for line in reversed(stats.read_text().splitlines()):
+        try:
+            return int(json.loads(line)["counters"][key])
+        except (ValueError, KeyError, TypeError):
+            continue  # (a line still being written)
+    return None
+
+
 def iperf(
-    topo: Topology, traffic: TrafficSpec, duration: float, watch: dict[str, int]
-) -> tuple[dict[str, Any], float, dict[str, float], int]:
-    """Run one iperf3 client; return (report, elapsed, CPU seconds by role, packets out)."""
+    topo: Topology,
+    traffic: TrafficSpec,
+    duration: float,
+    watch: dict[str, int],
+    remote_stats: Path | None = None,
+) -> tuple[dict[str, Any], float, dict[str, float], int, int | None]:
+    """Run one iperf3 client; return (report, elapsed, CPU seconds by role, TUN writes,
+    inner packets written by the remote portal if its statistics are given)."""
     argv = iperf_client_argv(traffic, direction="up", cc="cubic", duration=duration, interval=1.0)
     before = {role: cpu_seconds(pid) for role, pid in watch.items()}
     rx_before = tun_packets(topo.remote, "rx")
+    inner_before = portal_counter(remote_stats, "tun_packets_written")
     start = time.monotonic()
     result = subprocess.run(
         ns_cmd(topo.client, argv), capture_output=True, text=True, timeout=duration + 30
@@ -213,6 +236,11 @@ def iperf(
     elapsed = time.monotonic() - start
     after = {role: cpu_seconds(pid) for role, pid in watch.items()}
     packets = tun_packets(topo.remote, "rx") - rx_before
+    inner = None
+    if inner_before is not None:
+        time.sleep(0.4)  # the next statistics line
+        inner_after = portal_counter(remote_stats, "tun_packets_written")
+        inner = inner_after - inner_before if inner_after is not None else None
     try:
         report = json.loads(result.stdout)
     except ValueError:
@@ -223,14 +251,21 @@ def iperf(
         for role in watch
         if before[role] is not None and after[role] is not None
     }
-    return report, elapsed, cpu, packets
+    return report, elapsed, cpu, packets, inner
 
 
 def measure_flow(
-    topo: Topology, links: int, name: str, traffic: TrafficSpec, duration: float, pids: dict
+    topo: Topology,
+    links: int,
+    name: str,
+    traffic: TrafficSpec,
+    duration: float,
+    pids: dict,
+    remote_stats: Path | None = None,
 ) -> FlowResult:
     """One test through the tunnel, summarised."""
-    report, elapsed, cpu, packets = iperf(topo, traffic, duration, pids)
+    report, elapsed, cpu, writes, inner = iperf(topo, traffic, duration, pids, remote_stats)
+    packets = inner if inner is not None else writes
     parsed = parse_iperf(report, direction="up", traffic=traffic)
     gbit = parsed.mbps * duration / 1000.0
     return FlowResult(
@@ -238,6 +273,7 @@ def measure_flow(
         test=name,
         mbps=parsed.mbps,
         pps=packets / elapsed if elapsed > 0 else 0.0,
+        packets_per_write=packets / writes if inner is not None and writes > 0 else None,
         cpu_s_per_gbit={role: s / gbit if gbit > 0 else float("nan") for role, s in cpu.items()},
         cpu_percent={role: 100.0 * s / elapsed for role, s in cpu.items()},
         cc=parsed.cc,
@@ -293,7 +329,11 @@ def _short_frame(frame: str) -> str:
 
 
 def profile_run(
-    topo: Topology, duration: float, pids: dict[str, int], out_dir: Path
+    topo: Topology,
+    duration: float,
+    pids: dict[str, int],
+    out_dir: Path,
+    remote_stats: Path | None = None,
 ) -> tuple[FlowResult, dict[str, list[tuple[str, float, float]]]]:
     """One TCP flow while py-spy samples both portals; the flow's result and the summaries."""
     spy = py_spy()
@@ -310,7 +350,9 @@ def profile_run(
             target,
         )
     try:
-        flow = measure_flow(topo, 1, "tcp x1 (py-spy)", TrafficSpec("tcp"), duration, pids)
+        flow = measure_flow(
+            topo, 1, "tcp x1 (py-spy)", TrafficSpec("tcp"), duration, pids, remote_stats
+        )
     finally:
         for proc, _ in samplers.values():
             try:
@@ -338,13 +380,17 @@ def run_links(links: int, args: argparse.Namespace, bench: TunnelBench, progress
         bare_p50, _ = ping_p50(topo)
         if links == 1 and not args.no_bare_tcp:
             with IperfServer(topo):
-                report, _, _, _ = iperf(topo, TrafficSpec("tcp"), min(args.duration, 4.0), {})
+                report, _, _, _, _ = iperf(topo, TrafficSpec("tcp"), min(args.duration, 4.0), {})
             bench.bare_tcp_mbps = parse_iperf(
                 report, direction="up", traffic=TrafficSpec("tcp")
             ).mbps
         topo.route_via(None)
         shapes = [LinkShape(DECLARED_LINK_BPS, DECLARED_LINK_BPS)] * links
-        with Portals(topo, shapes, {"encryption": True}) as portals, IperfServer(topo):
+        stats_dir = topo.file("stats")  # (removed with the lab)
+        stats_dir.mkdir(exist_ok=True)
+        remote_stats = stats_dir / "remote.jsonl"
+        portals = Portals(topo, shapes, {"encryption": True}, stats_dir=stats_dir)
+        with portals, IperfServer(topo):
             pids = portals.pids()
             rss_idle = {role: rss_mib(pid) for role, pid in pids.items()}
             tunnel_p50, tunnel_p95 = ping_p50(topo)
@@ -356,10 +402,14 @@ def run_links(links: int, args: argparse.Namespace, bench: TunnelBench, progress
             }
             for name, traffic in (tests[key] for key in args.tests):
                 progress(f"{links} link(s): {name}")
-                bench.flows.append(measure_flow(topo, links, name, traffic, args.duration, pids))
+                bench.flows.append(
+                    measure_flow(topo, links, name, traffic, args.duration, pids, remote_stats)
+                )
             if args.profile and links == 1:
                 progress("1 link: tcp x1 under py-spy")
-                flow, bench.profile = profile_run(topo, args.duration, pids, args.profile)
+                flow, bench.profile = profile_run(
+                    topo, args.duration, pids, args.profile, remote_stats
+                )
                 bench.flows.append(flow)
             if not portals.alive():
                 raise LabError("a portal died during the benchmark")
@@ -437,6 +487,7 @@ def flow_rows(bench: TunnelBench) -> list[list[str]]:
                 flow.test,
                 _num(flow.mbps),
                 _num(flow.pps),
+                _num(flow.packets_per_write, ".1f"),
                 _num(flow.cpu_s_per_gbit.get("local"), ".2f"),
                 _num(flow.cpu_s_per_gbit.get("remote"), ".2f"),
                 _num(flow.cpu_percent.get("local")),

@@ -98,7 +98,9 @@ def render(
             f"Two real `braid up` portals, encryption on (ChaCha20-Poly1305), over 1, 2 and 4"
             f" unshaped veth links (bridged in the lab's emulator namespace, no relay, no"
             f" qdisc; WAN veth offloads on); client -> server, iperf3 {tunnel.duration:g} s per"
-            f" run. *inner pkt/s*: packets leaving the remote portal's TUN. *CPU s/Gbit*:"
+            f" run. *inner pkt/s*: inner packets the remote portal wrote to its TUN (its own"
+            f" counter); *pkt/TUN write*: how many of them one write carried (GSO writes of"
+            f" joined TCP segments, `braid.io.coalesce`; 1.0 for UDP). *CPU s/Gbit*:"
             f" CPU seconds (user + system, /proc/PID/stat) the portal used per Gbit of goodput;"
             f" *CPU %*: of one core. UDP offered at {tunnel.udp_rate_bps / 1e6:.0f} Mbit/s"
             f" (1372-byte payloads).",
@@ -106,7 +108,7 @@ def render(
             md_table(
                 list(bench_tunnel.FLOW_COLUMNS),
                 bench_tunnel.flow_rows(tunnel),
-                right={0, 2, 3, 4, 5, 6, 7},
+                right={0, 2, 3, 4, 5, 6, 7, 8},
             ),
             "",
             "Latency at light load: ping (56 bytes, every 50 ms for 3 s) from client to"

@@ -1,4 +1,4 @@
-"""Test helpers shared by tests/io and tests/runtime: IP/UDP packets, network namespaces.
+"""Test helpers shared by tests/io and tests/runtime: IP/UDP/TCP packets, network namespaces.
 
 Namespaces and interfaces get unique names (pid + random suffix, <= 15 chars) and
 are always removed (context managers with try/finally).
@@ -53,6 +53,37 @@ def udp_packet(src: str, dst: str, sport: int, dport: int, payload: bytes) -> by
         header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
         return header + udp
     return struct.pack("!IHBB16s16s", 6 << 28, length, 17, 64, s.packed, d.packed) + udp
+
+
+def tcp_segment(
+    src: str,
+    dst: str,
+    sport: int,
+    dport: int,
+    seq: int,
+    payload: bytes,
+    *,
+    flags: int = 0x10,
+    ack: int = 1000,
+    window: int = 500,
+    options: bytes = b"",
+    ttl: int = 64,
+    ip_id: int = 1,
+) -> bytes:
+    """A valid IPv4 or IPv6 TCP segment (checksums computed); `flags` default ACK."""
+    s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
+    offset = (20 + len(options)) // 4
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, offset << 4, flags, window, 0, 0)
+    tcp += options + payload
+    if len(s) == 4:
+        pseudo = s + d + struct.pack("!BBH", 0, 6, len(tcp))
+    else:
+        pseudo = s + d + struct.pack("!IxxxB", len(tcp), 6)
+    tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]
+    if len(s) == 4:
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), ip_id, 0x4000, ttl, 6, 0, s, d)
+        return ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:] + tcp
+    return struct.pack("!IHBB16s16s", 6 << 28, len(tcp), 6, ttl, s, d) + tcp
 
 
 def parse_udp(packet: bytes) -> tuple[str, str, int, int, bytes] | None:

@@ -15,7 +15,7 @@ from braid.core.session import SessionConfig
 from braid.core.wire import DATA_HEADER_SIZE
 from braid.io.base import DatagramEndpoint
 from braid.io.tcp import open_tcp_listener, open_tcp_path
-from braid.io.tun import TunDevice
+from braid.io.tun import TunDevice, offload_enabled_by_environment
 from braid.io.udp import open_listen_socket, open_path_socket
 from braid.runtime.daemon import run_portal
 from braid.runtime.portal import LocalPortal, PathLink, RemotePortal
@@ -56,7 +56,13 @@ def open_local(config: PortalConfig) -> LocalPortal:
                 )
             )
         t = config.tunnel
-        tun = TunDevice.open(t.name, mtu=t.mtu, addresses=t.addresses, routes=t.routes)
+        tun = TunDevice.open(
+            t.name,
+            mtu=t.mtu,
+            addresses=t.addresses,
+            routes=t.routes,
+            vnet_hdr=offload_enabled_by_environment(),
+        )
     except BaseException:
         for opened in links:
             opened.endpoint.close()
@@ -75,7 +81,13 @@ def open_remote(config: PortalConfig) -> RemotePortal:
         if config.listen.tcp:
             listener = open_tcp_listener(config.listen.address, config.listen.port)
         t = config.tunnel
-        tun = TunDevice.open(t.name, mtu=t.mtu, addresses=t.addresses, routes=t.routes)
+        tun = TunDevice.open(
+            t.name,
+            mtu=t.mtu,
+            addresses=t.addresses,
+            routes=t.routes,
+            vnet_hdr=offload_enabled_by_environment(),
+        )
     except BaseException:
         endpoint.close()
         if listener is not None:

@@ -4,6 +4,13 @@ The device is created with `TUNSETIFF` (IFF_TUN | IFF_NO_PI: one raw IP packet
 per read/write, no packet-information prefix), then addressed, given its MTU,
 brought up and given its routes over netlink (pyroute2). It is not persistent:
 closing the file descriptor removes the interface, its addresses and its routes.
+
+With `vnet_hdr=True` (the portals' default; ``BRAID_TUN_OFFLOAD=0`` turns it off for
+A/B runs) the device also has IFF_VNET_HDR: every read and write carries a 10-byte
+virtio-net header, which `read`/`write` hide, and `write_batch` joins consecutive
+segments of a TCP flow into one GSO write (`braid.io.coalesce`). No offload is
+requested for reads (TUNSETOFFLOAD stays 0): the kernel still hands over whole,
+checksummed packets of at most the MTU.
 """
 
 from __future__ import annotations
@@ -20,11 +27,16 @@ from types import TracebackType
 from typing import Self
 
 from braid.io.base import MAX_DATAGRAM_BYTES, DriverError
+from braid.io.coalesce import PLAIN_HEADER, VNET_HDR_LEN, coalesce
 
 TUN_PATH = "/dev/net/tun"
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+OFFLOAD_ENV = "BRAID_TUN_OFFLOAD"
+"""Environment switch: ``BRAID_TUN_OFFLOAD=0`` opens the portals' TUN without IFF_VNET_HDR
+(one packet per write; for A/B measurements)."""
 IFNAMSIZ = 16
 DEFAULT_TXQUEUELEN = 64
 """Packets the kernel queues for the portal (Linux's default, 500, is ~150 ms at 40 Mbit/s
@@ -45,7 +57,7 @@ def _netlink_reason(exc: Exception) -> str:
 class TunDevice:
     """An open, configured TUN device. Use `TunDevice.open(...)`; close it to remove it."""
 
-    __slots__ = ("_fd", "_mtu", "_name", "addresses", "routes", "txqueuelen")
+    __slots__ = ("_fd", "_mtu", "_name", "_vnet", "addresses", "routes", "txqueuelen")
 
     def __init__(
         self,
@@ -55,10 +67,12 @@ class TunDevice:
         addresses: tuple[Interface, ...] = (),
         routes: tuple[Network, ...] = (),
         txqueuelen: int = DEFAULT_TXQUEUELEN,
+        vnet_hdr: bool = False,
     ) -> None:
         self._fd = fd
         self._name = name
         self._mtu = mtu
+        self._vnet = vnet_hdr
         self.addresses = addresses
         self.routes = routes
         self.txqueuelen = txqueuelen
@@ -72,11 +86,13 @@ class TunDevice:
         addresses: Iterable[str | Interface] = (),
         routes: Iterable[str | Network] = (),
         txqueuelen: int = DEFAULT_TXQUEUELEN,
+        vnet_hdr: bool = False,
     ) -> Self:
         """Create the TUN device `name`, set its MTU and addresses, bring it up, add routes.
 
         `txqueuelen` bounds the packets the kernel holds for us while the portal does
         not read the device (queue control): short, so the backlog is a short queue.
+        `vnet_hdr` adds IFF_VNET_HDR, for `write_batch`'s GSO writes (see the module doc).
 
         Raises `DriverError` (one line naming the device and the fix) if the device
         cannot be created or configured; nothing is left behind in that case.
@@ -100,13 +116,14 @@ class TunDevice:
         except OSError as exc:
             raise DriverError(f"tunnel {name}: cannot open {TUN_PATH}: {exc.strerror}") from None
         try:
-            ifr = struct.pack("16sH22x", encoded, IFF_TUN | IFF_NO_PI)
+            flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
+            ifr = struct.pack("16sH22x", encoded, flags)
             try:
                 result = fcntl.ioctl(fd, TUNSETIFF, ifr)
             except OSError as exc:
                 raise DriverError(_tunsetiff_message(name, exc)) from None
             actual = result[:IFNAMSIZ].rstrip(b"\0").decode()
-            device = cls(fd, actual, mtu, addrs, nets, txqueuelen)
+            device = cls(fd, actual, mtu, addrs, nets, txqueuelen, vnet_hdr)
             device._configure()
         except BaseException:
             os.close(fd)
@@ -201,11 +218,41 @@ class TunDevice:
 
         Raises `BlockingIOError` when none is waiting.
         """
+        if self._vnet:
+            return os.read(self._fd, MAX_DATAGRAM_BYTES + VNET_HDR_LEN)[VNET_HDR_LEN:]
         return os.read(self._fd, MAX_DATAGRAM_BYTES)
 
     def write(self, packet: bytes, /) -> int:
         """Hand one IP packet to the system; raises `OSError` if the kernel refuses it."""
+        if self._vnet:
+            return os.writev(self._fd, (PLAIN_HEADER, packet)) - VNET_HDR_LEN
         return os.write(self._fd, packet)
+
+    @property
+    def vnet_hdr(self) -> bool:
+        """Whether the device has IFF_VNET_HDR (`write_batch` joins TCP segments)."""
+        return self._vnet
+
+    def write_batch(self, packets: list[bytes], /) -> tuple[int, int]:
+        """Hand `packets` to the system, in order per flow, with as few writes as the
+        device allows (see the module doc): (packets written, packets refused)."""
+        fd = self._fd
+        written = refused = 0
+        if not self._vnet:
+            for packet in packets:
+                try:
+                    os.write(fd, packet)
+                    written += 1
+                except OSError:
+                    refused += 1
+            return written, refused
+        for buffers, count in coalesce(packets):
+            try:
+                os.writev(fd, buffers)
+                written += count
+            except OSError:
+                refused += count
+        return written, refused
 
     def close(self) -> None:
         """Close the device: the kernel removes the interface with its addresses and routes."""
@@ -225,7 +272,9 @@ class TunDevice:
         self.close()
 
     def __repr__(self) -> str:
-        return f"TunDevice(name={self._name!r}, mtu={self._mtu}, fd={self._fd})"
+        return (
+            f"TunDevice(name={self._name!r}, mtu={self._mtu}, fd={self._fd}, vnet_hdr={self._vnet})"
+        )
 
 
 def _tunsetiff_message(name: str, exc: OSError) -> str:
@@ -243,3 +292,8 @@ def _tunsetiff_message(name: str, exc: OSError) -> str:
             " choose another tunnel.name"
         )
     return f"tunnel {name}: cannot create the TUN device: {exc.strerror}"
+
+
+def offload_enabled_by_environment() -> bool:
+    """False when the environment turns the TUN's virtio-net header off (see OFFLOAD_ENV)."""
+    return os.environ.get(OFFLOAD_ENV, "1").strip() not in ("0", "no", "off", "false")

@@ -199,14 +199,19 @@ class Portals:
         pin_source: bool = True,
         transports: list[str] | None = None,
         outer6: list[bool] | None = None,
+        stats_dir: Path | None = None,
     ) -> None:
         self.topology = topology
         self.outer6 = outer6
         """Per link: its path over IPv6 (an IPv6 topology only)."""
         self.pin_source = pin_source
+        """False: links are pinned by interface only (they follow its address)."""
         self.transports = transports
         """Per link "udp" (the default) or "tcp"."""
-        """False: links are pinned by interface only (they follow its address)."""
+        env_stats = os.environ.get("BRAID_LAB_STATS")
+        self.stats_dir = stats_dir or (Path(env_stats) if env_stats else None)
+        """Each portal writes its statistics here every 0.25 s (`local.jsonl`,
+        `remote.jsonl`); default: $BRAID_LAB_STATS, else none."""
         self.shapes = shapes
         self.session = dict(session or {})
         self.timeout = timeout
@@ -273,9 +278,8 @@ class Portals:
             (topo.remote, self.remote_path) if role == "remote" else (topo.local, self.local_path)
         )
         argv = ["up", str(path)]
-        stats_dir = os.environ.get("BRAID_LAB_STATS")
-        if stats_dir:  # debugging: each portal's statistics every 0.25 s, as JSON lines
-            argv += ["--stats", str(Path(stats_dir) / f"{role}.jsonl"), "--stats-interval", "0.25"]
+        if self.stats_dir is not None:  # each portal's statistics every 0.25 s, JSON lines
+            argv += ["--stats", str(self.stats_dir / f"{role}.jsonl"), "--stats-interval", "0.25"]
         with open(self.log(role), "w") as log:
             self._procs[role] = topo.spawn(
                 ns, python_cmd("braid", *argv), stdout=log, stderr=subprocess.STDOUT
