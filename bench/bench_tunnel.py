@@ -79,6 +79,8 @@ class FlowResult:
     lost_percent: float | None = None
     offered_mbps: float | None = None
     packets_per_write: float | None = None
+    machine_busy_percent: float | None = None
+    """Of all cores together (/proc/stat), during the run: 100 means no idle time left."""
 
 
 @dataclass
@@ -129,6 +131,7 @@ FLOW_COLUMNS = (
     "CPU s/Gbit remote",
     "CPU % local",
     "CPU % remote",
+    "machine busy %",
     "notes",
 )
 """The columns of `flow_rows` (the printed table and docs/performance.md)."""
@@ -203,6 +206,15 @@ def ping_p50(topo: Topology) -> tuple[float | None, float | None]:
 # -- one iperf3 run -------------------------------------------------------------------------
 
 
+def machine_cpu() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores together, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:9]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    total = sum(fields)
+    return total - idle, total
+
+
 def portal_counter(stats: Path | None, key: str) -> int | None:
     """A counter from the newest line of a portal's statistics time series (JSON lines,
     written every 0.25 s when BRAID_LAB_STATS is set), or None."""
@@ -229,12 +241,14 @@ def iperf(
     before = {role: cpu_seconds(pid) for role, pid in watch.items()}
     rx_before = tun_packets(topo.remote, "rx")
     inner_before = portal_counter(remote_stats, "tun_packets_written")
+    busy_before, total_before = machine_cpu()
     start = time.monotonic()
     result = subprocess.run(
         ns_cmd(topo.client, argv), capture_output=True, text=True, timeout=duration + 30
     )
     elapsed = time.monotonic() - start
     after = {role: cpu_seconds(pid) for role, pid in watch.items()}
+    busy_after, total_after = machine_cpu()
     packets = tun_packets(topo.remote, "rx") - rx_before
     inner = None
     if inner_before is not None:
@@ -251,6 +265,8 @@ def iperf(
         for role in watch
         if before[role] is not None and after[role] is not None
     }
+    # (not a role: the whole machine's busy share, 0..1, popped by measure_flow)
+    cpu["machine"] = (busy_after - busy_before) / max(total_after - total_before, 1)
     return report, elapsed, cpu, packets, inner
 
 
@@ -265,6 +281,7 @@ def measure_flow(
 ) -> FlowResult:
     """One test through the tunnel, summarised."""
     report, elapsed, cpu, writes, inner = iperf(topo, traffic, duration, pids, remote_stats)
+    busy = cpu.pop("machine")
     packets = inner if inner is not None else writes
     parsed = parse_iperf(report, direction="up", traffic=traffic)
     gbit = parsed.mbps * duration / 1000.0
@@ -274,6 +291,7 @@ def measure_flow(
         mbps=parsed.mbps,
         pps=packets / elapsed if elapsed > 0 else 0.0,
         packets_per_write=packets / writes if inner is not None and writes > 0 else None,
+        machine_busy_percent=100.0 * busy,
         cpu_s_per_gbit={role: s / gbit if gbit > 0 else float("nan") for role, s in cpu.items()},
         cpu_percent={role: 100.0 * s / elapsed for role, s in cpu.items()},
         cc=parsed.cc,
@@ -492,6 +510,7 @@ def flow_rows(bench: TunnelBench) -> list[list[str]]:
                 _num(flow.cpu_s_per_gbit.get("remote"), ".2f"),
                 _num(flow.cpu_percent.get("local")),
                 _num(flow.cpu_percent.get("remote")),
+                _num(flow.machine_busy_percent),
                 ", ".join(notes),
             ]
         )

@@ -102,13 +102,14 @@ def render(
             f" counter); *pkt/TUN write*: how many of them one write carried (GSO writes of"
             f" joined TCP segments, `braid.io.coalesce`; 1.0 for UDP). *CPU s/Gbit*:"
             f" CPU seconds (user + system, /proc/PID/stat) the portal used per Gbit of goodput;"
-            f" *CPU %*: of one core. UDP offered at {tunnel.udp_rate_bps / 1e6:.0f} Mbit/s"
+            f" *CPU %*: of one core; *machine busy %*: of all cores together (/proc/stat:"
+            f" 100 leaves no idle time for anything). UDP offered at {tunnel.udp_rate_bps / 1e6:.0f} Mbit/s"
             f" (1372-byte payloads).",
             "",
             md_table(
                 list(bench_tunnel.FLOW_COLUMNS),
                 bench_tunnel.flow_rows(tunnel),
-                right={0, 2, 3, 4, 5, 6, 7, 8},
+                right={0, 2, 3, 4, 5, 6, 7, 8, 9},
             ),
             "",
             "Latency at light load: ping (56 bytes, every 50 ms for 3 s) from client to"

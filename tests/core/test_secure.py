@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import random
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -16,6 +19,7 @@ from securenet import CONFIG, WALL_BASE, Keys, SecureNet, address, rng_from
 
 from braid.core.keys import generate_private_key, public_key
 from braid.core.secure import (
+    AllowedSources,
     PeerSpec,
     SecureConfig,
     SecureServer,
@@ -350,3 +354,33 @@ def test_handshake_retries_rotate_over_paths_with_backoff() -> None:
     assert 1.0 <= gaps[0] <= 1.25 and 2.0 <= gaps[1] <= 2.5 and 4.0 <= gaps[2] <= 5.0
     assert all(g <= 10.0 for g in gaps)
     assert session.statistics().drops["no_key"] > 0  # HELLOs could not be sealed yet
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 32)), max_size=4),
+    st.lists(st.tuples(st.integers(0, 2**128 - 1), st.integers(0, 128)), max_size=3),
+    st.lists(st.one_of(st.integers(0, 2**32 - 1), st.integers(2**32, 2**128 - 1)), max_size=40),
+)
+def test_allowed_sources_agree_with_ipaddress_also_when_asked_again(
+    nets4: list[tuple[int, int]], nets6: list[tuple[int, int]], sources: list[int]
+) -> None:
+    """`AllowedSources.allows` (which remembers the sources it allowed) says what
+    `ipaddress` says about the source address, the first time and every time after."""
+    networks = [
+        *(ipaddress.ip_network((a, p), strict=False) for a, p in nets4),
+        *(ipaddress.ip_network((ipaddress.IPv6Address(a), p), strict=False) for a, p in nets6),
+    ]
+    allowed = AllowedSources(networks)
+    for source in sources * 2:  # (each one twice: the second answer may come from memory)
+        v4 = source < 2**32
+        address = ipaddress.IPv4Address(source) if v4 else ipaddress.IPv6Address(source)
+        packet = (
+            bytes([0x45]) + bytes(11) + address.packed + bytes(4)
+            if v4
+            else bytes([0x60]) + bytes(7) + address.packed + bytes(16)
+        )
+        expected = not networks or any(
+            address in net for net in networks if net.version == address.version
+        )
+        assert allowed.allows(packet) == expected

@@ -26,6 +26,7 @@ _IPV6_FRAGMENT: Final = 44
 _IPV6_AH: Final = 51
 _IPV6_DEST_OPTS: Final = 60
 _IPV6_MAX_EXTENSIONS: Final = 8
+_PORT_START: Final = {proto: crc32(bytes((proto,))) for proto in _PORT_PROTOCOLS}
 
 
 def flow_bucket(packet: bytes) -> int:
@@ -33,6 +34,13 @@ def flow_bucket(packet: bytes) -> int:
     size = len(packet)
     if size < 20:
         return 0
+    if packet[0] == 0x45 and size >= 24 and not (packet[6] & 0x3F or packet[7]):
+        # The common case (IPv4 without options, not a fragment), with the same result
+        # as below: crc32 continued from the protocol byte's over addresses and ports.
+        start = _PORT_START.get(packet[9])
+        if start is not None:
+            value = crc32(packet[12:24], start)
+            return (value ^ (value >> 16)) & 0xFFFF
     version = packet[0] >> 4
     if version == 4:
         header_len = (packet[0] & 0x0F) * 4

@@ -164,14 +164,19 @@ def _source(host: str, port: int) -> tuple[str, bytes]:
     return source_key(host), source_bytes(host, port)
 
 
+_ALLOWED_CACHE = 4096
+"""Source addresses an `AllowedSources` remembers as allowed (then it starts over)."""
+
+
 class AllowedSources:
     """A set of prefixes, tested against the source address of raw IPv4/IPv6 packets."""
 
-    __slots__ = ("_v4", "_v6", "everything")
+    __slots__ = ("_allowed", "_v4", "_v6", "everything")
 
     def __init__(self, networks: Iterable[Network]) -> None:
         self._v4: list[tuple[int, int]] = []
         self._v6: list[tuple[int, int]] = []
+        self._allowed: set[bytes] = set()  # sources found in a prefix (4 or 16 bytes)
         nets = list(networks)
         self.everything = not nets
         for net in nets:
@@ -186,14 +191,23 @@ class AllowedSources:
             return False
         version = packet[0] >> 4
         if version == 4 and len(packet) >= 20:
-            src = int.from_bytes(packet[12:16], "big")
+            source = packet[12:16]
             table = self._v4
         elif version == 6 and len(packet) >= 40:
-            src = int.from_bytes(packet[8:24], "big")
+            source = packet[8:24]
             table = self._v6
         else:
             return False
-        return any(src & mask == net for net, mask in table)
+        allowed = self._allowed
+        if source in allowed:  # (a site's few hosts: one set look-up per packet)
+            return True
+        src = int.from_bytes(source, "big")
+        if not any(src & mask == net for net, mask in table):
+            return False
+        if len(allowed) >= _ALLOWED_CACHE:
+            allowed.clear()
+        allowed.add(source)
+        return True
 
 
 @dataclass(frozen=True, slots=True)
