@@ -335,6 +335,12 @@ ERRORS: list[tuple[str, str, str, str]] = [
         "out of range",
     ),
     (
+        "delay-floor-range",
+        REMOTE + "[session]\ndelay_floor = 5\n",
+        "session.delay_floor",
+        "out of range",
+    ),
+    (
         "dead-below-keepalive",
         REMOTE + "[session]\nkeepalive_interval = 0.5\ndead_interval = 0.4\n",
         "session.dead_interval",

@@ -84,6 +84,7 @@ class RateNet:
         self.sent = 0
         self.delivered: list[tuple[float, int]] = []  # (time, size)
         self.deliver_seqs: list[int] = []
+        self.sent_at: list[float] = []  # (by source sequence number)
         self.refused = 0
 
     def set_rate(self, path_id: int, rate: float) -> None:
@@ -116,10 +117,12 @@ class RateNet:
                 if not local.send_packet(udp_packet(1, self.sent, self.packet_size), now=now):
                     self.refused += 1
                     break
+                self.sent_at.append(now)
                 self.sent += 1
             return
         while self.next_source <= now:
             if local.send_packet(udp_packet(1, self.sent, self.packet_size), now=now):
+                self.sent_at.append(now)
                 self.sent += 1
             else:
                 self.refused += 1

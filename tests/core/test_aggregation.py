@@ -295,3 +295,41 @@ def test_returning_path_takes_its_share_of_the_queue_without_reordering() -> Non
     assert stats.rebalanced > 20
     assert after.late == before.late and after.gaps_skipped_timeout == before.gaps_skipped_timeout
     assert net.goodput(7.0, 9.0) > 0.95 * net.goodput(1.0, 3.0)  # the full aggregate again
+
+
+@pytest.mark.parametrize("floor", [0.0, 1.2])
+def test_delay_floor_holds_bulk_data_on_the_fast_path_but_not_a_ping(floor: float) -> None:
+    """delay_floor: over 0.8 Mbit/s 5 ms + 3.2 Mbit/s 40 ms, a bulk flow at half the
+    fast path's rate (as a BBR flow is in PROBE_RTT: little in flight). Without a floor
+    it takes the fast path and arrives in under 20 ms (BBR's minimum RTT: the fast
+    path's); with a factor of 1.2 of the rate-weighted mean delay the fast path holds it
+    until nothing arrives in under 30 ms (BBR then sizes its window by a round trip long
+    enough to fill the slow path). Everything is still carried, in order, and a ping
+    still takes the fast path at once."""
+    links = {0: (100_000.0, 0.005), 1: (400_000.0, 0.040)}
+    rate = 0.5 * links[0][0]
+    net = RateNet(links, config=SessionConfig(delay_floor=floor), source_rate=rate)
+    net.run_until(2.0)
+    start = net.remote.statistics().reorder
+    first = len(net.deliver_seqs)
+    net.run_until(4.0)
+    assert net.goodput(2.0, 4.0) >= 0.95 * rate
+    delays = [
+        at - net.sent_at[seq]
+        for (at, _), seq in zip(net.delivered[first:], net.deliver_seqs[first:], strict=True)
+    ]
+    if floor:
+        assert min(delays) >= 0.030, min(delays)
+    else:
+        assert min(delays) < 0.022, min(delays)
+    reorder = net.remote.statistics().reorder
+    assert reorder.late == start.late
+    assert reorder.gaps_skipped_timeout == start.gaps_skipped_timeout
+    ping = bytearray(udp_packet(9, 0, 84))
+    ping[9] = 1  # ICMP: a sparse flow, put at the head of the fast path's queue
+    sent_at = net.now
+    assert net.local.send_packet(bytes(ping), now=sent_at)
+    net._send_out("local", sent_at)
+    net.run_until(5.0)
+    (arrival,) = [at for at, size in net.delivered if size == 84]
+    assert arrival - sent_at < 0.025

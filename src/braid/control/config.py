@@ -90,6 +90,7 @@ class SessionSettings:
     congestion_control: str = "bbr"
     queue_limit: float = 0.05
     delay_cutoff: float = 0.2
+    delay_floor: float = 0.0
     bod_upper: float = 0.8
     bod_lower: float = 0.5
     classes: tuple[TrafficClass, ...] = ()
@@ -115,6 +116,7 @@ class SessionSettings:
             congestion_control=self.congestion_control,
             queue_limit=self.queue_limit,
             delay_cutoff=self.delay_cutoff,
+            delay_floor=self.delay_floor,
             bod_upper=self.bod_upper,
             bod_lower=self.bod_lower,
             classes=self.classes,
@@ -912,6 +914,14 @@ class _Validator:
             high=10.0,
             expected="seconds, 0..10",
         )
+        delay_floor = self.number(
+            t,
+            "delay_floor",
+            default=defaults.delay_floor,
+            low=0.0,
+            high=4.0,
+            expected="a factor, 0..4 (0: off)",
+        )
         bod_upper = self.number(
             t,
             "bod_upper",
@@ -994,6 +1004,7 @@ class _Validator:
             congestion_control=congestion,
             queue_limit=queue_limit,
             delay_cutoff=delay_cutoff,
+            delay_floor=delay_floor,
             bod_upper=bod_upper,
             bod_lower=bod_lower,
             silence_timeout_min=silence,

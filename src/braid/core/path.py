@@ -155,6 +155,7 @@ class PathState:
         "health_lost",
         "hello_acked",
         "hello_due",
+        "hold",
         "jitter",
         "last_receive_time",
         "last_send_time",
@@ -212,6 +213,7 @@ class PathState:
         self.queue: deque[tuple[int, int, int, bytes, float]] = deque()
         self.queued_bytes = 0
         self.next_release = now
+        self.hold = 0.0  # seconds bulk DATA waits in the queue (session delay_floor)
         self.cwnd_limited = False
         self.tracker = DeliveryTracker(now)
         self.cc: CongestionControl = get_congestion_control(

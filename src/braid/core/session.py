@@ -262,6 +262,12 @@ class SessionConfig:
     """Seconds of the usable paths' summed rate the send queues may hold."""
     delay_cutoff: float = 0.2
     """earliest-arrival: a path slower than the fastest by more than this is overflow only."""
+    delay_floor: float = 0.0
+    """earliest-arrival over paths of unequal delay: bulk DATA on a path faster than the
+    rest waits in its queue until its round trip would be this factor times the paths'
+    rate-weighted mean one-way delay (0: off). An inner BBR flow sizes its window by its
+    minimum RTT; without a floor that is the fastest path's, too small to fill the
+    others (docs/design.md, "Known limit")."""
     bod_upper: float = 0.8
     bod_lower: float = 0.5
     bod_interval: float = 1.0
@@ -382,6 +388,8 @@ class SessionConfig:
                 "reorder_timeout_min: must be between 0 and reorder_timeout_max, "
                 f"got {self.reorder_timeout_min!r}"
             )
+        if not 0 <= self.delay_floor <= 4:
+            raise ValueError(f"delay_floor: must be between 0 and 4, got {self.delay_floor!r}")
         if not self.reorder_jitter_factor >= 0:
             raise ValueError(
                 f"reorder_jitter_factor: must be >= 0, got {self.reorder_jitter_factor!r}"
@@ -545,6 +553,10 @@ class TunnelSession:
         self._send_nacks = config.nack
         self._model = (config.loss_model or default_model()) if config.loss_predictor else None
         self._nack_after = config.reorder_timeout_min
+        # delay_floor applies to earliest-arrival alone (the others ignore delays).
+        self._delay_floor = (
+            config.delay_floor if isinstance(self._scheduler, EarliestArrivalScheduler) else 0.0
+        )
         self._gap_due = _INF
         self._gap_loss = 0.0  # EWMA of "a resolved gap was a loss"
         self._gap_interval = 0.0  # longest datagram interval of a live path (egress)
@@ -621,6 +633,11 @@ class TunnelSession:
         """Switch the scheduler (ValueError naming the valid ones if unknown)."""
         self._scheduler = self._make_scheduler(name)
         self._update_jump()
+        ea = isinstance(self._scheduler, EarliestArrivalScheduler)
+        self._delay_floor = self.config.delay_floor if ea else 0.0
+        for path in self._paths.values():
+            path.hold = 0.0
+        self._update_queue_limit()
 
     def set_class_scheduler(self, class_name: str, name: str | None) -> None:
         """Switch one traffic class's scheduler (None: the session's) at run time.
@@ -914,7 +931,16 @@ class TunnelSession:
         mtu = path.mtu
         pmtu = path.pmtu
         probe_from = BASE_MTU if pmtu is not None and not pmtu.started else NO_LIMIT
+        hold = path.hold
         while queue and release <= horizon and tracker.inflight < cwnd:
+            if hold:
+                head = queue[0]
+                due = head[4] + hold
+                if due > horizon and not (flagged and head[0] in flagged):
+                    # delay_floor: bulk DATA waits (a jumped packet does not).
+                    if due > release:
+                        release = due
+                    break
             item = queue.popleft()
             session_seq, bucket, bucket_seq, ip_packet, _ = item
             flags = flagged.pop(session_seq, 0) if flagged else 0
@@ -1019,6 +1045,28 @@ class TunnelSession:
             total += path.cc.pacing_rate
         limit = int(total * self.config.queue_limit)
         self._queue_limit = limit if limit > _QUEUE_FLOOR else _QUEUE_FLOOR
+        if self._delay_floor:
+            self._update_holds()
+
+    def _update_holds(self) -> None:
+        """`delay_floor`: each usable path's hold for bulk DATA, so that a packet's round
+        trip (its path's delay, the hold, and the fastest path's delay back) is at least
+        `delay_floor` times the rate-weighted mean one-way delay of the usable paths."""
+        paths = [p for p in self._usable if p.up]
+        for path in self._paths.values():
+            path.hold = 0.0
+        if len(paths) < 2:
+            return
+        delays = [path_delay(p) for p in paths]
+        rates = [p.cc.btl_bw for p in paths]
+        total = sum(rates)
+        if total <= 0:
+            return
+        mean = sum(r * d for r, d in zip(rates, delays, strict=True)) / total
+        target = self._delay_floor * mean - min(delays)
+        for path, delay in zip(paths, delays, strict=True):
+            hold = target - delay
+            path.hold = hold if hold > 0.001 else 0.0
 
     def receive_datagram(self, data: Buffer, *, now: float) -> int | None:
         """Process one datagram from the peer: the path id if accepted, None if dropped."""
@@ -1639,6 +1687,9 @@ class TunnelSession:
             usable = [p for p in usable if not p.standby] or usable
         self._usable = tuple(usable)
         self._update_queue_limit()
+        if self._delay_floor and len(usable) < 2:
+            for path in self._paths.values():
+                path.hold = 0.0
         if len(usable) > 1 and any(
             p not in before and (p.down_since is not None or p.standby) for p in usable
         ):

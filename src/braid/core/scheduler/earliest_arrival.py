@@ -84,7 +84,9 @@ class EarliestArrivalScheduler:
         count = len(paths)
         if count <= 1:
             return paths[0] if count else None
-        delays = [path_delay(p) for p in paths]
+        # (A path's `hold`, set by the session's delay_floor, delays bulk DATA; a packet
+        # put at the head of the queue does not wait.)
+        delays = [path_delay(p) if head else path_delay(p) + p.hold for p in paths]
         fastest = min(delays)
         limit = fastest + self.delay_cutoff
         best: PathState | None = None
