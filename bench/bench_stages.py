@@ -12,6 +12,8 @@ Stages, in the order a packet meets them:
   also dropped after routing, so the kernel's receive work for a joined segment is not in
   it), per inner packet.
 - coalesce: ``braid.io.coalesce.coalesce`` alone on runs of full TCP segments.
+- tso (not used): cutting a 64 KB TCP segment into 1400-byte packets with checksums in
+  Python, per packet: what reads with TUN TSO would cost the portal (against a read).
 - framing: wire v1 ``encode_data`` / ``decode_datagram`` (bench_core).
 - seal / open: the sealed record of wire v2 (ChaCha20-Poly1305 by ``KeyRing``, bench_crypto).
 - scheduling: each scheduler's ``select_path`` over 3 paths (bench_core).
@@ -281,6 +283,61 @@ def tcp_run(count: int, size: int = PACKET) -> list[bytes]:
     return packets
 
 
+def cut_tso(packet: bytes, mss: int) -> list[bytes]:
+    """Cut an IPv4 TCP segment longer than `mss` into packets with complete IP and TCP
+    checksums: what a portal would have to do per packet if it offered TSO to the
+    kernel on its TUN reads (not done; measured to show why)."""
+    header_len = 20 + (packet[32] >> 4) * 4
+    header = packet[:header_len]
+    payload = memoryview(packet)[header_len:]
+    seq = int.from_bytes(packet[24:28])
+    ip_id = int.from_bytes(packet[4:6])
+    addresses = packet[12:20]
+    flags = packet[33]
+    size = len(payload)
+    out = []
+    for index, offset in enumerate(range(0, size, mss)):
+        chunk = bytes(payload[offset : offset + mss])
+        head = bytearray(header)
+        total = header_len + len(chunk)
+        head[2:4] = total.to_bytes(2)
+        head[4:6] = ((ip_id + index) & 0xFFFF).to_bytes(2)
+        head[10:12] = b"\0\0"
+        words = sum(struct.unpack_from("!10H", head))
+        words = (words & 0xFFFF) + (words >> 16)
+        head[10:12] = (~((words & 0xFFFF) + (words >> 16)) & 0xFFFF).to_bytes(2)
+        head[24:28] = ((seq + offset) & 0xFFFFFFFF).to_bytes(4)
+        if offset + mss < size:
+            head[33] = flags & ~0x09  # PSH and FIN only on the last
+        head[36:38] = b"\0\0"
+        pseudo = addresses + b"\0\x06" + (total - 20).to_bytes(2)
+        data = pseudo + bytes(head[20:]) + chunk
+        if len(data) % 2:
+            data += b"\0"
+        folded = int.from_bytes(data) % 0xFFFF  # the ones' complement sum, by big integer
+        head[36:38] = (~folded & 0xFFFF).to_bytes(2)
+        out.append(bytes(head) + chunk)
+    return out
+
+
+def bench_tso_cut(count: int) -> dict[str, float]:
+    """`cut_tso` on 64 KB segments (46 packets of 1400 bytes), per packet."""
+    mss = PACKET - 40  # (no TCP options in `tcp_run`'s segments)
+    run = tcp_run(1, size=40 + 46 * mss)[0]
+
+    def cut(n: int) -> int:
+        done = 0
+        while done < n:
+            done += len(cut_tso(run, mss))
+        return done
+
+    return {
+        "tso (not used): cut a 64 KB TCP segment, checksums, in Python": timed_batches(
+            count, lambda n: None, cut
+        )
+    }
+
+
 def bench_coalesce(count: int) -> dict[str, float]:
     """`braid.io.coalesce` alone: joining runs of full TCP segments, per packet."""
     run = tcp_run(BATCH)
@@ -407,6 +464,7 @@ def run_all(count: int, progress: Callable[[str], None] = lambda _: None) -> dic
     stages: list[tuple[str, Callable[[int], dict[str, float]]]] = [
         ("tun", bench_tun),
         ("coalesce", bench_coalesce),
+        ("tso", bench_tso_cut),
         ("framing", bench_core.bench_wire),
         ("seal/open", bench_seal_open),
         ("scheduling", bench_core.bench_schedulers),

@@ -268,3 +268,32 @@ def test_joined_tcp_segments_reach_a_real_socket_whole_and_in_order(
 
         seen = in_child(body)
     assert seen == {"writes": 1, "written": 40, "refused": 0, "received": 40000, "intact": True}
+
+
+def test_queue_length_follows_the_rate_between_the_short_default_and_a_cap() -> None:
+    from braid.io.tun import DEFAULT_TXQUEUELEN, MAX_TXQUEUELEN, queue_length_for
+
+    assert queue_length_for(0.0) == DEFAULT_TXQUEUELEN
+    assert queue_length_for(100e6 / 8) == DEFAULT_TXQUEUELEN  # WAN rates: unchanged
+    assert 240 <= queue_length_for(500e6 / 8) <= 300  # ~6 ms at 500 Mbit/s
+    assert queue_length_for(100e9 / 8) == MAX_TXQUEUELEN
+
+
+def test_set_txqueuelen_changes_the_kernels_queue() -> None:
+    name = unique("btun")
+    with netns("btt") as ns:
+
+        def body() -> list[Any]:
+            from pyroute2 import IPRoute
+
+            enter_netns(ns)
+            with TunDevice.open(name, mtu=1400, vnet_hdr=True) as tun:
+                seen: list[Any] = [tun.txqueuelen]
+                seen.append(tun.set_txqueuelen(256))
+                with IPRoute() as ipr:
+                    (link,) = ipr.get_links(ifname=name)
+                    seen.append(link.get("IFLA_TXQLEN"))
+                seen.append(tun.txqueuelen)
+            return seen
+
+        assert in_child(body) == [64, True, 256, 256]

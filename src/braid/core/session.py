@@ -629,6 +629,15 @@ class TunnelSession:
         """The name of the scheduler in use."""
         return self._scheduler.name
 
+    @property
+    def capacity(self) -> float:
+        """The usable paths' summed bottleneck-rate estimates, bytes/s."""
+        total = 0.0
+        for path in self._usable:
+            if path.up:
+                total += path.cc.btl_bw
+        return total
+
     def set_scheduler(self, name: str) -> None:
         """Switch the scheduler (ValueError naming the valid ones if unknown)."""
         self._scheduler = self._make_scheduler(name)

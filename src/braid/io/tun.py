@@ -20,6 +20,7 @@ import errno
 import fcntl
 import ipaddress
 import os
+import socket
 import struct
 import threading
 from collections.abc import Iterable
@@ -40,7 +41,27 @@ OFFLOAD_ENV = "BRAID_TUN_OFFLOAD"
 IFNAMSIZ = 16
 DEFAULT_TXQUEUELEN = 64
 """Packets the kernel queues for the portal (Linux's default, 500, is ~150 ms at 40 Mbit/s
-of extra latency once braid's own queue is full)."""
+of extra latency once braid's own queue is full). The portals raise it at high rates
+(`queue_length_for`)."""
+MAX_TXQUEUELEN = 1000
+TXQUEUE_TIME = 0.006
+"""Seconds of the sessions' summed rate the TUN queue holds at most (see `queue_length_for`)."""
+SIOCSIFTXQLEN = 0x8943
+
+
+def queue_length_for(rate: float, packet: int = 1400) -> int:
+    """The TUN queue length (packets) for a summed sending rate of `rate` bytes/s:
+    `TXQUEUE_TIME` of it, at least `DEFAULT_TXQUEUELEN`, at most `MAX_TXQUEUELEN`.
+
+    A sending host's TCP hands the TUN bursts of up to ~46 packets (its own GSO segments,
+    cut by the kernel in front of the device): 64 packets hold barely one, and at a few
+    hundred Mbit/s the queue overflows between two of the portal's reads (one TCP flow
+    over an unshaped link: 274-289 Mbit/s with 64, 413-417 with 128, 467-512 with 256).
+    At WAN rates (up to ~100 Mbit/s) 6 ms is less than 64 packets: the short queue of
+    queue control stays as it was."""
+    wanted = int(rate * TXQUEUE_TIME / packet) + 1
+    return min(max(wanted, DEFAULT_TXQUEUELEN), MAX_TXQUEUELEN)
+
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -227,6 +248,18 @@ class TunDevice:
         if self._vnet:
             return os.writev(self._fd, (PLAIN_HEADER, packet)) - VNET_HDR_LEN
         return os.write(self._fd, packet)
+
+    def set_txqueuelen(self, length: int) -> bool:
+        """Change the kernel's queue length for the device (SIOCSIFTXQLEN); False if it
+        refused (the old length stays)."""
+        ifr = struct.pack("16si12x", self._name.encode(), length)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                fcntl.ioctl(sock.fileno(), SIOCSIFTXQLEN, ifr)
+        except OSError:
+            return False
+        self.txqueuelen = length
+        return True
 
     @property
     def vnet_hdr(self) -> bool:

@@ -50,6 +50,7 @@ from braid.core.session import (
 from braid.io.base import MAX_DATAGRAM_BYTES, Address, DatagramEndpoint, DriverError, PacketDevice
 from braid.io.ifwatch import InterfaceWatcher, interface_addresses, interface_ipv4
 from braid.io.tcp import FrameStream, StreamClosed, TcpAddress, TcpPathEndpoint
+from braid.io.tun import TunDevice, queue_length_for
 from braid.io.udp import SegmentReceiver, SegmentSender, gso_enabled_by_environment
 
 log = logging.getLogger("braid.runtime")
@@ -60,6 +61,9 @@ TCP_RETRY = 1.0
 REBIND_GRACE = 2.0
 """Seconds a rebound path's old UDP socket still receives (what was already on its way
 to the old port is not lost), before it is closed."""
+
+TUN_QUEUE_PERIOD = 1.0
+"""Seconds between two sizings of the TUN queue to the sessions' rate (`queue_length_for`)."""
 
 TIMER_SLACK = 0.001
 """Seconds after a session's deadline that its timer is armed for (see `_arm`)."""
@@ -183,6 +187,26 @@ class _Portal:
     def running(self) -> bool:
         """True between `start()` and `close()`."""
         return self._loop is not None and not self._closing
+
+    def _drivens(self) -> list[_Driven]:
+        raise NotImplementedError
+
+    def _start_tun_sizing(self) -> None:
+        if isinstance(self.tun, TunDevice):  # (not the tests' in-memory devices)
+            self.loop.call_later(TUN_QUEUE_PERIOD, self._size_tun_queue)
+
+    def _size_tun_queue(self) -> None:
+        """Issue 9: the TUN queue holds `TXQUEUE_TIME` of the sessions' summed rate (at
+        least the short default of queue control); changed when off by a quarter."""
+        tun = self.tun
+        if self._closing or not isinstance(tun, TunDevice):
+            return
+        rate = sum(d.session.inner.capacity for d in self._drivens())
+        wanted = queue_length_for(rate)
+        current = tun.txqueuelen
+        if abs(wanted - current) * 4 > current and tun.set_txqueuelen(wanted):
+            log.debug("TUN queue %d packets (sessions at %.0f Mbit/s)", wanted, rate * 8e-6)
+        self.loop.call_later(TUN_QUEUE_PERIOD, self._size_tun_queue)
 
     # -- TUN backpressure (issue 5): while a session's send queues are full
     # (`session.writable` is False) the TUN is not read, so the backlog stays in the kernel.
@@ -359,6 +383,9 @@ class LocalPortal(_Portal):
         self.interface_events = 0
         self.rebinds = 0
 
+    def _drivens(self) -> list[_Driven]:
+        return [self._driven] if self._driven is not None else []
+
     @property
     def session(self) -> SecureSession:
         """The current session."""
@@ -371,6 +398,7 @@ class LocalPortal(_Portal):
         self._loop = asyncio.get_running_loop()
         self._new_session(self._loop.time())
         self._add_reader(self.tun.fileno(), self._on_tun)
+        self._start_tun_sizing()
         for link in self.links:
             self._add_reader(link.endpoint.fileno(), self._make_reader(link.endpoint))
         if any(link.interface and link.reopen for link in self.links):
@@ -711,6 +739,9 @@ class RemotePortal(_Portal):
         """Accepts TCP paths (set before `start`; None: UDP only)."""
         self._streams: dict[TcpAddress, FrameStream] = {}
 
+    def _drivens(self) -> list[_Driven]:
+        return list(self._sessions.values())
+
     @property
     def sessions(self) -> dict[int, SecureSession]:
         """The live sessions by session id (a copy)."""
@@ -735,6 +766,7 @@ class RemotePortal(_Portal):
         )
         if self._segments.enabled:
             self._segment_receiver = SegmentReceiver.enable(self.endpoint)
+        self._start_tun_sizing()
         self._add_reader(self.endpoint.fileno(), self._on_socket)
         self._add_reader(self.tun.fileno(), self._on_tun)
         if self.tcp_listener is not None:
