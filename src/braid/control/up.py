@@ -55,20 +55,25 @@ def open_local(config: PortalConfig) -> LocalPortal:
                     reopen=reopen,
                 )
             )
-        t = config.tunnel
-        tun = TunDevice.open(
-            t.name,
-            mtu=t.mtu,
-            addresses=t.addresses,
-            routes=t.routes,
-            vnet_hdr=offload_enabled_by_environment(),
-        )
+        tun = _open_tun(config)
     except BaseException:
         for opened in links:
             opened.endpoint.close()
         raise
     assert config.security is not None  # the validator always sets it
     return LocalPortal(tun, links, session_config=_session_config(config), security=config.security)
+
+
+def _open_tun(config: PortalConfig) -> TunDevice:
+    """The portal's TUN device (with IFF_VNET_HDR unless BRAID_TUN_OFFLOAD=0)."""
+    t = config.tunnel
+    return TunDevice.open(
+        t.name,
+        mtu=t.mtu,
+        addresses=t.addresses,
+        routes=t.routes,
+        vnet_hdr=offload_enabled_by_environment(),
+    )
 
 
 def open_remote(config: PortalConfig) -> RemotePortal:
@@ -80,14 +85,7 @@ def open_remote(config: PortalConfig) -> RemotePortal:
     try:
         if config.listen.tcp:
             listener = open_tcp_listener(config.listen.address, config.listen.port)
-        t = config.tunnel
-        tun = TunDevice.open(
-            t.name,
-            mtu=t.mtu,
-            addresses=t.addresses,
-            routes=t.routes,
-            vnet_hdr=offload_enabled_by_environment(),
-        )
+        tun = _open_tun(config)
     except BaseException:
         endpoint.close()
         if listener is not None:
