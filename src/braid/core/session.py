@@ -1695,10 +1695,7 @@ class TunnelSession:
         if not self._bod_active:
             usable = [p for p in usable if not p.standby] or usable
         self._usable = tuple(usable)
-        self._update_queue_limit()
-        if self._delay_floor and len(usable) < 2:
-            for path in self._paths.values():
-                path.hold = 0.0
+        self._update_queue_limit()  # (and the paths' holds, with delay_floor)
         if len(usable) > 1 and any(
             p not in before and (p.down_since is not None or p.standby) for p in usable
         ):

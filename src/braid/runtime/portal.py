@@ -269,9 +269,9 @@ class _Portal:
         raise NotImplementedError
 
     def _deliver(self, driven: _Driven, packets: list[bytes]) -> None:
-        write_batch = getattr(self.tun, "write_batch", None)  # (a TunDevice: GSO writes)
-        if write_batch is not None:
-            written, refused = write_batch(packets)
+        tun = self.tun
+        if isinstance(tun, TunDevice):  # joined TCP segments, GSO writes
+            written, refused = tun.write_batch(packets)
             self.tun_write_errors += refused
             self.tun_packets_written += written
             return
