@@ -103,11 +103,11 @@ def test_voice_udp_reports_receiver_loss(
     print(run["lost_percent"], run["lost_packets"], run["packets"])
     assert 180 <= run["packets"] <= 220  # 50 a second for 4 s
     assert 0 < run["lost_packets"] < run["packets"] * 0.3
-    # (iperf3's own figures: its percentage is not always lost / packets to the digit;
-    # once 11 of 197 came with 5.5 %, i.e. over the 200 datagrams sent.)
-    assert run["lost_percent"] == pytest.approx(
-        100 * run["lost_packets"] / run["packets"], abs=0.25
-    )
+    # iperf3's own figures: its percentage is sometimes taken over the datagrams the
+    # client sent, a few more than the receiver's total (11 of 197 came with 5.5 %, 22
+    # of 195 with 11.0 %: over 200 both times). Either base is right.
+    lost, total = run["lost_packets"], run["packets"]
+    assert 100 * lost / (total + 10) - 0.25 <= run["lost_percent"] <= 100 * lost / total + 0.25
     assert run["mbps"] == pytest.approx(0.08 * (1 - run["lost_percent"] / 100), rel=0.1)
 
 
