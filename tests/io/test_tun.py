@@ -25,6 +25,7 @@ from iotest import (
 )
 
 from braid.io.base import DriverError, PacketDevice
+from braid.io.coalesce import coalesce
 from braid.io.tun import TunDevice
 
 pytestmark = [
@@ -42,17 +43,22 @@ def _read_packet(tun: TunDevice, want: Any, timeout: float = 2.0) -> bytes:
             return packet
 
 
+def _open_tun(name: str, *, mtu: int, vnet_hdr: bool) -> TunDevice:
+    """The tests' TUN: 10.73.0.1/30 and fd73::1/64, routes to 10.74.0.0/24 and fd74::/64."""
+    return TunDevice.open(
+        name,
+        mtu=mtu,
+        addresses=["10.73.0.1/30", "fd73::1/64"],
+        routes=["10.74.0.0/24", "fd74::/64"],
+        vnet_hdr=vnet_hdr,
+    )
+
+
 def _exercise(name: str, vnet_hdr: bool) -> dict[str, Any]:
     from pyroute2 import IPRoute
 
     seen: dict[str, Any] = {}
-    with TunDevice.open(
-        name,
-        mtu=1380,
-        addresses=["10.73.0.1/30", "fd73::1/64"],
-        routes=["10.74.0.0/24", "fd74::/64"],
-        vnet_hdr=vnet_hdr,
-    ) as tun:
+    with _open_tun(name, mtu=1380, vnet_hdr=vnet_hdr) as tun:
         seen["protocol"] = isinstance(tun, PacketDevice)
         with pytest.raises(BlockingIOError):  # non-blocking (after the kernel's own IPv6 chatter)
             for _ in range(100):
@@ -177,19 +183,11 @@ def _tcp_download(
     """A real TCP socket (in `client_ns`) connects through the TUN (in `tun_ns`) to
     `far`, answered by hand: a SYN-ACK, then `segments` data segments of `mss` bytes
     written with `write_batch`. What did the socket receive?"""
-    from braid.io.coalesce import coalesce
-
     v6 = ":" in far
     family = socket.AF_INET6 if v6 else socket.AF_INET
     ip_len = 40 if v6 else 20
     enter_netns(tun_ns)
-    with TunDevice.open(
-        name,
-        mtu=1400,
-        addresses=["10.73.0.1/30", "fd73::1/64"],
-        routes=["10.74.0.0/24", "fd74::/64"],
-        vnet_hdr=True,
-    ) as tun:
+    with _open_tun(name, mtu=1400, vnet_hdr=True) as tun:
         enter_netns(client_ns)
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)

@@ -16,7 +16,6 @@ here raises on a malformed or unexpected message: it is skipped.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import socket
 import struct
@@ -34,21 +33,7 @@ RTM_DELADDR: Final = 21
 IFF_UP: Final = 0x1
 _UP_STATES: Final = ("UP", "UNKNOWN")
 
-SIOCGIFADDR: Final = 0x8915
-
 Change = Literal["up", "down", "address"]
-
-
-def interface_ipv4(name: str) -> str | None:
-    """The interface's (primary) IPv4 address, or None if it has none or does not exist."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            result = fcntl.ioctl(
-                sock.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15])
-            )
-        except OSError:
-            return None
-    return str(ipaddress.IPv4Address(result[20:24]))
 
 
 _NLMSG_DONE: Final = 3

@@ -48,7 +48,7 @@ from braid.core.session import (
     TunnelSession,
 )
 from braid.io.base import MAX_DATAGRAM_BYTES, Address, DatagramEndpoint, DriverError, PacketDevice
-from braid.io.ifwatch import InterfaceWatcher, interface_addresses, interface_ipv4
+from braid.io.ifwatch import InterfaceWatcher, interface_addresses
 from braid.io.tcp import FrameStream, StreamClosed, TcpAddress, TcpPathEndpoint
 from braid.io.tun import TunDevice, queue_length_for
 from braid.io.udp import SegmentReceiver, SegmentSender, gso_enabled_by_environment
@@ -125,6 +125,16 @@ class PortalStatistics:
     path_names: dict[int, str]
     security: dict[str, int] = field(default_factory=dict)
     """Handshakes answered/completed and datagrams dropped by the security layer."""
+
+
+def _source_on(endpoint: DatagramEndpoint, interface: str) -> bool:
+    """Whether `endpoint`'s source address is one `interface` has (now)."""
+    try:
+        local = str(endpoint.getsockname()[0])
+        address = str(ipaddress.ip_address(local.split("%")[0]))
+    except (OSError, ValueError):
+        return False
+    return address in interface_addresses(interface)
 
 
 class _Driven:
@@ -433,7 +443,7 @@ class LocalPortal(_Portal):
                     )
                     inner.link_down(link.path_id, now=now)
                     rebind.discard(link.path_id)
-                elif change == "up" or not self._source_still_there(link):
+                elif change == "up" or not _source_on(self._sockets[link.path_id], link.interface):
                     # (An address event that leaves the path's own source address in
                     # place, e.g. an IPv6 link-local address after DAD or a DHCP renewal
                     # of the same lease, changes nothing for the path.)
@@ -441,16 +451,6 @@ class LocalPortal(_Portal):
         for path_id in sorted(rebind):
             self._rebind(driven, path_id, now)
         self._flush(driven, now)
-
-    def _source_still_there(self, link: PathLink) -> bool:
-        """Whether the path's socket is bound to an address its interface still has."""
-        assert link.interface is not None
-        try:
-            local = str(self._sockets[link.path_id].getsockname()[0])
-            address = str(ipaddress.ip_address(local.split("%")[0]))
-        except (OSError, ValueError):
-            return False
-        return address in interface_addresses(link.interface)
 
     def _stream_closed(self, endpoint: DatagramEndpoint) -> None:
         path_id = next((i for i, e in self._sockets.items() if e is endpoint), None)
@@ -479,16 +479,14 @@ class LocalPortal(_Portal):
         except DriverError as exc:  # e.g. the interface has no address yet: wait for one
             log.info("path %s: not rebound yet (%s)", self._path_name(driven, path_id), exc)
             return
-        local = str(endpoint.getsockname()[0])
         if (
             link.interface
             and not isinstance(endpoint, TcpPathEndpoint)
-            and "." in local
-            and local != interface_ipv4(link.interface)
+            and not _source_on(endpoint, link.interface)
         ):
-            # The interface has no IPv4 address (a lease ended): the kernel picked another
-            # interface's as the source, which would lead the peer astray. Down until the
-            # next address event.
+            # The interface has no address of the path's family (a lease ended): the
+            # kernel picked another interface's as the source, which would lead the peer
+            # astray. Down until the next address event.
             endpoint.close()
             log.info(
                 "path %s: interface %s has no address; down until it gets one",
