@@ -108,7 +108,12 @@ def test_voice_udp_reports_receiver_loss(
     # of 195 with 11.0 %: over 200 both times). Either base is right.
     lost, total = run["lost_packets"], run["packets"]
     assert 100 * lost / (total + 10) - 0.25 <= run["lost_percent"] <= 100 * lost / total + 0.25
-    assert run["mbps"] == pytest.approx(0.08 * (1 - run["lost_percent"] / 100), rel=0.1)
+    # The rate is the receiver's bytes over the receiver's own clock. On a loaded machine
+    # (CI) that clock once ran 2 s longer than the 4 s sent (0.050 Mbit/s for 182 of 196
+    # datagrams, with a 2 s gap in the samples), so the lower bound is loose; the upper
+    # bound still tells the receiver's figure from the sender's 0.08.
+    expected = 0.08 * (1 - run["lost_percent"] / 100)
+    assert 0.4 * expected <= run["mbps"] <= 1.1 * expected, run["samples"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
