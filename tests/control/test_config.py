@@ -335,6 +335,12 @@ ERRORS: list[tuple[str, str, str, str]] = [
         "out of range",
     ),
     (
+        "early-drop-range",
+        REMOTE + "[session]\nearly_drop = 1\n",
+        "session.early_drop",
+        "out of range",
+    ),
+    (
         "delay-floor-range",
         REMOTE + "[session]\ndelay_floor = 5\n",
         "session.delay_floor",
@@ -719,3 +725,15 @@ def test_loss_recovery_settings_reach_the_core(tmp_path: Path) -> None:
     model.write_text("{}")
     with pytest.raises(ConfigError, match=r"session\.loss_model: loss model: bad file"):
         parse_config(REMOTE + f'[session]\nloss_model = "{model}"\n')
+
+
+def test_queue_management_settings_reach_the_core() -> None:
+    text = REMOTE + "[session]\nearly_drop = 0\nearly_drop_interval = 0.25\nqueue_limit = 0.1\n"
+    session = parse_config(text).session.to_session_config()
+    assert (session.early_drop, session.early_drop_interval, session.queue_limit) == (0, 0.25, 0.1)
+    defaults = parse_config(REMOTE).session.to_session_config()
+    core = SessionConfig()
+    assert (defaults.early_drop, defaults.early_drop_interval) == (
+        core.early_drop,
+        core.early_drop_interval,
+    )

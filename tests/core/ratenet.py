@@ -2,7 +2,8 @@
 
 Each path direction is a bottleneck: `rate` bytes/s (changeable at run time), one-way
 `delay`, a drop-tail queue of `queue_time` seconds at the rate (like the lab's tbf). The local portal's source is saturating and
-respects queue control like the runtime does: it sends while `session.writable`.
+respects queue control like the runtime does: it sends while `session.writable`. It is not
+a TCP (it never backs off), so the default config has no early drops.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class RateNet:
         packet_size: int = 1200,
         source_rate: float | None = None,
     ) -> None:
-        config = config or SessionConfig()
+        # (The source does not back off on loss: early drops would only lose its packets.)
+        config = config or SessionConfig(early_drop=0.0)
         self.now = 0.0
         self.local = TunnelSession(config, role="local", session_id=SID, now=0.0)
         self.remote = TunnelSession(config, role="remote", session_id=SID, now=0.0)

@@ -271,9 +271,9 @@ def test_joined_tcp_segments_reach_a_real_socket_whole_and_in_order(
 def test_queue_length_follows_the_rate_between_the_short_default_and_a_cap() -> None:
     from braid.io.tun import DEFAULT_TXQUEUELEN, MAX_TXQUEUELEN, queue_length_for
 
-    assert queue_length_for(0.0) == DEFAULT_TXQUEUELEN
-    assert queue_length_for(100e6 / 8) == DEFAULT_TXQUEUELEN  # WAN rates: unchanged
-    assert 240 <= queue_length_for(500e6 / 8) <= 300  # ~6 ms at 500 Mbit/s
+    assert queue_length_for(0.0) == DEFAULT_TXQUEUELEN == 512
+    assert queue_length_for(100e6 / 8) == DEFAULT_TXQUEUELEN  # WAN rates: the minimum
+    assert 850 <= queue_length_for(500e6 / 8) <= 900  # 20 ms at 500 Mbit/s
     assert queue_length_for(100e9 / 8) == MAX_TXQUEUELEN
 
 
@@ -294,4 +294,28 @@ def test_set_txqueuelen_changes_the_kernels_queue() -> None:
                 seen.append(tun.txqueuelen)
             return seen
 
-        assert in_child(body) == [64, True, 256, 256]
+        assert in_child(body) == [512, True, 256, 256]
+
+
+def test_kernel_drops_in_front_of_an_unread_tun_are_counted() -> None:
+    """What the kernel drops because the portal did not read the TUN in time is visible:
+    `interface_tx_dropped` (the portals' `tun_kernel_drops`)."""
+    from braid.io.ifwatch import interface_tx_dropped
+
+    name = unique("btun")
+    with netns("btd") as ns:
+
+        def body() -> list[Any]:
+            enter_netns(ns)
+            with _open_tun(name, mtu=1400, vnet_hdr=True) as tun:
+                tun.set_txqueuelen(8)
+                seen: list[Any] = [interface_tx_dropped(name)]
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                    for _ in range(50):  # nobody reads: 8 queue, the rest is dropped
+                        sock.sendto(b"x" * 100, ("10.74.0.9", 9))
+                seen.append(interface_tx_dropped(name))
+                seen.append(interface_tx_dropped("nosuch0"))
+            return seen
+
+        before, after, missing = in_child(body)
+    assert before == 0 and 35 <= after <= 50 and missing is None  # (IPv6 RS/MLD share it)

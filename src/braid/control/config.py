@@ -89,6 +89,8 @@ class SessionSettings:
     # traffic classes ([[class]] tables). Defaults are the core's.
     congestion_control: str = "bbr"
     queue_limit: float = 0.05
+    early_drop: float = 0.7
+    early_drop_interval: float = 0.2
     delay_cutoff: float = 0.2
     delay_floor: float = 0.0
     bod_upper: float = 0.8
@@ -115,6 +117,8 @@ class SessionSettings:
             dead_interval=self.dead_interval,
             congestion_control=self.congestion_control,
             queue_limit=self.queue_limit,
+            early_drop=self.early_drop,
+            early_drop_interval=self.early_drop_interval,
             delay_cutoff=self.delay_cutoff,
             delay_floor=self.delay_floor,
             bod_upper=self.bod_upper,
@@ -906,6 +910,22 @@ class _Validator:
             high=2.0,
             expected="seconds, 0.005..2",
         )
+        early_drop = self.number(
+            t,
+            "early_drop",
+            default=defaults.early_drop,
+            low=0.0,
+            high=0.95,
+            expected="a fraction of queue_limit, 0..0.95 (0: off)",
+        )
+        early_drop_interval = self.number(
+            t,
+            "early_drop_interval",
+            default=defaults.early_drop_interval,
+            low=0.01,
+            high=2.0,
+            expected="seconds, 0.01..2",
+        )
         delay_cutoff = self.number(
             t,
             "delay_cutoff",
@@ -1003,6 +1023,8 @@ class _Validator:
             dead_interval=dead,
             congestion_control=congestion,
             queue_limit=queue_limit,
+            early_drop=early_drop,
+            early_drop_interval=early_drop_interval,
             delay_cutoff=delay_cutoff,
             delay_floor=delay_floor,
             bod_upper=bod_upper,

@@ -50,6 +50,16 @@ _SESSION_COUNTERS = (
         "braid_session_rebalanced",
         "Queued packets moved to a path that joined",
     ),
+    (
+        "early_dropped",
+        "braid_session_early_dropped",
+        "Inner packets dropped early by queue management (early_drop)",
+    ),
+    (
+        "early_marked",
+        "braid_session_early_marked",
+        "ECN-capable inner packets marked CE by queue management",
+    ),
     ("retransmitted", "braid_session_retransmitted", "Packets resent for a NACK"),
     ("gaps_recovered", "braid_session_gaps_recovered", "Lost packets recovered after a NACK"),
     ("gaps_abandoned", "braid_session_gaps_abandoned", "Lost packets given up by the egress"),

@@ -299,6 +299,8 @@ class PortalService:
                 "failover_resent": stats.failover_resent,
                 "rebalanced": stats.rebalanced,
                 "queue_dropped": stats.queue_dropped,
+                "early_dropped": stats.early_dropped,
+                "early_marked": stats.early_marked,
                 # issue 7: loss recovery
                 "nack_sent": stats.nack_sent,
                 "nack_received": stats.nack_received,

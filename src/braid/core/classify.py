@@ -168,3 +168,41 @@ def match_class(packet: bytes, classes: tuple[TrafficClass, ...]) -> int | None:
             continue
         return index
     return None
+
+
+def ecn_marked(packet: bytes) -> bytes | None:
+    """`packet` with its ECN field set to CE (RFC 3168), or None when it is not
+    ECN-capable (Not-ECT, or not an IPv4/IPv6 packet). A packet already marked CE comes
+    back as it is. The IPv4 header checksum is updated incrementally (RFC 1624)."""
+    if len(packet) < 2:
+        return None
+    version = packet[0] >> 4
+    if version == 4 and len(packet) >= 20:
+        tos = packet[1]
+        ecn = tos & 0x03
+        if ecn == 0:
+            return None
+        if ecn == 0x03:
+            return packet
+        old = (packet[0] << 8) | tos
+        new = old | 0x03
+        checksum = (packet[10] << 8) | packet[11]
+        total = (~checksum & 0xFFFF) + (~old & 0xFFFF) + new
+        total = (total & 0xFFFF) + (total >> 16)
+        total = (total & 0xFFFF) + (total >> 16)
+        checksum = ~total & 0xFFFF
+        return (
+            packet[:1]
+            + bytes((new & 0xFF,))
+            + packet[2:10]
+            + checksum.to_bytes(2, "big")
+            + packet[12:]
+        )
+    if version == 6 and len(packet) >= 40:
+        ecn = (packet[1] >> 4) & 0x03
+        if ecn == 0:
+            return None
+        if ecn == 0x03:
+            return packet
+        return packet[:1] + bytes((packet[1] | 0x30,)) + packet[2:]
+    return None

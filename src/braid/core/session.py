@@ -94,7 +94,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Final, Literal
 
-from braid.core.classify import TrafficClass, flow_bucket, match_class
+from braid.core.classify import TrafficClass, ecn_marked, flow_bucket, match_class
 from braid.core.congestion import CONGESTION_CONTROLS
 from braid.core.fec import FecDecoder, FecEncoder, Parity, choose_group_size
 from braid.core.fragment import Fragment, Reassembler, split, split_lowers_latency
@@ -260,6 +260,17 @@ class SessionConfig:
     congestion_control: str = "bbr"
     queue_limit: float = 0.05
     """Seconds of the usable paths' summed rate the send queues may hold."""
+    early_drop: float = 0.7
+    """Active queue management: once the send queues hold this fraction of
+    `queue_limit`, one packet of a flow holding at least its share of them is dropped (or
+    ECN-marked, when it is ECN-capable), then one every `early_drop_interval` /
+    sqrt(count) while they stay there. A TCP flow backs off once and keeps the links
+    full, instead of losing a burst when the queue is full and the TUN overflows. 0: off
+    (tail drop at the limit only)."""
+    early_drop_interval: float = 0.2
+    """Seconds between two early drops (a few inner round trips: a TCP flow backs off once
+    per round trip), shrinking while the queue stays above the threshold (CoDel's control
+    law)."""
     delay_cutoff: float = 0.2
     """earliest-arrival: a path slower than the fastest by more than this is overflow only."""
     delay_floor: float = 0.0
@@ -365,6 +376,7 @@ class SessionConfig:
             )
         for name in (
             "queue_limit",
+            "early_drop_interval",
             "delay_cutoff",
             "pass_interval",
             "bod_interval",
@@ -387,6 +399,11 @@ class SessionConfig:
             raise ValueError(
                 "reorder_timeout_min: must be between 0 and reorder_timeout_max, "
                 f"got {self.reorder_timeout_min!r}"
+            )
+        if not 0 <= self.early_drop < 1:
+            raise ValueError(
+                f"early_drop: must be a fraction of queue_limit from 0 (off) to below 1, "
+                f"got {self.early_drop!r}"
             )
         if not 0 <= self.delay_floor <= 4:
             raise ValueError(f"delay_floor: must be between 0 and 4, got {self.delay_floor!r}")
@@ -439,6 +456,10 @@ class SessionStatistics:
     queued_bytes: int
     queue_limit_bytes: int
     queue_dropped: int
+    early_dropped: int
+    """Inner packets dropped by active queue management (`early_drop`)."""
+    early_marked: int
+    """ECN-capable inner packets marked CE instead."""
     failover_resent: int
     """Packets re-sent on other paths because the path they were on went down (queued
     there, or sent and not yet covered by feedback)."""
@@ -518,6 +539,11 @@ class TunnelSession:
         self._pass_interval = config.pass_interval
         self._queue_limit = _QUEUE_FLOOR
         self._queue_dropped = 0
+        self._early_at = 0  # bytes queued from which `early_drop` signals (0: off)
+        self._early_next = -_INF
+        self._early_count = 0
+        self._early_dropped = 0
+        self._early_marked = 0
         self._failover_resent = 0
         self._rebalanced = 0
         self._bod_active = False
@@ -825,9 +851,23 @@ class TunnelSession:
         backlog = self._backlog
         if not urgent and self._sparse and bucket not in backlog:
             urgent = True  # a sparse flow: to the head of the queue
-        if (not urgent and self._queued_bytes >= self._queue_limit) or len(
-            self._out
-        ) >= self._max_queued:
+        queued = self._queued_bytes
+        if queued < self._early_at:
+            self._early_count = 0
+        elif not urgent and self._early_at and now >= self._early_next:
+            fat = backlog.get(bucket, 0)
+            if fat and fat * len(ip_packet) * len(backlog) >= queued:
+                marked = ecn_marked(ip_packet)
+                self._early_count += 1
+                self._early_next = now + self.config.early_drop_interval / math.sqrt(
+                    self._early_count
+                )
+                if marked is None:
+                    self._early_dropped += 1
+                    return True
+                self._early_marked += 1
+                ip_packet = marked
+        if (not urgent and queued >= self._queue_limit) or len(self._out) >= self._max_queued:
             self._send_queue_full += 1
             return False
         size = len(ip_packet)
@@ -1054,6 +1094,7 @@ class TunnelSession:
             total += path.cc.pacing_rate
         limit = int(total * self.config.queue_limit)
         self._queue_limit = limit if limit > _QUEUE_FLOOR else _QUEUE_FLOOR
+        self._early_at = int(self._queue_limit * self.config.early_drop)
         if self._delay_floor:
             self._update_holds()
 
@@ -1355,6 +1396,8 @@ class TunnelSession:
             queued_bytes=self._queued_bytes,
             queue_limit_bytes=self._queue_limit,
             queue_dropped=self._queue_dropped,
+            early_dropped=self._early_dropped,
+            early_marked=self._early_marked,
             failover_resent=self._failover_resent,
             rebalanced=self._rebalanced,
             nack_sent=self._nack_sent,

@@ -42,6 +42,37 @@ _RTM_GETADDR: Final = 22
 _NLM_F_REQUEST_DUMP: Final = 0x1 | 0x300
 
 
+_RTM_GETLINK: Final = 18
+
+
+def interface_tx_dropped(name: str) -> int | None:
+    """The kernel's count of packets the interface dropped on transmit (IFLA_STATS64
+    tx_dropped): for a TUN device, packets that found its queue full because the portal
+    did not read them in time. None if the interface does not exist or netlink fails."""
+    try:
+        index = socket.if_nametoindex(name)
+    except OSError:
+        return None
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    except OSError:
+        return None
+    with sock:
+        sock.settimeout(1.0)
+        request = struct.pack("=IHHII", 32, _RTM_GETLINK, 0x1, 1, 0)
+        request += struct.pack("=BxHiII", socket.AF_UNSPEC, 0, index, 0, 0)
+        try:
+            sock.send(request)
+            for msg in MarshalRtnl().parse(sock.recv(65536)):
+                if msg["header"]["type"] == RTM_NEWLINK and msg.get("index") == index:
+                    stats = msg.get_attr("IFLA_STATS64") or msg.get_attr("IFLA_STATS")
+                    if stats is not None:
+                        return int(stats["tx_dropped"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return None
+
+
 def interface_addresses(name: str) -> set[str]:
     """Every address (IPv4 and IPv6, in `ipaddress` text form) the interface has now; an
     empty set if it has none or does not exist. One netlink dump (RTM_GETADDR), for an

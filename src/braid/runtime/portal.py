@@ -48,7 +48,7 @@ from braid.core.session import (
     TunnelSession,
 )
 from braid.io.base import MAX_DATAGRAM_BYTES, Address, DatagramEndpoint, DriverError, PacketDevice
-from braid.io.ifwatch import InterfaceWatcher, interface_addresses
+from braid.io.ifwatch import InterfaceWatcher, interface_addresses, interface_tx_dropped
 from braid.io.tcp import FrameStream, StreamClosed, TcpAddress, TcpPathEndpoint
 from braid.io.tun import TunDevice, queue_length_for
 from braid.io.udp import SegmentReceiver, SegmentSender, gso_enabled_by_environment
@@ -103,6 +103,11 @@ class PortalCounters:
     tun_packets_read: int
     tun_packets_written: int
     tun_write_errors: int
+    tun_pauses: int
+    """Times the TUN was left unread because a session's queues were full (queue control)."""
+    tun_kernel_drops: int
+    """Packets the kernel dropped in front of the TUN (its queue was full: the portal paused
+    or was late reading); kernel counter since the device was created."""
     send_rejected: int
     socket_send_errors: int
     socket_receive_errors: int
@@ -173,6 +178,8 @@ class _Portal:
         self.tun_packets_read = 0
         self.tun_packets_written = 0
         self.tun_write_errors = 0
+        self.tun_pauses = 0
+        self._tun_drops_seen = 0
         self.send_rejected = 0
         self.socket_send_errors = 0
         self.socket_receive_errors = 0
@@ -224,7 +231,17 @@ class _Portal:
     def _pause_tun(self) -> None:
         if not self._tun_paused and not self._closing:
             self._tun_paused = True
+            self.tun_pauses += 1
             self.loop.remove_reader(self.tun.fileno())
+
+    def _tun_kernel_drops(self) -> int:
+        tun = self.tun
+        if not isinstance(tun, TunDevice):
+            return 0
+        dropped = interface_tx_dropped(tun.name)
+        if dropped is not None:  # (else the device is gone: the last count stands)
+            self._tun_drops_seen = dropped
+        return self._tun_drops_seen
 
     def _resume_tun(self, driven: _Driven) -> None:
         if self._tun_paused and not self._closing and getattr(driven.session, "writable", True):
@@ -259,6 +276,8 @@ class _Portal:
             tun_packets_read=self.tun_packets_read,
             tun_packets_written=self.tun_packets_written,
             tun_write_errors=self.tun_write_errors,
+            tun_pauses=self.tun_pauses,
+            tun_kernel_drops=self._tun_kernel_drops(),
             send_rejected=self.send_rejected,
             socket_send_errors=self.socket_send_errors,
             socket_receive_errors=self.socket_receive_errors,
