@@ -333,3 +333,30 @@ def test_delay_floor_holds_bulk_data_on_the_fast_path_but_not_a_ping(floor: floa
     net.run_until(5.0)
     (arrival,) = [at for at, size in net.delivered if size == 84]
     assert arrival - sent_at < 0.025
+
+
+@pytest.mark.parametrize("early_drop", [0.0, 0.7])
+def test_delay_floor_leaves_a_flow_that_fills_the_queues_alone(early_drop: float) -> None:
+    """delay_floor holds a flow capped by its window (BBR), not a loss-based one: once
+    early drop has signalled a flow (it filled the queues, as CUBIC does), its packets no
+    longer wait on the fast path. Without early drop nothing tells them apart: held."""
+    links = {0: (100_000.0, 0.005), 1: (400_000.0, 0.040)}
+    config = SessionConfig(delay_floor=1.2, early_drop=early_drop)
+    net = RateNet(links, config=config)  # a saturating source: it fills the queues ...
+    net.run_until(2.0)
+    net.source_rate = 0.5 * links[0][0]  # ... then sends at half the fast path's rate
+    net.next_source = net.now
+    net.run_until(3.0)
+    first = len(net.deliver_seqs)
+    net.run_until(4.0)
+    stats = net.local.statistics()
+    delays = [
+        at - net.sent_at[seq]
+        for (at, _), seq in zip(net.delivered[first:], net.deliver_seqs[first:], strict=True)
+    ]
+    if early_drop:
+        assert stats.early_dropped > 0
+        assert min(delays) < 0.022, min(delays)  # the fast path at once, as without a floor
+    else:
+        assert stats.early_dropped == 0
+        assert min(delays) >= 0.030, min(delays)

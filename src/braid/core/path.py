@@ -41,8 +41,13 @@ RESYNC_AFTER: Final = 64
 at the peer's current numbering (recovers from one corrupt datagram far ahead)."""
 NO_SESSION_SEQ: Final = -(1 << 62)
 """`rx_session_seq` of a path that has passed no session_seq yet."""
-LINK_OVERHEAD: Final = 42
-"""Bytes a datagram costs on a link beyond its payload (UDP + IPv4 + Ethernet headers)."""
+LINK_OVERHEAD: Final = 66
+"""Bytes a session datagram costs on a link beyond its own length: what the security layer
+adds to every record (the 8-byte key field and the 16-byte AEAD tag, docs/protocol.md) and
+the UDP, IPv4 and Ethernet headers (42). Pacing at a link's rate counts them all: with the
+record's 24 bytes left out, a path paced at its configured rate sent 1.6 % more than the
+link carried, and a queue grew in the link's buffer until the standing-queue rule cut the
+estimate."""
 RTT_MAX: Final = 10.0
 """RTT samples at or above this (seconds) are discarded."""
 MIN_FILTER_WINDOW: Final = 10.0

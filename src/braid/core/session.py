@@ -186,8 +186,12 @@ _DATA_UNPACK: Final = DATA_HEADER.unpack_from
 _FEEDBACK_SIZE: Final = HEADER_SIZE + 1 + FEEDBACK_ENTRY_SIZE
 _MARKS_LIMIT: Final = 4096
 _OVERHEAD: Final = LINK_OVERHEAD
-"""Bytes a datagram costs on the link beyond its payload (UDP + IPv4 + Ethernet headers),
-so that delivery rates and pacing are in link bytes, like configured link rates."""
+"""Bytes a datagram costs on the link beyond its length (the security record's key field
+and tag, UDP + IPv4 + Ethernet headers), so that delivery rates and pacing are in link
+bytes, like configured link rates."""
+_LOSS_BASED_MEMORY: Final = 10.0
+"""Seconds a flow early drop signalled counts as loss-based (`delay_floor` leaves it alone):
+a CUBIC flow is signalled every few seconds, a BBR flow capped by its window never."""
 _BURST: Final = 0.004
 """Seconds of pacing credit a path may accumulate (timer granularity)."""
 _QUANTUM: Final = 0.002
@@ -544,6 +548,10 @@ class TunnelSession:
         self._early_count = 0
         self._early_dropped = 0
         self._early_marked = 0
+        # bucket -> when early drop last signalled it: a loss-based flow (it fills the
+        # queues), which `delay_floor` does not hold for `_LOSS_BASED_MEMORY` seconds.
+        self._signalled: dict[int, float] = {}
+        self._unheld: set[int] = set()  # buckets delay_floor does not hold now
         self._failover_resent = 0
         self._rebalanced = 0
         self._bod_active = False
@@ -858,6 +866,11 @@ class TunnelSession:
             fat = backlog.get(bucket, 0)
             if fat and fat * len(ip_packet) * len(backlog) >= queued:
                 marked = ecn_marked(ip_packet)
+                signalled = self._signalled
+                if signalled:
+                    for old in [b for b, t in signalled.items() if now - t > _LOSS_BASED_MEMORY]:
+                        del signalled[old]
+                signalled[bucket] = now
                 self._early_count += 1
                 self._early_next = now + self.config.early_drop_interval / math.sqrt(
                     self._early_count
@@ -885,6 +898,13 @@ class TunnelSession:
             chosen = scheduler.select_paths(paths, size, bucket, now=now)
         elif urgent and self._can_jump and isinstance(scheduler, EarliestArrivalScheduler):
             path = scheduler.select_path(paths, size, bucket, now=now, head=True)
+            chosen = [path] if path is not None else []
+        elif (
+            self._delay_floor
+            and isinstance(scheduler, EarliestArrivalScheduler)
+            and not self._held(bucket, now)
+        ):
+            path = scheduler.select_path(paths, size, bucket, now=now, hold=False)
             chosen = [path] if path is not None else []
         else:
             path = scheduler.select_path(paths, size, bucket, now=now)
@@ -981,11 +1001,16 @@ class TunnelSession:
         pmtu = path.pmtu
         probe_from = BASE_MTU if pmtu is not None and not pmtu.started else NO_LIMIT
         hold = path.hold
+        unheld = self._unheld
         while queue and release <= horizon and tracker.inflight < cwnd:
             if hold:
                 head = queue[0]
                 due = head[4] + hold
-                if due > horizon and not (flagged and head[0] in flagged):
+                if (
+                    due > horizon
+                    and not (flagged and head[0] in flagged)
+                    and not (unheld and head[1] in unheld)
+                ):
                     # delay_floor: bulk DATA waits (a jumped packet does not).
                     if due > release:
                         release = due
@@ -1087,6 +1112,21 @@ class TunnelSession:
                 backlog[item[1]] = left
         path.queued_bytes -= size
         self._queued_bytes -= size
+
+    def _held(self, bucket: int, now: float) -> bool:
+        """`delay_floor`: whether the bulk flow `bucket` waits on the faster paths: not while
+        it is loss-based (early drop signalled it within `_LOSS_BASED_MEMORY` seconds: a
+        CUBIC flow fills the queues anyway). A flow capped by its window, as BBR is over
+        unequal delays, never fills them and is held from its start: BBR keeps the minimum
+        RTT it saw for 10 s, and a flow first let through and then held collapsed (52 to
+        25-30 Mbit/s on the four-link case) because its window still counted on it."""
+        signalled = self._signalled.get(bucket)
+        held = signalled is None or now - signalled >= _LOSS_BASED_MEMORY
+        if held:
+            self._unheld.discard(bucket)
+        else:
+            self._unheld.add(bucket)
+        return held
 
     def _update_queue_limit(self) -> None:
         total = 0.0

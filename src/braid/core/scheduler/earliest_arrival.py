@@ -77,16 +77,23 @@ class EarliestArrivalScheduler:
         self.full_after = full_after
 
     def select_path(
-        self, paths: Sequence[PathState], size: int, bucket: int, *, now: float, head: bool = False
+        self,
+        paths: Sequence[PathState],
+        size: int,
+        bucket: int,
+        *,
+        now: float,
+        head: bool = False,
+        hold: bool = True,
     ) -> PathState | None:
         """The path with the earliest expected arrival for a packet of `size` bytes (put at
-        the head of its queue with `head`)."""
+        the head of its queue with `head`; without the paths' `hold` when not `hold`)."""
         count = len(paths)
         if count <= 1:
             return paths[0] if count else None
         # (A path's `hold`, set by the session's delay_floor, delays bulk DATA; a packet
         # put at the head of the queue does not wait.)
-        delays = [path_delay(p) if head else path_delay(p) + p.hold for p in paths]
+        delays = [path_delay(p) if head or not hold else path_delay(p) + p.hold for p in paths]
         fastest = min(delays)
         limit = fastest + self.delay_cutoff
         best: PathState | None = None
