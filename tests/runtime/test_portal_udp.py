@@ -14,7 +14,11 @@ from braid.io.memory import MemoryTun
 from braid.io.udp import open_listen_socket, open_path_socket
 from braid.runtime.portal import LocalPortal, PathLink, RemotePortal
 
-CONFIG = SessionConfig(scheduler="round-robin", keepalive_interval=0.05, dead_interval=0.3)
+# (The bursts below come from no TCP: they do not back off, so early drop is off and
+# every packet must arrive.)
+CONFIG = SessionConfig(
+    scheduler="round-robin", keepalive_interval=0.05, dead_interval=0.3, early_drop=0.0
+)
 
 
 async def until(condition, timeout: float = 5.0, what: str = "") -> None:  # type: ignore[no-untyped-def]
