@@ -271,9 +271,9 @@ def test_joined_tcp_segments_reach_a_real_socket_whole_and_in_order(
 def test_queue_length_follows_the_rate_between_the_short_default_and_a_cap() -> None:
     from braid.io.tun import DEFAULT_TXQUEUELEN, MAX_TXQUEUELEN, queue_length_for
 
-    assert queue_length_for(0.0) == DEFAULT_TXQUEUELEN == 512
-    assert queue_length_for(100e6 / 8) == DEFAULT_TXQUEUELEN  # WAN rates: the minimum
-    assert 850 <= queue_length_for(500e6 / 8) <= 900  # 20 ms at 500 Mbit/s
+    assert queue_length_for(0.0) == DEFAULT_TXQUEUELEN
+    assert queue_length_for(100e6 / 8) == DEFAULT_TXQUEUELEN  # WAN rates: unchanged
+    assert 240 <= queue_length_for(500e6 / 8) <= 300  # ~6 ms at 500 Mbit/s
     assert queue_length_for(100e9 / 8) == MAX_TXQUEUELEN
 
 
@@ -294,7 +294,7 @@ def test_set_txqueuelen_changes_the_kernels_queue() -> None:
                 seen.append(tun.txqueuelen)
             return seen
 
-        assert in_child(body) == [512, True, 256, 256]
+        assert in_child(body) == [64, True, 256, 256]
 
 
 def test_kernel_drops_in_front_of_an_unread_tun_are_counted() -> None:

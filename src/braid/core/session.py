@@ -264,7 +264,7 @@ class SessionConfig:
     congestion_control: str = "bbr"
     queue_limit: float = 0.05
     """Seconds of the usable paths' summed rate the send queues may hold."""
-    early_drop: float = 0.7
+    early_drop: float = 0.0
     """Active queue management: once the send queues hold this fraction of
     `queue_limit`, one packet of a flow holding at least its share of them is dropped (or
     ECN-marked, when it is ECN-capable), then one every `early_drop_interval` /

@@ -39,16 +39,17 @@ OFFLOAD_ENV = "BRAID_TUN_OFFLOAD"
 """Environment switch: ``BRAID_TUN_OFFLOAD=0`` opens the portals' TUN without IFF_VNET_HDR
 (one packet per write; for A/B measurements)."""
 IFNAMSIZ = 16
-DEFAULT_TXQUEUELEN = 512
-"""Packets the kernel queues in front of the portal at least. A TCP sender without pacing
-(CUBIC) hands the TUN bursts of many packets when ACKs come in batches; with 64
-(the old default) the lab's four-link CUBIC flow lost 21-119 packets a run there, each
-loss burst a back-off (56-61 Mbit/s; 73-83 with ~180, 74-87 with 512 and no loss there).
-The length costs latency only while queue control leaves the TUN unread (the kernel
-queue then fills): `SessionConfig.early_drop` keeps a TCP flow from getting there."""
+DEFAULT_TXQUEUELEN = 64
+"""Packets the kernel queues for the portal (Linux's default, 500, is ~150 ms at 40 Mbit/s
+of extra latency once braid's own queue is full). The portals raise it at high rates
+(`queue_length_for`). 512 was tried (2026-11-28 evening): a CUBIC flow over the lab's four
+links lost nothing there any more (56-61 -> 74-88 Mbit/s), but it kept a standing queue
+of up to 512 packets whenever queue control paused (ping p50 under load 112-120 ms on
+10+40); with `early_drop` on against that, a flow's window no longer survived a link cut
+(no return to 90 % within 9 s). Not kept: see docs/design.md, queue control."""
 MAX_TXQUEUELEN = 1000
-TXQUEUE_TIME = 0.02
-"""Seconds of the sessions' summed rate the TUN queue holds (see `queue_length_for`)."""
+TXQUEUE_TIME = 0.006
+"""Seconds of the sessions' summed rate the TUN queue holds at most (see `queue_length_for`)."""
 SIOCSIFTXQLEN = 0x8943
 
 
@@ -56,10 +57,12 @@ def queue_length_for(rate: float, packet: int = 1400) -> int:
     """The TUN queue length (packets) for a summed sending rate of `rate` bytes/s:
     `TXQUEUE_TIME` of it, at least `DEFAULT_TXQUEUELEN`, at most `MAX_TXQUEUELEN`.
 
-    At WAN rates the minimum holds (see `DEFAULT_TXQUEUELEN`); above ~290 Mbit/s 20 ms of
-    the rate does: at a few hundred Mbit/s a short queue overflows between two of the
-    portal's reads (one TCP flow over an unshaped link: 274-289 Mbit/s with 64, 413-417
-    with 128, 467-512 with 256, 480-493 with 1000)."""
+    A sending host's TCP hands the TUN bursts of up to ~46 packets (its own GSO segments,
+    cut by the kernel in front of the device): 64 packets hold barely one, and at a few
+    hundred Mbit/s the queue overflows between two of the portal's reads (one TCP flow
+    over an unshaped link: 274-289 Mbit/s with 64, 413-417 with 128, 467-512 with 256).
+    At WAN rates (up to ~100 Mbit/s) 6 ms is less than 64 packets: the short queue of
+    queue control stays as it was."""
     wanted = int(rate * TXQUEUE_TIME / packet) + 1
     return min(max(wanted, DEFAULT_TXQUEUELEN), MAX_TXQUEUELEN)
 
