@@ -19,7 +19,7 @@ import contextlib
 import ipaddress
 import socket
 import struct
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR, RTMGRP_LINK
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
@@ -45,6 +45,31 @@ _NLM_F_REQUEST_DUMP: Final = 0x1 | 0x300
 _RTM_GETLINK: Final = 18
 
 
+def _rtnl_query(request: bytes, *, dump: bool) -> list[Any]:
+    """The messages the kernel answers the rtnetlink `request` with, parsed (up to
+    NLMSG_DONE for a dump; one reply otherwise). What came before a failure, or []."""
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    except OSError:
+        return []
+    messages: list[Any] = []
+    with sock:
+        sock.settimeout(1.0)
+        marshal = MarshalRtnl()
+        try:
+            sock.send(request)
+            while True:
+                batch = list(marshal.parse(sock.recv(65536)))
+                messages.extend(batch)
+                if not dump or any(
+                    m["header"]["type"] in (_NLMSG_DONE, _NLMSG_ERROR) for m in batch
+                ):
+                    break
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return messages
+
+
 def interface_tx_dropped(name: str) -> int | None:
     """The kernel's count of packets the interface dropped on transmit (IFLA_STATS64
     tx_dropped): for a TUN device, packets that found its queue full because the portal
@@ -53,22 +78,15 @@ def interface_tx_dropped(name: str) -> int | None:
         index = socket.if_nametoindex(name)
     except OSError:
         return None
-    try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-    except OSError:
-        return None
-    with sock:
-        sock.settimeout(1.0)
-        request = struct.pack("=IHHII", 32, _RTM_GETLINK, 0x1, 1, 0)
-        request += struct.pack("=BxHiII", socket.AF_UNSPEC, 0, index, 0, 0)
+    request = struct.pack("=IHHII", 32, _RTM_GETLINK, 0x1, 1, 0)
+    request += struct.pack("=BxHiII", socket.AF_UNSPEC, 0, index, 0, 0)
+    for msg in _rtnl_query(request, dump=False):
         try:
-            sock.send(request)
-            for msg in MarshalRtnl().parse(sock.recv(65536)):
-                if msg["header"]["type"] == RTM_NEWLINK and msg.get("index") == index:
-                    stats = msg.get_attr("IFLA_STATS64") or msg.get_attr("IFLA_STATS")
-                    if stats is not None:
-                        return int(stats["tx_dropped"])
-        except (OSError, ValueError, KeyError, TypeError):
+            if msg["header"]["type"] == RTM_NEWLINK and msg.get("index") == index:
+                stats = msg.get_attr("IFLA_STATS64") or msg.get_attr("IFLA_STATS")
+                if stats is not None:
+                    return int(stats["tx_dropped"])
+        except (ValueError, KeyError, TypeError):
             pass
     return None
 
@@ -76,38 +94,23 @@ def interface_tx_dropped(name: str) -> int | None:
 def interface_addresses(name: str) -> set[str]:
     """Every address (IPv4 and IPv6, in `ipaddress` text form) the interface has now; an
     empty set if it has none or does not exist. One netlink dump (RTM_GETADDR), for an
-    address event: is a path's source address still there?"""
+    address event: is a path's source address still there? (A partial answer: the caller
+    rebinds, which is always safe.)"""
     try:
         index = socket.if_nametoindex(name)
     except OSError:
         return set()
     found: set[str] = set()
-    try:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-    except OSError:
-        return found
-    with sock:
-        sock.settimeout(1.0)
-        request = struct.pack("=IHHII", 24, _RTM_GETADDR, _NLM_F_REQUEST_DUMP, 1, 0)
-        request += struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0)
-        marshal = MarshalRtnl()
+    request = struct.pack("=IHHII", 24, _RTM_GETADDR, _NLM_F_REQUEST_DUMP, 1, 0)
+    request += struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0)
+    for msg in _rtnl_query(request, dump=True):
         try:
-            sock.send(request)
-            while True:
-                data = sock.recv(65536)
-                done = False
-                for msg in marshal.parse(data):
-                    kind = msg["header"]["type"]
-                    if kind in (_NLMSG_DONE, _NLMSG_ERROR):
-                        done = True
-                    elif kind == RTM_NEWADDR and msg.get("index") == index:
-                        text = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
-                        if text:
-                            found.add(str(ipaddress.ip_address(text)))
-                if done:
-                    break
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # (a partial answer: the caller rebinds, which is always safe)
+            if msg["header"]["type"] == RTM_NEWADDR and msg.get("index") == index:
+                text = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+                if text:
+                    found.add(str(ipaddress.ip_address(text)))
+        except (ValueError, KeyError, TypeError):
+            pass
     return found
 
 
