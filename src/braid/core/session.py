@@ -551,7 +551,6 @@ class TunnelSession:
         # bucket -> when early drop last signalled it: a loss-based flow (it fills the
         # queues), which `delay_floor` does not hold for `_LOSS_BASED_MEMORY` seconds.
         self._signalled: dict[int, float] = {}
-        self._unheld: set[int] = set()  # buckets delay_floor does not hold now
         self._failover_resent = 0
         self._rebalanced = 0
         self._bod_active = False
@@ -860,9 +859,11 @@ class TunnelSession:
         if not urgent and self._sparse and bucket not in backlog:
             urgent = True  # a sparse flow: to the head of the queue
         queued = self._queued_bytes
-        if queued < self._early_at:
+        if not self._early_at:
+            pass  # early drop off
+        elif queued < self._early_at:
             self._early_count = 0
-        elif not urgent and self._early_at and now >= self._early_next:
+        elif not urgent and now >= self._early_next:
             fat = backlog.get(bucket, 0)
             if fat and fat * len(ip_packet) * len(backlog) >= queued:
                 marked = ecn_marked(ip_packet)
@@ -902,7 +903,7 @@ class TunnelSession:
         elif (
             self._delay_floor
             and isinstance(scheduler, EarliestArrivalScheduler)
-            and not self._held(bucket, now)
+            and self._loss_based(bucket, now)
         ):
             path = scheduler.select_path(paths, size, bucket, now=now, hold=False)
             chosen = [path] if path is not None else []
@@ -1001,7 +1002,6 @@ class TunnelSession:
         pmtu = path.pmtu
         probe_from = BASE_MTU if pmtu is not None and not pmtu.started else NO_LIMIT
         hold = path.hold
-        unheld = self._unheld
         while queue and release <= horizon and tracker.inflight < cwnd:
             if hold:
                 head = queue[0]
@@ -1009,7 +1009,7 @@ class TunnelSession:
                 if (
                     due > horizon
                     and not (flagged and head[0] in flagged)
-                    and not (unheld and head[1] in unheld)
+                    and not (self._signalled and self._loss_based(head[1], now))
                 ):
                     # delay_floor: bulk DATA waits (a jumped packet does not).
                     if due > release:
@@ -1113,20 +1113,15 @@ class TunnelSession:
         path.queued_bytes -= size
         self._queued_bytes -= size
 
-    def _held(self, bucket: int, now: float) -> bool:
-        """`delay_floor`: whether the bulk flow `bucket` waits on the faster paths: not while
-        it is loss-based (early drop signalled it within `_LOSS_BASED_MEMORY` seconds: a
-        CUBIC flow fills the queues anyway). A flow capped by its window, as BBR is over
-        unequal delays, never fills them and is held from its start: BBR keeps the minimum
-        RTT it saw for 10 s, and a flow first let through and then held collapsed (52 to
-        25-30 Mbit/s on the four-link case) because its window still counted on it."""
+    def _loss_based(self, bucket: int, now: float) -> bool:
+        """`delay_floor` leaves the bulk flow `bucket` alone (no hold) while it is
+        loss-based: early drop signalled it within `_LOSS_BASED_MEMORY` seconds (a CUBIC
+        flow fills the queues anyway). A flow capped by its window, as BBR is over unequal
+        delays, never fills them and is held from its start: BBR keeps the minimum RTT it
+        saw for 10 s, and a flow first let through and then held collapsed (52 to 25-30
+        Mbit/s on the four-link case) because its window still counted on it."""
         signalled = self._signalled.get(bucket)
-        held = signalled is None or now - signalled >= _LOSS_BASED_MEMORY
-        if held:
-            self._unheld.discard(bucket)
-        else:
-            self._unheld.add(bucket)
-        return held
+        return signalled is not None and now - signalled < _LOSS_BASED_MEMORY
 
     def _update_queue_limit(self) -> None:
         total = 0.0
