@@ -88,7 +88,7 @@ class SessionSettings:
     # -- issue 5 (aggregation): congestion control, queue control, bandwidth on demand,
     # traffic classes ([[class]] tables). Defaults are the core's.
     congestion_control: str = "bbr"
-    queue_limit: float = 0.05
+    queue_limit: float = 0.1
     early_drop: float = 0.0
     early_drop_interval: float = 0.2
     delay_cutoff: float = 0.2

@@ -262,7 +262,7 @@ class SessionConfig:
 
     scheduler: str = "earliest-arrival"
     congestion_control: str = "bbr"
-    queue_limit: float = 0.05
+    queue_limit: float = 0.1
     """Seconds of the usable paths' summed rate the send queues may hold."""
     early_drop: float = 0.0
     """Active queue management: once the send queues hold this fraction of
