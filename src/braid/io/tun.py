@@ -49,7 +49,8 @@ of up to 512 packets whenever queue control paused (ping p50 under load 112-120 
 (no return to 90 % within 9 s). Not kept: see docs/design.md, queue control."""
 MAX_TXQUEUELEN = 1000
 TXQUEUE_TIME = 0.006
-"""Seconds of the sessions' summed rate the TUN queue holds at most (see `queue_length_for`)."""
+"""Seconds of the sessions' summed rate the TUN queue holds once that is more than
+`DEFAULT_TXQUEUELEN` packets (see `queue_length_for`)."""
 SIOCSIFTXQLEN = 0x8943
 
 
