@@ -10,9 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from braid.core.classify import ecn_marked
-from braid.core.session import SessionConfig, TunnelSession
+from braid.core.session import Event, PathDown, PathUp, SessionConfig, TunnelSession
 
 from .pairnet import udp_packet
+from .test_session import connected, events
 
 SID = 0x5EED0E0D
 
@@ -145,3 +146,73 @@ def test_config_rejects_an_early_drop_at_or_past_the_limit() -> None:
         SessionConfig(early_drop=1.0)
     with pytest.raises(ValueError, match="early_drop_interval"):
         SessionConfig(early_drop_interval=0)
+
+
+def _step(local: TunnelSession, remote: TunnelSession, now: float, *, cut: bool) -> list[Event]:
+    """One 10 ms step of a bulk flow from `local`; path 1 delivers nothing while `cut`."""
+    for seq in range(3):
+        local.send_packet(udp_packet(1, int(now * 1000) + seq, 1000), now=now)
+    local.handle_timer(now=now)
+    for path_id, data in local.datagrams_to_send(now=now):
+        if not (cut and path_id == 1):
+            remote.receive_datagram(data, now=now)
+    remote.handle_timer(now=now)
+    for path_id, data in remote.datagrams_to_send(now=now):
+        if not (cut and path_id == 1):
+            local.receive_datagram(data, now=now)
+    remote.packets_to_deliver()
+    return events(local)
+
+
+def test_early_drop_is_quiet_while_a_path_is_down() -> None:
+    """issue 5/6: while a path is down (up to a minute), and 3 s after it is back, early
+    drop does not signal: the inner flow keeps the window it will need on all paths."""
+    config = SessionConfig(early_drop=0.5, scheduler="round-robin")
+    local, remote = connected((0, 1), config)
+    assert (
+        local.early_drop_active
+        and not TunnelSession(
+            SessionConfig(early_drop=0.0), role="local", session_id=SID, now=0.0
+        ).early_drop_active
+    )
+    now = 0.0
+    seen: list[Event] = []
+    while not any(isinstance(e, PathDown) for e in seen):
+        now = round(now + 0.01, 6)
+        assert now < 3.0, "path 1 never declared down"
+        seen = _step(local, remote, now, cut=True)
+    assert not local.early_drop_active
+    # A burst far past the threshold at one instant: nothing is early-dropped.
+    limit = local.statistics().queue_limit_bytes
+    for seq in range(limit // 1000):
+        local.send_packet(udp_packet(1, 10_000 + seq, 1000), now=now)
+    stats = local.statistics()
+    assert stats.queued_bytes > 0.6 * limit and stats.early_dropped == stats.early_marked == 0
+    # The path comes back: quiet through its hold-down (0.2 s) and 3 s more, then on.
+    while not any(isinstance(e, PathUp) for e in seen):
+        now = round(now + 0.01, 6)
+        assert now < 10.0, "path 1 never came back"
+        seen = _step(local, remote, now, cut=False)
+    up_at = now
+    while now < up_at + 3.1:
+        assert not local.early_drop_active, now - up_at
+        now = round(now + 0.01, 6)
+        _step(local, remote, now, cut=False)
+    while now < up_at + 3.3:
+        now = round(now + 0.01, 6)
+        _step(local, remote, now, cut=False)
+    assert local.early_drop_active
+    # Down for good: on again a minute after it went down.
+    seen = []
+    while not any(isinstance(e, PathDown) for e in seen):
+        now = round(now + 0.01, 6)
+        assert now < 15.0, "path 1 never declared down"
+        seen = _step(local, remote, now, cut=True)
+    down_at = now
+    while now < down_at + 59.0:
+        now = round(now + 0.5, 6)
+        _step(local, remote, now, cut=True)
+        assert not local.early_drop_active, now
+    now = down_at + 60.5
+    _step(local, remote, now, cut=True)
+    assert local.early_drop_active

@@ -89,7 +89,7 @@ class SessionSettings:
     # traffic classes ([[class]] tables). Defaults are the core's.
     congestion_control: str = "bbr"
     queue_limit: float = 0.1
-    early_drop: float = 0.0
+    early_drop: float = 0.7
     early_drop_interval: float = 0.2
     delay_cutoff: float = 0.2
     delay_floor: float = 0.0

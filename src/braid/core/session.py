@@ -208,6 +208,14 @@ _FLAP_HOLD_MAX: Final = 16
 """A flapping path's hold-down doubles up to this many times return_holddown."""
 _QUEUE_FLOOR: Final = 64 * 1024
 """The queue limit in bytes is never below this (a few packets per path)."""
+_EARLY_QUIET_MAX: Final = 60.0
+"""Seconds after a path went down during which `early_drop` stays off while it is down
+(queue control by the limit alone). A cut link usually returns within this, and an inner
+CUBIC flow must meanwhile keep the window it will need on all the links (measured: early
+drop on through a 7 s cut, never back to 90 % within 7 s of the return; off, 0.5 s)."""
+_EARLY_QUIET_AFTER: Final = 3.0
+"""Seconds early drop stays off once a returned path carries DATA again: the flows grow
+back into the capacity while the paths' estimates and queues settle."""
 _INFLIGHT_EXPIRY: Final = 1.0
 """Datagrams without feedback for max(this, 4 x srtt) stop counting as in flight."""
 _GAP_CHECK: Final = 0.002
@@ -264,7 +272,7 @@ class SessionConfig:
     congestion_control: str = "bbr"
     queue_limit: float = 0.1
     """Seconds of the usable paths' summed rate the send queues may hold."""
-    early_drop: float = 0.0
+    early_drop: float = 0.7
     """Active queue management: once the send queues hold this fraction of
     `queue_limit`, one packet of a flow holding at least its share of them is dropped (or
     ECN-marked, when it is ECN-capable), then one every `early_drop_interval` /
@@ -545,6 +553,7 @@ class TunnelSession:
         self._queue_dropped = 0
         self._early_at = 0  # bytes queued from which `early_drop` signals (0: off)
         self._early_next = -_INF
+        self._early_quiet_until = -_INF  # early drop off until then (a path went down)
         self._early_count = 0
         self._early_dropped = 0
         self._early_marked = 0
@@ -716,6 +725,13 @@ class TunnelSession:
         """False while the send queues hold `queue_limit` or more (stop reading the TUN)."""
         return self._queued_bytes < self._queue_limit and not self._closed
 
+    @property
+    def early_drop_active(self) -> bool:
+        """Whether `early_drop` is on now: configured, and no path that is still down went
+        down within `_EARLY_QUIET_MAX` seconds. (The portal sizes the TUN queue by it:
+        long while early drop keeps the queues short, the short default otherwise.)"""
+        return bool(self._early_at) and self._now >= self._early_quiet_until
+
     def _make_scheduler(self, name: str) -> Scheduler:
         scheduler = get_scheduler(name)
         config = self.config
@@ -859,8 +875,8 @@ class TunnelSession:
         if not urgent and self._sparse and bucket not in backlog:
             urgent = True  # a sparse flow: to the head of the queue
         queued = self._queued_bytes
-        if not self._early_at:
-            pass  # early drop off
+        if not self._early_at or now < self._early_quiet_until:
+            pass  # early drop off (or quiet: a path is down)
         elif queued < self._early_at:
             self._early_count = 0
         elif not urgent and now >= self._early_next:
@@ -1768,6 +1784,21 @@ class TunnelSession:
         if not pool:
             self._usable = ()
             return
+        # Early drop is quiet while a path is down (up to _EARLY_QUIET_MAX), through its
+        # hold-down when it returns, and for _EARLY_QUIET_AFTER once it carries DATA again.
+        down = [
+            p.down_since for p in paths if not p.up and not p.standby and p.down_since is not None
+        ]
+        held = [p.probation_until for p in paths if p.up and p.probation_until != -_INF]
+        if down:
+            quiet = max(down) + _EARLY_QUIET_MAX
+        elif held:
+            quiet = max(held) + _EARLY_QUIET_AFTER
+        elif self._early_quiet_until > now:
+            quiet = min(self._early_quiet_until, now + _EARLY_QUIET_AFTER)
+        else:
+            quiet = -_INF
+        self._early_quiet_until = quiet
         best = min(p.metric for p in pool)
         usable = [p for p in pool if p.metric == best]
         if not self._bod_active:

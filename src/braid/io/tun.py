@@ -40,13 +40,17 @@ OFFLOAD_ENV = "BRAID_TUN_OFFLOAD"
 (one packet per write; for A/B measurements)."""
 IFNAMSIZ = 16
 DEFAULT_TXQUEUELEN = 64
-"""Packets the kernel queues for the portal (Linux's default, 500, is ~150 ms at 40 Mbit/s
-of extra latency once braid's own queue is full). The portals raise it at high rates
-(`queue_length_for`). 512 was tried (2026-11-28 evening): a CUBIC flow over the lab's four
-links lost nothing there any more (56-61 -> 74-88 Mbit/s), but it kept a standing queue
-of up to 512 packets whenever queue control paused (ping p50 under load 112-120 ms on
-10+40); with `early_drop` on against that, a flow's window no longer survived a link cut
-(no return to 90 % within 9 s). Not kept: see docs/design.md, queue control."""
+"""Packets the kernel queues for the portal while queue control works by pausing (early
+drop off or quiet): once braid's own queue is full, every packet here is latency for all
+flows, pings included (Linux's default, 500, is ~150 ms at 40 Mbit/s). The portals raise
+it at high rates (`queue_length_for`)."""
+EARLY_DROP_TXQUEUELEN = 512
+"""Packets the kernel queues while early drop is active: it keeps braid's queues below
+the limit, so the portal rarely pauses and this queue is a shock absorber for the
+sending host's bursts, not a standing queue. At 64 a CUBIC flow over the lab's four links
+lost 60 packets per 20 s there (56-61 Mbit/s); at 512 none (74-88 Mbit/s). Without
+early drop, 512 stood full whenever queue control paused (ping p50 112-120 ms on 10+40;
+during a cut to one 10 Mbit/s link, p95 610 ms)."""
 MAX_TXQUEUELEN = 1000
 TXQUEUE_TIME = 0.006
 """Seconds of the sessions' summed rate the TUN queue holds once that is more than
@@ -54,9 +58,10 @@ TXQUEUE_TIME = 0.006
 SIOCSIFTXQLEN = 0x8943
 
 
-def queue_length_for(rate: float, packet: int = 1400) -> int:
+def queue_length_for(rate: float, packet: int = 1400, *, floor: int = DEFAULT_TXQUEUELEN) -> int:
     """The TUN queue length (packets) for a summed sending rate of `rate` bytes/s:
-    `TXQUEUE_TIME` of it, at least `DEFAULT_TXQUEUELEN`, at most `MAX_TXQUEUELEN`.
+    `TXQUEUE_TIME` of it, at least `floor` (`DEFAULT_TXQUEUELEN`, or
+    `EARLY_DROP_TXQUEUELEN` while early drop is active), at most `MAX_TXQUEUELEN`.
 
     A sending host's TCP hands the TUN bursts of up to ~46 packets (its own GSO segments,
     cut by the kernel in front of the device): 64 packets hold barely one, and at a few
@@ -65,7 +70,7 @@ def queue_length_for(rate: float, packet: int = 1400) -> int:
     At WAN rates (up to ~100 Mbit/s) 6 ms is less than 64 packets: the short queue of
     queue control stays as it was."""
     wanted = int(rate * TXQUEUE_TIME / packet) + 1
-    return min(max(wanted, DEFAULT_TXQUEUELEN), MAX_TXQUEUELEN)
+    return min(max(wanted, floor), MAX_TXQUEUELEN)
 
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface

@@ -50,7 +50,12 @@ from braid.core.session import (
 from braid.io.base import MAX_DATAGRAM_BYTES, Address, DatagramEndpoint, DriverError, PacketDevice
 from braid.io.ifwatch import InterfaceWatcher, interface_addresses, interface_tx_dropped
 from braid.io.tcp import FrameStream, StreamClosed, TcpAddress, TcpPathEndpoint
-from braid.io.tun import TunDevice, queue_length_for
+from braid.io.tun import (
+    DEFAULT_TXQUEUELEN,
+    EARLY_DROP_TXQUEUELEN,
+    TunDevice,
+    queue_length_for,
+)
 from braid.io.udp import SegmentReceiver, SegmentSender, gso_enabled_by_environment
 
 log = logging.getLogger("braid.runtime")
@@ -213,17 +218,30 @@ class _Portal:
             self.loop.call_later(TUN_QUEUE_PERIOD, self._size_tun_queue)
 
     def _size_tun_queue(self) -> None:
-        """Issue 9: the TUN queue holds `TXQUEUE_TIME` of the sessions' summed rate (at
-        least the short default of queue control); changed when off by a quarter."""
+        self._resize_tun_queue()
+        if not self._closing:
+            self.loop.call_later(TUN_QUEUE_PERIOD, self._size_tun_queue)
+
+    def _resize_tun_queue(self) -> None:
+        """The TUN queue holds `TXQUEUE_TIME` of the sessions' summed rate (issue 9), at
+        least 512 packets while every session's early drop is active, else the short
+        default of queue control (issue 5: a path went down, or early drop is off);
+        changed when off by a quarter. Called every `TUN_QUEUE_PERIOD` and when a path
+        goes down or comes back."""
         tun = self.tun
         if self._closing or not isinstance(tun, TunDevice):
             return
-        rate = sum(d.session.inner.capacity for d in self._drivens())
-        wanted = queue_length_for(rate)
+        drivens = self._drivens()
+        rate = sum(d.session.inner.capacity for d in drivens)
+        early = bool(drivens) and all(
+            getattr(d.session, "early_drop_active", False) for d in drivens
+        )
+        wanted = queue_length_for(
+            rate, floor=EARLY_DROP_TXQUEUELEN if early else DEFAULT_TXQUEUELEN
+        )
         current = tun.txqueuelen
         if abs(wanted - current) * 4 > current and tun.set_txqueuelen(wanted):
             log.debug("TUN queue %d packets (sessions at %.0f Mbit/s)", wanted, rate * 8e-6)
-        self.loop.call_later(TUN_QUEUE_PERIOD, self._size_tun_queue)
 
     # -- TUN backpressure (issue 5): while a session's send queues are full
     # (`session.writable` is False) the TUN is not read, so the backlog stays in the kernel.
@@ -627,6 +645,7 @@ class LocalPortal(_Portal):
     def _on_event(self, driven: _Driven, event: object) -> None:
         if isinstance(event, PathUp | PathDown):
             self._log_path(driven, event)
+            self._resize_tun_queue()
         elif isinstance(event, SessionClosed):
             self.sessions_ended += 1
             self._cancel_timer(driven)
@@ -1040,6 +1059,7 @@ class RemotePortal(_Portal):
     def _on_event(self, driven: _Driven, event: object) -> None:
         if isinstance(event, PathUp | PathDown):
             self._log_path(driven, event)
+            self._resize_tun_queue()
         elif isinstance(event, SessionClosed):
             self._end_session(driven, event.reason)
 
