@@ -51,9 +51,10 @@ action = "restore"
 
 @pytest.mark.parametrize("cc", ["cubic", "bbr"])
 def test_flow_survives_a_link_cut_and_uses_the_link_again(
-    cc: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cc: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before_ns = set(list_netns())
+    monkeypatch.setenv("BRAID_LAB_STATS", str(tmp_path))
     path = tmp_path / "cut.toml"
     path.write_text(SCENARIO.format(cc=cc))
     out_json = tmp_path / "r.json"
@@ -80,4 +81,17 @@ def test_flow_survives_a_link_cut_and_uses_the_link_again(
         # of issue 5), so for BBR only the use of the returned link is asserted.
         back = recovery_time(samples, 11.0, 0.85 * before, 0.25)
         assert back is not None and back <= 7.0, samples
+    # Queue control (issue 5): early drop and the 512-packet TUN queue while all paths
+    # are up; quiet, with the short TUN queue, while link 2 is cut and 3 s after it returns.
+    for side in ("local", "remote"):
+        snaps = [json.loads(line) for line in (tmp_path / f"{side}.jsonl").read_text().splitlines()]
+        states = [
+            (s["tun_queue_length"], s["sessions"][0]["early_drop_active"])
+            for s in snaps
+            if s["sessions"]
+        ]
+        print(side, [q for q, _ in states])
+        first_quiet = states.index((64, False))  # the cut
+        assert (512, True) in states[:first_quiet], (side, states)  # before it
+        assert states[-1] == (512, True), (side, states)  # back after the return
     assert not set(list_netns()) - before_ns  # the lab removed everything it made

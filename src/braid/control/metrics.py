@@ -94,6 +94,11 @@ class BraidCollector:
         uptime = GaugeMetricFamily("braid_uptime_seconds", "Seconds since the API started")
         uptime.add_metric([], self.service.info()["uptime"])
         yield uptime
+        tun_queue = GaugeMetricFamily(
+            "braid_tun_queue_length", "Packets the kernel may queue for the TUN device"
+        )
+        tun_queue.add_metric([], stats.tun_queue_length)
+        yield tun_queue
         portal_counters = CounterMetricFamily(
             "braid_portal_events", "Runtime counters of the portal", labels=["counter"]
         )

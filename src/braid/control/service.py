@@ -245,6 +245,7 @@ class PortalService:
             "scheduler": portal.session_config.scheduler,
             "sessions": len(self._live_sessions()),
             "counters": dataclasses.asdict(portal.counters()),
+            "tun_queue_length": getattr(portal.tun, "txqueuelen", 0),
         }
 
     def sessions(self) -> list[dict[str, Any]]:
@@ -301,6 +302,7 @@ class PortalService:
                 "queue_dropped": stats.queue_dropped,
                 "early_dropped": stats.early_dropped,
                 "early_marked": stats.early_marked,
+                "early_drop_active": stats.early_drop_active,
                 # issue 7: loss recovery
                 "nack_sent": stats.nack_sent,
                 "nack_received": stats.nack_received,

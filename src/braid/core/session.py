@@ -472,6 +472,8 @@ class SessionStatistics:
     """Inner packets dropped by active queue management (`early_drop`)."""
     early_marked: int
     """ECN-capable inner packets marked CE instead."""
+    early_drop_active: bool
+    """Early drop is configured and not quiet (no path down or just returned)."""
     failover_resent: int
     """Packets re-sent on other paths because the path they were on went down (queued
     there, or sent and not yet covered by feedback)."""
@@ -1449,6 +1451,7 @@ class TunnelSession:
             queue_dropped=self._queue_dropped,
             early_dropped=self._early_dropped,
             early_marked=self._early_marked,
+            early_drop_active=self.early_drop_active,
             failover_resent=self._failover_resent,
             rebalanced=self._rebalanced,
             nack_sent=self._nack_sent,

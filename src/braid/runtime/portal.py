@@ -135,6 +135,8 @@ class PortalStatistics:
     path_names: dict[int, str]
     security: dict[str, int] = field(default_factory=dict)
     """Handshakes answered/completed and datagrams dropped by the security layer."""
+    tun_queue_length: int = 0
+    """Packets the kernel may queue for the TUN now (`txqueuelen`; 0: not a real TUN)."""
 
 
 def _source_on(endpoint: DatagramEndpoint, interface: str) -> bool:
@@ -706,6 +708,7 @@ class LocalPortal(_Portal):
             sessions=sessions,
             path_names=dict(self._names),
             security=security,
+            tun_queue_length=self.tun.txqueuelen if isinstance(self.tun, TunDevice) else 0,
         )
 
 
@@ -1122,6 +1125,7 @@ class RemotePortal(_Portal):
             sessions=tuple(d.session.statistics() for d in self._sessions.values()),
             path_names={},
             security=security,
+            tun_queue_length=self.tun.txqueuelen if isinstance(self.tun, TunDevice) else 0,
         )
 
 
