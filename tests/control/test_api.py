@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from apiharness import Harness, request
+from apiharness import CONFIG, Harness, request
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,10 @@ def test_session_table_on_both_portals(harness: Harness) -> None:
     assert one["session_id"] == remote[0]["session_id"]
     portal = get(harness, harness.remote_url, "/api/v1/portal")
     assert portal["role"] == "remote" and portal["sessions"] == 1
+    assert portal["tun_queue_length"] == 0  # (an in-memory TUN; the lab checks a real one)
+    # All paths up: early drop is on as configured (the lab checks it going quiet).
+    assert local[0]["early_drop_active"] is remote[0]["early_drop_active"] is True
+    assert CONFIG.early_drop > 0
     stats = get(harness, harness.local_url, "/api/v1/statistics")
     assert stats["sessions"][0]["paths"][0]["name"] == "link0"
 

@@ -154,6 +154,10 @@ _SCHEMAS: dict[str, Any] = {
             "scheduler": {"type": "string"},
             "sessions": {"type": "integer"},
             "counters": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "tun_queue_length": {
+                "type": "integer",
+                "description": "packets the kernel may queue for the TUN device now",
+            },
         },
     },
     "Path": _PATH_SCHEMA,
@@ -166,6 +170,10 @@ _SCHEMAS: dict[str, Any] = {
             "peer": _nullable({"type": "string"}),
             "up_since": {"type": "number"},
             "closed": {"type": "boolean"},
+            "early_drop_active": {
+                "type": "boolean",
+                "description": "early drop on (off while a path is down or just returned)",
+            },
             "parameters": {"type": "object"},
             "egress": {"type": "array", "items": {"type": "string"}},
             "counters": {"type": "object"},

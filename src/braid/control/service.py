@@ -279,6 +279,7 @@ class PortalService:
             "peer": peer,
             "up_since": self._up_since(sid),
             "closed": stats.closed,
+            "early_drop_active": stats.early_drop_active,
             "parameters": {
                 "scheduler": stats.scheduler,
                 "reorder_timeout": _finite(stats.reorder_timeout),
@@ -302,7 +303,6 @@ class PortalService:
                 "queue_dropped": stats.queue_dropped,
                 "early_dropped": stats.early_dropped,
                 "early_marked": stats.early_marked,
-                "early_drop_active": stats.early_drop_active,
                 # issue 7: loss recovery
                 "nack_sent": stats.nack_sent,
                 "nack_received": stats.nack_received,
