@@ -130,28 +130,6 @@ def test_earliest_arrival_spills_over_by_queue_and_cutoff() -> None:
     assert cut.select_path(paths, 1000, 0, now=0.0) is slow
 
 
-def test_earliest_arrival_feeds_a_path_in_startup_as_if_it_were_near() -> None:
-    """A path without a configured rate starts at 1 Mbit/s in startup; counted at its own
-    delay it would get traffic only while the others are backed up, and its estimate
-    could not grow. Within the cutoff it counts as near as the fastest path."""
-    fast = PathState(0, rate_bps=8_000_000, now=0.0)  # 1 MB/s, 10 ms one way
-    longer = PathState(1, now=0.0)  # no rate: startup, 40 ms one way
-    far = PathState(2, now=0.0)  # no rate, 300 ms one way: beyond the cutoff
-    fast.srtt, longer.srtt, far.srtt = 0.020, 0.080, 0.600
-    assert longer.cc.state == far.cc.state == "startup"
-    scheduler = EarliestArrivalScheduler(delay_cutoff=0.2)
-    fast.queued_bytes = 5_000  # fast: 10 + 6 ms; longer, as if near: 10 + 8 ms
-    assert scheduler.select_path((fast, longer, far), 1000, 0, now=0.0) is fast
-    fast.queued_bytes = 10_000  # fast: 10 + 11 ms (at its own delay, longer: 48 ms)
-    assert scheduler.select_path((fast, longer, far), 1000, 0, now=0.0) is longer
-    assert scheduler.select_path((fast, far), 1000, 0, now=0.0) is fast
-    # Out of startup it counts at its own delay again.
-    settled = PathState(1, rate_bps=1_000_000, now=0.0)
-    settled.srtt = 0.080
-    assert settled.cc.state != "startup"
-    assert scheduler.select_path((fast, settled), 1000, 0, now=0.0) is fast
-
-
 def _connected(config: SessionConfig, paths: int) -> tuple[TunnelSession, TunnelSession]:
     local = TunnelSession(config, role="local", session_id=SID, now=0.0)
     remote = TunnelSession(config, role="remote", session_id=SID, now=0.0)

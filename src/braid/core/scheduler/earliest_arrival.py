@@ -19,11 +19,6 @@
 # nearly in order. A path whose delay exceeds the smallest by more than `delay_cutoff`
 # carries traffic only while every faster path is *full* (its expected wait is
 # `full_after` seconds or more).
-# A path whose controller is still in startup (no configured rate: its estimate starts
-# at 1 Mbit/s) counts as near as the fastest one, within the cutoff: it is fed at its
-# startup pacing rate, so the estimate can grow. Counted at its own delay it was fed
-# only when the others were backed up (a 40 ms path beside 5-20 ms ones stayed at
-# 2.9 Mbit/s for 8 s of a download, and startup could end there).
 #
 # Invariants:
 # - Deterministic (no clock, no randomness): ties go to the first path in order.
@@ -101,9 +96,6 @@ class EarliestArrivalScheduler:
         delays = [path_delay(p) if head or not hold else path_delay(p) + p.hold for p in paths]
         fastest = min(delays)
         limit = fastest + self.delay_cutoff
-        for index, path in enumerate(paths):
-            if fastest < delays[index] <= limit and path.cc.state == "startup":
-                delays[index] = fastest  # (fed at its startup rate; see the comment)
         best: PathState | None = None
         best_arrival = 0.0
         fast_full = True
