@@ -164,6 +164,19 @@ def _step(local: TunnelSession, remote: TunnelSession, now: float, *, cut: bool)
     return events(local)
 
 
+def _step_until(
+    local: TunnelSession, remote: TunnelSession, now: float, kind: type, *, cut: bool
+) -> float:
+    """Step (10 ms at a time, at most 10 s) until `local` reports an event of `kind`."""
+    deadline = now + 10.0
+    seen: list[Event] = []
+    while not any(isinstance(e, kind) for e in seen):
+        now = round(now + 0.01, 6)
+        assert now < deadline, f"no {kind.__name__} within 10 s"
+        seen = _step(local, remote, now, cut=cut)
+    return now
+
+
 def test_early_drop_is_quiet_while_a_path_is_down() -> None:
     """issue 5/6: while a path is down (up to a minute), and 3 s after it is back, early
     drop does not signal: the inner flow keeps the window it will need on all paths."""
@@ -175,13 +188,8 @@ def test_early_drop_is_quiet_while_a_path_is_down() -> None:
             SessionConfig(early_drop=0.0), role="local", session_id=SID, now=0.0
         ).early_drop_active
     )
-    now = 0.0
-    seen: list[Event] = []
-    while not any(isinstance(e, PathDown) for e in seen):
-        now = round(now + 0.01, 6)
-        assert now < 3.0, "path 1 never declared down"
-        seen = _step(local, remote, now, cut=True)
-    assert not local.early_drop_active
+    now = _step_until(local, remote, 0.0, PathDown, cut=True)
+    assert now < 3.0 and not local.early_drop_active
     # A burst far past the threshold at one instant: nothing is early-dropped.
     limit = local.statistics().queue_limit_bytes
     for seq in range(limit // 1000):
@@ -189,11 +197,7 @@ def test_early_drop_is_quiet_while_a_path_is_down() -> None:
     stats = local.statistics()
     assert stats.queued_bytes > 0.6 * limit and stats.early_dropped == stats.early_marked == 0
     # The path comes back: quiet through its hold-down (0.2 s) and 3 s more, then on.
-    while not any(isinstance(e, PathUp) for e in seen):
-        now = round(now + 0.01, 6)
-        assert now < 10.0, "path 1 never came back"
-        seen = _step(local, remote, now, cut=False)
-    up_at = now
+    now = up_at = _step_until(local, remote, now, PathUp, cut=False)
     while now < up_at + 3.1:
         assert not local.early_drop_active, now - up_at
         now = round(now + 0.01, 6)
@@ -203,12 +207,7 @@ def test_early_drop_is_quiet_while_a_path_is_down() -> None:
         _step(local, remote, now, cut=False)
     assert local.early_drop_active
     # Down for good: on again a minute after it went down.
-    seen = []
-    while not any(isinstance(e, PathDown) for e in seen):
-        now = round(now + 0.01, 6)
-        assert now < 15.0, "path 1 never declared down"
-        seen = _step(local, remote, now, cut=True)
-    down_at = now
+    now = down_at = _step_until(local, remote, now, PathDown, cut=True)
     while now < down_at + 59.0:
         now = round(now + 0.5, 6)
         _step(local, remote, now, cut=True)
