@@ -245,7 +245,7 @@ class PortalService:
             "scheduler": portal.session_config.scheduler,
             "sessions": len(self._live_sessions()),
             "counters": dataclasses.asdict(portal.counters()),
-            "tun_queue_length": getattr(portal.tun, "txqueuelen", 0),
+            "tun_queue_length": portal.tun_queue_length,
         }
 
     def sessions(self) -> list[dict[str, Any]]:

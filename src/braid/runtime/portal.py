@@ -290,6 +290,12 @@ class _Portal:
                 loop.remove_reader(fd)
         self._readers.clear()
 
+    @property
+    def tun_queue_length(self) -> int:
+        """Packets the kernel may queue for the TUN now (0: not a real TUN device)."""
+        tun = self.tun
+        return tun.txqueuelen if isinstance(tun, TunDevice) else 0
+
     def counters(self) -> PortalCounters:
         """A snapshot of the runtime counters."""
         return PortalCounters(
@@ -708,7 +714,7 @@ class LocalPortal(_Portal):
             sessions=sessions,
             path_names=dict(self._names),
             security=security,
-            tun_queue_length=self.tun.txqueuelen if isinstance(self.tun, TunDevice) else 0,
+            tun_queue_length=self.tun_queue_length,
         )
 
 
@@ -1125,7 +1131,7 @@ class RemotePortal(_Portal):
             sessions=tuple(d.session.statistics() for d in self._sessions.values()),
             path_names={},
             security=security,
-            tun_queue_length=self.tun.txqueuelen if isinstance(self.tun, TunDevice) else 0,
+            tun_queue_length=self.tun_queue_length,
         )
 
 
