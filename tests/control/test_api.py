@@ -112,6 +112,49 @@ def test_path_metric_and_rate_change_reaches_the_session(harness: Harness) -> No
     assert status == 200 and body["rate_bps"] is None and body["metric"] == 0
 
 
+def test_link_download_rate_and_metric_reach_the_remote_portal(harness: Harness) -> None:
+    """PATH_INFO: a link's metric and download rate, changed on the local portal, are
+    applied by the remote portal to its side of the path (its sending rate hint)."""
+    sid = harness.wait_session()
+    status, body, _ = request(
+        "PATCH",
+        f"{harness.local_url}/api/v1/links/link1",
+        token=harness.token,
+        body={"download_bps": 8_000_000, "metric": 3},
+    )
+    assert status == 200, body
+    assert body["download_bps"] == 8_000_000
+    paths = harness.on_loop(lambda: harness.local.session.inner.statistics().paths)
+    assert paths[1].download_bps == 8_000_000
+
+    def remote_path() -> tuple[int, int | None, str]:
+        session = next(iter(harness.remote.sessions.values())).inner.statistics()
+        path = next(p for p in session.paths if p.path_id == 1)
+        return path.metric, path.rate_bps, path.congestion
+
+    deadline = time.monotonic() + 5
+    while harness.on_loop(remote_path)[:2] != (3, 8_000_000) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert harness.on_loop(remote_path) == (3, 8_000_000, "bbr probe_bw")
+    remote = get(harness, harness.remote_url, f"/api/v1/sessions/{sid}")
+    assert [p["rate_bps"] for p in remote["paths"] if p["path_id"] == 1] == [8_000_000]
+    # The remote portal's own sending hint is rate_bps; download_bps belongs to the site.
+    status, body, _ = request(
+        "PATCH",
+        f"{harness.remote_url}/api/v1/sessions/{sid}/paths/1",
+        token=harness.token,
+        body={"download_bps": 1_000_000},
+    )
+    assert status == 409 and "download_bps" in body["error"]["message"], body
+    status, body, _ = request(
+        "PATCH",
+        f"{harness.local_url}/api/v1/links/link1",
+        token=harness.token,
+        body={"download_bps": None},
+    )
+    assert status == 200 and body["download_bps"] is None
+
+
 def test_scheduler_change(harness: Harness) -> None:
     status, body, _ = request(
         "PATCH",

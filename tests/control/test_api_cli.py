@@ -61,6 +61,14 @@ def test_set_changes_apply(harness: Harness, capsys: pytest.CaptureFixture[str])
     assert code == 0, err
     paths = harness.on_loop(lambda: harness.local.session.inner.statistics().paths)
     assert (paths[1].metric, paths[1].rate_bps) == (9, 30_000_000)
+    code, _, err = braid(capsys, "set", *local, "link", "link1", "download", "40mbit")
+    assert code == 0, err
+    paths = harness.on_loop(lambda: harness.local.session.inner.statistics().paths)
+    assert paths[1].download_bps == 40_000_000
+    code, out, err = braid(capsys, "show", "--json", *local)
+    assert code == 0, err
+    shown = json.loads(out)["sessions"][0]["paths"]
+    assert [p["download_bps"] for p in shown if p["path_id"] == 1] == [40_000_000]
     code, _, err = braid(capsys, "set", *local, "scheduler", "hash")
     assert code == 0, err
     assert harness.on_loop(lambda: harness.local.session.inner.scheduler) == "hash"

@@ -103,6 +103,17 @@ def test_local_values() -> None:
     assert dsl.rate_bps == 20_000_000
     assert dsl.metric == 0
     assert lte.source is None and lte.rate_bps is None
+    assert dsl.download_bps is None
+
+
+def test_link_download_rate() -> None:
+    config = parse_config(LOCAL.replace('rate = "20mbit"', 'rate = "20mbit"\ndownload = "100mbit"'))
+    assert config.links[0].download_bps == 100_000_000
+    assert config.links[0].rate_bps == 20_000_000
+    with pytest.raises(ConfigError, match=r"link\[0\]\.download: \"fast\" is not a rate"):
+        parse_config(LOCAL.replace('rate = "20mbit"', 'download = "fast"'))
+    with pytest.raises(ConfigError, match=r"link\[0\]\.download: 5 is an integer"):
+        parse_config(LOCAL.replace('rate = "20mbit"', "download = 5"))
 
 
 def test_defaults_come_from_the_core() -> None:

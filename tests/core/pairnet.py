@@ -92,6 +92,7 @@ class PairNet:
         remote_config: SessionConfig | None = None,
         rates: dict[int, int] | None = None,
         metrics: dict[int, int] | None = None,
+        downloads: dict[int, int] | None = None,
         session_id: int = 0x5EED1234,
     ) -> None:
         self.seed = seed
@@ -119,7 +120,10 @@ class PairNet:
         for path_id in sorted(paths):
             rate = (rates or {}).get(path_id)
             metric = (metrics or {}).get(path_id, 0)
-            self.local.add_path(path_id, rate_bps=rate, metric=metric, now=0.0)
+            download = (downloads or {}).get(path_id)
+            self.local.add_path(
+                path_id, rate_bps=rate, metric=metric, download_bps=download, now=0.0
+            )
         self._drain(LOCAL)
 
     # -- traffic -----------------------------------------------------------------------

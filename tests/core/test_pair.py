@@ -281,6 +281,59 @@ def test_idle_session_holds_nothing_in_flight() -> None:
             assert all(p.inflight <= 2 * 100 for p in paths), (side, [p.inflight for p in paths])
 
 
+def test_idle_path_passes_do_not_pile_up_in_flight() -> None:
+    """A path left idle beside a busy one sends pass PROBEs, which no feedback of their
+    own covers. They must stop counting as in flight: they piled up (4 KB a second at the
+    remote portal, during a download), the scheduler read them as a backlog at the link,
+    and past the path's cwnd the path never carried DATA again."""
+    seed = 43
+    with seed_report(seed):
+        net = PairNet(seed, {0: LinkProfile(delay=0.005), 1: LinkProfile(delay=0.060)})
+        net.schedule_flows(REMOTE, start=0.5, stop=6.0, interval=0.002, flows=2, size=200)
+        net.run_until(6.0)
+        idle = net.session(REMOTE).statistics().paths[1]
+        sent = sum(1 for _, path_id, _ in net.sent[REMOTE] if path_id == 1)
+        assert sent > 200  # the passes (about 50 a second)
+        # at most about a second of passes (the expiry) is still counted
+        assert idle.inflight <= 60 * 100, idle.inflight
+
+
+def test_link_info_reaches_the_remote_portal() -> None:
+    """PATH_INFO: the remote portal learns each link's metric, standby flag and download
+    rate from the local portal, at start and on every change, and sends by them."""
+    seed = 47
+    with seed_report(seed):
+        net = PairNet(
+            seed,
+            {0: LinkProfile(delay=0.010), 1: LinkProfile(delay=0.005, loss=0.3)},
+            metrics={1: 10},
+            downloads={0: 20_000_000},
+        )
+        net.schedule_flows(REMOTE, start=1.0, stop=2.0, interval=0.002, flows=4)
+        net.run_until(2.0)
+        remote = net.session(REMOTE)
+        paths = {p.path_id: p for p in remote.statistics().paths}
+        assert paths[1].metric == 10 and paths[0].metric == 0
+        assert paths[0].rate_bps == 20_000_000 and paths[1].rate_bps is None
+        assert paths[0].congestion == "bbr probe_bw"
+        assert paths[0].btl_bw == pytest.approx(20_000_000 / 8)
+        # The metered backup (metric 10) carries no download while path 0 works.
+        assert not any(p == 1 and d[1] == FrameType.DATA for _, p, d in net.sent[REMOTE])
+        assert remote.statistics().path_info_applied >= 2
+        # A change on the site reaches the remote portal.
+        net.local.update_path(1, metric=0, standby=True, download_bps=5_000_000, now=net.now)
+        net.run_until(3.0)
+        paths = {p.path_id: p for p in remote.statistics().paths}
+        assert paths[1].metric == 0 and paths[1].standby
+        assert paths[1].rate_bps == 5_000_000
+        assert paths[1].btl_bw == pytest.approx(5_000_000 / 8)
+        # A new upload rate restarts the local estimate from it (it used to change only
+        # the number shown).
+        net.local.update_path(0, rate_bps=3_000_000, now=net.now)
+        local = net.local.statistics().paths[0]
+        assert local.rate_bps == 3_000_000 and local.btl_bw == pytest.approx(3_000_000 / 8)
+
+
 def test_startup_traffic_before_paths_are_up() -> None:
     seed = 41
     with seed_report(seed):

@@ -172,12 +172,37 @@ def test_empty_payload_and_feedback_counts() -> None:
 def test_control_kinds() -> None:
     header = encode(FRAMES[5])[:HEADER_SIZE]
     assert reason(header + b"\x00") == "bad_control"
-    assert reason(header + b"\x04") == "bad_control"
+    assert reason(header + b"\x05") == "bad_control"
     assert reason(header + b"\x03") == "truncated"  # PATH_DOWN without its path id
     assert reason(header + b"\x03\x01\x02") == "bad_length"
     assert reason(header + b"\x01\x00") == "bad_length"  # HELLO with a value
     with pytest.raises(ValueError):
         wire.encode_control(0, 0, 0, 0, ControlKind.HELLO, b"x")
+    info = wire.encode_path_info(wire.PathInfo(3, True, 50_000_000))
+    assert reason(header + b"\x04" + info[:7]) == "truncated"
+    assert reason(header + b"\x04" + info + b"\x00") == "bad_length"
+    assert reason(header + b"\x04" + info[:2] + b"\x02" + info[3:]) == "bad_flags"
+    assert reason(header + b"\x04" + info[:3] + b"\x01" + info[4:]) == "bad_flags"
+    with pytest.raises(ValueError):
+        wire.encode_control(0, 0, 0, 0, ControlKind.PATH_INFO, info[:7])
+
+
+@pytest.mark.parametrize(
+    ("info", "back"),
+    [
+        (wire.PathInfo(), wire.PathInfo()),
+        (wire.PathInfo(10, True, 50_000_000), wire.PathInfo(10, True, 50_000_000)),
+        (wire.PathInfo(70_000, False, 1_499), wire.PathInfo(65_535, False, 1_000)),
+        (wire.PathInfo(0, False, 400), wire.PathInfo(0, False, 1_000)),
+        (wire.PathInfo(1, False, 10**13), wire.PathInfo(1, False, 0xFFFFFFFF * 1000)),
+    ],
+)
+def test_path_info_round_trip(info: wire.PathInfo, back: wire.PathInfo) -> None:
+    frame = ControlFrame(2, 7, 1, 5, ControlKind.PATH_INFO, wire.encode_path_info(info))
+    decoded = decode_datagram(encode(frame))
+    assert decoded == frame
+    assert isinstance(decoded, ControlFrame)
+    assert wire.decode_path_info(decoded.value) == back
 
 
 def test_feedback_reserved_bytes_are_ignored() -> None:

@@ -108,6 +108,12 @@ _PATH_SCHEMA: dict[str, Any] = {
         "state": {"type": "string", "enum": ["up", "degraded", "probation", "down", "disabled"]},
         "enabled": {"type": "boolean"},
         "rate_bps": _nullable({"type": "integer"}),
+        "download_bps": _nullable(
+            {
+                "type": "integer",
+                "description": "local portal: the link's download rate, told to the remote",
+            }
+        ),
         "metric": {"type": "integer"},
         "datagrams_sent": {"type": "integer"},
         "bytes_sent": {"type": "integer"},
@@ -193,6 +199,7 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "metric": _METRIC,
             "rate_bps": _nullable(_RATE),
+            "download_bps": _nullable(_RATE),
             "enabled": {"type": "boolean"},
         },
     },
@@ -209,6 +216,7 @@ _SCHEMAS: dict[str, Any] = {
             },
             "endpoint": _nullable({"type": "string"}),
             "rate_bps": _nullable({"type": "integer"}),
+            "download_bps": _nullable({"type": "integer"}),
             "metric": {"type": "integer"},
         },
     },
@@ -231,6 +239,7 @@ _SCHEMAS: dict[str, Any] = {
             "interface": _nullable({"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,15}$"}),
             "source": _nullable({"type": "string", "pattern": "^[0-9A-Fa-f:.]{2,45}$"}),
             "rate_bps": _nullable(_RATE),
+            "download_bps": _nullable(_RATE),
             "metric": _METRIC,
         },
     },
@@ -505,7 +514,7 @@ def _str_field(body: dict[str, Any], key: str, *, required: bool = False) -> str
 
 
 def _update_fields(body: dict[str, Any]) -> dict[str, Any]:
-    _only(body, ("metric", "rate_bps", "enabled"))
+    _only(body, ("metric", "rate_bps", "download_bps", "enabled"))
     enabled = body.get("enabled")
     if "enabled" in body and not isinstance(enabled, bool):
         raise ServiceError(422, f"enabled: {enabled!r} is not a boolean; expected true or false")
@@ -513,6 +522,8 @@ def _update_fields(body: dict[str, Any]) -> dict[str, Any]:
         "metric": _int_field(body, "metric", 0, 65535),
         "rate_bps": _int_field(body, "rate_bps", 1000, 10**12, nullable=True),
         "clear_rate": "rate_bps" in body and body["rate_bps"] is None,
+        "download_bps": _int_field(body, "download_bps", 1000, 10**12, nullable=True),
+        "clear_download": "download_bps" in body and body["download_bps"] is None,
         "enabled": enabled,
     }
 
@@ -745,7 +756,7 @@ class Api:
 
     async def post_link(self, request: web.Request) -> web.Response:
         body = await _read_object(request)
-        _only(body, ("name", "remote", "interface", "source", "rate_bps", "metric"))
+        _only(body, ("name", "remote", "interface", "source", "rate_bps", "download_bps", "metric"))
         name = _str_field(body, "name", required=True)
         remote = _str_field(body, "remote", required=True)
         assert name is not None and remote is not None
@@ -762,6 +773,7 @@ class Api:
             source=source,
             rate_bps=_int_field(body, "rate_bps", 1000, 10**12, nullable=True),
             metric=_int_field(body, "metric", 0, 65535) or 0,
+            download_bps=_int_field(body, "download_bps", 1000, 10**12, nullable=True),
         )
         return _ok(self.service.add_link(spec), status=201)
 

@@ -126,8 +126,8 @@ SET_USAGE = """\
 braid set [CONFIG] scheduler NAME [session SESSION_ID]
 braid set [CONFIG] class CLASS scheduler NAME|default [session SESSION_ID]
 braid set [CONFIG] param NAME VALUE [NAME VALUE ...] [session SESSION_ID]
-braid set [CONFIG] link NAME [metric N] [rate RATE|none] [enable|disable]
-braid set [CONFIG] link add NAME remote HOST:PORT [interface IF] [source ADDR] [rate RATE] [metric N]
+braid set [CONFIG] link NAME [metric N] [rate RATE|none] [download RATE|none] [enable|disable]
+braid set [CONFIG] link add NAME remote HOST:PORT [interface IF] [source ADDR] [rate RATE] [download RATE] [metric N]
 braid set [CONFIG] link remove NAME
 braid set [CONFIG] path SESSION_ID PATH_ID [metric N] [rate RATE|none] [enable|disable|remove]
 braid set [CONFIG] session SESSION_ID close
@@ -480,8 +480,17 @@ def _rate_word(text: str) -> int | None:
     return rate
 
 
+def _rates(path: dict[str, Any]) -> str:
+    """A path's rate hints for `braid show`: "20mbit", up/down "20mbit/50mbit", "-"."""
+    from braid.control.config import format_rate
+
+    up = format_rate(path["rate_bps"]) if path["rate_bps"] else "-"
+    down = path.get("download_bps")
+    return f"{up}/{format_rate(down)}" if down else up
+
+
 def _changes(words: list[str], *, allow_remove: bool) -> tuple[dict[str, object], bool]:
-    """metric N / rate R / enable / disable [/ remove] words as a PATCH body."""
+    """metric N / rate R / download R / enable / disable [/ remove] words as a PATCH body."""
     body: dict[str, object] = {}
     remove = False
     while words:
@@ -490,12 +499,16 @@ def _changes(words: list[str], *, allow_remove: bool) -> tuple[dict[str, object]
             body["metric"] = _int_word(_take(words, "metric value"), "metric")
         elif word == "rate":
             body["rate_bps"] = _rate_word(_take(words, "rate value"))
+        elif word == "download":
+            body["download_bps"] = _rate_word(_take(words, "download value"))
         elif word in ("enable", "disable"):
             body["enabled"] = word == "enable"
         elif word == "remove" and allow_remove:
             remove = True
         else:
-            choices = "metric, rate, enable, disable" + (", remove" if allow_remove else "")
+            choices = "metric, rate, download, enable, disable" + (
+                ", remove" if allow_remove else ""
+            )
             raise _ApiFailure(f"set: unknown word {word!r}; expected {choices}", EXIT_USAGE)
     if not body and not remove:
         raise _ApiFailure("set: nothing to change; see 'braid set --help'", EXIT_USAGE)
@@ -560,12 +573,14 @@ def _set(client: _Client, words: list[str]) -> int:
                     body[key] = value
                 elif key == "rate":
                     body["rate_bps"] = _rate_word(value)
+                elif key == "download":
+                    body["download_bps"] = _rate_word(value)
                 elif key == "metric":
                     body["metric"] = _int_word(value, "metric")
                 else:
                     raise _ApiFailure(
                         f"set: unknown word {key!r}; expected remote, interface, source, rate,"
-                        " metric",
+                        " download, metric",
                         EXIT_USAGE,
                     )
             if "remote" not in body:
@@ -638,8 +653,6 @@ def _render(portal: dict[str, Any], sessions: list[dict[str, Any]], *, detail: b
     from rich.console import Console
     from rich.table import Table
 
-    from braid.control.config import format_rate
-
     console = Console(highlight=False, soft_wrap=True)
     p: dict[str, Any] = portal
     console.print(
@@ -709,7 +722,7 @@ def _render(portal: dict[str, Any], sessions: list[dict[str, Any]], *, detail: b
                 _escape(x["endpoint"] or "-"),
                 f"[{colour}]{state}[/]",
                 str(x["metric"]),
-                format_rate(x["rate_bps"]) if x["rate_bps"] else "-",
+                _rates(x),
                 f"{x['srtt'] * 1000:.1f} ms" if x["srtt"] is not None else "-",
                 f"{x['loss_rate'] * 100:.2f}%" if x["loss_rate"] is not None else "-",
                 _human_bytes(x["bytes_sent"]),

@@ -158,6 +158,8 @@ class LinkConfig:
     rate_bps: int | None = None
     metric: int = 0
     standby: bool = False  # issue 5: bandwidth on demand (joins above bod_upper)
+    download_bps: int | None = None
+    """The link's download rate: told to the remote portal, whose sending starts there."""
     transport: str = "udp"
     """"udp", or "tcp" for a network that blocks UDP (length-prefixed frames)."""
 
@@ -1232,20 +1234,8 @@ class _Validator:
                     f" IPv{source_ip.version}; expected both of the same family",
                 )
 
-        rate_bps: int | None = None
-        rate_raw = t.get("rate")
-        if rate_raw is not None:
-            rate_field = t.field("rate")
-            expected = 'a rate like "20mbit" (units kbit, mbit, gbit)'
-            if isinstance(rate_raw, bool) or not isinstance(rate_raw, str):
-                self.fail(
-                    rate_field, f"{_show(rate_raw)} is {_kind(rate_raw)}; expected {expected}"
-                )
-            rate_bps = parse_rate(rate_raw)
-            if rate_bps is None:
-                self.fail(rate_field, f"{_show(rate_raw)} is not a rate; expected {expected}")
-            if rate_bps <= 0:
-                self.fail(rate_field, f"{_show(rate_raw)} is zero; expected a positive rate")
+        rate_bps = self.link_rate(t, "rate")
+        download_bps = self.link_rate(t, "download")
 
         metric = self.integer(
             t, "metric", default=0, low=0, high=255, expected="an integer 0..255 (lower preferred)"
@@ -1269,7 +1259,24 @@ class _Validator:
             source=source,
             rate_bps=rate_bps,
             metric=metric,
+            download_bps=download_bps,
         )
+
+    def link_rate(self, t: _Table, key: str) -> int | None:
+        """An optional rate like "20mbit" (bit/s)."""
+        raw = t.get(key)
+        if raw is None:
+            return None
+        field = t.field(key)
+        expected = 'a rate like "20mbit" (units kbit, mbit, gbit)'
+        if isinstance(raw, bool) or not isinstance(raw, str):
+            self.fail(field, f"{_show(raw)} is {_kind(raw)}; expected {expected}")
+        rate = parse_rate(raw)
+        if rate is None:
+            self.fail(field, f"{_show(raw)} is not a rate; expected {expected}")
+        if rate <= 0:
+            self.fail(field, f"{_show(raw)} is zero; expected a positive rate")
+        return rate
 
     # -- value checks --
 
@@ -1410,6 +1417,8 @@ def describe(config: PortalConfig) -> Iterator[str]:
         extras = ""
         if link.rate_bps:
             extras += f" rate {format_rate(link.rate_bps)}"
+        if link.download_bps:
+            extras += f" download {format_rate(link.download_bps)}"
         if link.metric:
             extras += f" metric {link.metric}"
         yield f"link {i} {link.name}: {pin} -> {link.remote_text}{extras}"

@@ -46,6 +46,11 @@ _SESSION_COUNTERS = (
         "Packets re-sent on other paths because their path went down",
     ),
     (
+        "path_info_applied",
+        "braid_session_path_info_applied",
+        "Link metric/standby/download-rate changes the site told this portal (PATH_INFO)",
+    ),
+    (
         "rebalanced",
         "braid_session_rebalanced",
         "Queued packets moved to a path that joined",

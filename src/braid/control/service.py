@@ -79,6 +79,7 @@ class LinkSpec:
     source: str | None = None
     rate_bps: int | None = None
     metric: int = 0
+    download_bps: int | None = None
 
 
 def _core(session: Any) -> TunnelSession:
@@ -299,6 +300,8 @@ class PortalService:
                 "send_queue_full": stats.send_queue_full,
                 "send_rejected": stats.send_rejected,
                 "failover_resent": stats.failover_resent,
+                "path_info_sent": stats.path_info_sent,
+                "path_info_applied": stats.path_info_applied,
                 "rebalanced": stats.rebalanced,
                 "queue_dropped": stats.queue_dropped,
                 "early_dropped": stats.early_dropped,
@@ -331,6 +334,7 @@ class PortalService:
             else "down",
             "enabled": enabled,
             "rate_bps": p.rate_bps,
+            "download_bps": p.download_bps,
             "metric": p.metric,
             "datagrams_sent": p.datagrams_sent,
             "bytes_sent": p.bytes_sent,
@@ -413,6 +417,7 @@ class PortalService:
                     else ("up" if up.get(link.path_id) else "down"),
                     "endpoint": _endpoint_pair(link.endpoint),
                     "rate_bps": link.rate_bps,
+                    "download_bps": link.download_bps,
                     "metric": link.metric,
                 }
             )
@@ -550,15 +555,24 @@ class PortalService:
         rate_bps: int | None = None,
         clear_rate: bool = False,
         enabled: bool | None = None,
+        download_bps: int | None = None,
+        clear_download: bool = False,
     ) -> dict[str, Any]:
-        """Change a session path's metric and/or rate hint (and, locally, enable/disable it)."""
+        """Change a session path's metric and/or rate hint (and, locally, its download rate
+        hint, and enable/disable it)."""
         session = self._session(key)
         if isinstance(self.portal, LocalPortal) and (
             path_id in self._disabled or path_id in session.path_ids()
         ):
             name = self.path_names().get(path_id, str(path_id))
             self.update_link(
-                name, metric=metric, rate_bps=rate_bps, clear_rate=clear_rate, enabled=enabled
+                name,
+                metric=metric,
+                rate_bps=rate_bps,
+                clear_rate=clear_rate,
+                enabled=enabled,
+                download_bps=download_bps,
+                clear_download=clear_download,
             )
             return self.path(key, path_id)
         if path_id not in session.path_ids():
@@ -566,6 +580,12 @@ class PortalService:
         if enabled is not None:
             raise ServiceError(
                 409, "enabled: links are enabled and disabled on the local portal only"
+            )
+        if download_bps is not None or clear_download:
+            raise ServiceError(
+                409,
+                "download_bps: set on the local portal's link (this portal's sending rate"
+                " hint is rate_bps)",
             )
         self._apply_update(session, path_id, metric, rate_bps, clear_rate)
         return self.path(key, path_id)
@@ -577,6 +597,8 @@ class PortalService:
         metric: int | None,
         rate_bps: int | None,
         clear_rate: bool,
+        download_bps: int | None = None,
+        clear_download: bool = False,
     ) -> None:
         kwargs: dict[str, Any] = {}
         if metric is not None:
@@ -585,6 +607,10 @@ class PortalService:
             kwargs["rate_bps"] = None
         elif rate_bps is not None:
             kwargs["rate_bps"] = rate_bps
+        if clear_download:
+            kwargs["download_bps"] = None
+        elif download_bps is not None:
+            kwargs["download_bps"] = download_bps
         if not kwargs:
             return
         try:
@@ -646,21 +672,36 @@ class PortalService:
         rate_bps: int | None = None,
         clear_rate: bool = False,
         enabled: bool | None = None,
+        download_bps: int | None = None,
+        clear_download: bool = False,
     ) -> dict[str, Any]:
-        """Change a link's metric / rate hint, enable or disable it; applied at once."""
+        """Change a link's metric / rate hints, enable or disable it; applied at once (the
+        remote portal learns the metric and download rate: PATH_INFO)."""
         portal = self._local()
         link, is_enabled = self._find_link(name)
         _check_params(metric, rate_bps)
+        _check_params(None, download_bps, "download_bps")
         new = dataclasses.replace(
             link,
             metric=link.metric if metric is None else metric,
             rate_bps=None if clear_rate else (link.rate_bps if rate_bps is None else rate_bps),
+            download_bps=None
+            if clear_download
+            else (link.download_bps if download_bps is None else download_bps),
         )
         session = self._live_sessions().get(portal.session.session_id) if portal.running else None
         if is_enabled:
             portal.links = tuple(new if x.path_id == link.path_id else x for x in portal.links)
             if session is not None and link.path_id in session.path_ids():
-                self._apply_update(session, link.path_id, metric, rate_bps, clear_rate)
+                self._apply_update(
+                    session,
+                    link.path_id,
+                    metric,
+                    rate_bps,
+                    clear_rate,
+                    download_bps,
+                    clear_download,
+                )
         else:
             self._disabled[link.path_id] = new
         if enabled is False and is_enabled:
@@ -676,7 +717,11 @@ class PortalService:
             portal.links = tuple(sorted((*portal.links, new), key=lambda x: x.path_id))
             if session is not None:
                 session.add_path(
-                    new.path_id, rate_bps=new.rate_bps, metric=new.metric, now=self._now()
+                    new.path_id,
+                    rate_bps=new.rate_bps,
+                    metric=new.metric,
+                    download_bps=new.download_bps,
+                    now=self._now(),
                 )
                 self._flush(session)
         return self.link(name)
@@ -686,6 +731,7 @@ class PortalService:
         portal = self._local()
         _check_name(spec.name)
         _check_params(spec.metric, spec.rate_bps)
+        _check_params(None, spec.download_bps, "download_bps")
         if any(link.name == spec.name for link, _ in self._all_links()):
             raise ServiceError(409, f"link {spec.name!r}: already exists; choose another name")
         used = {link.path_id for link, _ in self._all_links()}
@@ -708,6 +754,7 @@ class PortalService:
             endpoint=endpoint,
             rate_bps=spec.rate_bps,
             metric=spec.metric,
+            download_bps=spec.download_bps,
         )
         portal.links = tuple(sorted((*portal.links, link), key=lambda x: x.path_id))
         portal._sockets[path_id] = endpoint
@@ -717,7 +764,11 @@ class PortalService:
             session = portal.session
             if not session.closed:
                 session.add_path(
-                    path_id, rate_bps=spec.rate_bps, metric=spec.metric, now=self._now()
+                    path_id,
+                    rate_bps=spec.rate_bps,
+                    metric=spec.metric,
+                    download_bps=spec.download_bps,
+                    now=self._now(),
                 )
                 self._flush(session)
         return self.link(spec.name)
@@ -769,12 +820,12 @@ def _check_name(name: str) -> None:
         )
 
 
-def _check_params(metric: int | None, rate_bps: int | None) -> None:
+def _check_params(metric: int | None, rate_bps: int | None, name: str = "rate_bps") -> None:
     if metric is not None and not 0 <= metric <= 65535:
         raise ServiceError(422, f"metric: {metric} is out of range; expected 0..65535")
     if rate_bps is not None and not 1000 <= rate_bps <= 10**12:
         raise ServiceError(
-            422, f"rate_bps: {rate_bps} is out of range; expected 1000..1000000000000 bits/s"
+            422, f"{name}: {rate_bps} is out of range; expected 1000..1000000000000 bits/s"
         )
 
 
@@ -805,6 +856,7 @@ def _disabled_entry(path_id: int, link: PathLink, endpoint: str | None) -> dict[
         "state": "disabled",
         "enabled": False,
         "rate_bps": link.rate_bps,
+        "download_bps": link.download_bps,
         "metric": link.metric,
         "datagrams_sent": 0,
         "bytes_sent": 0,

@@ -51,6 +51,7 @@ def open_local(config: PortalConfig) -> LocalPortal:
                     rate_bps=link.rate_bps,
                     metric=link.metric,
                     standby=link.standby,
+                    download_bps=link.download_bps,
                     interface=link.interface,
                     reopen=reopen,
                 )

@@ -30,7 +30,7 @@ from typing import Final
 from braid.core.congestion import CongestionControl, DeliveryTracker, get_congestion_control
 from braid.core.pmtu import PathMtu
 from braid.core.replay import ReplayWindow
-from braid.core.wire import MASK32, FeedbackEntry, unwrap32
+from braid.core.wire import MASK32, FeedbackEntry, PathInfo, unwrap32
 
 NO_LIMIT: Final = 1 << 30
 """A path MTU that limits nothing (TCP paths, unprobed paths)."""
@@ -128,6 +128,8 @@ class PathStatistics:
     mtu: int | None = None
     """issue 7: the largest datagram the session sends on the path (None: no limit, a TCP
     path); larger inner packets travel in fragments."""
+    download_bps: int | None = None
+    """Local portal: the link's download rate hint, told to the remote portal (PATH_INFO)."""
 
     @property
     def loss_rate(self) -> float:
@@ -153,6 +155,7 @@ class PathState:
         "degraded_until",
         "delivered",
         "down_since",
+        "download_bps",
         "feedback_due",
         "feedback_pending",
         "flagged",
@@ -161,6 +164,8 @@ class PathState:
         "hello_acked",
         "hello_due",
         "hold",
+        "info_due",
+        "info_left",
         "jitter",
         "last_receive_time",
         "last_send_time",
@@ -174,6 +179,7 @@ class PathState:
         "owd",
         "owd_min",
         "path_id",
+        "peer_info",
         "pmtu",
         "probation",
         "probation_until",
@@ -207,12 +213,19 @@ class PathState:
         metric: int = 0,
         congestion: str = "bbr",
         standby: bool = False,
+        download_bps: int | None = None,
         now: float,
     ) -> None:
         self.path_id = path_id
         self.rate_bps = rate_bps
         self.metric = metric
         self.standby = standby
+        self.download_bps = download_bps
+        # PATH_INFO: what the local portal still owes the peer (sends left, when the
+        # next is due); at the remote portal, the last info applied (None: none yet).
+        self.info_left = 0
+        self.info_due = now
+        self.peer_info: PathInfo | None = None
         # Pacing (see the module comment).
         # (session_seq, bucket, bucket_seq, packet, enqueue time)
         self.queue: deque[tuple[int, int, int, bytes, float]] = deque()
@@ -448,6 +461,7 @@ class PathState:
             standby=self.standby,
             state=self.state(),
             mtu=self.mtu if self.mtu < NO_LIMIT else None,
+            download_bps=self.download_bps,
         )
 
     def state(self, now: float | None = None) -> str:

@@ -372,11 +372,19 @@ class SecureSession:
         return self.inner.path_ids()
 
     def add_path(
-        self, path_id: int, *, rate_bps: int | None = None, metric: int = 0, now: float
+        self,
+        path_id: int,
+        *,
+        rate_bps: int | None = None,
+        metric: int = 0,
+        download_bps: int | None = None,
+        now: float,
     ) -> None:
         """Add a path to the inner session (see TunnelSession.add_path)."""
         self._now = now
-        self.inner.add_path(path_id, rate_bps=rate_bps, metric=metric, now=now)
+        self.inner.add_path(
+            path_id, rate_bps=rate_bps, metric=metric, download_bps=download_bps, now=now
+        )
 
     def remove_path(self, path_id: int, *, now: float) -> None:
         """Remove a path from the inner session."""

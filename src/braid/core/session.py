@@ -142,14 +142,17 @@ from braid.core.wire import (
     Frame,
     FrameType,
     NackFrame,
+    PathInfo,
     ProbeFrame,
     ProtocolError,
     decode_datagram,
+    decode_path_info,
     encode_control,
     encode_fec,
     encode_feedback,
     encode_frag,
     encode_nack,
+    encode_path_info,
     encode_probe,
     is_hello,
 )
@@ -217,6 +220,8 @@ to 90 % within 7 s of the return; quiet, 0.5 s in 5 runs of 6)."""
 _EARLY_QUIET_AFTER: Final = 3.0
 """Seconds early drop stays off once a returned path carries DATA again: the flows grow
 back into the capacity while the paths' estimates and queues settle."""
+_INFO_REPEAT: Final = 3
+"""PATH_INFO is sent this many times (hello_interval apart) after a path's change."""
 _INFLIGHT_EXPIRY: Final = 1.0
 """Datagrams without feedback for max(this, 4 x srtt) stop counting as in flight."""
 _GAP_CHECK: Final = 0.002
@@ -479,6 +484,10 @@ class SessionStatistics:
     failover_resent: int
     """Packets re-sent on other paths because the path they were on went down (queued
     there, or sent and not yet covered by feedback)."""
+    path_info_sent: int
+    """Local portal: PATH_INFO frames sent (a path's metric, standby flag, download rate)."""
+    path_info_applied: int
+    """Remote portal: PATH_INFO changes applied to this session's paths."""
     rebalanced: int
     """Queued packets moved to another path when a path joined (returned, or a standby
     link was called in): see `_rebalance`."""
@@ -565,6 +574,8 @@ class TunnelSession:
         # queues), which `delay_floor` does not hold for `_LOSS_BASED_MEMORY` seconds.
         self._signalled: dict[int, float] = {}
         self._failover_resent = 0
+        self._path_info_sent = 0
+        self._path_info_applied = 0
         self._rebalanced = 0
         self._bod_active = False
         self._bod_due = now + config.bod_interval
@@ -758,9 +769,11 @@ class TunnelSession:
         rate_bps: int | None = None,
         metric: int = 0,
         standby: bool = False,
+        download_bps: int | None = None,
         now: float,
     ) -> None:
-        """Add a path (the local portal sends HELLO on it at once)."""
+        """Add a path (the local portal sends HELLO on it at once, and PATH_INFO: its
+        metric, standby flag and `download_bps`, the rate hint for the remote's sending)."""
         if self._closed:
             raise ValueError("session is closed")
         if not 0 <= path_id <= MAX_PATH_ID:
@@ -768,6 +781,7 @@ class TunnelSession:
         if path_id in self._paths:
             raise ValueError(f"path_id: path {path_id} already exists")
         _check_path_params(rate_bps, metric)
+        _check_path_params(download_bps, metric, "download_bps")
         self._now = now
         path = PathState(
             path_id,
@@ -775,6 +789,7 @@ class TunnelSession:
             metric=metric,
             congestion=self.config.congestion_control,
             standby=standby,
+            download_bps=download_bps,
             now=now,
         )
         self._start_pmtu(path, now)
@@ -791,19 +806,30 @@ class TunnelSession:
         rate_bps: int | Literal[_Keep.KEEP] | None = _Keep.KEEP,
         metric: int | Literal[_Keep.KEEP] = _Keep.KEEP,
         standby: bool | Literal[_Keep.KEEP] = _Keep.KEEP,
+        download_bps: int | Literal[_Keep.KEEP] | None = _Keep.KEEP,
         now: float,
     ) -> None:
-        """Change a path's rate hint (None: unknown), metric and/or standby flag (bandwidth
-        on demand); omitted ones stay."""
+        """Change a path's rate hint (None: unknown), metric, standby flag (bandwidth on
+        demand) and/or download rate hint; omitted ones stay. A new rate hint restarts the
+        path's estimate from it. The local portal tells the remote (PATH_INFO)."""
         path = self._get_path(path_id)
         new_rate = path.rate_bps if rate_bps is _Keep.KEEP else rate_bps
         new_metric = path.metric if metric is _Keep.KEEP else metric
+        new_download = path.download_bps if download_bps is _Keep.KEEP else download_bps
         _check_path_params(new_rate, new_metric)
+        _check_path_params(new_download, new_metric, "download_bps")
         self._now = now
+        if new_rate != path.rate_bps:
+            path.cc.set_rate_hint(new_rate / 8 if new_rate else None, now)
         path.rate_bps = new_rate
         path.metric = new_metric
+        path.download_bps = new_download
         if standby is not _Keep.KEEP:
             path.standby = standby
+        if self._local:
+            path.info_left = _INFO_REPEAT
+            path.info_due = now
+            self._recompute_timer()
         self._rebuild_usable()
 
     def link_down(self, path_id: int, *, now: float) -> None:
@@ -1325,6 +1351,11 @@ class TunnelSession:
                 self._path_down(path, now, "timeout")
             if not local:
                 continue
+            if path.info_left and path.info_due <= now:
+                # (After a change: sent _INFO_REPEAT times, one may be lost.)
+                path.info_left -= 1
+                path.info_due = now + config.hello_interval
+                self._send_path_info(path, now)
             if not path.hello_acked:
                 if path.hello_due <= now:
                     self._send_hello(path, now)
@@ -1342,11 +1373,16 @@ class TunnelSession:
                 path.probation_until = -_INF  # hold-down over: carries DATA again
                 self._rebuild_usable()
         for path in self._paths.values():
+            log = path.tracker.log
             if path.queue:
-                log = path.tracker.log
                 if log and path.tracker.inflight >= path.cc.cwnd:
                     path.tracker.expire(now - _inflight_expiry(path))
                 self._release(path, now)
+            elif log and log[0][2] + _inflight_expiry(path) <= now:
+                # An idle path's pass PROBEs get no feedback of their own: forget them, or
+                # they pile up as phantom inflight, read as a backlog by the scheduler
+                # (and past the cwnd, the path would never carry DATA again).
+                path.tracker.expire(now - _inflight_expiry(path))
         # (After every release: DATA released just now makes the idle paths' passes due.)
         for path in self._paths.values():
             if not path.queue and self._pass_due(path) <= now:
@@ -1457,6 +1493,8 @@ class TunnelSession:
             early_marked=self._early_marked,
             early_drop_active=self.early_drop_active,
             failover_resent=self._failover_resent,
+            path_info_sent=self._path_info_sent,
+            path_info_applied=self._path_info_applied,
             rebalanced=self._rebalanced,
             nack_sent=self._nack_sent,
             gaps_recovered=self._nack.recovered if self._nack is not None else 0,
@@ -1619,6 +1657,9 @@ class TunnelSession:
                 self._send_feedback(path, now)
         elif kind == ControlKind.CLOSE:
             self._end("peer")
+        elif kind == ControlKind.PATH_INFO:
+            if not self._local:
+                self._apply_path_info(path, decode_path_info(frame.value), now)
         elif kind == ControlKind.PATH_DOWN:
             target = self._paths.get(frame.value[0])
             if target is None:
@@ -1633,6 +1674,22 @@ class TunnelSession:
                 if target.up:
                     self._events.append(PathDown(target.path_id, "peer"))
                 self._recompute_timer()
+
+    def _apply_path_info(self, path: PathState, info: PathInfo, now: float) -> None:
+        """Remote portal: the site's link behind `path` has this metric, standby flag and
+        download rate (our sending rate hint). Applied when it changes, so a value set here
+        by hand (`braid set ... path`) stays until the site's link changes."""
+        if info == path.peer_info:
+            return
+        path.peer_info = info
+        if info.rate_bps != path.rate_bps:
+            path.cc.set_rate_hint(info.rate_bps / 8 if info.rate_bps else None, now)
+            path.rate_bps = info.rate_bps
+        path.metric = info.metric
+        path.standby = info.standby
+        self._path_info_applied += 1
+        self._rebuild_usable()
+        self._update_queue_limit()
 
     # -- send helpers ------------------------------------------------------------------
 
@@ -1709,6 +1766,12 @@ class TunnelSession:
         self._send_control(path, ControlKind.HELLO, b"", now)
         path.hello_due = now + self.config.hello_interval
 
+    def _send_path_info(self, path: PathState, now: float) -> None:
+        """Tell the remote portal the link's metric, standby flag and download rate."""
+        info = PathInfo(path.metric, path.standby, path.download_bps)
+        self._send_control(path, ControlKind.PATH_INFO, encode_path_info(info), now)
+        self._path_info_sent += 1
+
     # -- state helpers -----------------------------------------------------------------
 
     def _get_path(self, path_id: int) -> PathState:
@@ -1728,6 +1791,10 @@ class TunnelSession:
             path.probation = hold
             path.probation_until = now + hold
         path.up_since = now
+        if self._local and (path.metric or path.standby or path.download_bps):
+            # Tell the remote portal about the link (again: it may have restarted).
+            path.info_left = _INFO_REPEAT
+            path.info_due = now
         self._events.append(PathUp(path.path_id))
         self._rebuild_usable()
         self._update_reorder_live()
@@ -2392,6 +2459,8 @@ class TunnelSession:
                 timer = min(timer, path.hello_due)
             else:
                 timer = min(timer, _keepalive_ref(path) + config.keepalive_interval)
+            if path.info_left:
+                timer = min(timer, path.info_due)
         if self._health_due < timer and len(self._paths) > 1:
             timer = self._health_due
         for path in self._paths.values():
@@ -2481,8 +2550,8 @@ def _keepalive_ref(path: PathState) -> float:
     return last if last is not None else path.created
 
 
-def _check_path_params(rate_bps: int | None, metric: int) -> None:
+def _check_path_params(rate_bps: int | None, metric: int, name: str = "rate_bps") -> None:
     if rate_bps is not None and (not isinstance(rate_bps, int) or rate_bps <= 0):
-        raise ValueError(f"rate_bps: must be a positive integer or None, got {rate_bps!r}")
+        raise ValueError(f"{name}: must be a positive integer or None, got {rate_bps!r}")
     if not isinstance(metric, int) or metric < 0:
         raise ValueError(f"metric: must be a non-negative integer, got {metric!r}")

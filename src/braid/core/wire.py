@@ -88,6 +88,40 @@ class ControlKind(IntEnum):
     HELLO = 1
     CLOSE = 2
     PATH_DOWN = 3
+    PATH_INFO = 4
+
+
+PATH_INFO = struct.Struct("!HBBI")
+"""PATH_INFO value: metric, flags (bit 0 standby), reserved (0), rate in kbit/s (0: none)."""
+PATH_INFO_STANDBY: Final = 0x01
+MAX_INFO_METRIC: Final = 0xFFFF
+MAX_INFO_RATE_BPS: Final = 0xFFFFFFFF * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PathInfo:
+    """What the local portal tells the remote about one of its links (CONTROL PATH_INFO):
+    the link's metric, whether it is a standby link, and the rate the remote may send at
+    over it (the link's download rate, bit/s; None: unknown)."""
+
+    metric: int = 0
+    standby: bool = False
+    rate_bps: int | None = None
+
+
+def encode_path_info(info: PathInfo) -> bytes:
+    """The PATH_INFO value for `info` (metric clamped to 65535; rate rounded to kbit/s)."""
+    rate = 0
+    if info.rate_bps:
+        rate = max(1, min(round(info.rate_bps / 1000), 0xFFFFFFFF))
+    flags = PATH_INFO_STANDBY if info.standby else 0
+    return PATH_INFO.pack(min(max(info.metric, 0), MAX_INFO_METRIC), flags, 0, rate)
+
+
+def decode_path_info(value: bytes) -> PathInfo:
+    """The `PathInfo` in a PATH_INFO value (already checked by `decode_datagram`)."""
+    metric, flags, _, rate = PATH_INFO.unpack(value)
+    return PathInfo(metric, bool(flags & PATH_INFO_STANDBY), rate * 1000 if rate else None)
 
 
 class ProtocolError(Exception):
@@ -152,7 +186,7 @@ class ProbeFrame:
 
 @dataclass(frozen=True, slots=True)
 class ControlFrame:
-    """CONTROL: HELLO, CLOSE or PATH_DOWN (`value` is the kind's value bytes)."""
+    """CONTROL: HELLO, CLOSE, PATH_DOWN or PATH_INFO (`value` is the kind's value bytes)."""
 
     path_id: int
     session_id: int
@@ -304,8 +338,14 @@ def encode_control(
     kind: ControlKind,
     value: bytes = b"",
 ) -> bytes:
-    """Encode a CONTROL datagram (HELLO and CLOSE: empty value; PATH_DOWN: 1 byte)."""
-    expected = 1 if kind == ControlKind.PATH_DOWN else 0
+    """Encode a CONTROL datagram (HELLO and CLOSE: empty value; PATH_DOWN: 1 byte;
+    PATH_INFO: 8 bytes, see `encode_path_info`)."""
+    if kind == ControlKind.PATH_DOWN:
+        expected = 1
+    elif kind == ControlKind.PATH_INFO:
+        expected = PATH_INFO.size
+    else:
+        expected = 0
     if len(value) != expected:
         raise ValueError(f"{kind.name} value must be {expected} bytes, got {len(value)}")
     header = HEADER.pack(VERSION, FrameType.CONTROL, 0, path_id, session_id, path_seq, tx_time_us)
@@ -622,6 +662,13 @@ def decode_datagram(data: Buffer) -> Frame:
         elif kind in (ControlKind.HELLO, ControlKind.CLOSE):
             if value:
                 raise ProtocolError("bad_length")
+        elif kind == ControlKind.PATH_INFO:
+            if len(value) < PATH_INFO.size:
+                raise ProtocolError("truncated")
+            if len(value) > PATH_INFO.size:
+                raise ProtocolError("bad_length")
+            if value[2] & ~PATH_INFO_STANDBY or value[3]:
+                raise ProtocolError("bad_flags")
         else:
             raise ProtocolError("bad_control")
         return ControlFrame(path_id, session_id, path_seq, tx_us, ControlKind(kind), value)

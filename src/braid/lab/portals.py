@@ -147,6 +147,7 @@ def local_config(
             ),
             f"remote = {toml_value(remote)}",
             f"rate = {toml_value(f'{int(shape.rate_up_bps)}bit')}",
+            f"download = {toml_value(f'{int(shape.rate_down_bps)}bit')}",
         ]
     lines += ["", "[[peer]]", 'name = "remote"', f"public_key = {toml_value(keys.remote_public)}"]
     return "\n".join(lines) + "\n"

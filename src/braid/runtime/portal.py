@@ -95,6 +95,8 @@ class PathLink:
     rate_bps: int | None = None
     metric: int = 0
     standby: bool = False  # issue 5: bandwidth on demand
+    download_bps: int | None = None
+    """The link's download rate hint: told to the remote portal (PATH_INFO)."""
     interface: str | None = None
     """The interface the path is pinned to: its link and address events rebind the path."""
     reopen: Callable[[], DatagramEndpoint] | None = None
@@ -572,7 +574,13 @@ class LocalPortal(_Portal):
             inner, self.security, rng=self._rng, now=now, wall_clock=self._wall_clock
         )
         for link in self.links:
-            session.add_path(link.path_id, rate_bps=link.rate_bps, metric=link.metric, now=now)
+            session.add_path(
+                link.path_id,
+                rate_bps=link.rate_bps,
+                metric=link.metric,
+                download_bps=link.download_bps,
+                now=now,
+            )
             if link.standby:  # issue 5: bandwidth on demand
                 inner.update_path(link.path_id, standby=True, now=now)
         self.sessions_created += 1

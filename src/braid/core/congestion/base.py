@@ -64,6 +64,10 @@ class CongestionControl(Protocol):
         """The controller's phase, for statistics (e.g. "startup", "probe_bw")."""
         ...
 
+    def set_rate_hint(self, rate_hint: float | None, now: float) -> None:
+        """The link's configured rate changed (bytes/s; None: no longer known)."""
+        ...
+
     def on_feedback(self, sample: RateSample, now: float) -> None:
         """Update the model from one feedback's rate sample."""
         ...

@@ -91,20 +91,32 @@ class BbrLike:
         self.adjustments = 0
         """Times the filter restarted because of a standing queue (statistics)."""
         self._cap = math.inf
-        if rate_hint is not None and rate_hint > 0:
-            # The configured rate is the link's nominal capacity: the estimate never
-            # exceeds it (delivery samples overshoot on a busy host), but may fall below.
-            self._cap = max(rate_hint, MIN_RATE)
-            self.btl_bw = self._cap
-            self._bw_filter.append((0, now, self.btl_bw))
-            self._state = _PROBE_BW
-            self._cycle_index = 2  # start cruising, not probing
-            self.pacing_rate = self.btl_bw
-        else:
-            self.btl_bw = INITIAL_RATE
-            self._state = _STARTUP
-            self.pacing_rate = STARTUP_GAIN * INITIAL_RATE
+        self.btl_bw = INITIAL_RATE
+        self._state = _STARTUP
+        self.pacing_rate = STARTUP_GAIN * INITIAL_RATE
         self.cwnd = float(max(CWND_GAIN * self.btl_bw * INITIAL_RTT, MIN_CWND))
+        if rate_hint is not None and rate_hint > 0:
+            self.set_rate_hint(rate_hint, now)
+
+    def set_rate_hint(self, rate_hint: float | None, now: float) -> None:
+        """Start again from a configured rate (bytes/s), or drop the ceiling (None).
+
+        The configured rate is the link's nominal capacity: the estimate starts there and
+        never exceeds it (delivery samples overshoot on a busy host), but may fall below.
+        Without one, the estimate keeps what it measured and may grow."""
+        if rate_hint is None or rate_hint <= 0:
+            self._cap = math.inf
+            return
+        self._cap = max(rate_hint, MIN_RATE)
+        self.btl_bw = self._cap
+        self._bw_filter.clear()
+        self._bw_filter.append((self._round, now, self.btl_bw))
+        self._state = _PROBE_BW
+        self._cycle_index = 2  # start cruising, not probing
+        self._cycle_start = now
+        self._full_bw = 0.0
+        self._full_bw_count = 0
+        self._update_rates()
 
     @property
     def state(self) -> str:

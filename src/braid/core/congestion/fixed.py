@@ -29,6 +29,12 @@ class FixedRate:
         """Always "fixed"."""
         return "fixed"
 
+    def set_rate_hint(self, rate_hint: float | None, now: float) -> None:
+        """Pace at the new configured rate (bytes/s; None: the fallback rate)."""
+        rate = rate_hint if rate_hint is not None and rate_hint > 0 else FALLBACK_RATE
+        self.btl_bw = rate
+        self.pacing_rate = rate
+
     def on_feedback(self, sample: RateSample, now: float) -> None:
         """Nothing to learn."""
 
