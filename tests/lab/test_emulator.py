@@ -185,17 +185,20 @@ def test_jitter_does_not_reorder(one_link) -> None:  # type: ignore[no-untyped-d
 
 
 def test_loss_within_statistical_bound(one_link) -> None:  # type: ignore[no-untyped-def]
+    """5 % independent loss (nftables numgen), one direction, 20000 numbered frames.
+
+    Counted by a receiver that never drops (a forced 8 MB socket buffer), so only the
+    emulator's loss is measured: iperf3's UDP count also took drops at its own socket on
+    a loaded machine (8.7 % lost once with 5 % set)."""
     topo, emulator = one_link
-    p = 0.05
+    assert len(ping(topo, count=5)["rtt_ms"]) >= 4  # ARP resolved before any loss
+    p, count = 0.05, 20_000
     emulator.set_link(1, loss=p)
-    with IperfServer(topo):
-        report = udp(topo, "10mbit", seconds=3)
-    received = report["end"]["sum_received"]
-    packets = received["packets"]
-    lost = received["lost_packets"]
-    sigma = (p * (1 - p) / packets) ** 0.5
-    print(f"\nloss {p:.0%}: {lost}/{packets} = {lost / packets:.4f} (4 sigma = {4 * sigma:.4f})")
-    assert abs(lost / packets - p) < 4 * sigma
+    lost = sum(sequence_loss(topo, count, rate=10_000))
+    emulator.set_link(1, loss=0.0)
+    sigma = (p * (1 - p) / count) ** 0.5
+    print(f"\nloss {p:.0%}: {lost}/{count} = {lost / count:.4f} (4 sigma = {4 * sigma:.4f})")
+    assert abs(lost / count - p) < 4 * sigma
 
 
 SEQ_PORT = 5301
