@@ -223,6 +223,14 @@ CASES = (
         ("agg-four", "agg-four-bbr"),
     ),
     Case(
+        "agg-down",
+        "Aggregation: downloads (server -> client), CUBIC",
+        "Issue 5: the remote portal sends; it learns each link's download rate from the local "
+        "portal (PATH_INFO). One CUBIC flow over 10 + 40 Mbit/s and over the four links (target: "
+        "at least 90 %; braid >= MPTCP).",
+        ("agg-unequal-10-40-down", "agg-four-down"),
+    ),
+    Case(
         "agg-drop",
         "Aggregation: a link drops from 40 to 10 Mbit/s",
         "Issue 5: does the flow follow within 2 s, without a stall?",

@@ -156,7 +156,7 @@
     for (const p of s.paths) {
       const tr = document.createElement("tr"); tr.dataset.path = p.path_id;
       cell(tr, String(p.path_id)); cell(tr, p.name || "–"); cell(tr, p.endpoint || "–", "mono");
-      cell(tr, p.state, p.state); cell(tr, String(p.metric)); cell(tr, fmtRate(p.rate_bps));
+      cell(tr, p.state, p.state); cell(tr, String(p.metric)); cell(tr, p.download_bps ? `${fmtRate(p.rate_bps)} up, ${fmtRate(p.download_bps)} down` : fmtRate(p.rate_bps));
       cell(tr, fmtMs(p.srtt)); cell(tr, fmtPct(p.loss_rate)); cell(tr, fmtBytes(p.bytes_sent)); cell(tr, fmtBytes(p.bytes_received));
       const td = cell(tr, ""); const b = document.createElement("button"); b.textContent = "remove"; b.type = "button";
       b.addEventListener("click", (e) => { e.stopPropagation(); change("DELETE", `/api/v1/sessions/${s.session_id}/paths/${p.path_id}`, undefined, `path ${p.path_id} removed`); });
