@@ -90,3 +90,27 @@ def test_a_lossy_path_is_degraded_and_recovers() -> None:
     net.run_until(6.0)
     assert {p.path_id: p.state for p in net.local.statistics().paths} == {0: "up", 1: "up"}
     assert net.data_sent_on(LOCAL, 1, since=5.0) > 0
+
+
+def test_a_lossy_path_of_the_remote_portal_recovers() -> None:
+    """The same for a download: the remote portal's degraded path carries no DATA and
+    (unlike the local portal) sends no keepalives asking for a reply, so its health can
+    only be measured again if its pass PROBEs ask for one."""
+    from braid.core.session import SessionConfig
+
+    from .pairnet import DOWN, REMOTE, LinkProfile, PairNet
+
+    net = PairNet(
+        7,
+        {0: LinkProfile(delay=0.010), 1: (LinkProfile(), LinkProfile(delay=0.010, loss=0.5))},
+        config=SessionConfig(scheduler="round-robin"),  # would use both paths equally
+        rates={0: 8_000_000, 1: 8_000_000},
+    )
+    net.schedule_flows(REMOTE, start=0.2, stop=12.0, interval=0.002, flows=4)
+    net.run_until(3.0)
+    remote = net.session(REMOTE)
+    assert {p.path_id: p.state for p in remote.statistics().paths} == {0: "up", 1: "degraded"}
+    net.profiles[(DOWN, 1)] = LinkProfile(delay=0.010)  # the loss stops
+    net.run_until(9.0)
+    assert {p.path_id: p.state for p in remote.statistics().paths} == {0: "up", 1: "up"}
+    assert net.data_sent_on(REMOTE, 1, since=8.0) > 0

@@ -1386,9 +1386,14 @@ class TunnelSession:
         # (After every release: DATA released just now makes the idle paths' passes due.)
         for path in self._paths.values():
             if not path.queue and self._pass_due(path) <= now:
-                # Asks for a reply (keepalive) when nothing arrived for a keepalive interval.
+                # Asks for a reply (keepalive) when nothing arrived for a keepalive interval;
+                # always on a degraded path, which carries no DATA: the answers are the
+                # samples its health is judged on again (the remote portal sends no
+                # keepalives, and its degraded paths never recovered).
                 last = path.last_receive_time
-                reply = local and (last is None or last + keepalive <= now)
+                reply = (local and (last is None or last + keepalive <= now)) or (
+                    path.degraded_until != -_INF
+                )
                 self._send_probe(path, now, reply=reply)
         self._adapt_reorder_timeout()
         if self._nack is not None and self._gap_due <= now:
