@@ -224,11 +224,16 @@ CASES = (
     ),
     Case(
         "agg-down",
-        "Aggregation: downloads (server -> client), CUBIC",
+        "Aggregation: downloads (server -> client), CUBIC and BBR flows",
         "Issue 5: the remote portal sends; it learns each link's download rate from the local "
-        "portal (PATH_INFO). One CUBIC flow over 10 + 40 Mbit/s and over the four links (target: "
-        "at least 90 %; braid >= MPTCP).",
-        ("agg-unequal-10-40-down", "agg-four-down"),
+        "portal (PATH_INFO). One CUBIC flow and one BBR flow over 10 + 40 Mbit/s and over the "
+        "four links (target: at least 90 %; braid >= MPTCP).",
+        (
+            "agg-unequal-10-40-down",
+            "agg-four-down",
+            "agg-unequal-10-40-down-bbr",
+            "agg-four-down-bbr",
+        ),
     ),
     Case(
         "agg-drop",
