@@ -222,7 +222,7 @@ class PathState:
         self.standby = standby
         self.download_bps = download_bps
         # PATH_INFO: what the local portal still owes the peer (sends left, when the
-        # next is due); at the remote portal, the last info applied (None: none yet).
+        # next is due); the last info sent (local) or applied (remote), None: none yet.
         self.info_left = 0
         self.info_due = now
         self.peer_info: PathInfo | None = None

@@ -772,8 +772,8 @@ class TunnelSession:
         download_bps: int | None = None,
         now: float,
     ) -> None:
-        """Add a path (the local portal sends HELLO on it at once, and PATH_INFO: its
-        metric, standby flag and `download_bps`, the rate hint for the remote's sending)."""
+        """Add a path (the local portal sends HELLO on it at once; once it is up, PATH_INFO:
+        its metric, standby flag and `download_bps`, the remote's sending rate hint)."""
         if self._closed:
             raise ValueError("session is closed")
         if not 0 <= path_id <= MAX_PATH_ID:
@@ -1773,7 +1773,7 @@ class TunnelSession:
 
     def _send_path_info(self, path: PathState, now: float) -> None:
         """Tell the remote portal the link's metric, standby flag and download rate."""
-        info = PathInfo(path.metric, path.standby, path.download_bps)
+        info = path.peer_info = PathInfo(path.metric, path.standby, path.download_bps)
         self._send_control(path, ControlKind.PATH_INFO, encode_path_info(info), now)
         self._path_info_sent += 1
 
@@ -1796,8 +1796,11 @@ class TunnelSession:
             path.probation = hold
             path.probation_until = now + hold
         path.up_since = now
-        if self._local and (path.metric or path.standby or path.download_bps):
-            # Tell the remote portal about the link (again: it may have restarted).
+        if self._local and (
+            path.metric or path.standby or path.download_bps or path.peer_info is not None
+        ):
+            # Tell the remote portal about the link (again: it may have restarted, or a
+            # change back to the defaults may have been lost while the path was down).
             path.info_left = _INFO_REPEAT
             path.info_due = now
         self._events.append(PathUp(path.path_id))

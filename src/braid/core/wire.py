@@ -95,7 +95,6 @@ PATH_INFO = struct.Struct("!HBBI")
 """PATH_INFO value: metric, flags (bit 0 standby), reserved (0), rate in kbit/s (0: none)."""
 PATH_INFO_STANDBY: Final = 0x01
 MAX_INFO_METRIC: Final = 0xFFFF
-MAX_INFO_RATE_BPS: Final = 0xFFFFFFFF * 1000
 
 
 @dataclass(frozen=True, slots=True)
