@@ -26,6 +26,12 @@ def get(h: Harness, url: str, path: str) -> dict:
     return body
 
 
+def patch(h: Harness, url: str, path: str, body: dict) -> tuple[int, dict]:
+    """PATCH `body` to `url + path` with the harness's token: (status, answer)."""
+    status, answer, _ = request("PATCH", url + path, token=h.token, body=body)
+    return status, answer
+
+
 def wait_for(condition, timeout: float = 5.0) -> None:
     end = time.monotonic() + timeout
     while not condition():
@@ -92,22 +98,19 @@ def test_session_table_on_both_portals(harness: Harness) -> None:
 
 def test_path_metric_and_rate_change_reaches_the_session(harness: Harness) -> None:
     sid = get(harness, harness.local_url, "/api/v1/sessions")["sessions"][0]["session_id"]
-    status, body, _ = request(
-        "PATCH",
-        f"{harness.local_url}/api/v1/sessions/{sid}/paths/1",
-        token=harness.token,
-        body={"metric": 7, "rate_bps": 5_000_000},
+    status, body = patch(
+        harness,
+        harness.local_url,
+        f"/api/v1/sessions/{sid}/paths/1",
+        {"metric": 7, "rate_bps": 5_000_000},
     )
     assert status == 200, body
     assert body["metric"] == 7 and body["rate_bps"] == 5_000_000
     # The core session itself carries the change (not only the API's view).
     paths = harness.on_loop(lambda: harness.local.session.inner.statistics().paths)
     assert (paths[1].metric, paths[1].rate_bps) == (7, 5_000_000)
-    status, body, _ = request(
-        "PATCH",
-        f"{harness.local_url}/api/v1/links/link1",
-        token=harness.token,
-        body={"rate_bps": None, "metric": 0},
+    status, body = patch(
+        harness, harness.local_url, "/api/v1/links/link1", {"rate_bps": None, "metric": 0}
     )
     assert status == 200 and body["rate_bps"] is None and body["metric"] == 0
 
@@ -116,11 +119,8 @@ def test_link_download_rate_and_metric_reach_the_remote_portal(harness: Harness)
     """PATH_INFO: a link's metric and download rate, changed on the local portal, are
     applied by the remote portal to its side of the path (its sending rate hint)."""
     sid = harness.wait_session()
-    status, body, _ = request(
-        "PATCH",
-        f"{harness.local_url}/api/v1/links/link1",
-        token=harness.token,
-        body={"download_bps": 8_000_000, "metric": 3},
+    status, body = patch(
+        harness, harness.local_url, "/api/v1/links/link1", {"download_bps": 8_000_000, "metric": 3}
     )
     assert status == 200, body
     assert body["download_bps"] == 8_000_000
@@ -132,26 +132,16 @@ def test_link_download_rate_and_metric_reach_the_remote_portal(harness: Harness)
         path = next(p for p in session.paths if p.path_id == 1)
         return path.metric, path.rate_bps, path.congestion
 
-    deadline = time.monotonic() + 5
-    while harness.on_loop(remote_path)[:2] != (3, 8_000_000) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: harness.on_loop(remote_path)[:2] == (3, 8_000_000))
     assert harness.on_loop(remote_path) == (3, 8_000_000, "bbr probe_bw")
     remote = get(harness, harness.remote_url, f"/api/v1/sessions/{sid}")
     assert [p["rate_bps"] for p in remote["paths"] if p["path_id"] == 1] == [8_000_000]
     # The remote portal's own sending hint is rate_bps; download_bps belongs to the site.
-    status, body, _ = request(
-        "PATCH",
-        f"{harness.remote_url}/api/v1/sessions/{sid}/paths/1",
-        token=harness.token,
-        body={"download_bps": 1_000_000},
+    status, body = patch(
+        harness, harness.remote_url, f"/api/v1/sessions/{sid}/paths/1", {"download_bps": 1_000_000}
     )
     assert status == 409 and "download_bps" in body["error"]["message"], body
-    status, body, _ = request(
-        "PATCH",
-        f"{harness.local_url}/api/v1/links/link1",
-        token=harness.token,
-        body={"download_bps": None},
-    )
+    status, body = patch(harness, harness.local_url, "/api/v1/links/link1", {"download_bps": None})
     assert status == 200 and body["download_bps"] is None
 
 

@@ -826,7 +826,7 @@ class TunnelSession:
         path.download_bps = new_download
         if standby is not _Keep.KEEP:
             path.standby = standby
-        if self._local:
+        if self._local and _path_info(path) != (path.peer_info or PathInfo()):
             path.info_left = _INFO_REPEAT
             path.info_due = now
             self._recompute_timer()
@@ -1773,7 +1773,7 @@ class TunnelSession:
 
     def _send_path_info(self, path: PathState, now: float) -> None:
         """Tell the remote portal the link's metric, standby flag and download rate."""
-        info = path.peer_info = PathInfo(path.metric, path.standby, path.download_bps)
+        info = path.peer_info = _path_info(path)
         self._send_control(path, ControlKind.PATH_INFO, encode_path_info(info), now)
         self._path_info_sent += 1
 
@@ -1796,9 +1796,7 @@ class TunnelSession:
             path.probation = hold
             path.probation_until = now + hold
         path.up_since = now
-        if self._local and (
-            path.metric or path.standby or path.download_bps or path.peer_info is not None
-        ):
+        if self._local and (path.peer_info is not None or _path_info(path) != PathInfo()):
             # Tell the remote portal about the link (again: it may have restarted, or a
             # change back to the defaults may have been lost while the path was down).
             path.info_left = _INFO_REPEAT
@@ -2551,6 +2549,11 @@ def _stamp(path: PathState, seq: int, now: float) -> int:
 def _inflight_expiry(path: PathState) -> float:
     srtt = path.srtt
     return _INFLIGHT_EXPIRY if srtt is None or srtt < _INFLIGHT_EXPIRY / 4 else 4 * srtt
+
+
+def _path_info(path: PathState) -> PathInfo:
+    """What the local portal tells the remote about `path`'s link (PATH_INFO)."""
+    return PathInfo(path.metric, path.standby, path.download_bps)
 
 
 def _keepalive_ref(path: PathState) -> float:

@@ -91,7 +91,7 @@ class ControlKind(IntEnum):
     PATH_INFO = 4
 
 
-PATH_INFO = struct.Struct("!HBBI")
+PATH_INFO_VALUE = struct.Struct("!HBBI")
 """PATH_INFO value: metric, flags (bit 0 standby), reserved (0), rate in kbit/s (0: none)."""
 PATH_INFO_STANDBY: Final = 0x01
 MAX_INFO_METRIC: Final = 0xFFFF
@@ -114,12 +114,12 @@ def encode_path_info(info: PathInfo) -> bytes:
     if info.rate_bps:
         rate = max(1, min(round(info.rate_bps / 1000), 0xFFFFFFFF))
     flags = PATH_INFO_STANDBY if info.standby else 0
-    return PATH_INFO.pack(min(max(info.metric, 0), MAX_INFO_METRIC), flags, 0, rate)
+    return PATH_INFO_VALUE.pack(min(max(info.metric, 0), MAX_INFO_METRIC), flags, 0, rate)
 
 
 def decode_path_info(value: bytes) -> PathInfo:
     """The `PathInfo` in a PATH_INFO value (already checked by `decode_datagram`)."""
-    metric, flags, _, rate = PATH_INFO.unpack(value)
+    metric, flags, _, rate = PATH_INFO_VALUE.unpack(value)
     return PathInfo(metric, bool(flags & PATH_INFO_STANDBY), rate * 1000 if rate else None)
 
 
@@ -342,7 +342,7 @@ def encode_control(
     if kind == ControlKind.PATH_DOWN:
         expected = 1
     elif kind == ControlKind.PATH_INFO:
-        expected = PATH_INFO.size
+        expected = PATH_INFO_VALUE.size
     else:
         expected = 0
     if len(value) != expected:
@@ -662,9 +662,9 @@ def decode_datagram(data: Buffer) -> Frame:
             if value:
                 raise ProtocolError("bad_length")
         elif kind == ControlKind.PATH_INFO:
-            if len(value) < PATH_INFO.size:
+            if len(value) < PATH_INFO_VALUE.size:
                 raise ProtocolError("truncated")
-            if len(value) > PATH_INFO.size:
+            if len(value) > PATH_INFO_VALUE.size:
                 raise ProtocolError("bad_length")
             if value[2] & ~PATH_INFO_STANDBY or value[3]:
                 raise ProtocolError("bad_flags")
