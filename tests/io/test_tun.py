@@ -297,6 +297,56 @@ def test_set_txqueuelen_changes_the_kernels_queue() -> None:
         assert in_child(body) == [64, True, 256, 256]
 
 
+def test_a_multi_queue_tun_spreads_flows_over_the_processes_queues() -> None:
+    """The multi-queue experiment's driver (docs/performance.md): a second open of the
+    name attaches a second queue, keeps the first one's addresses and routes, and the
+    kernel hands different flows to different queues, every packet to exactly one."""
+    name = unique("btun")
+    with netns("btt") as ns:
+
+        def body() -> dict[str, Any]:
+            import json
+
+            enter_netns(ns)
+            queues = [
+                TunDevice.open(
+                    name,
+                    mtu=1400,
+                    addresses=["10.73.0.1/30"],
+                    routes=["10.74.0.0/24"],
+                    vnet_hdr=True,
+                    multi_queue=True,
+                )
+                for _ in range(2)
+            ]
+            try:
+                info = json.loads(run("ip", "-d", "-j", "link", "show", name).stdout)[0]
+                flows = 64
+                for port in range(flows):
+                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                        sock.bind(("10.73.0.1", 20000 + port))
+                        sock.sendto(b"flow", ("10.74.0.9", 5000))
+                read = [0, 0]
+                while select.select(queues, [], [], 0.5)[0]:
+                    for index, tun in enumerate(queues):
+                        with contextlib.suppress(BlockingIOError):
+                            while True:
+                                packet = tun.read()
+                                udp = parse_udp(packet)
+                                if udp is not None and udp[3] == 5000:
+                                    read[index] += 1
+                return {"data": info["linkinfo"]["info_data"], "read": read}
+            finally:
+                for tun in queues:
+                    tun.close()
+
+        seen = in_child(body)
+    assert seen["data"]["multi_queue"] is True
+    assert seen["data"]["numqueues"] == 2
+    assert sum(seen["read"]) == 64
+    assert min(seen["read"]) > 0, seen["read"]  # both queues carry flows
+
+
 def test_kernel_drops_in_front_of_an_unread_tun_are_counted() -> None:
     """What the kernel drops because the portal did not read the TUN in time is visible:
     `interface_tx_dropped` (the portals' `tun_kernel_drops`)."""

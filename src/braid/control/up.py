@@ -15,7 +15,7 @@ from braid.core.session import SessionConfig
 from braid.core.wire import DATA_HEADER_SIZE
 from braid.io.base import DatagramEndpoint
 from braid.io.tcp import open_tcp_listener, open_tcp_path
-from braid.io.tun import TunDevice, offload_enabled_by_environment
+from braid.io.tun import TunDevice, multiqueue_by_environment, offload_enabled_by_environment
 from braid.io.udp import open_listen_socket, open_path_socket
 from braid.runtime.daemon import run_portal
 from braid.runtime.portal import LocalPortal, PathLink, RemotePortal
@@ -66,7 +66,8 @@ def open_local(config: PortalConfig) -> LocalPortal:
 
 
 def _open_tun(config: PortalConfig) -> TunDevice:
-    """The portal's TUN device (with IFF_VNET_HDR unless BRAID_TUN_OFFLOAD=0)."""
+    """The portal's TUN device (with IFF_VNET_HDR unless BRAID_TUN_OFFLOAD=0; multi-queue
+    with BRAID_TUN_MULTIQUEUE=1, an experiment)."""
     t = config.tunnel
     return TunDevice.open(
         t.name,
@@ -74,6 +75,7 @@ def _open_tun(config: PortalConfig) -> TunDevice:
         addresses=t.addresses,
         routes=t.routes,
         vnet_hdr=offload_enabled_by_environment(),
+        multi_queue=multiqueue_by_environment(),
     )
 
 

@@ -11,6 +11,11 @@ virtio-net header, which `read`/`write` hide, and `write_batch` joins consecutiv
 segments of a TCP flow into one GSO write (`braid.io.coalesce`). No offload is
 requested for reads (TUNSETOFFLOAD stays 0): the kernel still hands over whole,
 checksummed packets of at most the MTU.
+
+With `multi_queue=True` (only for the experiment of docs/performance.md, switched on by
+``BRAID_TUN_MULTIQUEUE=1``) the device has IFF_MULTI_QUEUE: a second process opening the
+same name attaches one more queue, the kernel spreads outgoing flows over the queues, and
+addresses and routes the first queue already set are taken as they are.
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
+IFF_MULTI_QUEUE = 0x0100
+MULTIQUEUE_ENV = "BRAID_TUN_MULTIQUEUE"
+"""Environment switch: ``BRAID_TUN_MULTIQUEUE=1`` opens the portals' TUN with
+IFF_MULTI_QUEUE, so several ``braid up`` processes share it (one worker each; the
+experiment of ``bench/bench_multiqueue.py``, not kept: docs/performance.md)."""
 OFFLOAD_ENV = "BRAID_TUN_OFFLOAD"
 """Environment switch: ``BRAID_TUN_OFFLOAD=0`` opens the portals' TUN without IFF_VNET_HDR
 (one packet per write; for A/B measurements)."""
@@ -88,7 +98,7 @@ def _netlink_reason(exc: Exception) -> str:
 class TunDevice:
     """An open, configured TUN device. Use `TunDevice.open(...)`; close it to remove it."""
 
-    __slots__ = ("_fd", "_mtu", "_name", "_vnet", "addresses", "routes", "txqueuelen")
+    __slots__ = ("_fd", "_mtu", "_multi", "_name", "_vnet", "addresses", "routes", "txqueuelen")
 
     def __init__(
         self,
@@ -99,11 +109,13 @@ class TunDevice:
         routes: tuple[Network, ...] = (),
         txqueuelen: int = DEFAULT_TXQUEUELEN,
         vnet_hdr: bool = False,
+        multi_queue: bool = False,
     ) -> None:
         self._fd = fd
         self._name = name
         self._mtu = mtu
         self._vnet = vnet_hdr
+        self._multi = multi_queue
         self.addresses = addresses
         self.routes = routes
         self.txqueuelen = txqueuelen
@@ -118,12 +130,15 @@ class TunDevice:
         routes: Iterable[str | Network] = (),
         txqueuelen: int = DEFAULT_TXQUEUELEN,
         vnet_hdr: bool = False,
+        multi_queue: bool = False,
     ) -> Self:
         """Create the TUN device `name`, set its MTU and addresses, bring it up, add routes.
 
         `txqueuelen` bounds the packets the kernel holds for us while the portal does
         not read the device (queue control): short, so the backlog is a short queue.
         `vnet_hdr` adds IFF_VNET_HDR, for `write_batch`'s GSO writes (see the module doc).
+        `multi_queue` adds IFF_MULTI_QUEUE: opening a name that exists with it attaches one
+        more queue (the configuration already there is kept).
 
         Raises `DriverError` (one line naming the device and the fix) if the device
         cannot be created or configured; nothing is left behind in that case.
@@ -148,13 +163,14 @@ class TunDevice:
             raise DriverError(f"tunnel {name}: cannot open {TUN_PATH}: {exc.strerror}") from None
         try:
             flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
+            flags |= IFF_MULTI_QUEUE if multi_queue else 0
             ifr = struct.pack("16sH22x", encoded, flags)
             try:
                 result = fcntl.ioctl(fd, TUNSETIFF, ifr)
             except OSError as exc:
                 raise DriverError(_tunsetiff_message(name, exc)) from None
             actual = result[:IFNAMSIZ].rstrip(b"\0").decode()
-            device = cls(fd, actual, mtu, addrs, nets, txqueuelen, vnet_hdr)
+            device = cls(fd, actual, mtu, addrs, nets, txqueuelen, vnet_hdr, multi_queue)
             device._configure()
         except BaseException:
             os.close(fd)
@@ -207,6 +223,8 @@ class TunDevice:
                         prefixlen=addr.network.prefixlen,
                     )
                 except Exception as exc:
+                    if self._multi and getattr(exc, "code", None) == errno.EEXIST:
+                        continue  # set by the process of another queue
                     raise DriverError(
                         f"tunnel {name}: cannot add address {addr}: {_netlink_reason(exc)}"
                     ) from None
@@ -221,6 +239,8 @@ class TunDevice:
                     ipr.route("add", dst=str(net), oif=index)
                 except Exception as exc:
                     reason = _netlink_reason(exc)
+                    if self._multi and getattr(exc, "code", None) == errno.EEXIST:
+                        continue  # set by the process of another queue
                     if getattr(exc, "code", None) == errno.EEXIST:
                         reason = "a route for it already exists; remove it or drop it from routes"
                     raise DriverError(f"tunnel {name}: cannot add route {net}: {reason}") from None
@@ -335,6 +355,11 @@ def _tunsetiff_message(name: str, exc: OSError) -> str:
             " choose another tunnel.name"
         )
     return f"tunnel {name}: cannot create the TUN device: {exc.strerror}"
+
+
+def multiqueue_by_environment() -> bool:
+    """True when the environment asks for a multi-queue TUN (see MULTIQUEUE_ENV)."""
+    return os.environ.get(MULTIQUEUE_ENV, "0").strip() in ("1", "yes", "on", "true")
 
 
 def offload_enabled_by_environment() -> bool:

@@ -113,6 +113,7 @@ def local_config(
     pin_source: bool = True,
     transports: list[str] | None = None,
     outer6: list[bool] | None = None,
+    port: int = PORT,
 ) -> str:
     """The local portal's config: one link per lab link, the remote portal as its peer.
 
@@ -133,7 +134,7 @@ def local_config(
     for link, shape in zip(topology.links, shapes, strict=True):
         v6 = bool(outer6 and outer6[link.index - 1])
         local_ip = link.local_ip6 if v6 else link.local_ip
-        remote = f"[{link.remote_ip6}]:{PORT}" if v6 else f"{link.remote_ip}:{PORT}"
+        remote = f"[{link.remote_ip6}]:{port}" if v6 else f"{link.remote_ip}:{port}"
         lines += [
             "",
             "[[link]]",
@@ -154,7 +155,12 @@ def local_config(
 
 
 def remote_config(
-    session: dict[str, Any], keys: PortalKeys, *, tcp: bool = False, ipv6: bool = False
+    session: dict[str, Any],
+    keys: PortalKeys,
+    *,
+    tcp: bool = False,
+    ipv6: bool = False,
+    port: int = PORT,
 ) -> str:
     """The remote portal's config: listen on every address, the local portal as its peer
     (a ``gap_trace`` in `session` becomes the remote portal's own file)."""
@@ -171,7 +177,7 @@ def remote_config(
         "",
         "[listen]",
         f"address = {toml_value('::' if ipv6 else '0.0.0.0')}",
-        f"port = {PORT}",
+        f"port = {port}",
         *(["tcp = true"] if tcp else []),
         "",
         "[[peer]]",
@@ -201,8 +207,14 @@ class Portals:
         transports: list[str] | None = None,
         outer6: list[bool] | None = None,
         stats_dir: Path | None = None,
+        port: int = PORT,
+        label: str = "",
     ) -> None:
         self.topology = topology
+        self.port = port
+        """The remote portal's UDP (and TCP) port."""
+        self.label = label
+        """Added to the names of the config and log files (several pairs in one lab)."""
         self.outer6 = outer6
         """Per link: its path over IPv6 (an IPv6 topology only)."""
         self.pin_source = pin_source
@@ -216,8 +228,8 @@ class Portals:
         self.shapes = shapes
         self.session = dict(session or {})
         self.timeout = timeout
-        self.local_path = topology.file("local.toml")
-        self.remote_path = topology.file("remote.toml")
+        self.local_path = topology.file(f"local{label}.toml")
+        self.remote_path = topology.file(f"remote{label}.toml")
         self._procs: dict[str, subprocess.Popen[str]] = {}
         self.exit_codes: dict[str, int] = {}
 
@@ -234,7 +246,7 @@ class Portals:
 
     def log(self, role: str) -> Path:
         """The file holding a portal's stderr."""
-        return self.topology.file(f"{role}-portal.log")
+        return self.topology.file(f"{role}{self.label}-portal.log")
 
     def start(self) -> None:
         """Write the configs, start both portals, wait for ``braid: up`` and a first ping."""
@@ -251,6 +263,7 @@ class Portals:
                     pin_source=self.pin_source,
                     transports=self.transports,
                     outer6=self.outer6,
+                    port=self.port,
                 ),
             ),
             (
@@ -260,6 +273,7 @@ class Portals:
                     keys,
                     tcp="tcp" in (self.transports or []),
                     ipv6=topo.ipv6,
+                    port=self.port,
                 ),
             ),
         ):
@@ -280,7 +294,8 @@ class Portals:
         )
         argv = ["up", str(path)]
         if self.stats_dir is not None:  # each portal's statistics every 0.25 s, JSON lines
-            argv += ["--stats", str(self.stats_dir / f"{role}.jsonl"), "--stats-interval", "0.25"]
+            stats = self.stats_dir / f"{role}{self.label}.jsonl"
+            argv += ["--stats", str(stats), "--stats-interval", "0.25"]
         with open(self.log(role), "w") as log:
             self._procs[role] = topo.spawn(
                 ns, python_cmd("braid", *argv), stdout=log, stderr=subprocess.STDOUT
