@@ -14,6 +14,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,8 +42,15 @@ class ApiSettings:
     """Opens the socket of a link added at run time (`open_path_socket`)."""
 
 
+LOOP_ENV = "BRAID_EVENT_LOOP"
+"""Environment switch: ``BRAID_EVENT_LOOP=asyncio`` runs the portal on asyncio's own loop
+instead of uvloop (for the before/after measurement in docs/performance.md)."""
+
+
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    """uvloop's loop factory when importable, else asyncio's."""
+    """uvloop's loop factory when importable (unless BRAID_EVENT_LOOP=asyncio), else asyncio's."""
+    if os.environ.get(LOOP_ENV, "").strip().lower() == "asyncio":
+        return asyncio.new_event_loop
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
