@@ -310,3 +310,27 @@ def test_up_without_privileges_fails_in_one_line() -> None:
         "braid: tunnel braid0: no permission to open /dev/net/tun; run as root (CAP_NET_ADMIN)\n",
         "braid: tunnel braid0: not permitted to create TUN devices; run as root (CAP_NET_ADMIN)\n",
     )
+
+
+def test_the_event_loop_is_uvloop_unless_the_environment_asks_for_asyncio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    import uvloop
+
+    from braid.runtime.daemon import LOOP_ENV, loop_factory
+
+    monkeypatch.delenv(LOOP_ENV, raising=False)
+    loop = loop_factory()()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
+    monkeypatch.setenv(LOOP_ENV, "asyncio")
+    loop = loop_factory()()
+    try:
+        assert not isinstance(loop, uvloop.Loop)
+        assert isinstance(loop, asyncio.AbstractEventLoop)
+    finally:
+        loop.close()
