@@ -748,3 +748,18 @@ def test_queue_management_settings_reach_the_core() -> None:
         core.early_drop,
         core.early_drop_interval,
     )
+
+
+def test_equalize_reaches_the_core_and_a_bad_mode_names_the_choices() -> None:
+    # issue 5: egress delay equalization, "tcp" by default (with or without [session]).
+    assert parse_config(REMOTE).session.to_session_config().equalize == "tcp"
+    assert parse_config(REMOTE + "[session]\n").session.to_session_config().equalize == "tcp"
+    for mode in ("all", "off"):
+        settings = parse_config(REMOTE + f'[session]\nequalize = "{mode}"\n').session
+        assert settings.to_session_config().equalize == mode
+    with pytest.raises(
+        ConfigError, match=r'session\.equalize: "slow" is unknown; expected one of "tcp", "all"'
+    ):
+        parse_config(REMOTE + '[session]\nequalize = "slow"\n')
+    with pytest.raises(ConfigError, match=r"session\.equalize: 1 is an integer"):
+        parse_config(REMOTE + "[session]\nequalize = 1\n")

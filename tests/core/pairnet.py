@@ -74,9 +74,29 @@ def udp_packet(flow: int, seq: int, size: int = 120) -> bytes:
     return ip + udp + payload
 
 
+def tcp_packet(flow: int, seq: int, size: int = 1200) -> bytes:
+    """An IPv4/TCP segment of `size` bytes whose payload names its flow and sequence."""
+    payload = _FLOW.pack(flow, seq).ljust(size - 40, b"\0")
+    ip = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        40 + len(payload),
+        0,
+        0,
+        64,
+        6,
+        0,
+        bytes((10, 0, 0, 1)),
+        bytes((10, 1, (flow >> 8) & 0xFF, flow & 0xFF)),
+    )
+    tcp = struct.pack("!HHIIBBHHH", 1024 + (flow % 50000), 5201, seq, 0, 0x50, 0x10, 65535, 0, 0)
+    return ip + tcp + payload
+
+
 def parse_packet(packet: bytes) -> tuple[int, int]:
-    """(flow, seq) of a packet made by `udp_packet`."""
-    flow, seq = _FLOW.unpack_from(packet, 28)
+    """(flow, seq) of a packet made by `udp_packet` or `tcp_packet`."""
+    flow, seq = _FLOW.unpack_from(packet, 40 if packet[9] == 6 else 28)
     return flow, seq
 
 

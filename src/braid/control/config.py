@@ -27,7 +27,7 @@ from braid.core.congestion import CONGESTION_CONTROLS
 from braid.core.keys import REKEY_AFTER_TIME, decode_key, public_key
 from braid.core.predictor import LossModel, load_model
 from braid.core.secure import PeerSpec, SecureConfig
-from braid.core.session import FEC_MODES, SessionConfig
+from braid.core.session import EQUALIZE_MODES, FEC_MODES, SessionConfig
 
 Role = Literal["local", "remote"]
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -93,6 +93,7 @@ class SessionSettings:
     early_drop_interval: float = 0.2
     delay_cutoff: float = 0.2
     delay_floor: float = 0.0
+    equalize: str = "tcp"
     bod_upper: float = 0.8
     bod_lower: float = 0.5
     classes: tuple[TrafficClass, ...] = ()
@@ -121,6 +122,7 @@ class SessionSettings:
             early_drop_interval=self.early_drop_interval,
             delay_cutoff=self.delay_cutoff,
             delay_floor=self.delay_floor,
+            equalize=self.equalize,
             bod_upper=self.bod_upper,
             bod_lower=self.bod_lower,
             classes=self.classes,
@@ -944,6 +946,13 @@ class _Validator:
             high=4.0,
             expected="a factor, 0..4 (0: off)",
         )
+        expected_equalize = "one of " + ", ".join(f'"{m}"' for m in EQUALIZE_MODES)
+        equalize = self.string(t, "equalize", default=defaults.equalize, expected=expected_equalize)
+        assert equalize is not None
+        if equalize not in EQUALIZE_MODES:
+            self.fail(
+                t.field("equalize"), f"{_show(equalize)} is unknown; expected {expected_equalize}"
+            )
         bod_upper = self.number(
             t,
             "bod_upper",
@@ -1029,6 +1038,7 @@ class _Validator:
             early_drop_interval=early_drop_interval,
             delay_cutoff=delay_cutoff,
             delay_floor=delay_floor,
+            equalize=equalize,
             bod_upper=bod_upper,
             bod_lower=bod_lower,
             silence_timeout_min=silence,

@@ -70,6 +70,11 @@ _SESSION_COUNTERS = (
     ("gaps_abandoned", "braid_session_gaps_abandoned", "Lost packets given up by the egress"),
     ("fec_parities", "braid_session_fec_parities", "FEC parities sent"),
     ("fec_recovered", "braid_session_fec_recovered", "Packets rebuilt from FEC parity"),
+    (
+        "equalized",
+        "braid_session_equalized",
+        "Inner packets the egress held to the slowest usable path's delay (equalize)",
+    ),
 )
 
 

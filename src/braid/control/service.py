@@ -284,6 +284,8 @@ class PortalService:
             "parameters": {
                 "scheduler": stats.scheduler,
                 "reorder_timeout": _finite(stats.reorder_timeout),
+                "equalize": config.equalize,
+                "equalize_delay": stats.equalize_delay,
                 "keepalive_interval": config.keepalive_interval,
                 "dead_interval": config.dead_interval,
             },
@@ -316,6 +318,8 @@ class PortalService:
                 "fec_group": stats.fec_group,
                 "fec_parities": stats.fec_parities,
                 "fec_recovered": stats.fec_recovered,
+                "equalized": stats.equalized,
+                "equalize_overflow": stats.equalize_overflow,
                 "drops": dict(stats.drops),
             },
             "paths": paths,

@@ -68,8 +68,8 @@ class _Bucket:
 
     def __init__(self) -> None:
         self.expected = 0
-        # bucket seq -> (session seq, packet) for every held packet (all > expected).
-        self.held: dict[int, tuple[int, bytes]] = {}
+        # bucket seq -> (session seq, packet, tag) for every held packet (all > expected).
+        self.held: dict[int, tuple[int, bytes, float]] = {}
         # Min-heap of held bucket seqs; entries below `expected` are stale.
         self.heap: list[int] = []
         # The head last pushed onto the buffer's heap of heads (avoids duplicate entries).
@@ -95,6 +95,7 @@ class ReorderBuffer:
         self.limit_bytes = limit_bytes
         self._buckets: dict[int, _Bucket] = {}
         self._ready: list[bytes] = []
+        self._tags: list[float] = []  # each released packet's tag (`push`), same order
         # (arrival, order, bucket, bucket seq) for every held packet.
         self._arrivals: list[tuple[float, int, int, int]] = []
         self._order = 0
@@ -122,9 +123,17 @@ class ReorderBuffer:
     # -- inputs ------------------------------------------------------------------------
 
     def push(
-        self, bucket: int, bucket_seq: int, session_seq: int, packet: bytes, *, now: float
+        self,
+        bucket: int,
+        bucket_seq: int,
+        session_seq: int,
+        packet: bytes,
+        *,
+        now: float,
+        tag: float = 0.0,
     ) -> None:
-        """Add one packet (`bucket_seq` as on the wire, `session_seq` unwrapped)."""
+        """Add one packet (`bucket_seq` as on the wire, `session_seq` unwrapped). `tag` is
+        handed back with the packet by `pop_ready_tagged` (the session's delivery time)."""
         state = self._buckets.get(bucket)
         if state is None:
             state = self._buckets[bucket] = _Bucket()
@@ -133,6 +142,7 @@ class ReorderBuffer:
         if seq == expected:
             state.expected = expected + 1
             self._ready.append(packet)
+            self._tags.append(tag)
             self._released += 1
             if state.held:
                 self._release_run(bucket, state)
@@ -142,12 +152,13 @@ class ReorderBuffer:
             self._late += 1
             self._released += 1
             self._ready.append(packet)
+            self._tags.append(tag)
             return
         held = state.held
         if seq in held:
             self._duplicates += 1
             return
-        held[seq] = (session_seq, packet)
+        held[seq] = (session_seq, packet, tag)
         heap = state.heap
         new_head = not heap or seq < heap[0]
         heapq.heappush(heap, seq)
@@ -230,7 +241,21 @@ class ReorderBuffer:
         if not ready:
             return []
         self._ready = []
+        self._tags = []
         return ready
+
+    def pop_ready_tagged(self, *, now: float) -> tuple[list[bytes], list[float]]:
+        """`pop_ready`, with each packet's tag (as given to `push`), in the same order."""
+        arrivals = self._arrivals
+        if arrivals and arrivals[0][0] + self.timeout <= now:
+            self.expire(now=now)
+        ready = self._ready
+        if not ready:
+            return [], []
+        tags = self._tags
+        self._ready = []
+        self._tags = []
+        return ready, tags
 
     def deadline(self) -> float | None:
         """When the oldest held packet times out (None if nothing is held)."""
@@ -272,11 +297,13 @@ class ReorderBuffer:
         held = state.held
         expected = state.expected
         ready = self._ready
+        tags = self._tags
         count = 0
         size = 0
         while expected in held:
-            packet = held.pop(expected)[1]
+            _, packet, tag = held.pop(expected)
             ready.append(packet)
+            tags.append(tag)
             count += 1
             size += len(packet)
             expected += 1

@@ -239,6 +239,17 @@ _SPLIT_MIN: Final = 576
 _SYMBOL: Final = struct.Struct("!HI")
 """FEC symbol prefix: bucket, bucket_seq (then the inner packet)."""
 FEC_MODES: Final = ("off", "auto", "on")
+EQUALIZE_MODES: Final = ("tcp", "all", "off")
+_EQUALIZE_REFRESH: Final = 0.05
+"""Seconds between two computations of the egress's equalization delay (`equalize`)."""
+_EQUALIZE_MEMORY: Final = 30.0
+"""Seconds a path that left the usable set (down, degraded, standby again) still counts
+for the equalization delay: a flow's round trip must not grow when it returns (BBR keeps
+its minimum RTT for 10 s and would collapse to a fraction of its rate)."""
+_EQUALIZE_LIMIT: Final = 8192
+"""Packets the egress's delay line holds at most; beyond, the oldest leave early."""
+_EQUALIZE_EARLY: Final = 0.0005
+"""A held packet leaves this much before its time (timers fire late, not early)."""
 _FEC_CLEAN_GROUP: Final = 16
 """fec = "on" over links that lose nothing (yet): one parity per this many packets."""
 _TRACE_LIMIT: Final = 200_000
@@ -298,6 +309,14 @@ class SessionConfig:
     rate-weighted mean one-way delay (0: off). An inner BBR flow sizes its window by its
     minimum RTT; without a floor that is the fastest path's, too small to fill the
     others (docs/design.md, "Known limit")."""
+    equalize: str = "tcp"
+    """Egress delay equalization over paths of unequal delay: every inner packet of a flow
+    it applies to ("tcp": TCP flows; "all": every flow; "off") leaves the egress no
+    earlier than it would have over the slowest usable path (within `delay_cutoff` of the
+    fastest), whichever path carried it. A flow then sees one round trip, not the fastest
+    path's: BBR sizes its window by its minimum RTT and otherwise cannot fill the slower
+    paths (docs/design.md, "Delay equalization"). Pings, DNS and calls (not TCP) keep the
+    fastest path's delay with "tcp"."""
     bod_upper: float = 0.8
     bod_lower: float = 0.5
     bod_interval: float = 1.0
@@ -446,6 +465,10 @@ class SessionConfig:
             raise ValueError(
                 f"split_below: must be a rate in bit/s >= 0 (0: off), got {self.split_below!r}"
             )
+        if self.equalize not in EQUALIZE_MODES:
+            raise ValueError(
+                f"equalize: must be one of {', '.join(EQUALIZE_MODES)}, got {self.equalize!r}"
+            )
         if self.fec not in FEC_MODES:
             raise ValueError(f"fec: must be one of {', '.join(FEC_MODES)}, got {self.fec!r}")
         if self.idle_timeout is not None and not self.idle_timeout > 0:
@@ -515,6 +538,13 @@ class SessionStatistics:
     """Inner packets split across two slow paths (`split_below`)."""
     reassembled: int
     """(egress) inner packets rebuilt from fragments."""
+    equalized: int
+    """(egress) inner packets held to the slowest usable path's delay (`equalize`)."""
+    equalize_delay: float
+    """(egress) how much later than over the fastest usable path a held packet leaves at
+    most, in seconds: the paths' one-way delay spread (0 with one path or `equalize` off)."""
+    equalize_overflow: int
+    """(egress) held packets released early because the delay line was full."""
     bod_active: bool
     datagrams_sent: int
     datagrams_received: int
@@ -655,6 +685,17 @@ class TunnelSession:
         self._tx_session_seq = 0
         self._tx_bucket_seqs: dict[int, int] = {}  # only the buckets in use (memory)
         self._owd_base_us: int | None = None
+        # Egress delay equalization (`equalize`): released packets waiting for their time.
+        self._eq_mode = config.equalize
+        self._eq_line: deque[tuple[float, bytes]] = deque()
+        self._eq_ready: list[bytes] = []  # released and not held (delivered next)
+        self._eq_target = -_INF  # relative one-way delay every held packet reaches
+        self._eq_spread = 0.0
+        self._eq_refresh = -_INF
+        self._eq_seen: dict[int, tuple[float, float]] = {}  # path -> (owd_min, when usable)
+        self._eq_owd = 0.0  # the relative one-way delay of the datagram being received
+        self._equalized = 0
+        self._equalize_overflow = 0
         self._out: list[tuple[int, bytes]] = []
         self._events: deque[Event] = deque()
         self._closed = False
@@ -858,6 +899,7 @@ class TunnelSession:
         del self._paths[path_id]
         self._drop_queue(path)
         self._reorder.forget_path(path_id)
+        self._eq_seen.pop(path_id, None)
         self._rebuild_usable()
         if path.up:
             self._events.append(PathDown(path_id, "removed"))
@@ -1242,6 +1284,7 @@ class TunnelSession:
         if base is None:
             base = self._owd_base_us = raw
         owd = (((raw - base + _HALF32) & MASK32) - _HALF32) / 1_000_000
+        self._eq_owd = owd
         if not path.on_datagram_received(path_seq, tx_us, len(data), owd, now):
             self._drops["duplicate"] += 1
             return None
@@ -1417,6 +1460,8 @@ class TunnelSession:
                     pmtu.on_sent(size, stamp, now)
                     _charge_pacer(path, size, now)
         self._reorder.expire(now=now)
+        if self._eq_line:
+            self._release_equalized(now)
         self._recompute_timer()
 
     # -- outputs -----------------------------------------------------------------------
@@ -1432,11 +1477,88 @@ class TunnelSession:
 
     def packets_to_deliver(self) -> list[bytes]:
         """Inner packets released by the reorder buffer, in release order."""
-        ready = self._reorder.pop_ready(now=self._now)
+        if self._eq_mode == "off":
+            ready = self._reorder.pop_ready(now=self._now)
+        else:
+            now = self._now
+            packets, tags = self._reorder.pop_ready_tagged(now=now)
+            if packets:  # (released by a timeout)
+                self._equalize(packets, tags, now)
+            if self._eq_line:
+                self._release_equalized(now)
+            ready = self._eq_ready
+            self._eq_ready = []
         if ready:
             self._packets_delivered += len(ready)
             self._bytes_delivered += sum(map(len, ready))
         return ready
+
+    def _equalize(self, packets: list[bytes], tags: list[float], now: float) -> None:
+        """Queue released `packets` for delivery: those `equalize` applies to at their
+        tag (the time set when each arrived), never before a packet held earlier (per-flow
+        order); the others at once."""
+        line = self._eq_line
+        ready = self._eq_ready
+        tcp_only = self._eq_mode == "tcp"
+        tail = line[-1][0] if line else now
+        held = 0
+        for packet, until in zip(packets, tags, strict=True):
+            if tcp_only and not _is_tcp(packet):
+                ready.append(packet)
+                continue
+            if until > tail:
+                tail = until
+            else:
+                until = tail
+            if until <= now and not line:
+                ready.append(packet)
+                continue
+            line.append((until, packet))
+            if until > now:
+                held += 1
+        self._equalized += held
+        while len(line) > _EQUALIZE_LIMIT:
+            ready.append(line.popleft()[1])
+            self._equalize_overflow += 1
+
+    def _release_equalized(self, now: float) -> None:
+        """Move the held packets whose time has come to the packets to deliver."""
+        line = self._eq_line
+        ready = self._eq_ready
+        due = now + _EQUALIZE_EARLY
+        while line and line[0][0] <= due:
+            ready.append(line.popleft()[1])
+
+    def _refresh_equalize(self, now: float) -> None:
+        """The target delay: the largest minimum one-way delay of the usable up paths, and
+        of those usable in the last `_EQUALIZE_MEMORY` seconds, within `delay_cutoff` of the
+        smallest (none while fewer than two paths count)."""
+        self._eq_refresh = now + _EQUALIZE_REFRESH
+        seen = self._eq_seen
+        fastest = _INF
+        for path in self._usable:
+            if path.up and (value := path.owd_min.value) is not None:
+                seen[path.path_id] = (value, now)
+                if value < fastest:
+                    fastest = value
+        target = -_INF
+        counted = 0
+        if fastest < _INF:
+            limit = fastest + self.config.delay_cutoff
+            horizon = now - _EQUALIZE_MEMORY
+            for path_id, (value, when) in list(seen.items()):
+                if when < horizon:
+                    del seen[path_id]
+                elif value <= limit:
+                    counted += 1
+                    if value > target:
+                        target = value
+        if counted < 2:
+            self._eq_target = -_INF
+            self._eq_spread = 0.0
+        else:
+            self._eq_target = target
+            self._eq_spread = target - fastest
 
     def next_event(self) -> Event | None:
         """The oldest pending event, or None."""
@@ -1469,6 +1591,10 @@ class TunnelSession:
         deadline = self._reorder.deadline()
         if deadline is not None and deadline < timer:
             timer = deadline
+        if self._eq_line:
+            held = self._eq_line[0][0]
+            if held < timer:
+                timer = held
         if self._gap_due < timer:
             timer = self._gap_due
         if self._fec_due < timer:
@@ -1513,6 +1639,9 @@ class TunnelSession:
             fragmented=self._fragmented,
             split=self._split,
             reassembled=self._reassembler.completed if self._reassembler is not None else 0,
+            equalized=self._equalized,
+            equalize_delay=self._eq_spread if self._eq_mode != "off" else 0.0,
+            equalize_overflow=self._equalize_overflow,
             bod_active=self._bod_active,
             datagrams_sent=self._datagrams_sent,
             datagrams_received=self._datagrams_received,
@@ -1608,7 +1737,22 @@ class TunnelSession:
             if nack is not None and len(nack) > nack.outstanding:
                 self._nack_proven(now)
             reorder.on_path_progress(path.path_id, seq)
-        reorder.push(bucket, bucket_seq, seq, payload, now=now)
+        if self._eq_mode == "off":
+            reorder.push(bucket, bucket_seq, seq, payload, now=now)
+        else:
+            # The packet's delivery time: as if it had come over the slowest path.
+            if now >= self._eq_refresh:
+                self._refresh_equalize(now)
+            hold = self._eq_target - self._eq_owd
+            if hold > 0.0:
+                cap = self.config.delay_cutoff
+                tag = now + (hold if hold < cap else cap)
+            else:
+                tag = now
+            reorder.push(bucket, bucket_seq, seq, payload, now=now, tag=tag)
+            packets, tags = reorder.pop_ready_tagged(now=now)
+            if packets:
+                self._equalize(packets, tags, now)
         if filled:
             self._update_proof_cap()
         decoder = self._fec_decoder
@@ -2485,6 +2629,14 @@ class _Piece(bytes):
         made = super().__new__(cls, data)
         made.piece = piece
         return made
+
+
+def _is_tcp(packet: bytes) -> bool:
+    """Whether an inner IPv4/IPv6 packet is TCP (IPv6: without extension headers)."""
+    version = packet[0] >> 4
+    if version == 4:
+        return len(packet) > 9 and packet[9] == 6
+    return version == 6 and len(packet) > 6 and packet[6] == 6
 
 
 def _charge_pacer(path: PathState, size: int, now: float) -> None:

@@ -1,0 +1,98 @@
+"""Egress delay equalization (`equalize`): a TCP flow spread over a 5 ms and a 40 ms path
+leaves the egress with the slow path's delay, in order, whichever path carried each
+packet; a UDP flow (pings, calls) keeps the fast path's delay; "off" lets fast-path
+packets through at once."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from braid.core.session import SessionConfig
+
+from .pairnet import LOCAL, REMOTE, LinkProfile, PairNet, parse_packet, tcp_packet, udp_packet
+
+FAST, SLOW = 0.005, 0.040
+TCP_FLOW, UDP_FLOW = 1, 2
+
+
+def _run(
+    mode: str, *, interval: float = 0.0004
+) -> tuple[PairNet, dict[int, list[tuple[int, float]]]]:
+    """A TCP flow of 1200-byte packets every `interval` (0.4 ms: 24 Mbit/s, more than the
+    10 Mbit/s fast path, so it spills onto the slow one) and a 50-packet/s UDP flow, from
+    1 s on; per flow, (seq, one-way delay) as delivered."""
+    config = SessionConfig(equalize=mode)
+    net = PairNet(
+        7,
+        {0: LinkProfile(delay=FAST), 1: LinkProfile(delay=SLOW)},
+        config=config,
+        rates={0: 10_000_000, 1: 40_000_000},
+    )
+    net.run_until(1.0)
+    sent: dict[tuple[int, int], float] = {}
+    for seq in range(5000):
+        at = 1.0 + seq * interval
+        sent[(TCP_FLOW, seq)] = at
+        net.schedule(LOCAL, at, tcp_packet(TCP_FLOW, seq))
+    for seq in range(100):
+        at = 1.0 + seq * 0.02
+        sent[(UDP_FLOW, seq)] = at
+        net.schedule(LOCAL, at, udp_packet(UDP_FLOW, seq))
+    net.run_until(2.0 + 5000 * interval)
+    flows: dict[int, list[tuple[int, float]]] = {TCP_FLOW: [], UDP_FLOW: []}
+    for at, packet in net.delivered[REMOTE]:
+        flow, seq = parse_packet(packet)
+        flows[flow].append((seq, at - sent[(flow, seq)]))
+    return net, flows
+
+
+def test_a_tcp_flow_over_unequal_paths_leaves_with_the_slow_paths_delay() -> None:
+    net, flows = _run("tcp")
+    tcp, udp = flows[TCP_FLOW], flows[UDP_FLOW]
+    assert len(tcp) == 5000 and len(udp) == 100
+    assert [seq for seq, _ in tcp] == list(range(5000))  # in order, none lost
+    sent_on = {path: net.data_sent_on(LOCAL, path, since=1.5) for path in (0, 1)}
+    assert min(sent_on.values()) > 500, sent_on  # both paths carried the flow
+    steady = [delay for seq, delay in tcp if seq >= 1250]  # (after the first 0.5 s)
+    # Every packet waited for the slow path's delay (less the delay line's 0.5 ms early
+    # release). A packet that waited in the sender's queue for the fast path waits again
+    # here (the egress sees only the time it left): at most the spread once more.
+    assert min(steady) >= SLOW - 0.001, min(steady)
+    assert max(steady) < SLOW + 2 * (SLOW - FAST), max(steady)
+    # The UDP flow is not held: the fast path's delay (its packets jump the queue).
+    assert statistics.median(d for _, d in udp) < FAST + 0.005
+    stats = net.session(REMOTE).statistics()
+    assert stats.equalized > 3000
+    assert SLOW - FAST - 0.003 <= stats.equalize_delay <= SLOW - FAST + 0.003
+    assert stats.equalize_overflow == 0
+
+
+@pytest.mark.parametrize("mode", ["tcp", "off"])
+def test_a_light_tcp_flow_on_the_fast_path_alone_is_held_to_the_slow_paths_delay(
+    mode: str,
+) -> None:
+    """8 Mbit/s fits the fast path: nothing is queued at the sender, every packet takes it.
+    Held, the flow's round trip is the slow path's even now, as BBR must see it."""
+    net, flows = _run(mode, interval=0.0012)
+    tcp = flows[TCP_FLOW]
+    assert [seq for seq, _ in tcp] == list(range(5000))
+    assert net.data_sent_on(LOCAL, 1, since=1.5) < 50  # (the slow path: passes only)
+    steady = [delay for seq, delay in tcp if seq >= 500]
+    if mode == "tcp":
+        assert min(steady) >= SLOW - 0.001 and max(steady) < SLOW + 0.003, (
+            min(steady),
+            max(steady),
+        )
+    else:
+        assert max(steady) < FAST + 0.003, max(steady)
+        stats = net.session(REMOTE).statistics()
+        assert stats.equalized == 0 and stats.equalize_delay == 0.0
+
+
+def test_all_holds_every_flow_and_a_bad_mode_is_refused() -> None:
+    _, flows = _run("all")
+    assert statistics.median(d for _, d in flows[UDP_FLOW]) >= SLOW - 0.001
+    with pytest.raises(ValueError, match="equalize: must be one of tcp, all, off"):
+        SessionConfig(equalize="slow")
