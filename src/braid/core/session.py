@@ -246,6 +246,8 @@ _EQUALIZE_MEMORY: Final = 30.0
 """Seconds a path that left the usable set (down, degraded, standby again) still counts
 for the equalization delay: a flow's round trip must not grow when it returns (BBR keeps
 its minimum RTT for 10 s and would collapse to a fraction of its rate)."""
+_EQUALIZE_MIN: Final = 0.002
+"""Paths whose one-way delays differ by less than this are taken as equal (no holding)."""
 _EQUALIZE_LIMIT: Final = 8192
 """Packets the egress's delay line holds at most; beyond, the oldest leave early."""
 _EQUALIZE_EARLY: Final = 0.0005
@@ -308,7 +310,7 @@ class SessionConfig:
     rest waits in its queue until its round trip would be this factor times the paths'
     rate-weighted mean one-way delay (0: off). An inner BBR flow sizes its window by its
     minimum RTT; without a floor that is the fastest path's, too small to fill the
-    others (docs/design.md, "Known limit")."""
+    others (docs/design.md, "Delay equalization": `equalize` does it at the egress)."""
     equalize: str = "tcp"
     """Egress delay equalization over paths of unequal delay: every inner packet of a flow
     it applies to ("tcp": TCP flows; "all": every flow; "off") leaves the egress no
@@ -1477,17 +1479,23 @@ class TunnelSession:
 
     def packets_to_deliver(self) -> list[bytes]:
         """Inner packets released by the reorder buffer, in release order."""
-        if self._eq_mode == "off":
+        if self._eq_target == -_INF and not self._eq_line and not self._eq_ready:
+            # (equalize off, or nothing to hold now: one path or equal delays)
             ready = self._reorder.pop_ready(now=self._now)
         else:
             now = self._now
             packets, tags = self._reorder.pop_ready_tagged(now=now)
-            if packets:  # (released by a timeout)
+            if packets and (self._eq_line or max(tags) > now):
                 self._equalize(packets, tags, now)
+                packets = []
             if self._eq_line:
                 self._release_equalized(now)
             ready = self._eq_ready
-            self._eq_ready = []
+            if ready:
+                self._eq_ready = []
+                ready += packets
+            else:
+                ready = packets
         if ready:
             self._packets_delivered += len(ready)
             self._bytes_delivered += sum(map(len, ready))
@@ -1553,7 +1561,7 @@ class TunnelSession:
                     counted += 1
                     if value > target:
                         target = value
-        if counted < 2:
+        if counted < 2 or target - fastest < _EQUALIZE_MIN:
             self._eq_target = -_INF
             self._eq_spread = 0.0
         else:
@@ -1744,15 +1752,19 @@ class TunnelSession:
             if now >= self._eq_refresh:
                 self._refresh_equalize(now)
             hold = self._eq_target - self._eq_owd
-            if hold > 0.0:
-                cap = self.config.delay_cutoff
-                tag = now + (hold if hold < cap else cap)
+            if (hold <= _EQUALIZE_EARLY and not self._eq_line) or (
+                self._eq_mode == "tcp" and not _is_tcp(payload)
+            ):
+                # Nothing to wait for (one path, equal delays, this came over the slowest,
+                # or not TCP with "tcp"): as "off".
+                reorder.push(bucket, bucket_seq, seq, payload, now=now)
             else:
-                tag = now
-            reorder.push(bucket, bucket_seq, seq, payload, now=now, tag=tag)
-            packets, tags = reorder.pop_ready_tagged(now=now)
-            if packets:
-                self._equalize(packets, tags, now)
+                cap = self.config.delay_cutoff
+                tag = now + (hold if hold < cap else cap) if hold > 0.0 else now
+                reorder.push(bucket, bucket_seq, seq, payload, now=now, tag=tag)
+                packets, tags = reorder.pop_ready_tagged(now=now)
+                if packets:
+                    self._equalize(packets, tags, now)
         if filled:
             self._update_proof_cap()
         decoder = self._fec_decoder
