@@ -311,14 +311,15 @@ class SessionConfig:
     rate-weighted mean one-way delay (0: off). An inner BBR flow sizes its window by its
     minimum RTT; without a floor that is the fastest path's, too small to fill the
     others (docs/design.md, "Delay equalization": `equalize` does it at the egress)."""
-    equalize: str = "tcp"
+    equalize: str = "off"
     """Egress delay equalization over paths of unequal delay: every inner packet of a flow
-    it applies to ("tcp": TCP flows; "all": every flow; "off") leaves the egress no
-    earlier than it would have over the slowest usable path (within `delay_cutoff` of the
-    fastest), whichever path carried it. A flow then sees one round trip, not the fastest
-    path's: BBR sizes its window by its minimum RTT and otherwise cannot fill the slower
-    paths (docs/design.md, "Delay equalization"). Pings, DNS and calls (not TCP) keep the
-    fastest path's delay with "tcp"."""
+    it applies to ("tcp": TCP flows; "all": every flow; "off", the default) leaves the
+    egress no earlier than it would have over the slowest usable path (within
+    `delay_cutoff` of the fastest), whichever path carried it. A flow then sees one round
+    trip, not the fastest path's: BBR sizes its window by its minimum RTT and otherwise
+    cannot fill the slower paths. Off by default: it lets a BBR flow build a standing
+    queue (pings wait behind it) and slows a CUBIC flow's return to full rate after a
+    link comes back (docs/design.md, "Delay equalization")."""
     bod_upper: float = 0.8
     bod_lower: float = 0.5
     bod_interval: float = 1.0
