@@ -45,25 +45,26 @@ def test_gap_filled_releases_run_and_other_buckets_flow() -> None:
 
 
 def test_each_packet_comes_back_with_its_own_tag() -> None:
-    """The tags (the session's delivery times) follow their packets through the buffer:
+    """The tags (the session's delivery times) and session seqs follow their packets through the buffer:
     released at once, held and released in a run, skipped past by a timeout, late."""
     buffer = ReorderBuffer(timeout=0.1)
     buffer.push(1, 0, 0, pkt(1, 0), now=0.0, tag=10.0)
     buffer.push(1, 2, 2, pkt(1, 2), now=0.01, tag=12.0)
     buffer.push(2, 0, 3, pkt(2, 0), now=0.01, tag=20.0)
-    assert buffer.pop_ready_tagged(now=0.01) == ([pkt(1, 0), pkt(2, 0)], [10.0, 20.0])
+    assert buffer.pop_ready_tagged(now=0.01) == ([pkt(1, 0), pkt(2, 0)], [10.0, 20.0], [0, 3])
     buffer.push(1, 3, 4, pkt(1, 3), now=0.02, tag=13.0)
     buffer.push(1, 1, 1, pkt(1, 1), now=0.03, tag=11.0)
     assert buffer.pop_ready_tagged(now=0.03) == (
         [pkt(1, 1), pkt(1, 2), pkt(1, 3)],
         [11.0, 12.0, 13.0],
+        [1, 2, 4],
     )
     buffer.push(1, 5, 6, pkt(1, 5), now=0.04, tag=15.0)
-    assert buffer.pop_ready_tagged(now=0.2) == ([pkt(1, 5)], [15.0])  # the gap timed out
+    assert buffer.pop_ready_tagged(now=0.2) == ([pkt(1, 5)], [15.0], [6])  # the gap timed out
     buffer.push(1, 4, 5, pkt(1, 4), now=0.21, tag=14.0)  # late
     buffer.push(3, 0, 7, pkt(3, 0), now=0.21)  # no tag: 0.0
     assert buffer.pop_ready(now=0.21) == [pkt(1, 4), pkt(3, 0)]  # (tags dropped with them)
-    assert buffer.pop_ready_tagged(now=0.3) == ([], [])
+    assert buffer.pop_ready_tagged(now=0.3) == ([], [], [])
 
 
 def test_timeout_skips_gap_at_exact_deadline() -> None:

@@ -96,6 +96,7 @@ class ReorderBuffer:
         self._buckets: dict[int, _Bucket] = {}
         self._ready: list[bytes] = []
         self._tags: list[float] = []  # each released packet's tag (`push`), same order
+        self._seqs: list[int] = []  # and its session seq
         # (arrival, order, bucket, bucket seq) for every held packet.
         self._arrivals: list[tuple[float, int, int, int]] = []
         self._order = 0
@@ -143,6 +144,7 @@ class ReorderBuffer:
             state.expected = expected + 1
             self._ready.append(packet)
             self._tags.append(tag)
+            self._seqs.append(session_seq)
             self._released += 1
             if state.held:
                 self._release_run(bucket, state)
@@ -153,6 +155,7 @@ class ReorderBuffer:
             self._released += 1
             self._ready.append(packet)
             self._tags.append(tag)
+            self._seqs.append(session_seq)
             return
         held = state.held
         if seq in held:
@@ -242,20 +245,24 @@ class ReorderBuffer:
             return []
         self._ready = []
         self._tags = []
+        self._seqs = []
         return ready
 
-    def pop_ready_tagged(self, *, now: float) -> tuple[list[bytes], list[float]]:
-        """`pop_ready`, with each packet's tag (as given to `push`), in the same order."""
+    def pop_ready_tagged(self, *, now: float) -> tuple[list[bytes], list[float], list[int]]:
+        """`pop_ready`, with each packet's tag (as given to `push`) and session seq, in the
+        same order."""
         arrivals = self._arrivals
         if arrivals and arrivals[0][0] + self.timeout <= now:
             self.expire(now=now)
         ready = self._ready
         if not ready:
-            return [], []
+            return [], [], []
         tags = self._tags
+        seqs = self._seqs
         self._ready = []
         self._tags = []
-        return ready, tags
+        self._seqs = []
+        return ready, tags, seqs
 
     def deadline(self) -> float | None:
         """When the oldest held packet times out (None if nothing is held)."""
@@ -298,12 +305,14 @@ class ReorderBuffer:
         expected = state.expected
         ready = self._ready
         tags = self._tags
+        seqs = self._seqs
         count = 0
         size = 0
         while expected in held:
-            _, packet, tag = held.pop(expected)
+            session_seq, packet, tag = held.pop(expected)
             ready.append(packet)
             tags.append(tag)
+            seqs.append(session_seq)
             count += 1
             size += len(packet)
             expected += 1

@@ -690,7 +690,9 @@ class TunnelSession:
         self._owd_base_us: int | None = None
         # Egress delay equalization (`equalize`): released packets waiting for their time.
         self._eq_mode = config.equalize
-        self._eq_line: deque[tuple[float, bytes]] = deque()
+        self._eq_line: deque[tuple[float, int, bytes]] = deque()  # (time, session seq, packet)
+        # Held packets below this session seq may leave: a later one arrived on time.
+        self._eq_flush = -1
         self._eq_ready: list[bytes] = []  # released and not held (delivered next)
         self._eq_target = -_INF  # relative one-way delay every held packet reaches
         self._eq_spread = 0.0
@@ -1485,9 +1487,9 @@ class TunnelSession:
             ready = self._reorder.pop_ready(now=self._now)
         else:
             now = self._now
-            packets, tags = self._reorder.pop_ready_tagged(now=now)
+            packets, tags, seqs = self._reorder.pop_ready_tagged(now=now)
             if packets and (self._eq_line or max(tags) > now):
-                self._equalize(packets, tags, now)
+                self._equalize(packets, tags, seqs, now)
                 packets = []
             if self._eq_line:
                 self._release_equalized(now)
@@ -1502,7 +1504,9 @@ class TunnelSession:
             self._bytes_delivered += sum(map(len, ready))
         return ready
 
-    def _equalize(self, packets: list[bytes], tags: list[float], now: float) -> None:
+    def _equalize(
+        self, packets: list[bytes], tags: list[float], seqs: list[int], now: float
+    ) -> None:
         """Queue released `packets` for delivery: those `equalize` applies to at their
         tag (the time set when each arrived), never before a packet held earlier (per-flow
         order); the others at once."""
@@ -1511,7 +1515,7 @@ class TunnelSession:
         tcp_only = self._eq_mode == "tcp"
         tail = line[-1][0] if line else now
         held = 0
-        for packet, until in zip(packets, tags, strict=True):
+        for packet, until, seq in zip(packets, tags, seqs, strict=True):
             if tcp_only and not _is_tcp(packet):
                 ready.append(packet)
                 continue
@@ -1522,12 +1526,12 @@ class TunnelSession:
             if until <= now and not line:
                 ready.append(packet)
                 continue
-            line.append((until, packet))
+            line.append((until, seq, packet))
             if until > now:
                 held += 1
         self._equalized += held
         while len(line) > _EQUALIZE_LIMIT:
-            ready.append(line.popleft()[1])
+            ready.append(line.popleft()[2])
             self._equalize_overflow += 1
 
     def _release_equalized(self, now: float) -> None:
@@ -1535,8 +1539,9 @@ class TunnelSession:
         line = self._eq_line
         ready = self._eq_ready
         due = now + _EQUALIZE_EARLY
-        while line and line[0][0] <= due:
-            ready.append(line.popleft()[1])
+        flush = self._eq_flush
+        while line and (line[0][0] <= due or line[0][1] < flush):
+            ready.append(line.popleft()[2])
 
     def _refresh_equalize(self, now: float) -> None:
         """The target delay: the largest minimum one-way delay of the usable up paths, and
@@ -1763,9 +1768,12 @@ class TunnelSession:
                 cap = self.config.delay_cutoff
                 tag = now + (hold if hold < cap else cap) if hold > 0.0 else now
                 reorder.push(bucket, bucket_seq, seq, payload, now=now, tag=tag)
-                packets, tags = reorder.pop_ready_tagged(now=now)
+                if hold <= _EQUALIZE_EARLY and progress and seq > self._eq_flush:
+                    # (it came on time: everything sent before it waited long enough)
+                    self._eq_flush = seq
+                packets, tags, seqs = reorder.pop_ready_tagged(now=now)
                 if packets:
-                    self._equalize(packets, tags, now)
+                    self._equalize(packets, tags, seqs, now)
         if filled:
             self._update_proof_cap()
         decoder = self._fec_decoder
