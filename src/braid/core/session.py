@@ -317,9 +317,9 @@ class SessionConfig:
     egress no earlier than it would have over the slowest usable path (within
     `delay_cutoff` of the fastest), whichever path carried it. A flow then sees one round
     trip, not the fastest path's: BBR sizes its window by its minimum RTT and otherwise
-    cannot fill the slower paths. Off by default: it lets a BBR flow build a standing
-    queue (pings wait behind it) and slows a CUBIC flow's return to full rate after a
-    link comes back (docs/design.md, "Delay equalization")."""
+    cannot fill the slower paths. Off by default: the longer round trip slows a CUBIC
+    flow's return to full rate after a link comes back (docs/design.md, "Delay
+    equalization")."""
     bod_upper: float = 0.8
     bod_lower: float = 0.5
     bod_interval: float = 1.0
