@@ -17,7 +17,7 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn
@@ -361,6 +361,15 @@ class _Validator:
             return default
         if not isinstance(value, str):
             self.fail(t.field(key), f"{_show(value)} is {_kind(value)}; expected {expected}")
+        return value
+
+    def choice(self, t: _Table, key: str, choices: Sequence[str], *, default: str) -> str:
+        """A string that must be one of `choices` (the error lists them)."""
+        expected = "one of " + ", ".join(f'"{c}"' for c in choices)
+        value = self.string(t, key, default=default, expected=expected)
+        assert value is not None
+        if value not in choices:
+            self.fail(t.field(key), f"{_show(value)} is unknown; expected {expected}")
         return value
 
     def integer(
@@ -865,14 +874,7 @@ class _Validator:
                 keepalive_interval=defaults.keepalive_interval,
                 dead_interval=defaults.dead_interval,
             )
-        names = known_schedulers()
-        expected_sched = "one of " + ", ".join(f'"{n}"' for n in names)
-        scheduler = self.string(t, "scheduler", default=defaults.scheduler, expected=expected_sched)
-        assert scheduler is not None
-        if scheduler not in names:
-            self.fail(
-                t.field("scheduler"), f"{_show(scheduler)} is unknown; expected {expected_sched}"
-            )
+        scheduler = self.choice(t, "scheduler", known_schedulers(), default=defaults.scheduler)
         keepalive = self.number(
             t,
             "keepalive_interval",
@@ -946,13 +948,7 @@ class _Validator:
             high=4.0,
             expected="a factor, 0..4 (0: off)",
         )
-        expected_equalize = "one of " + ", ".join(f'"{m}"' for m in EQUALIZE_MODES)
-        equalize = self.string(t, "equalize", default=defaults.equalize, expected=expected_equalize)
-        assert equalize is not None
-        if equalize not in EQUALIZE_MODES:
-            self.fail(
-                t.field("equalize"), f"{_show(equalize)} is unknown; expected {expected_equalize}"
-            )
+        equalize = self.choice(t, "equalize", EQUALIZE_MODES, default=defaults.equalize)
         bod_upper = self.number(
             t,
             "bod_upper",
@@ -1011,11 +1007,7 @@ class _Validator:
         gap_trace = self.string(
             t, "gap_trace", default=None, expected="a file path to append gap samples to"
         )
-        expected_fec = "one of " + ", ".join(f'"{m}"' for m in FEC_MODES)
-        fec = self.string(t, "fec", default=defaults.fec, expected=expected_fec)
-        assert fec is not None
-        if fec not in FEC_MODES:
-            self.fail(t.field("fec"), f"{_show(fec)} is unknown; expected {expected_fec}")
+        fec = self.choice(t, "fec", FEC_MODES, default=defaults.fec)
         split_below = 0
         split_raw = t.get("split_below")
         if split_raw is not None:
