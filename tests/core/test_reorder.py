@@ -47,7 +47,9 @@ def test_gap_filled_releases_run_and_other_buckets_flow() -> None:
 def test_each_packet_comes_back_with_its_own_tag() -> None:
     """The tags (the session's delivery times) and session seqs follow their packets through the buffer:
     released at once, held and released in a run, skipped past by a timeout, late."""
-    buffer = ReorderBuffer(timeout=0.1)
+    with pytest.raises(ValueError, match="tagged=True"):
+        ReorderBuffer().pop_ready_tagged(now=0.0)
+    buffer = ReorderBuffer(timeout=0.1, tagged=True)
     buffer.push(1, 0, 0, pkt(1, 0), now=0.0, tag=10.0)
     buffer.push(1, 2, 2, pkt(1, 2), now=0.01, tag=12.0)
     buffer.push(2, 0, 3, pkt(2, 0), now=0.01, tag=20.0)

@@ -85,6 +85,7 @@ class ReorderBuffer:
         timeout: float = 0.05,
         limit_packets: int = 4096,
         limit_bytes: int = 8 * 1024 * 1024,
+        tagged: bool = False,
     ) -> None:
         if timeout < 0:
             raise ValueError(f"reorder timeout must be >= 0, got {timeout}")
@@ -95,8 +96,10 @@ class ReorderBuffer:
         self.limit_bytes = limit_bytes
         self._buckets: dict[int, _Bucket] = {}
         self._ready: list[bytes] = []
-        self._tags: list[float] = []  # each released packet's tag (`push`), same order
-        self._seqs: list[int] = []  # and its session seq
+        # With `tagged`: each released packet's tag (`push`) and session seq, same order.
+        self._tagged = tagged
+        self._tags: list[float] = []
+        self._seqs: list[int] = []
         # (arrival, order, bucket, bucket seq) for every held packet.
         self._arrivals: list[tuple[float, int, int, int]] = []
         self._order = 0
@@ -143,8 +146,9 @@ class ReorderBuffer:
         if seq == expected:
             state.expected = expected + 1
             self._ready.append(packet)
-            self._tags.append(tag)
-            self._seqs.append(session_seq)
+            if self._tagged:
+                self._tags.append(tag)
+                self._seqs.append(session_seq)
             self._released += 1
             if state.held:
                 self._release_run(bucket, state)
@@ -154,8 +158,9 @@ class ReorderBuffer:
             self._late += 1
             self._released += 1
             self._ready.append(packet)
-            self._tags.append(tag)
-            self._seqs.append(session_seq)
+            if self._tagged:
+                self._tags.append(tag)
+                self._seqs.append(session_seq)
             return
         held = state.held
         if seq in held:
@@ -244,13 +249,16 @@ class ReorderBuffer:
         if not ready:
             return []
         self._ready = []
-        self._tags = []
-        self._seqs = []
+        if self._tagged:
+            self._tags = []
+            self._seqs = []
         return ready
 
     def pop_ready_tagged(self, *, now: float) -> tuple[list[bytes], list[float], list[int]]:
         """`pop_ready`, with each packet's tag (as given to `push`) and session seq, in the
-        same order."""
+        same order (a buffer made with `tagged`)."""
+        if not self._tagged:
+            raise ValueError("pop_ready_tagged needs a ReorderBuffer made with tagged=True")
         arrivals = self._arrivals
         if arrivals and arrivals[0][0] + self.timeout <= now:
             self.expire(now=now)
@@ -304,15 +312,16 @@ class ReorderBuffer:
         held = state.held
         expected = state.expected
         ready = self._ready
-        tags = self._tags
+        tags = self._tags if self._tagged else None
         seqs = self._seqs
         count = 0
         size = 0
         while expected in held:
             session_seq, packet, tag = held.pop(expected)
             ready.append(packet)
-            tags.append(tag)
-            seqs.append(session_seq)
+            if tags is not None:
+                tags.append(tag)
+                seqs.append(session_seq)
             count += 1
             size += len(packet)
             expected += 1

@@ -626,6 +626,7 @@ class TunnelSession:
             timeout=config.reorder_timeout_max,
             limit_packets=config.reorder_limit_packets,
             limit_bytes=config.reorder_limit_bytes,
+            tagged=config.equalize != "off",
         )
         self._replay = ReplayWindow(SESSION_REPLAY_WINDOW)
         # issue 7: NACK retransmission (sender buffer, egress gap list) and loss predictor.
