@@ -53,11 +53,9 @@ class DirectionStats:
     by_type: dict[int, int] = field(default_factory=dict)  # datagrams sent per frame type
 
 
-def udp_packet(flow: int, seq: int, size: int = 120) -> bytes:
-    """An IPv4/UDP packet of `size` bytes whose payload names its flow and sequence."""
-    payload = _FLOW.pack(flow, seq).ljust(size - 28, b"\0")
-    total = 28 + len(payload)
-    ip = struct.pack(
+def _ipv4_header(flow: int, protocol: int, total: int) -> bytes:
+    """The IPv4 header of the test packets of `flow` (10.0.0.1 -> 10.1.x.y)."""
+    return struct.pack(
         "!BBHHHBBH4s4s",
         0x45,
         0,
@@ -65,33 +63,25 @@ def udp_packet(flow: int, seq: int, size: int = 120) -> bytes:
         0,
         0,
         64,
-        17,
+        protocol,
         0,
         bytes((10, 0, 0, 1)),
         bytes((10, 1, (flow >> 8) & 0xFF, flow & 0xFF)),
     )
+
+
+def udp_packet(flow: int, seq: int, size: int = 120) -> bytes:
+    """An IPv4/UDP packet of `size` bytes whose payload names its flow and sequence."""
+    payload = _FLOW.pack(flow, seq).ljust(size - 28, b"\0")
     udp = struct.pack("!HHHH", 1024 + (flow % 50000), 5201, 8 + len(payload), 0)
-    return ip + udp + payload
+    return _ipv4_header(flow, 17, 28 + len(payload)) + udp + payload
 
 
 def tcp_packet(flow: int, seq: int, size: int = 1200) -> bytes:
     """An IPv4/TCP segment of `size` bytes whose payload names its flow and sequence."""
     payload = _FLOW.pack(flow, seq).ljust(size - 40, b"\0")
-    ip = struct.pack(
-        "!BBHHHBBH4s4s",
-        0x45,
-        0,
-        40 + len(payload),
-        0,
-        0,
-        64,
-        6,
-        0,
-        bytes((10, 0, 0, 1)),
-        bytes((10, 1, (flow >> 8) & 0xFF, flow & 0xFF)),
-    )
     tcp = struct.pack("!HHIIBBHHH", 1024 + (flow % 50000), 5201, seq, 0, 0x50, 0x10, 65535, 0, 0)
-    return ip + tcp + payload
+    return _ipv4_header(flow, 6, 40 + len(payload)) + tcp + payload
 
 
 def parse_packet(packet: bytes) -> tuple[int, int]:

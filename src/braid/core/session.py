@@ -1655,7 +1655,7 @@ class TunnelSession:
             split=self._split,
             reassembled=self._reassembler.completed if self._reassembler is not None else 0,
             equalized=self._equalized,
-            equalize_delay=self._eq_spread if self._eq_mode != "off" else 0.0,
+            equalize_delay=self._eq_spread,
             equalize_overflow=self._equalize_overflow,
             bod_active=self._bod_active,
             datagrams_sent=self._datagrams_sent,
