@@ -65,7 +65,9 @@ def ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> byte
 class Harness:
     """Both portals and their APIs on a background loop; `stop()` tears everything down."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, local_config: SessionConfig = CONFIG) -> None:
+        self.local_config = local_config
+        """The local portal's session settings (the remote portal's are `CONFIG`)."""
         self.token = secrets.token_hex(16)  # (urlsafe may start with "-": an option to argparse)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -115,7 +117,7 @@ class Harness:
             for i, host in enumerate(HOSTS)
         ]
         self.local = LocalPortal(
-            self.local_tun, links, session_config=CONFIG, security=self.local_security
+            self.local_tun, links, session_config=self.local_config, security=self.local_security
         )
         self.remote.start()
         self.local.start()

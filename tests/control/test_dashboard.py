@@ -5,14 +5,16 @@ Needs Debian's chromium and chromium-driver (skipped with the reason when missin
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 
 import pytest
-from apiharness import Harness, request
+from apiharness import CONFIG, Harness, request
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -25,7 +27,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def harness() -> Iterator[Harness]:
-    h = Harness()
+    # The local portal equalizes TCP (the sessions table shows it); the remote does not.
+    h = Harness(local_config=dataclasses.replace(CONFIG, equalize="tcp"))
     try:
         h.start_traffic(interval=0.01, burst=8)
         h.wait_session()
@@ -95,6 +98,12 @@ def test_page_loads_and_charts_update_under_traffic(harness: Harness, browser) -
     rows = driver.find_elements("css selector", "#sessions tbody tr")
     sid = harness.on_loop(lambda: f"{harness.local.session.session_id:08x}")
     assert rows[0].get_attribute("data-session") == sid
+    # The equalize column: the mode, the current hold and the packets held so far.
+    headers = [th.text for th in driver.find_elements("css selector", "#sessions thead th")]
+    cells = [td.text for td in rows[0].find_elements("css selector", "td")]
+    assert len(cells) == len(headers), (headers, cells)
+    equalize = cells[headers.index("equalize")]
+    assert re.fullmatch(r"tcp \+\d+ ms, \d+ held", equalize), equalize
     assert len(driver.find_elements("css selector", "#paths tbody tr")) == 2
     assert driver.execute_script("return window.braid.lastError") is None
 

@@ -37,6 +37,12 @@
   const fmtMs = (s) => s == null ? "–" : (s * 1000).toFixed(1) + " ms";
   const fmtPct = (x) => x == null ? "–" : (x * 100).toFixed(2) + " %";
   const fmtTime = (t) => new Date(t * 1000).toLocaleString();
+  // "tcp +35 ms, 12034 held" or "off" (empty for a portal without equalization).
+  function fmtEqualize(params, counters) {
+    if (params.equalize == null) return "–";
+    if (params.equalize === "off") return "off";
+    return `${params.equalize} +${((params.equalize_delay || 0) * 1000).toFixed(0)} ms, ${counters.equalized || 0} held`;
+  }
   const pathKey = (p) => p.path_id + (p.name ? " " + p.name : "");
   function cell(tr, text, cls) { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; tr.appendChild(td); return td; }
 
@@ -136,13 +142,14 @@
       if (s.session_id === state.current) tr.className = "selected";
       cell(tr, s.session_id, "mono"); cell(tr, s.peer || "–", "mono"); cell(tr, fmtTime(s.up_since));
       cell(tr, s.parameters.scheduler);
+      cell(tr, fmtEqualize(s.parameters, s.counters));
       cell(tr, s.paths.filter((p) => p.state === "up").length + "/" + s.paths.length + " up");
       cell(tr, fmtBytes(s.counters.bytes_sent)); cell(tr, fmtBytes(s.counters.bytes_delivered));
       cell(tr, (s.egress || []).slice(0, 4).join(", ") + ((s.egress || []).length > 4 ? " …" : ""), "mono");
       tr.addEventListener("click", () => { if (state.current !== s.session_id) { state.current = s.session_id; state.series = {}; } render(); });
       body.appendChild(tr);
     }
-    if (!state.sessions.length) { const tr = document.createElement("tr"); cell(tr, "no session yet", "dim").colSpan = 8; body.appendChild(tr); }
+    if (!state.sessions.length) { const tr = document.createElement("tr"); cell(tr, "no session yet", "dim").colSpan = 9; body.appendChild(tr); }
   }
 
   function currentSession() { return state.sessions.find((s) => s.session_id === state.current) || null; }
