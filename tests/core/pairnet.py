@@ -77,15 +77,20 @@ def udp_packet(flow: int, seq: int, size: int = 120) -> bytes:
     return _ipv4_header(flow, 17, 28 + len(payload)) + udp + payload
 
 
-def tcp_packet(flow: int, seq: int, size: int = 1200) -> bytes:
-    """An IPv4/TCP segment of `size` bytes whose payload names its flow and sequence."""
-    payload = _FLOW.pack(flow, seq).ljust(size - 40, b"\0")
-    tcp = struct.pack("!HHIIBBHHH", 1024 + (flow % 50000), 5201, seq, 0, 0x50, 0x10, 65535, 0, 0)
+def tcp_packet(flow: int, seq: int, size: int = 1200, flags: int = 0x10) -> bytes:
+    """An IPv4/TCP segment of `size` bytes whose payload names its flow and sequence; of
+    40 bytes, no payload (a pure acknowledgement with the default `flags`, ACK): the flow is
+    then in the source port and the sequence in the TCP sequence number."""
+    payload = b"" if size == 40 else _FLOW.pack(flow, seq).ljust(size - 40, b"\0")
+    tcp = struct.pack("!HHIIBBHHH", 1024 + flow, 5201, seq, 0, 0x50, flags, 65535, 0, 0)
     return _ipv4_header(flow, 6, 40 + len(payload)) + tcp + payload
 
 
 def parse_packet(packet: bytes) -> tuple[int, int]:
     """(flow, seq) of a packet made by `udp_packet` or `tcp_packet`."""
+    if packet[9] == 6 and len(packet) == 40:
+        port, seq = struct.unpack_from("!H2xI", packet, 20)
+        return port - 1024, seq
     flow, seq = _FLOW.unpack_from(packet, 40 if packet[9] == 6 else 28)
     return flow, seq
 

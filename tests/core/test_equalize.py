@@ -1,7 +1,7 @@
 """Egress delay equalization (`equalize`): a TCP flow spread over a 5 ms and a 40 ms path
 leaves the egress with the slow path's delay, in order, whichever path carried each
-packet; a UDP flow (pings, calls) keeps the fast path's delay; "off" lets fast-path
-packets through at once."""
+packet; a UDP flow (pings, calls) and pure TCP acknowledgements keep the fast path's
+delay, a SYN is held; "off" lets fast-path packets through at once."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from braid.core.session import SessionConfig
 from .pairnet import LOCAL, REMOTE, LinkProfile, PairNet, parse_packet, tcp_packet, udp_packet
 
 FAST, SLOW = 0.005, 0.040
-TCP_FLOW, UDP_FLOW = 1, 2
+TCP_FLOW, UDP_FLOW, ACK_FLOW, SYN_FLOW = 1, 2, 3, 4
 
 
 def _run(
@@ -40,8 +40,14 @@ def _run(
         at = 1.0 + seq * 0.02
         sent[(UDP_FLOW, seq)] = at
         net.schedule(LOCAL, at, udp_packet(UDP_FLOW, seq))
+        # Pure acknowledgements of another connection, and a SYN every 0.1 s (40 bytes).
+        sent[(ACK_FLOW, seq)] = at + 0.01
+        net.schedule(LOCAL, at + 0.01, tcp_packet(ACK_FLOW, seq, size=40))
+        if seq % 5 == 0:
+            sent[(SYN_FLOW, seq)] = at + 0.015
+            net.schedule(LOCAL, at + 0.015, tcp_packet(SYN_FLOW, seq, size=40, flags=0x02))
     net.run_until(2.0 + 5000 * interval)
-    flows: dict[int, list[tuple[int, float]]] = {TCP_FLOW: [], UDP_FLOW: []}
+    flows: dict[int, list[tuple[int, float]]] = {f: [] for f in (1, 2, 3, 4)}
     for at, packet in net.delivered[REMOTE]:
         flow, seq = parse_packet(packet)
         flows[flow].append((seq, at - sent[(flow, seq)]))
@@ -65,6 +71,12 @@ def test_a_tcp_flow_over_unequal_paths_leaves_with_the_slow_paths_delay() -> Non
     assert max(steady) < SLOW + 2 * (SLOW - FAST), max(steady)
     # The UDP flow is not held: the fast path's delay (its packets jump the queue).
     assert statistics.median(d for _, d in udp) < FAST + 0.005
+    # Nor are pure acknowledgements (a flow's round trip is its data's delay plus its
+    # acknowledgements': holding both doubled the spread); a SYN is held like data.
+    acks, syns = flows[ACK_FLOW], flows[SYN_FLOW]
+    assert len(acks) == 100 and len(syns) == 20
+    assert statistics.median(d for _, d in acks) < FAST + 0.005
+    assert min(d for _, d in syns) >= SLOW - 0.001
     stats = net.session(REMOTE).statistics()
     assert stats.equalized > 3000
     assert SLOW - FAST - 0.003 <= stats.equalize_delay <= SLOW - FAST + 0.003
@@ -96,5 +108,6 @@ def test_a_light_tcp_flow_on_the_fast_path_alone_is_held_to_the_slow_paths_delay
 def test_all_holds_every_flow_and_a_bad_mode_is_refused() -> None:
     _, flows = _run("all")
     assert statistics.median(d for _, d in flows[UDP_FLOW]) >= SLOW - 0.001
+    assert statistics.median(d for _, d in flows[ACK_FLOW]) >= SLOW - 0.001
     with pytest.raises(ValueError, match="equalize: must be one of tcp, all, off"):
         SessionConfig(equalize="slow")

@@ -311,15 +311,14 @@ class SessionConfig:
     rate-weighted mean one-way delay (0: off). An inner BBR flow sizes its window by its
     minimum RTT; without a floor that is the fastest path's, too small to fill the
     others (docs/design.md, "Delay equalization": `equalize` does it at the egress)."""
-    equalize: str = "off"
-    """Egress delay equalization over paths of unequal delay: every inner packet of a flow
-    it applies to ("tcp": TCP flows; "all": every flow; "off", the default) leaves the
-    egress no earlier than it would have over the slowest usable path (within
-    `delay_cutoff` of the fastest), whichever path carried it. A flow then sees one round
-    trip, not the fastest path's: BBR sizes its window by its minimum RTT and otherwise
-    cannot fill the slower paths. Off by default: the longer round trip slows a CUBIC
-    flow's return to full rate after a link comes back (docs/design.md, "Delay
-    equalization")."""
+    equalize: str = "tcp"
+    """Egress delay equalization over paths of unequal delay: every inner packet it applies
+    to ("tcp", the default: TCP segments with data or SYN/FIN/RST, not pure
+    acknowledgements; "all": every packet; "off") leaves the egress no earlier than it
+    would have over the slowest usable path (within `delay_cutoff` of the fastest),
+    whichever path carried it. A TCP flow's minimum round trip then covers every path: BBR
+    sizes its window by it and otherwise cannot fill the slower paths (docs/design.md,
+    "Delay equalization")."""
     bod_upper: float = 0.8
     bod_lower: float = 0.5
     bod_interval: float = 1.0
@@ -1517,7 +1516,7 @@ class TunnelSession:
         tail = line[-1][0] if line else now
         held = 0
         for packet, until, seq in zip(packets, tags, seqs, strict=True):
-            if tcp_only and not _is_tcp(packet):
+            if tcp_only and not _holds_tcp(packet):
                 ready.append(packet)
                 continue
             if until > tail:
@@ -1760,7 +1759,7 @@ class TunnelSession:
                 self._refresh_equalize(now)
             hold = self._eq_target - self._eq_owd
             if (hold <= _EQUALIZE_EARLY and not self._eq_line) or (
-                self._eq_mode == "tcp" and not _is_tcp(payload)
+                self._eq_mode == "tcp" and not _holds_tcp(payload)
             ):
                 # Nothing to wait for (one path, equal delays, this came over the slowest,
                 # or not TCP with "tcp"): as "off".
@@ -2653,12 +2652,31 @@ class _Piece(bytes):
         return made
 
 
-def _is_tcp(packet: bytes) -> bool:
-    """Whether an inner IPv4/IPv6 packet is TCP (IPv6: without extension headers)."""
+def _holds_tcp(packet: bytes) -> bool:
+    """Whether `equalize = "tcp"` holds an inner IPv4/IPv6 packet: a TCP segment with data
+    or SYN/FIN/RST, or a later fragment of one; not a pure acknowledgement, and nothing
+    else (IPv6: without extension headers).
+
+    A flow's round trip is its data's delay plus its acknowledgements'. Holding the data
+    to the slowest path's delay is what gives the sender a minimum round trip that covers
+    every path; holding its acknowledgements too doubled that and slowed loss-based
+    senders (docs/design.md, "Delay equalization")."""
     version = packet[0] >> 4
     if version == 4:
-        return len(packet) > 9 and packet[9] == 6
-    return version == 6 and len(packet) > 6 and packet[6] == 6
+        if len(packet) < 20 or packet[9] != 6:
+            return False
+        if packet[6] & 0x1F or packet[7]:
+            return True  # a later fragment: data
+        start = (packet[0] & 0x0F) << 2
+    elif version == 6:
+        if len(packet) < 40 or packet[6] != 6:
+            return False
+        start = 40
+    else:
+        return False
+    if len(packet) < start + 14:
+        return True  # (a cut header: treated as data)
+    return len(packet) > start + ((packet[start + 12] >> 4) << 2) or bool(packet[start + 13] & 0x07)
 
 
 def _charge_pacer(path: PathState, size: int, now: float) -> None:
