@@ -43,9 +43,7 @@ def test_show_lists_sessions_and_paths(
     assert f"session: {sid}" in out
     assert "link0" in out and "link1" in out
     assert "198.51.100.1:7100" in out
-    # Egress delay equalization, "tcp" by default; the harness's paths have equal delays,
-    # so nothing is held.
-    assert "equalize tcp (+0 ms, 0 held)" in out
+    assert "equalize off" in out  # egress delay equalization, off by default
     code, out, _ = braid(capsys, "status", *api(harness, harness.remote_url))
     assert code == 0
     assert "portal: remote" in out and sid in out and "10.1.0.2" in out
@@ -57,7 +55,7 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
     doc = json.loads(out)
     assert doc["portal"]["role"] == "remote" and len(doc["sessions"]) == 1
     session = doc["sessions"][0]
-    assert session["parameters"]["equalize"] == "tcp"
+    assert session["parameters"]["equalize"] == "off"
     assert session["parameters"]["equalize_delay"] == 0.0
     assert session["counters"]["equalized"] == 0
 

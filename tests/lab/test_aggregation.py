@@ -92,20 +92,21 @@ def test_one_bbr_flow_fills_four_links_of_unequal_delay(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The shipped `agg-four-bbr` (an upload with BBR over 10/20/30/40 Mbit/s with
-    5/10/20/40 ms), braid only, once, 10 s, with braid's defaults. BBR sizes its window by
-    its minimum RTT; the remote portal's delay equalization (`equalize = "tcp"`, the
-    default) gives the flow's data the slowest path's delay, so that minimum covers every
-    path and the window fills all four. With `equalize = "off"` the flow stayed at
-    50.7-52.9 Mbit/s in every run (the three shorter links: a hard cap, not loss)."""
+    5/10/20/40 ms), braid only, once, 10 s. BBR sizes its window by its minimum RTT; the
+    remote portal's delay equalization (`equalize = "tcp"`, set here) gives the flow's
+    data the slowest path's delay, so that minimum covers every path and the window fills
+    all four. Without it the flow stayed at 50.7-52.9 Mbit/s in every run (the three
+    shorter links: a hard cap, not loss)."""
     shipped = (SCENARIOS / "agg-four-bbr.toml").read_text()
     scenario = (
         shipped.replace("duration = 20", "duration = 10")
         .replace("repeat = 3", "repeat = 1")
         .replace('series = ["links", "mptcp", "braid"]', 'series = ["braid"]')
+        .replace("\n[[link]]", '\n[braid]\nequalize = "tcp"\n\n[[link]]', 1)
     )
     assert "duration = 10" in scenario and "repeat = 1" in scenario
     assert 'series = ["braid"]' in scenario and 'cc = "bbr"' in scenario
-    assert "[braid]" not in scenario  # braid's defaults
+    assert 'equalize = "tcp"' in scenario
     braid = _run(tmp_path, capsys, scenario)["braid"]
     samples = [v for t, v in braid["runs"][0]["samples"] if t > 4.0]
     assert sum(samples) / len(samples) >= 66, samples

@@ -311,14 +311,15 @@ class SessionConfig:
     rate-weighted mean one-way delay (0: off). An inner BBR flow sizes its window by its
     minimum RTT; without a floor that is the fastest path's, too small to fill the
     others (docs/design.md, "Delay equalization": `equalize` does it at the egress)."""
-    equalize: str = "tcp"
+    equalize: str = "off"
     """Egress delay equalization over paths of unequal delay: every inner packet it applies
-    to ("tcp", the default: TCP segments with data or SYN/FIN/RST, not pure
-    acknowledgements; "all": every packet; "off") leaves the egress no earlier than it
-    would have over the slowest usable path (within `delay_cutoff` of the fastest),
-    whichever path carried it. A TCP flow's minimum round trip then covers every path: BBR
-    sizes its window by it and otherwise cannot fill the slower paths (docs/design.md,
-    "Delay equalization")."""
+    to ("tcp": TCP segments with data or SYN/FIN/RST, not pure acknowledgements; "all":
+    every packet; "off", the default) leaves the egress no earlier than it would have over
+    the slowest usable path (within `delay_cutoff` of the fastest), whichever path carried
+    it. A TCP flow's minimum round trip then covers every path: BBR sizes its window by it
+    and otherwise cannot fill the slower paths. Off by default: a short TCP exchange (a web
+    request) then waits for the slowest path each way (docs/design.md, "Delay
+    equalization")."""
     bod_upper: float = 0.8
     bod_lower: float = 0.5
     bod_interval: float = 1.0
