@@ -17,7 +17,6 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from braid.lab.emulator import Emulator, LinkShape
 from braid.lab.netns import ns_cmd
 from braid.lab.portals import Portals
 from braid.lab.topology import SERVER_IP, Topology
+from braid.lab.traffic import http_server_argv
 
 LINKS = [
     LinkShape(rate_up_bps=10e6, rate_down_bps=10e6, delay=0.010),
@@ -66,19 +66,7 @@ def run_mode(mode: str, www: Path, fetches: int) -> dict[str, tuple[float, float
         Emulator(topo, LINKS),
         Portals(topo, LINKS, {"equalize": mode}),
     ):
-        server = topo.spawn(
-            topo.server,
-            [
-                sys.executable,
-                "-m",
-                "http.server",
-                str(HTTP_PORT),
-                "--bind",
-                SERVER_IP,
-                "--directory",
-                str(www),
-            ],
-        )
+        server = topo.spawn(topo.server, http_server_argv(str(www), HTTP_PORT))
         try:
             time.sleep(3.0)  # both paths up, delays measured
             result = {}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from braid.lab.emulator import Emulator, LinkShape
 from braid.lab.netns import ns_cmd
 from braid.lab.portals import Portals
 from braid.lab.topology import SERVER_IP, Topology
+from braid.lab.traffic import http_server_argv
 
 pytestmark = pytest.mark.root
 
@@ -58,16 +58,7 @@ def test_large_download_survives_a_flapping_link(tmp_path: Path) -> None:
     ):
         server = topo.spawn(
             topo.server,
-            [
-                sys.executable,
-                "-m",
-                "http.server",
-                str(HTTP_PORT),
-                "--bind",
-                SERVER_IP,
-                "--directory",
-                str(data.parent),
-            ],
+            http_server_argv(str(data.parent), HTTP_PORT),
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         time.sleep(1.0)

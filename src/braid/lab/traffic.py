@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -241,6 +242,21 @@ def _count(value: Any) -> int | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return int(value)
     return None
+
+
+def http_server_argv(directory: str, port: int, *, bind: str = SERVER_IP) -> list[str]:
+    """The command of a static HTTP server (Python's ``http.server``) that serves
+    ``directory`` on ``bind:port`` (run in the server namespace)."""
+    return [
+        sys.executable,
+        "-m",
+        "http.server",
+        str(port),
+        "--bind",
+        bind,
+        "--directory",
+        directory,
+    ]
 
 
 def ping_argv(*, duration: float, interval: float = 0.1, dest: str = SERVER_IP) -> list[str]:
