@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 need=()
 for pair in iperf3:iperf3 nft:nftables ethtool:ethtool ip:iproute2 mptcpize:mptcpd \
             curl:curl ps:procps ping:iputils-ping chromium:chromium \
-            chromedriver:chromium-driver; do
+            chromedriver:chromium-driver wg:wireguard-tools; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
