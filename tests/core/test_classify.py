@@ -11,7 +11,7 @@ import zlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from braid.core.classify import flow_bucket
+from braid.core.classify import flow_bucket, is_tcp_data
 
 SRC4 = bytes((10, 0, 0, 1))
 DST4 = bytes((192, 0, 2, 7))
@@ -107,3 +107,44 @@ def test_stable_across_processes() -> None:
         )
         results.add(int(out.stdout))
     assert results == {flow_bucket(packet)}
+
+
+def _tcp(flags: int, payload: int, *, version: int = 4, ihl: int = 5, frag: int = 0) -> bytes:
+    """A TCP segment (20-byte header, `flags`, `payload` bytes of data) in IPv4 or IPv6."""
+    tcp = struct.pack("!HHIIBBHHH", 40000, 443, 1, 1, 0x50, flags, 65535, 0, 0) + bytes(payload)
+    if version == 6:
+        header = struct.pack("!IHBB16s16s", 0x60000000, len(tcp), 6, 64, SRC6, DST6)
+        return header + tcp
+    options = bytes(4 * (ihl - 5))
+    total = 4 * ihl + len(tcp)
+    header = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, total, 1, frag, 64, 6, 0, SRC4, DST4)
+    return header + options + tcp
+
+
+def test_tcp_data_is_told_from_pure_acknowledgements() -> None:
+    ack, syn, fin, rst, psh = 0x10, 0x02, 0x01, 0x04, 0x08
+    for version in (4, 6):
+        assert is_tcp_data(_tcp(ack | psh, 1200, version=version))
+        assert not is_tcp_data(_tcp(ack, 0, version=version))  # a pure acknowledgement
+        for flag in (syn, syn | ack, fin | ack, rst):
+            assert is_tcp_data(_tcp(flag, 0, version=version)), (version, flag)
+    assert not is_tcp_data(_tcp(ack, 0, ihl=6))  # options in the IPv4 header
+    assert is_tcp_data(_tcp(ack, 1, ihl=6))
+    assert not is_tcp_data(_tcp(ack, 0, frag=0x4000))  # DF: not a fragment
+    assert is_tcp_data(_tcp(ack, 8, frag=0x2000))  # a first fragment, judged by its header
+    assert is_tcp_data(_tcp(ack, 0, frag=185)[:28])  # a later fragment: data
+    assert is_tcp_data(_tcp(ack, 0)[:30])  # a header cut short counts as data
+
+
+def test_only_tcp_is_tcp_data_and_garbage_is_not() -> None:
+    assert not is_tcp_data(ipv4(17, 5000, 5001))
+    assert not is_tcp_data(ipv6(17, 5000, 5001))
+    assert not is_tcp_data(ipv6(0, 5000, 5001, bytes((6, 0)) + bytes(6)))  # extension
+    for garbage in (b"", b"\x45", bytes(19), b"\x60" + bytes(30), b"\x20" * 60):
+        assert not is_tcp_data(garbage)
+
+
+@given(st.binary(max_size=80))
+@settings(max_examples=300, deadline=None)
+def test_is_tcp_data_never_raises(data: bytes) -> None:
+    assert isinstance(is_tcp_data(data), bool)

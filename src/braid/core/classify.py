@@ -10,6 +10,8 @@
 # - Traffic classes: `match_class` returns the index of the first class whose every given
 #   criterion (DSCP, protocol, port of either end, maximum size) matches, or None; it never
 #   raises either (a packet too short for a criterion does not match it).
+# - `is_tcp_data` tells TCP segments that carry data (or SYN/FIN/RST) from pure
+#   acknowledgements and other protocols; it never raises either.
 
 from __future__ import annotations
 
@@ -151,6 +153,30 @@ def packet_fields(packet: bytes) -> tuple[int, int, int, int]:
             (packet[offset + 2] << 8) | packet[offset + 3],
         )
     return dscp, protocol, -1, -1
+
+
+def is_tcp_data(packet: bytes) -> bool:
+    """Whether an IPv4/IPv6 packet is a TCP segment with data or SYN/FIN/RST, or a later
+    fragment of one: not a pure acknowledgement, and not another protocol (IPv6: without
+    extension headers). A header cut short counts as data. Egress delay equalization holds
+    these (`equalize = "tcp"`)."""
+    size = len(packet)
+    version = packet[0] >> 4 if size else 0
+    if version == 4:
+        if size < 20 or packet[9] != 6:
+            return False
+        if packet[6] & 0x1F or packet[7]:
+            return True  # a later fragment: data
+        start = (packet[0] & 0x0F) << 2
+    elif version == 6:
+        if size < 40 or packet[6] != 6:
+            return False
+        start = 40
+    else:
+        return False
+    if size < start + 14:
+        return True
+    return size > start + ((packet[start + 12] >> 4) << 2) or bool(packet[start + 13] & 0x07)
 
 
 def match_class(packet: bytes, classes: tuple[TrafficClass, ...]) -> int | None:

@@ -94,7 +94,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Final, Literal
 
-from braid.core.classify import TrafficClass, ecn_marked, flow_bucket, match_class
+from braid.core.classify import TrafficClass, ecn_marked, flow_bucket, is_tcp_data, match_class
 from braid.core.congestion import CONGESTION_CONTROLS
 from braid.core.fec import FecDecoder, FecEncoder, Parity, choose_group_size
 from braid.core.fragment import Fragment, Reassembler, split, split_lowers_latency
@@ -242,6 +242,8 @@ FEC_MODES: Final = ("off", "auto", "on")
 EQUALIZE_MODES: Final = ("tcp", "all", "off")
 _EQUALIZE_REFRESH: Final = 0.05
 """Seconds between two computations of the egress's equalization delay (`equalize`)."""
+_EQ_EXEMPT: Final = -_INF
+"""The tag of a packet `equalize` does not hold (told apart on arrival, not again)."""
 _EQUALIZE_MEMORY: Final = 30.0
 """Seconds a path that left the usable set (down, degraded, standby again) still counts
 for the equalization delay: a flow's round trip must not grow when it returns (BBR keeps
@@ -1517,7 +1519,8 @@ class TunnelSession:
         tail = line[-1][0] if line else now
         held = 0
         for packet, until, seq in zip(packets, tags, seqs, strict=True):
-            if tcp_only and not _holds_tcp(packet):
+            if until == _EQ_EXEMPT or (tcp_only and until == 0.0 and not is_tcp_data(packet)):
+                # (not held; a packet pushed with no tag was not classified on arrival)
                 ready.append(packet)
                 continue
             if until > tail:
@@ -1759,12 +1762,13 @@ class TunnelSession:
             if now >= self._eq_refresh:
                 self._refresh_equalize(now)
             hold = self._eq_target - self._eq_owd
-            if (hold <= _EQUALIZE_EARLY and not self._eq_line) or (
-                self._eq_mode == "tcp" and not _holds_tcp(payload)
-            ):
-                # Nothing to wait for (one path, equal delays, this came over the slowest,
-                # or not TCP with "tcp"): as "off".
+            if hold <= _EQUALIZE_EARLY and not self._eq_line:
+                # Nothing to wait for (one path, equal delays, this came over the slowest):
+                # as "off".
                 reorder.push(bucket, bucket_seq, seq, payload, now=now)
+            elif self._eq_mode == "tcp" and not is_tcp_data(payload):
+                # Not held with "tcp" (not TCP, or a pure acknowledgement).
+                reorder.push(bucket, bucket_seq, seq, payload, now=now, tag=_EQ_EXEMPT)
             else:
                 cap = self.config.delay_cutoff
                 tag = now + (hold if hold < cap else cap) if hold > 0.0 else now
@@ -2651,33 +2655,6 @@ class _Piece(bytes):
         made = super().__new__(cls, data)
         made.piece = piece
         return made
-
-
-def _holds_tcp(packet: bytes) -> bool:
-    """Whether `equalize = "tcp"` holds an inner IPv4/IPv6 packet: a TCP segment with data
-    or SYN/FIN/RST, or a later fragment of one; not a pure acknowledgement, and nothing
-    else (IPv6: without extension headers).
-
-    A flow's round trip is its data's delay plus its acknowledgements'. Holding the data
-    to the slowest path's delay is what gives the sender a minimum round trip that covers
-    every path; holding its acknowledgements too doubled that and slowed loss-based
-    senders (docs/design.md, "Delay equalization")."""
-    version = packet[0] >> 4
-    if version == 4:
-        if len(packet) < 20 or packet[9] != 6:
-            return False
-        if packet[6] & 0x1F or packet[7]:
-            return True  # a later fragment: data
-        start = (packet[0] & 0x0F) << 2
-    elif version == 6:
-        if len(packet) < 40 or packet[6] != 6:
-            return False
-        start = 40
-    else:
-        return False
-    if len(packet) < start + 14:
-        return True  # (a cut header: treated as data)
-    return len(packet) > start + ((packet[start + 12] >> 4) << 2) or bool(packet[start + 13] & 0x07)
 
 
 def _charge_pacer(path: PathState, size: int, now: float) -> None:
