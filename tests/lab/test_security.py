@@ -229,7 +229,9 @@ def test_wrong_keys_cannot_talk_right_keys_do_over_every_path_through_rekeys() -
         )
         assert handshakes >= 4  # >= 3 rotations during the traffic
         assert pings["received"] == pings["sent"]  # no gap through the rotations
-        assert mbps > 1.4 * 20 * 0.956  # both paths carry the flow
+        # Both paths carry the flow: one alone gives at most 20 * 0.956. The margin under
+        # the ~35 Mbit/s usually measured is for a loaded machine (26.6 was seen once).
+        assert mbps > 1.25 * 20 * 0.956
         for path in paths:
             assert path["datagrams_sent"] > 1000 and path["up"]
         rdrops = remote["sessions"][0]["drops"]
