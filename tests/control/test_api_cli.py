@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from apiharness import Harness
+from apiharness import CONFIG, Harness
 
 from braid.control.cli import main
 
@@ -58,6 +60,21 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
     assert session["parameters"]["equalize"] == "off"
     assert session["parameters"]["equalize_delay"] == 0.0
     assert session["counters"]["equalized"] == 0
+    assert session["counters"]["equalize_trials"] == 0
+    assert session["counters"]["equalize_flows"] == 0
+
+
+def test_show_names_bulk_equalization_and_its_flows(capsys: pytest.CaptureFixture[str]) -> None:
+    """With `equalize = "bulk"` `braid show` names the mode and the flows marked now."""
+    h = Harness(local_config=dataclasses.replace(CONFIG, equalize="bulk"))
+    try:
+        h.start_traffic(interval=0.01, burst=4)
+        h.wait_session()
+        code, out, err = braid(capsys, "show", *api(h, h.local_url))
+    finally:
+        h.stop()
+    assert code == 0, err
+    assert re.search(r"equalize bulk \(\+\d+ ms, \d+ held; 0 flows marked\)", out), out
 
 
 def test_set_changes_apply(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:

@@ -754,11 +754,12 @@ def test_equalize_reaches_the_core_and_a_bad_mode_names_the_choices() -> None:
     # issue 5: egress delay equalization, off by default (with or without [session]).
     assert parse_config(REMOTE).session.to_session_config().equalize == "off"
     assert parse_config(REMOTE + "[session]\n").session.to_session_config().equalize == "off"
-    for mode in ("all", "tcp"):
+    for mode in ("all", "tcp", "bulk"):
         settings = parse_config(REMOTE + f'[session]\nequalize = "{mode}"\n').session
         assert settings.to_session_config().equalize == mode
     with pytest.raises(
-        ConfigError, match=r'session\.equalize: "slow" is unknown; expected one of "tcp", "all"'
+        ConfigError,
+        match=r'session\.equalize: "slow" is unknown; expected one of "bulk", "tcp", "all"',
     ):
         parse_config(REMOTE + '[session]\nequalize = "slow"\n')
     with pytest.raises(ConfigError, match=r"session\.equalize: 1 is an integer"):

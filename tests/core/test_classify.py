@@ -11,7 +11,7 @@ import zlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from braid.core.classify import flow_bucket, is_tcp_data
+from braid.core.classify import flow_bucket, is_tcp_data, tcp_data_seq
 
 SRC4 = bytes((10, 0, 0, 1))
 DST4 = bytes((192, 0, 2, 7))
@@ -109,9 +109,12 @@ def test_stable_across_processes() -> None:
     assert results == {flow_bucket(packet)}
 
 
-def _tcp(flags: int, payload: int, *, version: int = 4, ihl: int = 5, frag: int = 0) -> bytes:
+def _tcp(
+    flags: int, payload: int, *, version: int = 4, ihl: int = 5, frag: int = 0, seq: int = 1
+) -> bytes:
     """A TCP segment (20-byte header, `flags`, `payload` bytes of data) in IPv4 or IPv6."""
-    tcp = struct.pack("!HHIIBBHHH", 40000, 443, 1, 1, 0x50, flags, 65535, 0, 0) + bytes(payload)
+    tcp = struct.pack("!HHIIBBHHH", 40000, 443, seq, 1, 0x50, flags, 65535, 0, 0)
+    tcp += bytes(payload)
     if version == 6:
         header = struct.pack("!IHBB16s16s", 0x60000000, len(tcp), 6, 64, SRC6, DST6)
         return header + tcp
@@ -148,3 +151,29 @@ def test_only_tcp_is_tcp_data_and_garbage_is_not() -> None:
 @settings(max_examples=300, deadline=None)
 def test_is_tcp_data_never_raises(data: bytes) -> None:
     assert isinstance(is_tcp_data(data), bool)
+    # tcp_data_seq agrees with it on every input (its IPv4 shortcut included).
+    assert (tcp_data_seq(data) >= 0) == is_tcp_data(data)
+
+
+def test_tcp_data_seq_reads_the_sequence_number_of_data() -> None:
+    ack, syn, psh = 0x10, 0x02, 0x08
+    for version in (4, 6):
+        assert tcp_data_seq(_tcp(ack | psh, 1200, version=version, seq=0xFEDCBA98)) == 0xFEDCBA98
+        assert tcp_data_seq(_tcp(syn, 0, version=version, seq=7)) == 7
+        assert tcp_data_seq(_tcp(ack, 0, version=version, seq=7)) == -1  # pure ack
+    assert tcp_data_seq(_tcp(ack, 1, ihl=6, seq=9)) == 9  # IPv4 options
+    assert tcp_data_seq(_tcp(ack, 0, frag=185, seq=9)[:28]) == 0  # later fragment: unknown
+    assert tcp_data_seq(_tcp(ack, 0)[:30]) == 0  # a header cut short: unknown
+    assert tcp_data_seq(ipv4(17, 5000, 5001)) == -1
+    assert tcp_data_seq(b"") == -1
+
+
+@given(st.binary(min_size=39, max_size=80), st.integers(min_value=0, max_value=255))
+@settings(max_examples=300, deadline=None)
+def test_tcp_data_seq_shortcut_agrees_on_ipv4_tcp_lookalikes(rest: bytes, flags: int) -> None:
+    """Random IPv4 headers that claim TCP: the shortcut and the general parse agree."""
+    data = bytearray(b"\x45" + rest)
+    data[9] = 6
+    data[33 % len(data)] = flags
+    packet = bytes(data)
+    assert (tcp_data_seq(packet) >= 0) == is_tcp_data(packet)

@@ -109,5 +109,5 @@ def test_all_holds_every_flow_and_a_bad_mode_is_refused() -> None:
     _, flows = _run("all")
     assert statistics.median(d for _, d in flows[UDP_FLOW]) >= SLOW - 0.001
     assert statistics.median(d for _, d in flows[ACK_FLOW]) >= SLOW - 0.001
-    with pytest.raises(ValueError, match="equalize: must be one of tcp, all, off"):
+    with pytest.raises(ValueError, match="equalize: must be one of bulk, tcp, all, off"):
         SessionConfig(equalize="slow")

@@ -45,28 +45,36 @@ def test_gap_filled_releases_run_and_other_buckets_flow() -> None:
 
 
 def test_each_packet_comes_back_with_its_own_tag() -> None:
-    """The tags (the session's delivery times) and session seqs follow their packets through the buffer:
-    released at once, held and released in a run, skipped past by a timeout, late."""
+    """The tags (the session's delivery times), session seqs and buckets follow their
+    packets through the buffer: released at once, held and released in a run, skipped past
+    by a timeout, late. Along a run tags do not decrease: a packet the session would
+    deliver at once (tag -inf) does not overtake the earlier one of its flow it holds."""
     with pytest.raises(ValueError, match="tagged=True"):
         ReorderBuffer().pop_ready_tagged(now=0.0)
     buffer = ReorderBuffer(timeout=0.1, tagged=True)
     buffer.push(1, 0, 0, pkt(1, 0), now=0.0, tag=10.0)
     buffer.push(1, 2, 2, pkt(1, 2), now=0.01, tag=12.0)
     buffer.push(2, 0, 3, pkt(2, 0), now=0.01, tag=20.0)
-    assert buffer.pop_ready_tagged(now=0.01) == ([pkt(1, 0), pkt(2, 0)], [10.0, 20.0], [0, 3])
-    buffer.push(1, 3, 4, pkt(1, 3), now=0.02, tag=13.0)
+    assert buffer.pop_ready_tagged(now=0.01) == (
+        [pkt(1, 0), pkt(2, 0)],
+        [10.0, 20.0],
+        [0, 3],
+        [1, 2],
+    )
+    buffer.push(1, 3, 4, pkt(1, 3), now=0.02, tag=-math.inf)
     buffer.push(1, 1, 1, pkt(1, 1), now=0.03, tag=11.0)
     assert buffer.pop_ready_tagged(now=0.03) == (
         [pkt(1, 1), pkt(1, 2), pkt(1, 3)],
-        [11.0, 12.0, 13.0],
+        [11.0, 12.0, 12.0],
         [1, 2, 4],
+        [1, 1, 1],
     )
     buffer.push(1, 5, 6, pkt(1, 5), now=0.04, tag=15.0)
-    assert buffer.pop_ready_tagged(now=0.2) == ([pkt(1, 5)], [15.0], [6])  # the gap timed out
+    assert buffer.pop_ready_tagged(now=0.2) == ([pkt(1, 5)], [15.0], [6], [1])  # timed out
     buffer.push(1, 4, 5, pkt(1, 4), now=0.21, tag=14.0)  # late
     buffer.push(3, 0, 7, pkt(3, 0), now=0.21)  # no tag: 0.0
     assert buffer.pop_ready(now=0.21) == [pkt(1, 4), pkt(3, 0)]  # (tags dropped with them)
-    assert buffer.pop_ready_tagged(now=0.3) == ([], [], [])
+    assert buffer.pop_ready_tagged(now=0.3) == ([], [], [], [])
 
 
 def test_timeout_skips_gap_at_exact_deadline() -> None:
@@ -375,3 +383,25 @@ def test_differential_against_naive_model(seed: int) -> None:
     except AssertionError:
         print(f"differential reorder test failed with seed={seed}")
         raise
+
+
+def test_untag_lowers_the_tags_of_one_flow_still_in_the_buffer() -> None:
+    buffer = ReorderBuffer(timeout=1.0, tagged=True)
+    buffer.push(1, 1, 1, pkt(1, 1), now=0.0, tag=5.0)  # held: waits for bucket seq 0
+    buffer.push(2, 1, 3, pkt(2, 1), now=0.0, tag=6.0)  # another flow, held
+    buffer.push(3, 0, 4, pkt(3, 0), now=0.0, tag=7.0)  # released, not yet popped
+    buffer.push(3, 1, 5, pkt(3, 1), now=0.0, tag=-math.inf)  # (not held by the session)
+    buffer.untag(1)
+    buffer.untag(3)
+    buffer.push(1, 0, 0, pkt(1, 0), now=0.0, tag=-math.inf)
+    buffer.push(2, 0, 2, pkt(2, 0), now=0.0, tag=4.0)
+    ready, tags, _, buckets = buffer.pop_ready_tagged(now=0.0)
+    assert list(zip(buckets, tags, strict=True)) == [
+        (3, 0.0),
+        (3, -math.inf),
+        (1, -math.inf),
+        (1, 0.0),  # untagged: 5.0 -> 0.0
+        (2, 4.0),
+        (2, 6.0),  # another flow keeps its tag
+    ]
+    assert len(ready) == 6

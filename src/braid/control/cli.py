@@ -645,7 +645,10 @@ def _equalize_text(params: dict[str, Any], counters: dict[str, Any]) -> str:
         return ", equalize off"
     delay = float(params.get("equalize_delay") or 0.0)
     held = counters.get("equalized", 0)
-    return f", equalize {mode} (+{delay * 1000:.0f} ms, {held} held)"
+    text = f", equalize {mode} (+{delay * 1000:.0f} ms, {held} held"
+    if mode == "bulk":
+        text += f"; {counters.get('equalize_flows', 0)} flows marked"
+    return text + ")"
 
 
 def _human_age(seconds: float) -> str:

@@ -320,6 +320,8 @@ class PortalService:
                 "fec_recovered": stats.fec_recovered,
                 "equalized": stats.equalized,
                 "equalize_overflow": stats.equalize_overflow,
+                "equalize_trials": stats.equalize_trials,
+                "equalize_flows": stats.equalize_flows,
                 "drops": dict(stats.drops),
             },
             "paths": paths,

@@ -11,10 +11,12 @@
 #   criterion (DSCP, protocol, port of either end, maximum size) matches, or None; it never
 #   raises either (a packet too short for a criterion does not match it).
 # - `is_tcp_data` tells TCP segments that carry data (or SYN/FIN/RST) from pure
-#   acknowledgements and other protocols; it never raises either.
+#   acknowledgements and other protocols; `tcp_data_seq` also reads such a segment's
+#   sequence number; neither ever raises.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Final
 from zlib import crc32
@@ -28,6 +30,7 @@ _IPV6_FRAGMENT: Final = 44
 _IPV6_AH: Final = 51
 _IPV6_DEST_OPTS: Final = 60
 _IPV6_MAX_EXTENSIONS: Final = 8
+_SEQ_AT: Final = struct.Struct("!I").unpack_from
 _PORT_START: Final = {proto: crc32(bytes((proto,))) for proto in _PORT_PROTOCOLS}
 
 
@@ -177,6 +180,38 @@ def is_tcp_data(packet: bytes) -> bool:
     if size < start + 14:
         return True
     return size > start + ((packet[start + 12] >> 4) << 2) or bool(packet[start + 13] & 0x07)
+
+
+def tcp_data_seq(packet: bytes) -> int:
+    """The sequence number of a TCP segment `is_tcp_data` counts as data (0 for a later
+    fragment or a header cut short), or -1 for anything else."""
+    size = len(packet)
+    if size >= 40 and packet[0] == 0x45 and not (packet[6] & 0x1F or packet[7]):
+        # (the common case: IPv4 without options, not a fragment; the same result)
+        if packet[9] != 6:
+            return -1
+        if size > 20 + ((packet[32] >> 4) << 2) or packet[33] & 0x07:
+            seq: int = _SEQ_AT(packet, 24)[0]
+            return seq
+        return -1
+    version = packet[0] >> 4 if size else 0
+    if version == 4:
+        if size < 20 or packet[9] != 6:
+            return -1
+        if packet[6] & 0x1F or packet[7]:
+            return 0  # a later fragment: data
+        start = (packet[0] & 0x0F) << 2
+    elif version == 6:
+        if size < 40 or packet[6] != 6:
+            return -1
+        start = 40
+    else:
+        return -1
+    if size < start + 14:
+        return 0
+    if size > start + ((packet[start + 12] >> 4) << 2) or packet[start + 13] & 0x07:
+        return int.from_bytes(packet[start + 4 : start + 8])
+    return -1
 
 
 def match_class(packet: bytes, classes: tuple[TrafficClass, ...]) -> int | None:

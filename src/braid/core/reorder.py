@@ -96,10 +96,12 @@ class ReorderBuffer:
         self.limit_bytes = limit_bytes
         self._buckets: dict[int, _Bucket] = {}
         self._ready: list[bytes] = []
-        # With `tagged`: each released packet's tag (`push`) and session seq, same order.
+        # With `tagged`: each released packet's tag (`push`), session seq and bucket, in
+        # the same order.
         self._tagged = tagged
         self._tags: list[float] = []
         self._seqs: list[int] = []
+        self._out_buckets: list[int] = []
         # (arrival, order, bucket, bucket seq) for every held packet.
         self._arrivals: list[tuple[float, int, int, int]] = []
         self._order = 0
@@ -149,9 +151,10 @@ class ReorderBuffer:
             if self._tagged:
                 self._tags.append(tag)
                 self._seqs.append(session_seq)
+                self._out_buckets.append(bucket)
             self._released += 1
             if state.held:
-                self._release_run(bucket, state)
+                self._release_run(bucket, state, tag)
                 self._release_proven()
             return
         if seq < expected:
@@ -161,6 +164,7 @@ class ReorderBuffer:
             if self._tagged:
                 self._tags.append(tag)
                 self._seqs.append(session_seq)
+                self._out_buckets.append(bucket)
             return
         held = state.held
         if seq in held:
@@ -252,11 +256,30 @@ class ReorderBuffer:
         if self._tagged:
             self._tags = []
             self._seqs = []
+            self._out_buckets = []
         return ready
 
-    def pop_ready_tagged(self, *, now: float) -> tuple[list[bytes], list[float], list[int]]:
-        """`pop_ready`, with each packet's tag (as given to `push`) and session seq, in the
-        same order (a buffer made with `tagged`)."""
+    def untag(self, bucket: int) -> None:
+        """Lower to 0.0 every positive tag of `bucket`'s packets still in the buffer (held
+        or released and not yet popped): the session no longer holds them for their own
+        time, only behind what it already holds."""
+        state = self._buckets.get(bucket)
+        if state is not None and state.held:
+            held = state.held
+            for seq, (session_seq, packet, tag) in list(held.items()):
+                if tag > 0.0:
+                    held[seq] = (session_seq, packet, 0.0)
+        if self._tagged and self._ready:
+            tags = self._tags
+            for index, owner in enumerate(self._out_buckets):
+                if owner == bucket and tags[index] > 0.0:
+                    tags[index] = 0.0
+
+    def pop_ready_tagged(
+        self, *, now: float
+    ) -> tuple[list[bytes], list[float], list[int], list[int]]:
+        """`pop_ready`, with each packet's tag (as given to `push`), session seq and bucket,
+        in the same order (a buffer made with `tagged`)."""
         if not self._tagged:
             raise ValueError("pop_ready_tagged needs a ReorderBuffer made with tagged=True")
         arrivals = self._arrivals
@@ -264,13 +287,15 @@ class ReorderBuffer:
             self.expire(now=now)
         ready = self._ready
         if not ready:
-            return [], [], []
+            return [], [], [], []
         tags = self._tags
         seqs = self._seqs
+        buckets = self._out_buckets
         self._ready = []
         self._tags = []
         self._seqs = []
-        return ready, tags, seqs
+        self._out_buckets = []
+        return ready, tags, seqs, buckets
 
     def deadline(self) -> float | None:
         """When the oldest held packet times out (None if nothing is held)."""
@@ -307,21 +332,30 @@ class ReorderBuffer:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _release_run(self, bucket: int, state: _Bucket) -> None:
-        """Release held packets from `expected` on; if still blocked, register the head."""
+    def _release_run(self, bucket: int, state: _Bucket, floor: float = -_INF) -> None:
+        """Release held packets from `expected` on; if still blocked, register the head.
+
+        Tags do not decrease along the run, from `floor` (the tag of the packet that
+        unblocked it): a packet the session would deliver at once does not overtake an
+        earlier one of its flow that it holds."""
         held = state.held
         expected = state.expected
         ready = self._ready
         tags = self._tags if self._tagged else None
         seqs = self._seqs
+        out_buckets = self._out_buckets
         count = 0
         size = 0
         while expected in held:
             session_seq, packet, tag = held.pop(expected)
             ready.append(packet)
             if tags is not None:
+                if tag < floor:
+                    tag = floor
+                floor = tag
                 tags.append(tag)
                 seqs.append(session_seq)
+                out_buckets.append(bucket)
             count += 1
             size += len(packet)
             expected += 1

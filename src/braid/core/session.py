@@ -94,8 +94,16 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Final, Literal
 
-from braid.core.classify import TrafficClass, ecn_marked, flow_bucket, is_tcp_data, match_class
+from braid.core.classify import (
+    TrafficClass,
+    ecn_marked,
+    flow_bucket,
+    is_tcp_data,
+    match_class,
+    tcp_data_seq,
+)
 from braid.core.congestion import CONGESTION_CONTROLS
+from braid.core.equalize import BulkFlows
 from braid.core.fec import FecDecoder, FecEncoder, Parity, choose_group_size
 from braid.core.fragment import Fragment, Reassembler, split, split_lowers_latency
 from braid.core.path import (
@@ -124,6 +132,7 @@ from braid.core.wire import (
     DATA_HEADER_SIZE,
     DROP_REASONS,
     FEEDBACK_ENTRY_SIZE,
+    FLAG_HOLD,
     FLAG_JUMPED,
     FLAG_RESENT,
     FRAG_HEADER_SIZE,
@@ -184,6 +193,7 @@ SESSION_REPLAY_WINDOW: Final = 65536
 _INF: Final = math.inf
 _HALF32: Final = 1 << 31
 _DATA_PREFIX: Final = bytes((VERSION, FrameType.DATA, 0))
+_DATA_HOLD_PREFIX: Final = bytes((VERSION, FrameType.DATA, FLAG_HOLD))
 _DATA_PACK: Final = DATA_HEADER.pack
 _DATA_UNPACK: Final = DATA_HEADER.unpack_from
 _FEEDBACK_SIZE: Final = HEADER_SIZE + 1 + FEEDBACK_ENTRY_SIZE
@@ -239,7 +249,7 @@ _SPLIT_MIN: Final = 576
 _SYMBOL: Final = struct.Struct("!HI")
 """FEC symbol prefix: bucket, bucket_seq (then the inner packet)."""
 FEC_MODES: Final = ("off", "auto", "on")
-EQUALIZE_MODES: Final = ("tcp", "all", "off")
+EQUALIZE_MODES: Final = ("bulk", "tcp", "all", "off")
 _EQUALIZE_REFRESH: Final = 0.05
 """Seconds between two computations of the egress's equalization delay (`equalize`)."""
 _EQ_EXEMPT: Final = -_INF
@@ -254,6 +264,8 @@ _EQUALIZE_LIMIT: Final = 8192
 """Packets the egress's delay line holds at most; beyond, the oldest leave early."""
 _EQUALIZE_EARLY: Final = 0.0005
 """A held packet leaves this much before its time (timers fire late, not early)."""
+_EQ_ORDER_SWEEP: Final = 4096
+"""equalize "bulk": the egress forgets flows whose held packets are gone past this many."""
 _FEC_CLEAN_GROUP: Final = 16
 """fec = "on" over links that lose nothing (yet): one parity per this many packets."""
 _TRACE_LIMIT: Final = 200_000
@@ -550,6 +562,10 @@ class SessionStatistics:
     most, in seconds: the paths' one-way delay spread (0 with one path or `equalize` off)."""
     equalize_overflow: int
     """(egress) held packets released early because the delay line was full."""
+    equalize_trials: int
+    """(ingress, `equalize = "bulk"`) pauses after a bulk run that marked a TCP flow."""
+    equalize_flows: int
+    """(ingress, "bulk") TCP flows marked now for the egress to hold (on trial or held)."""
     bod_active: bool
     datagrams_sent: int
     datagrams_received: int
@@ -693,7 +709,8 @@ class TunnelSession:
         self._owd_base_us: int | None = None
         # Egress delay equalization (`equalize`): released packets waiting for their time.
         self._eq_mode = config.equalize
-        self._eq_line: deque[tuple[float, int, bytes]] = deque()  # (time, session seq, packet)
+        # (time, session seq, packet, bucket)
+        self._eq_line: deque[tuple[float, int, bytes, int]] = deque()
         # Held packets below this session seq may leave: a later one arrived on time.
         self._eq_flush = -1
         self._eq_ready: list[bytes] = []  # released and not held (delivered next)
@@ -704,6 +721,14 @@ class TunnelSession:
         self._eq_owd = 0.0  # the relative one-way delay of the datagram being received
         self._equalized = 0
         self._equalize_overflow = 0
+        # equalize "bulk": the ingress's marker; at the egress, whether the datagram being
+        # received carries FLAG_HOLD, and per flow the time until which its unmarked
+        # packets stay behind its held ones (in order).
+        self._bulk = BulkFlows() if config.equalize == "bulk" else None
+        self._bulk_spread = False  # (the ingress's paths differ in delay: watch flows)
+        self._bulk_check = -_INF
+        self._eq_flag = False
+        self._eq_order: dict[int, float] = {}
         self._out: list[tuple[int, bytes]] = []
         self._events: deque[Event] = deque()
         self._closed = False
@@ -954,6 +979,12 @@ class TunnelSession:
                 protect = self._class_fec[index]
         bucket = flow_bucket(ip_packet)
         backlog = self._backlog
+        bulk = self._bulk
+        if bulk is not None:
+            if now >= self._bulk_check:
+                self._check_bulk(now)
+            if self._bulk_spread and (tcp_seq := tcp_data_seq(ip_packet)) >= 0:
+                bulk.on_packet(bucket, len(ip_packet), now, backlog.get(bucket, 0), tcp_seq)
         if not urgent and self._sparse and bucket not in backlog:
             urgent = True  # a sparse flow: to the head of the queue
         queued = self._queued_bytes
@@ -1064,6 +1095,19 @@ class TunnelSession:
                     self._timer = due
         return True
 
+    def _check_bulk(self, now: float) -> None:
+        """equalize "bulk", at the ingress: whether the usable up paths (within
+        `delay_cutoff` of the fastest) differ in delay by `_EQUALIZE_MIN` or more; only
+        then are flows watched for PROBE_RTT (nothing to equalize otherwise)."""
+        self._bulk_check = now + _EQUALIZE_REFRESH
+        delays = [path_delay(p) for p in self._usable if p.up]
+        if len(delays) < 2:
+            self._bulk_spread = False
+            return
+        fastest = min(delays)
+        limit = fastest + self.config.delay_cutoff
+        self._bulk_spread = max(d for d in delays if d <= limit) - fastest >= _EQUALIZE_MIN
+
     def _release(self, path: PathState, now: float) -> None:
         """Send what the pacer and the inflight cap allow from `path`'s queue."""
         queue = path.queue
@@ -1100,6 +1144,7 @@ class TunnelSession:
         pmtu = path.pmtu
         probe_from = BASE_MTU if pmtu is not None and not pmtu.started else NO_LIMIT
         hold = path.hold
+        marked = self._bulk.marked if self._bulk is not None else None
         while queue and release <= horizon and tracker.inflight < cwnd:
             if hold:
                 head = queue[0]
@@ -1116,6 +1161,8 @@ class TunnelSession:
             item = queue.popleft()
             session_seq, bucket, bucket_seq, ip_packet, _ = item
             flags = flagged.pop(session_seq, 0) if flagged else 0
+            if marked and bucket in marked:
+                flags |= FLAG_HOLD
             left = backlog.pop(bucket, 1) - 1
             if left > 0:
                 backlog[bucket] = left
@@ -1128,7 +1175,9 @@ class TunnelSession:
             if wire > mtu or type(ip_packet) is _Piece:
                 # issue 7: too large for the path (fragments, back to back), or one piece
                 # of a packet split across paths.
-                wire, path_seq = self._send_fragments(path, item, flags, tx, now, late or not queue)
+                wire, path_seq = self._send_fragments(
+                    path, item, flags & ~FLAG_HOLD, tx, now, late or not queue
+                )
                 sent_bytes += wire
                 if path_seq >= 0:
                     unacked.append((path_seq, item))
@@ -1260,16 +1309,20 @@ class TunnelSession:
         if type(data) is not bytes:
             data = bytes(data)  # delivered packets are bytes
         frame: Frame | None = None
-        if len(data) > DATA_HEADER_SIZE and data[:3] == _DATA_PREFIX:
-            _, _, _, path_id, session_id, path_seq, tx_us, session_seq, bucket, bucket_seq = (
+        if len(data) > DATA_HEADER_SIZE and (
+            (head := data[:3]) == _DATA_PREFIX or head == _DATA_HOLD_PREFIX
+        ):
+            _, _, flags, path_id, session_id, path_seq, tx_us, session_seq, bucket, bucket_seq = (
                 _DATA_UNPACK(data)
             )
+            self._eq_flag = flags != 0
         else:
             try:
                 frame = decode_datagram(data)
             except ProtocolError as exc:
                 self._drops[exc.reason] += 1
                 return None
+            self._eq_flag = type(frame) is DataFrame and frame.hold
             path_id = frame.path_id
             session_id = frame.session_id
             path_seq = frame.path_seq
@@ -1490,9 +1543,9 @@ class TunnelSession:
             ready = self._reorder.pop_ready(now=self._now)
         else:
             now = self._now
-            packets, tags, seqs = self._reorder.pop_ready_tagged(now=now)
+            packets, tags, seqs, buckets = self._reorder.pop_ready_tagged(now=now)
             if packets and (self._eq_line or max(tags) > now):
-                self._equalize(packets, tags, seqs, now)
+                self._equalize(packets, tags, seqs, buckets, now)
                 packets = []
             if self._eq_line:
                 self._release_equalized(now)
@@ -1508,19 +1561,22 @@ class TunnelSession:
         return ready
 
     def _equalize(
-        self, packets: list[bytes], tags: list[float], seqs: list[int], now: float
+        self,
+        packets: list[bytes],
+        tags: list[float],
+        seqs: list[int],
+        buckets: list[int],
+        now: float,
     ) -> None:
         """Queue released `packets` for delivery: those `equalize` applies to at their
         tag (the time set when each arrived), never before a packet held earlier (per-flow
         order); the others at once."""
         line = self._eq_line
         ready = self._eq_ready
-        tcp_only = self._eq_mode == "tcp"
         tail = line[-1][0] if line else now
         held = 0
-        for packet, until, seq in zip(packets, tags, seqs, strict=True):
-            if until == _EQ_EXEMPT or (tcp_only and until == 0.0 and not is_tcp_data(packet)):
-                # (not held; a packet pushed with no tag was not classified on arrival)
+        for packet, until, seq, bucket in zip(packets, tags, seqs, buckets, strict=True):
+            if until == _EQ_EXEMPT:
                 ready.append(packet)
                 continue
             if until > tail:
@@ -1530,13 +1586,23 @@ class TunnelSession:
             if until <= now and not line:
                 ready.append(packet)
                 continue
-            line.append((until, seq, packet))
+            line.append((until, seq, packet, bucket))
             if until > now:
                 held += 1
         self._equalized += held
         while len(line) > _EQUALIZE_LIMIT:
             ready.append(line.popleft()[2])
             self._equalize_overflow += 1
+
+    def _let_go(self, bucket: int) -> None:
+        """equalize "bulk": the sender's ingress unmarked flow `bucket` (its pause was not
+        PROBE_RTT): its packets held for that trial leave now, in order."""
+        line = self._eq_line
+        if any(entry[3] == bucket for entry in line):
+            self._eq_ready.extend(entry[2] for entry in line if entry[3] == bucket)
+            self._eq_line = deque(entry for entry in line if entry[3] != bucket)
+        # (and those still in the reorder buffer, waiting for an earlier packet)
+        self._reorder.untag(bucket)
 
     def _release_equalized(self, now: float) -> None:
         """Move the held packets whose time has come to the packets to deliver."""
@@ -1660,6 +1726,8 @@ class TunnelSession:
             equalized=self._equalized,
             equalize_delay=self._eq_spread,
             equalize_overflow=self._equalize_overflow,
+            equalize_trials=self._bulk.trials if self._bulk is not None else 0,
+            equalize_flows=len(self._bulk.marked) if self._bulk is not None else 0,
             bod_active=self._bod_active,
             datagrams_sent=self._datagrams_sent,
             datagrams_received=self._datagrams_received,
@@ -1762,23 +1830,43 @@ class TunnelSession:
             if now >= self._eq_refresh:
                 self._refresh_equalize(now)
             hold = self._eq_target - self._eq_owd
-            if hold <= _EQUALIZE_EARLY and not self._eq_line:
-                # Nothing to wait for (one path, equal delays, this came over the slowest):
-                # as "off".
-                reorder.push(bucket, bucket_seq, seq, payload, now=now)
-            elif self._eq_mode == "tcp" and not is_tcp_data(payload):
-                # Not held with "tcp" (not TCP, or a pure acknowledgement).
+            wait = hold
+            mode = self._eq_mode
+            if mode == "all":
+                holds = True
+            elif mode == "tcp":
+                holds = is_tcp_data(payload)
+            else:
+                # "bulk": what the sender's ingress marked (FLAG_HOLD); an unmarked packet
+                # of a flow still held goes no sooner than its held packets (in order).
+                order = self._eq_order
+                holds = self._eq_flag
+                if holds:
+                    if len(order) > _EQ_ORDER_SWEEP:
+                        for key in [k for k, t in order.items() if t < now]:
+                            del order[key]
+                    order[bucket] = now + self.config.delay_cutoff
+                elif order.pop(bucket, -_INF) > now:
+                    # Unmarked after marked packets: the trial is over, those may leave.
+                    self._let_go(bucket)
+            if not holds:
+                # Not held: with "tcp" not TCP or a pure acknowledgement; with "bulk" not
+                # marked by the sender.
                 reorder.push(bucket, bucket_seq, seq, payload, now=now, tag=_EQ_EXEMPT)
+            elif wait <= _EQUALIZE_EARLY and not self._eq_line:
+                # Nothing to wait for (one path, equal delays, this came over the slowest).
+                reorder.push(bucket, bucket_seq, seq, payload, now=now)
             else:
                 cap = self.config.delay_cutoff
-                tag = now + (hold if hold < cap else cap) if hold > 0.0 else now
+                tag = now + (wait if wait < cap else cap) if wait > 0.0 else now
                 reorder.push(bucket, bucket_seq, seq, payload, now=now, tag=tag)
-                if hold <= _EQUALIZE_EARLY and progress and seq > self._eq_flush:
-                    # (it came on time: everything sent before it waited long enough)
-                    self._eq_flush = seq
-                packets, tags, seqs = reorder.pop_ready_tagged(now=now)
+            if hold <= _EQUALIZE_EARLY and progress and seq > self._eq_flush:
+                # (it came on time: everything sent before it waited long enough)
+                self._eq_flush = seq
+            if self._eq_line:
+                packets, tags, seqs, buckets = reorder.pop_ready_tagged(now=now)
                 if packets:
-                    self._equalize(packets, tags, seqs, now)
+                    self._equalize(packets, tags, seqs, buckets, now)
         if filled:
             self._update_proof_cap()
         decoder = self._fec_decoder

@@ -42,6 +42,9 @@ sequence number says nothing about what the path delivered before it."""
 FLAG_RESENT: Final = 0x04
 """DATA: a retransmission answering a NACK (its numbers are the original's; like a jumped
 packet it proves nothing about what its path delivered before it)."""
+FLAG_HOLD: Final = 0x08
+"""DATA: deliver no earlier than it would have arrived over the slowest usable path (the
+sender's ingress marks a bulk TCP flow caught in BBR's PROBE_RTT: `equalize = "bulk"`)."""
 FLAG_GONE: Final = 0x01
 """NACK: the sender no longer has these packets (stop waiting for them)."""
 MAX_NACK_ENTRIES: Final = 64
@@ -147,6 +150,8 @@ class DataFrame:
     """FLAG_JUMPED was set."""
     resent: bool = False
     """FLAG_RESENT was set."""
+    hold: bool = False
+    """FLAG_HOLD was set."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,13 +276,16 @@ def encode_data(
     *,
     jumped: bool = False,
     resent: bool = False,
+    hold: bool = False,
 ) -> bytes:
     """Encode a DATA datagram (payload must be non-empty)."""
     return (
         DATA_HEADER.pack(
             VERSION,
             FrameType.DATA,
-            (FLAG_JUMPED if jumped else 0) | (FLAG_RESENT if resent else 0),
+            (FLAG_JUMPED if jumped else 0)
+            | (FLAG_RESENT if resent else 0)
+            | (FLAG_HOLD if hold else 0),
             path_id,
             session_id,
             path_seq,
@@ -439,6 +447,7 @@ def encode(frame: Frame) -> bytes:
             frame.payload,
             jumped=frame.jumped,
             resent=frame.resent,
+            hold=frame.hold,
         )
     if isinstance(frame, FragFrame):
         return encode_frag(
@@ -533,7 +542,7 @@ def decode_datagram(data: Buffer) -> Frame:
     frame_type = data[1]
     flags = data[2]
     if frame_type == FrameType.DATA:
-        if flags & ~(FLAG_JUMPED | FLAG_RESENT):
+        if flags & ~(FLAG_JUMPED | FLAG_RESENT | FLAG_HOLD):
             raise ProtocolError("bad_flags")
         if size < DATA_HEADER_SIZE:
             raise ProtocolError("truncated")
@@ -553,6 +562,7 @@ def decode_datagram(data: Buffer) -> Frame:
             bytes(data[DATA_HEADER_SIZE:]),
             bool(flags & FLAG_JUMPED),
             bool(flags & FLAG_RESENT),
+            bool(flags & FLAG_HOLD),
         )
     if frame_type == FrameType.FRAG:
         if flags & ~(FLAG_JUMPED | FLAG_RESENT):

@@ -37,11 +37,17 @@
   const fmtMs = (s) => s == null ? "–" : (s * 1000).toFixed(1) + " ms";
   const fmtPct = (x) => x == null ? "–" : (x * 100).toFixed(2) + " %";
   const fmtTime = (t) => new Date(t * 1000).toLocaleString();
-  // "tcp +35 ms, 12034 held" or "off" (empty for a portal without equalization).
+  // "tcp +35 ms, 12034 held", "bulk +35 ms, 812 held, 1 flow marked" or "off" (empty for
+  // a portal without equalization).
   function fmtEqualize(params, counters) {
     if (params.equalize == null) return "–";
     if (params.equalize === "off") return "off";
-    return `${params.equalize} +${((params.equalize_delay || 0) * 1000).toFixed(0)} ms, ${counters.equalized || 0} held`;
+    let text = `${params.equalize} +${((params.equalize_delay || 0) * 1000).toFixed(0)} ms, ${counters.equalized || 0} held`;
+    if (params.equalize === "bulk") {
+      const n = counters.equalize_flows || 0;
+      text += `, ${n} flow${n === 1 ? "" : "s"} marked`;
+    }
+    return text;
   }
   const pathKey = (p) => p.path_id + (p.name ? " " + p.name : "");
   function cell(tr, text, cls) { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; tr.appendChild(td); return td; }

@@ -1,0 +1,233 @@
+"""`equalize = "bulk"`: the ingress marks a TCP flow it sees in BBR's PROBE_RTT (a pause
+after a bulk run, a trickle of at least 150 ms, bulk again) and the egress holds the
+flow's marked packets to the slowest path's delay from then on; a short exchange, a flow
+that pauses for its application, or one that never pauses, is never held."""
+
+from __future__ import annotations
+
+import statistics
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from braid.core.equalize import FORGET, BulkFlows
+from braid.core.session import SessionConfig
+from braid.core.wire import FLAG_HOLD, DataFrame, decode_datagram, encode
+
+from .pairnet import LOCAL, REMOTE, LinkProfile, PairNet, parse_packet, tcp_packet
+
+FAST, SLOW = 0.005, 0.040
+BULK, PAUSED, SHORT = 1, 2, 3
+SIZE = 1200
+
+
+def _bulk(start: float, seconds: float, interval: float = 0.0004) -> list[float]:
+    """Send times of a bulk run (0.4 ms apart: 24 Mbit/s of 1200-byte packets)."""
+    return [start + i * interval for i in range(int(seconds / interval))]
+
+
+def _probe_rtt(start: float, *, rtt: float = 0.05, rounds: int = 5) -> list[float]:
+    """A PROBE_RTT trickle from `start`: four packets each round trip."""
+    return [start + r * rtt + k * 0.0002 for r in range(rounds) for k in range(4)]
+
+
+def _feed(flows: BulkFlows, bucket: int, times: list[float], queued: int = 20) -> None:
+    """The packets of a flow at `times`, each finding `queued` of the flow queued (a bulk
+    flow keeps some queued; a trickle finds none)."""
+    for at in times:
+        flows.on_packet(bucket, SIZE, at, queued)
+
+
+# -- the marker alone ------------------------------------------------------------------
+
+
+def test_probe_rtt_after_a_bulk_run_marks_the_flow_for_good() -> None:
+    flows = BulkFlows()
+    _feed(flows, 7, _bulk(0.0, 2.0))
+    assert flows.marked == set() and flows.trials == 0
+    # The drain: nothing for a round trip; then the trickle, marked from its first packet.
+    trickle = _probe_rtt(2.04)
+    flows.on_packet(7, SIZE, trickle[0], 0)
+    assert flows.marked == {7} and flows.trials == 1 and flows.held == 0
+    _feed(flows, 7, trickle[1:], 0)
+    assert flows.marked == {7} and flows.held == 0
+    _feed(flows, 7, _bulk(trickle[-1] + 0.05, 1.0))  # bulk again: that was PROBE_RTT
+    assert flows.marked == {7} and flows.held == 1 and flows.held_now == 1
+    # Held from then on, through pauses and later PROBE_RTTs, until forgotten when idle.
+    _feed(flows, 7, _bulk(4.0, 0.5))
+    _feed(flows, 7, [5.0, 5.5, 6.0], 0)
+    assert flows.marked == {7} and flows.trials == 1
+    flows.on_packet(8, SIZE, 6.0 + FORGET + 1, 0)  # (a new flow sweeps the old ones)
+    assert flows.marked == set() and flows.held_now == 0
+
+
+def test_a_hiccup_a_pause_or_a_slow_trickle_lets_the_flow_go() -> None:
+    flows = BulkFlows()
+    # A hiccup in bulk: 5 ms without packets, the queue ran dry, then bulk at once.
+    _feed(flows, 1, _bulk(0.0, 2.0))
+    flows.on_packet(1, SIZE, 2.005, 0)
+    assert flows.marked == {1} and flows.trials == 1
+    _feed(flows, 1, _bulk(2.0054, 0.01), 0)
+    assert flows.marked == set() and flows.held == 0
+    # ... and its run goes on: the next PROBE_RTT is caught.
+    _feed(flows, 1, _bulk(2.02, 0.5))
+    _feed(flows, 1, _probe_rtt(2.56), 0)
+    _feed(flows, 1, _bulk(2.82, 0.1))
+    assert flows.marked == {1} and flows.held == 1
+    # An application's 300 ms pause between two bulk runs (a video's next chunk).
+    _feed(flows, 2, _bulk(0.0, 2.0))
+    _feed(flows, 2, _bulk(2.3, 1.0), 0)
+    assert 2 not in flows.marked
+    # A trickle with a 150 ms hole in it: an application's pause, not PROBE_RTT.
+    _feed(flows, 3, _bulk(0.0, 2.0))
+    _feed(flows, 3, [2.05, 2.06, 2.21, 2.22], 0)
+    _feed(flows, 3, _bulk(2.3, 1.0))
+    assert 3 not in flows.marked
+    # A trickle that goes on (a slow flow now): let go after a second.
+    _feed(flows, 4, _bulk(0.0, 2.0))
+    _feed(flows, 4, [2.05 + 0.02 * i for i in range(80)], 0)
+    assert 4 not in flows.marked
+    assert flows.held == 1
+
+
+def test_short_exchanges_and_bulk_that_keeps_a_queue_are_never_marked() -> None:
+    flows = BulkFlows()
+    # Requests and responses on one connection: 10 kB and 200 kB, 60 and 200 ms apart.
+    at = 0.0
+    for _ in range(20):
+        _feed(flows, 5, [at + i * 0.0004 for i in range(8)], 0)
+        at += 0.06
+        _feed(flows, 5, [at + i * 0.0004 for i in range(170)], 0)
+        at += 0.2
+    # A bulk flow with up to 8 ms between packets (ACK-clocked bursts), its queue never
+    # empty.
+    _feed(flows, 6, [i * 0.0004 + (0.008 if i % 500 == 0 else 0.0) for i in range(20000)])
+    assert flows.trials == 0 and flows.marked == set()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(
+            st.floats(min_value=0.0, max_value=0.3),
+            st.integers(min_value=0, max_value=3),
+            st.integers(min_value=0, max_value=2),
+        ),
+        min_size=1,
+        max_size=400,
+    )
+)
+def test_any_arrival_pattern_keeps_the_books_straight(
+    events: list[tuple[float, int, int]],
+) -> None:
+    flows = BulkFlows()
+    at = 0.0
+    for gap, bucket, queued in events:
+        at += gap
+        flows.on_packet(bucket, 60_000, at, queued)  # (large: a run after a few packets)
+    assert flows.marked <= {0, 1, 2, 3}
+    assert flows.held <= flows.trials
+    assert flows.held_now <= len(flows.marked)
+
+
+# -- through a session: FLAG_HOLD on the wire, held at the egress ------------------------
+
+
+def test_flag_hold_round_trips_on_data() -> None:
+    frame = DataFrame(3, 9, 1, 2, 5, 7, 11, b"\x45" + bytes(39), hold=True)
+    wire = encode(frame)
+    assert wire[2] == FLAG_HOLD
+    assert decode_datagram(wire) == frame
+
+
+def _run_bulk() -> tuple[PairNet, dict[int, list[tuple[int, float, float]]]]:
+    config = SessionConfig(equalize="bulk")
+    net = PairNet(
+        11,
+        {0: LinkProfile(delay=FAST), 1: LinkProfile(delay=SLOW)},
+        config=config,
+        rates={0: 10_000_000, 1: 40_000_000},
+    )
+    net.run_until(0.7)
+    times: dict[int, list[float]] = {}
+    # BULK: light (4.8 Mbit/s), 2 s in bulk (12 Mbit/s), PROBE_RTT, 1 s in bulk, light.
+    trickle = _probe_rtt(3.08)  # (after the drain: a round trip and the queue)
+    first = [0.7 + i * 0.002 for i in range(150)]
+    light = [trickle[-1] + 1.05 + i * 0.002 for i in range(500)]
+    bulk = _bulk(1.0, 2.0, 0.0008) + trickle + _bulk(trickle[-1] + 0.05, 1.0, 0.0008)
+    times[BULK] = first + bulk + light
+    # PAUSED: the same, with an application's 300 ms pause instead of PROBE_RTT. In all,
+    # the bulk runs fill the paths to half; the light phases fit the fast path.
+    times[PAUSED] = _bulk(1.0, 2.0, 0.0008) + [3.3 + i * 0.003 for i in range(600)]
+    # SHORT: 20 packets now and then while the others run.
+    times[SHORT] = [1.5 + k * 0.5 + i * 0.001 for k in range(7) for i in range(20)]
+    sent: dict[tuple[int, int], float] = {}
+    for flow, flow_times in times.items():
+        for seq, at in enumerate(flow_times):
+            sent[(flow, seq)] = at
+            net.schedule(LOCAL, at, tcp_packet(flow, seq))
+    net.run_until(max(max(t) for t in times.values()) + 1.0)
+    delivered: dict[int, list[tuple[int, float, float]]] = {f: [] for f in times}
+    for at, packet in net.delivered[REMOTE]:
+        flow, seq = parse_packet(packet)
+        delivered[flow].append((seq, sent[(flow, seq)], at - sent[(flow, seq)]))
+    return net, delivered
+
+
+def test_a_flow_is_held_from_its_probe_rtt_on_and_others_never() -> None:
+    net, flows = _run_bulk()
+    bulk = flows[BULK]
+    assert [seq for seq, _, _ in bulk] == list(range(len(bulk)))  # in order, none lost
+    # Before PROBE_RTT: not held (light at first: the fast path's delay).
+    before = [d for _, at, d in bulk if at < 1.0]
+    assert statistics.median(before) < FAST + 0.003, statistics.median(before)
+    # The trickle and everything after: the slow path's delay at least.
+    after = [d for _, at, d in bulk if at >= 3.08]
+    assert min(after) >= SLOW - 0.001, min(after)
+    light = [d for _, at, d in bulk if at >= 5.0]
+    assert statistics.median(light) < SLOW + 0.003, statistics.median(light)
+    # The flow paused by its application and the short exchanges: the fast path's delay.
+    paused = flows[PAUSED]
+    assert [seq for seq, _, _ in paused] == list(range(len(paused)))
+    assert statistics.median(d for _, at, d in paused if at >= 3.5) < FAST + 0.003
+    short = flows[SHORT]
+    assert len(short) == 140 and statistics.median(d for _, _, d in short) < FAST + 0.005
+    local, remote = net.session(LOCAL).statistics(), net.session(REMOTE).statistics()
+    assert local.equalize_trials == 1 and local.equalize_flows == 1
+    assert remote.equalized > 500 and remote.equalize_overflow == 0
+
+
+def test_a_hiccup_in_bulk_costs_no_hold() -> None:
+    """A bulk flow (24 Mbit/s over 10 + 40 Mbit/s) stops for 45 ms now and then: each time
+    its queue runs dry the ingress marks it on trial and unmarks it when the bulk resumes
+    at once; the egress lets the packets it held for the trial go when the first unmarked
+    one arrives (also those still waiting in the reorder buffer), so no packet waits the
+    spread on top of its queueing (without that, up to 75 ms)."""
+    config = SessionConfig(equalize="bulk")
+    net = PairNet(
+        13,
+        {0: LinkProfile(delay=FAST), 1: LinkProfile(delay=SLOW)},
+        config=config,
+        rates={0: 10_000_000, 1: 40_000_000},
+    )
+    net.run_until(1.0)
+    times: list[float] = []
+    at = 1.0
+    while at < 5.0:
+        times += _bulk(at, 0.3, 0.0004)
+        at = times[-1] + 0.045  # the hiccup: long enough for the queue to run dry
+    sent = {}
+    for seq, when in enumerate(times):
+        sent[seq] = when
+        net.schedule(LOCAL, when, tcp_packet(BULK, seq))
+    net.run_until(6.0)
+    delays = []
+    for arrived, packet in net.delivered[REMOTE]:
+        _, seq = parse_packet(packet)
+        delays.append((seq, arrived - sent[seq]))
+    assert [seq for seq, _ in delays] == list(range(len(times)))
+    local, remote = net.session(LOCAL).statistics(), net.session(REMOTE).statistics()
+    assert local.equalize_trials >= 5 and local.equalize_flows == 0, local.equalize_trials
+    assert remote.equalized > 0  # (packets were held for the trials ...)
+    late = [d for seq, d in delays if sent[seq] >= 2.0]
+    assert max(late) < SLOW + 0.015, max(late)  # (... and let go)
