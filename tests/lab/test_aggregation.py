@@ -54,6 +54,21 @@ def _run(tmp_path: Path, capsys: pytest.CaptureFixture[str], scenario: str) -> d
     return series
 
 
+def _braid_only(name: str, *, duration: int, equalize: str) -> str:
+    """The shipped scenario `name` (20 s x 3, links, MPTCP and braid) as one run of braid
+    alone, `duration` seconds, with `equalize` on both portals."""
+    shipped = (SCENARIOS / f"{name}.toml").read_text()
+    scenario = (
+        shipped.replace("duration = 20", f"duration = {duration}")
+        .replace("repeat = 3", "repeat = 1")
+        .replace('series = ["links", "mptcp", "braid"]', 'series = ["braid"]')
+        .replace("\n[[link]]", f'\n[braid]\nequalize = "{equalize}"\n\n[[link]]', 1)
+    )
+    assert f"duration = {duration}" in scenario and "repeat = 1" in scenario
+    assert 'series = ["braid"]' in scenario and f'equalize = "{equalize}"' in scenario
+    return scenario
+
+
 def test_braid_aggregates_unequal_links(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     series = _run(tmp_path, capsys, SCENARIO)
     total = series["link-1"]["mbps"] + series["link-2"]["mbps"]
@@ -98,16 +113,8 @@ def test_one_bbr_flow_fills_four_links_of_unequal_delay(
     data the slowest path's delay, so that minimum covers every path and the window fills
     all four. Without it the flow stayed at 50.7-52.9 Mbit/s in every run (the three
     shorter links: a hard cap, not loss)."""
-    shipped = (SCENARIOS / "agg-four-bbr.toml").read_text()
-    scenario = (
-        shipped.replace("duration = 20", "duration = 10")
-        .replace("repeat = 3", "repeat = 1")
-        .replace('series = ["links", "mptcp", "braid"]', 'series = ["braid"]')
-        .replace("\n[[link]]", '\n[braid]\nequalize = "tcp"\n\n[[link]]', 1)
-    )
-    assert "duration = 10" in scenario and "repeat = 1" in scenario
-    assert 'series = ["braid"]' in scenario and 'cc = "bbr"' in scenario
-    assert 'equalize = "tcp"' in scenario
+    scenario = _braid_only("agg-four-bbr", duration=10, equalize="tcp")
+    assert 'cc = "bbr"' in scenario
     braid = _run(tmp_path, capsys, scenario)["braid"]
     samples = [v for t, v in braid["runs"][0]["samples"] if t > 4.0]
     assert sum(samples) / len(samples) >= 66, samples
@@ -122,16 +129,8 @@ def test_bulk_equalization_holds_a_bbr_download_from_its_probe_rtt_on(
     and marks it; the local portal's egress holds it from then on, and the flow fills all
     four links (before: the three shorter ones, 50.7-52.9 Mbit/s in every run). By hand:
     80-90 Mbit/s after the first PROBE_RTT."""
-    shipped = (SCENARIOS / "agg-four-down-bbr.toml").read_text()
-    scenario = (
-        shipped.replace("duration = 20", "duration = 25")
-        .replace("repeat = 3", "repeat = 1")
-        .replace('series = ["links", "mptcp", "braid"]', 'series = ["braid"]')
-        .replace("\n[[link]]", '\n[braid]\nequalize = "bulk"\n\n[[link]]', 1)
-    )
-    assert "duration = 25" in scenario and 'series = ["braid"]' in scenario
+    scenario = _braid_only("agg-four-down-bbr", duration=25, equalize="bulk")
     assert 'cc = "bbr"' in scenario and 'direction = "down"' in scenario
-    assert 'equalize = "bulk"' in scenario
     stats = tmp_path / "stats"
     stats.mkdir()
     monkeypatch.setenv("BRAID_LAB_STATS", str(stats))

@@ -92,11 +92,6 @@ class BulkFlows:
         """Trials that looked like PROBE_RTT: flows held from then on."""
         self._sweep = 0.0
 
-    @property
-    def held_now(self) -> int:
-        """Flows held now (dropped after `FORGET` seconds without data)."""
-        return sum(1 for f in self._flows.values() if f[_STATE] == _HELD)
-
     def on_packet(self, bucket: int, size: int, now: float, queued: int, seq: int = 0) -> None:
         """One TCP data packet of flow `bucket` (`size` bytes, TCP sequence number `seq`)
         enters the tunnel, where `queued` packets of the flow wait to be sent (`seq` 0:
