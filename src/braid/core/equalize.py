@@ -60,30 +60,53 @@ _SWEEP: Final = 10.0
 _FREE: Final = 0
 _TRIAL: Final = 1
 _HELD: Final = 2
-
-# A flow's record: a list (one update per TCP data packet), with these fields.
-(
-    _LAST,
-    _RUN_START,
-    _RUN_BYTES,
-    _STATE,
-    _T0,
-    _COUNT,
-    _BURST,
-    _RUN_PACKETS,
-    _RUN_QUEUED,
-    _HIGH,
-    _RTX,
-) = range(11)
 _HALF32: Final = 1 << 31
 _MASK32: Final = (1 << 32) - 1
+
+
+class _Flow:
+    """What the ingress keeps of one TCP flow (updated once per data packet)."""
+
+    __slots__ = (
+        "burst",
+        "count",
+        "high",
+        "last",
+        "rtx",
+        "run_bytes",
+        "run_packets",
+        "run_queued",
+        "run_start",
+        "state",
+        "t0",
+    )
+
+    def __init__(self, now: float, size: int, seq: int) -> None:
+        self.last = now  # the flow's last packet
+        self.state = _FREE
+        self.run_start = now  # its run: since, bytes, packets, packets that found a queue
+        self.run_bytes = size
+        self.run_packets = 1
+        self.run_queued = 0
+        self.high = seq  # the highest sequence number seen
+        self.rtx = -RTX_QUIET  # its last retransmission
+        self.t0 = 0.0  # its trial: since, packets, packets in a row within BURST_GAP
+        self.count = 0
+        self.burst = 0
+
+    def restart(self, now: float, size: int) -> None:
+        """A run starts afresh with this packet."""
+        self.run_start = now
+        self.run_bytes = size
+        self.run_packets = 1
+        self.run_queued = 0
 
 
 class BulkFlows:
     """The ingress's view of its TCP flows for `equalize = "bulk"`."""
 
     def __init__(self) -> None:
-        self._flows: dict[int, list[float]] = {}
+        self._flows: dict[int, _Flow] = {}
         self.marked: set[int] = set()
         """Buckets whose data goes out with FLAG_HOLD (on trial or held)."""
         self.trials = 0
@@ -96,85 +119,78 @@ class BulkFlows:
         """One TCP data packet of flow `bucket` (`size` bytes, TCP sequence number `seq`)
         enters the tunnel, where `queued` packets of the flow wait to be sent (`seq` 0:
         unknown)."""
-        flows = self._flows
-        flow = flows.get(bucket)
+        flow = self._flows.get(bucket)
         if flow is None:
             if now >= self._sweep:
                 self._forget(now)
-            flows[bucket] = [now, now, float(size), _FREE, 0.0, 0.0, 0.0, 1.0, 0.0, seq, -RTX_QUIET]
+            self._flows[bucket] = _Flow(now, size, seq)
             return
-        gap = now - flow[_LAST]
-        flow[_LAST] = now
-        state = flow[_STATE]
+        gap = now - flow.last
+        flow.last = now
+        state = flow.state
         if state == _HELD:
             return
-        if not seq or (seq - int(flow[_HIGH])) & _MASK32 < _HALF32:
-            if seq:
-                flow[_HIGH] = seq
-        else:
-            # A sequence number below one already seen: a retransmission.
-            flow[_RTX] = now
-            if state == _TRIAL:
-                flow[_STATE] = _FREE
-                self.marked.discard(bucket)
-            flow[_RUN_BYTES] += size
-            flow[_RUN_PACKETS] += 1
-            return
+        if seq:
+            if (seq - flow.high) & _MASK32 < _HALF32:
+                flow.high = seq
+            else:
+                # A sequence number below one already seen: a retransmission.
+                flow.rtx = now
+                if state == _TRIAL:
+                    flow.state = _FREE
+                    self.marked.discard(bucket)
+                flow.run_bytes += size
+                flow.run_packets += 1
+                return
         if state == _TRIAL:
-            elapsed = now - flow[_T0]
+            elapsed = now - flow.t0
             if gap < IDLE_GAP and elapsed <= TRIAL_MAX:
-                flow[_COUNT] += 1
-                flow[_BURST] = flow[_BURST] + 1 if gap < BURST_GAP else 0
-                if flow[_BURST] < BURST:
+                flow.count += 1
+                flow.burst = flow.burst + 1 if gap < BURST_GAP else 0
+                if flow.burst < BURST:
                     return  # the trickle, or the first packets of a burst
-                if elapsed >= TRIAL_MIN and flow[_COUNT] - flow[_BURST] >= TRICKLE_MIN:
-                    flow[_STATE] = _HELD
+                if elapsed >= TRIAL_MIN and flow.count - flow.burst >= TRICKLE_MIN:
+                    flow.state = _HELD
                     self.held += 1
                     return
                 if elapsed < TRIAL_MIN:
                     # In bulk again at once: a hiccup. The flow's run goes on.
-                    flow[_STATE] = _FREE
+                    flow.state = _FREE
                     self.marked.discard(bucket)
-                    flow[_RUN_BYTES] += size
+                    flow.run_bytes += size
+                    flow.run_packets += 1
                     return
             # An application's pause, or a trickle too long: a run must start afresh.
-            flow[_STATE] = _FREE
+            flow.state = _FREE
             self.marked.discard(bucket)
-            self._restart(flow, now, size)
+            flow.restart(now, size)
             return
         if gap >= IDLE_GAP:
-            self._restart(flow, now, size)
+            flow.restart(now, size)
             return
         if queued > TRIGGER_QUEUED:
-            flow[_RUN_QUEUED] += 1
+            flow.run_queued += 1
         elif (
             gap >= TRIGGER_GAP
-            and now - flow[_RTX] >= RTX_QUIET
-            and now - flow[_RUN_START] >= RUN_TIME
-            and flow[_RUN_BYTES] >= RUN_BYTES
-            and flow[_RUN_QUEUED] >= RUN_QUEUED * flow[_RUN_PACKETS]
+            and now - flow.rtx >= RTX_QUIET
+            and now - flow.run_start >= RUN_TIME
+            and flow.run_bytes >= RUN_BYTES
+            and flow.run_queued >= RUN_QUEUED * flow.run_packets
         ):
-            flow[_STATE] = _TRIAL
-            flow[_T0] = now
-            flow[_COUNT] = 1.0
-            flow[_BURST] = 0.0
+            flow.state = _TRIAL
+            flow.t0 = now
+            flow.count = 1
+            flow.burst = 0
             self.marked.add(bucket)
             self.trials += 1
             return
-        flow[_RUN_BYTES] += size
-        flow[_RUN_PACKETS] += 1
-
-    @staticmethod
-    def _restart(flow: list[float], now: float, size: int) -> None:
-        flow[_RUN_START] = now
-        flow[_RUN_BYTES] = float(size)
-        flow[_RUN_PACKETS] = 1.0
-        flow[_RUN_QUEUED] = 0.0
+        flow.run_bytes += size
+        flow.run_packets += 1
 
     def _forget(self, now: float) -> None:
         self._sweep = now + _SWEEP
         horizon = now - FORGET
         flows = self._flows
-        for bucket in [b for b, f in flows.items() if f[_LAST] < horizon]:
+        for bucket in [b for b, f in flows.items() if f.last < horizon]:
             del flows[bucket]
             self.marked.discard(bucket)
