@@ -1823,22 +1823,22 @@ class TunnelSession:
             if nack is not None and len(nack) > nack.outstanding:
                 self._nack_proven(now)
             reorder.on_path_progress(path.path_id, seq)
-        if self._eq_mode == "off":
+        if self._eq_mode != "off" and now >= self._eq_refresh:
+            self._refresh_equalize(now)
+        if self._eq_target == -_INF and not self._eq_line:
+            # "off", or nothing to hold (one path, equal delays): nothing parsed.
             reorder.push(bucket, bucket_seq, seq, payload, now=now)
         else:
             # The packet's delivery time: as if it had come over the slowest path.
-            if now >= self._eq_refresh:
-                self._refresh_equalize(now)
             hold = self._eq_target - self._eq_owd
-            wait = hold
             mode = self._eq_mode
             if mode == "all":
                 holds = True
             elif mode == "tcp":
                 holds = is_tcp_data(payload)
             else:
-                # "bulk": what the sender's ingress marked (FLAG_HOLD); an unmarked packet
-                # of a flow still held goes no sooner than its held packets (in order).
+                # "bulk": what the sender's ingress marked (FLAG_HOLD). An unmarked packet
+                # of a flow with marked packets held ends its trial: those may leave.
                 order = self._eq_order
                 holds = self._eq_flag
                 if holds:
@@ -1847,18 +1847,17 @@ class TunnelSession:
                             del order[key]
                     order[bucket] = now + self.config.delay_cutoff
                 elif order.pop(bucket, -_INF) > now:
-                    # Unmarked after marked packets: the trial is over, those may leave.
                     self._let_go(bucket)
             if not holds:
                 # Not held: with "tcp" not TCP or a pure acknowledgement; with "bulk" not
                 # marked by the sender.
                 reorder.push(bucket, bucket_seq, seq, payload, now=now, tag=_EQ_EXEMPT)
-            elif wait <= _EQUALIZE_EARLY and not self._eq_line:
-                # Nothing to wait for (one path, equal delays, this came over the slowest).
+            elif hold <= _EQUALIZE_EARLY and not self._eq_line:
+                # Nothing to wait for (this came over the slowest path).
                 reorder.push(bucket, bucket_seq, seq, payload, now=now)
             else:
                 cap = self.config.delay_cutoff
-                tag = now + (wait if wait < cap else cap) if wait > 0.0 else now
+                tag = now + (hold if hold < cap else cap) if hold > 0.0 else now
                 reorder.push(bucket, bucket_seq, seq, payload, now=now, tag=tag)
             if hold <= _EQUALIZE_EARLY and progress and seq > self._eq_flush:
                 # (it came on time: everything sent before it waited long enough)
