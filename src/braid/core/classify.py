@@ -163,23 +163,7 @@ def is_tcp_data(packet: bytes) -> bool:
     fragment of one: not a pure acknowledgement, and not another protocol (IPv6: without
     extension headers). A header cut short counts as data. Egress delay equalization holds
     these (`equalize = "tcp"`)."""
-    size = len(packet)
-    version = packet[0] >> 4 if size else 0
-    if version == 4:
-        if size < 20 or packet[9] != 6:
-            return False
-        if packet[6] & 0x1F or packet[7]:
-            return True  # a later fragment: data
-        start = (packet[0] & 0x0F) << 2
-    elif version == 6:
-        if size < 40 or packet[6] != 6:
-            return False
-        start = 40
-    else:
-        return False
-    if size < start + 14:
-        return True
-    return size > start + ((packet[start + 12] >> 4) << 2) or bool(packet[start + 13] & 0x07)
+    return tcp_data_seq(packet) >= 0
 
 
 def tcp_data_seq(packet: bytes) -> int:
