@@ -45,7 +45,8 @@ def test_show_lists_sessions_and_paths(
     assert f"session: {sid}" in out
     assert "link0" in out and "link1" in out
     assert "198.51.100.1:7100" in out
-    assert "equalize off" in out  # egress delay equalization, off by default
+    # egress delay equalization, "bulk" by default: no flow is marked on an idle session
+    assert re.search(r"equalize bulk \(\+\d+ ms, \d+ held; 0 flows marked\)", out), out
     code, out, _ = braid(capsys, "status", *api(harness, harness.remote_url))
     assert code == 0
     assert "portal: remote" in out and sid in out and "10.1.0.2" in out
@@ -57,16 +58,16 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
     doc = json.loads(out)
     assert doc["portal"]["role"] == "remote" and len(doc["sessions"]) == 1
     session = doc["sessions"][0]
-    assert session["parameters"]["equalize"] == "off"
+    assert session["parameters"]["equalize"] == "bulk"
     assert session["parameters"]["equalize_delay"] == 0.0
     assert session["counters"]["equalized"] == 0
     assert session["counters"]["equalize_trials"] == 0
     assert session["counters"]["equalize_flows"] == 0
 
 
-def test_show_names_bulk_equalization_and_its_flows(capsys: pytest.CaptureFixture[str]) -> None:
-    """With `equalize = "bulk"` `braid show` names the mode and the flows marked now."""
-    h = Harness(local_config=dataclasses.replace(CONFIG, equalize="bulk"))
+def test_show_names_equalization_when_off(capsys: pytest.CaptureFixture[str]) -> None:
+    """With `equalize = "off"` `braid show` says so, without the held and marked counts."""
+    h = Harness(local_config=dataclasses.replace(CONFIG, equalize="off"))
     try:
         h.start_traffic(interval=0.01, burst=4)
         h.wait_session()
@@ -74,7 +75,7 @@ def test_show_names_bulk_equalization_and_its_flows(capsys: pytest.CaptureFixtur
     finally:
         h.stop()
     assert code == 0, err
-    assert re.search(r"equalize bulk \(\+\d+ ms, \d+ held; 0 flows marked\)", out), out
+    assert "equalize off" in out and "flows marked" not in out, out
 
 
 def test_set_changes_apply(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:

@@ -751,9 +751,9 @@ def test_queue_management_settings_reach_the_core() -> None:
 
 
 def test_equalize_reaches_the_core_and_a_bad_mode_names_the_choices() -> None:
-    # issue 5: egress delay equalization, off by default (with or without [session]).
-    assert parse_config(REMOTE).session.to_session_config().equalize == "off"
-    assert parse_config(REMOTE + "[session]\n").session.to_session_config().equalize == "off"
+    # issue 5: egress delay equalization, "bulk" by default (with or without [session]).
+    assert parse_config(REMOTE).session.to_session_config().equalize == "bulk"
+    assert parse_config(REMOTE + "[session]\n").session.to_session_config().equalize == "bulk"
     for mode in ("all", "tcp", "bulk"):
         settings = parse_config(REMOTE + f'[session]\nequalize = "{mode}"\n').session
         assert settings.to_session_config().equalize == mode

@@ -93,7 +93,7 @@ class SessionSettings:
     early_drop_interval: float = 0.2
     delay_cutoff: float = 0.2
     delay_floor: float = 0.0
-    equalize: str = "off"
+    equalize: str = "bulk"
     bod_upper: float = 0.8
     bod_lower: float = 0.5
     classes: tuple[TrafficClass, ...] = ()

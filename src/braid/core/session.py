@@ -325,7 +325,7 @@ class SessionConfig:
     rate-weighted mean one-way delay (0: off). An inner BBR flow sizes its window by its
     minimum RTT; without a floor that is the fastest path's, too small to fill the
     others (docs/design.md, "Delay equalization": `equalize` does it at the egress)."""
-    equalize: str = "off"
+    equalize: str = "bulk"
     """Egress delay equalization over paths of unequal delay: every inner packet it applies
     to ("tcp": TCP segments with data or SYN/FIN/RST, not pure acknowledgements; "all":
     every packet; "off", the default) leaves the egress no earlier than it would have over
