@@ -39,7 +39,7 @@ delay = "40ms"
 """
 
 
-def _run(tmp_path: Path, capsys: pytest.CaptureFixture[str], scenario: str) -> dict:
+def _run(tmp_path: Path, capsys: pytest.CaptureFixture[str], scenario: str) -> dict[str, Any]:
     """Run `scenario` (TOML text) in the lab; its series from the JSON result. The lab
     must remove every namespace it made."""
     before = set(list_netns())
@@ -50,7 +50,7 @@ def _run(tmp_path: Path, capsys: pytest.CaptureFixture[str], scenario: str) -> d
     print(capsys.readouterr().out)
     assert code == 0
     assert not set(list_netns()) - before
-    series: dict = json.loads(out_json.read_text())["series"]
+    series: dict[str, Any] = json.loads(out_json.read_text())["series"]
     return series
 
 

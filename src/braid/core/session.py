@@ -327,13 +327,14 @@ class SessionConfig:
     others (docs/design.md, "Delay equalization": `equalize` does it at the egress)."""
     equalize: str = "bulk"
     """Egress delay equalization over paths of unequal delay: every inner packet it applies
-    to ("tcp": TCP segments with data or SYN/FIN/RST, not pure acknowledgements; "all":
-    every packet; "off", the default) leaves the egress no earlier than it would have over
-    the slowest usable path (within `delay_cutoff` of the fastest), whichever path carried
-    it. A TCP flow's minimum round trip then covers every path: BBR sizes its window by it
-    and otherwise cannot fill the slower paths. Off by default: a short TCP exchange (a web
-    request) then waits for the slowest path each way (docs/design.md, "Delay
-    equalization")."""
+    to ("bulk", the default: the TCP data of flows the sender's ingress saw in BBR's
+    PROBE_RTT, flagged *hold*; "tcp": TCP segments with data or SYN/FIN/RST, not pure
+    acknowledgements; "all": every packet; "off": none) leaves the egress no earlier than
+    it would have over the slowest usable path (within `delay_cutoff` of the fastest),
+    whichever path carried it. A TCP flow's minimum round trip then covers every path: BBR
+    sizes its window by it and otherwise cannot fill the slower paths. "tcp" and "all"
+    make a short TCP exchange (a web request) wait for the slowest path each way; "bulk"
+    never holds one (docs/design.md, "Delay equalization")."""
     bod_upper: float = 0.8
     bod_lower: float = 0.5
     bod_interval: float = 1.0
