@@ -54,18 +54,22 @@ def _run(tmp_path: Path, capsys: pytest.CaptureFixture[str], scenario: str) -> d
     return series
 
 
-def _braid_only(name: str, *, duration: int, equalize: str) -> str:
+def _braid_only(name: str, *, duration: int, equalize: str | None) -> str:
     """The shipped scenario `name` (20 s x 3, links, MPTCP and braid) as one run of braid
-    alone, `duration` seconds, with `equalize` on both portals."""
+    alone, `duration` seconds, with `equalize` on both portals (None: braid's default)."""
     shipped = (SCENARIOS / f"{name}.toml").read_text()
     scenario = (
         shipped.replace("duration = 20", f"duration = {duration}")
         .replace("repeat = 3", "repeat = 1")
         .replace('series = ["links", "mptcp", "braid"]', 'series = ["braid"]')
-        .replace("\n[[link]]", f'\n[braid]\nequalize = "{equalize}"\n\n[[link]]', 1)
     )
+    if equalize is not None:
+        scenario = scenario.replace(
+            "\n[[link]]", f'\n[braid]\nequalize = "{equalize}"\n\n[[link]]', 1
+        )
+        assert f'equalize = "{equalize}"' in scenario
     assert f"duration = {duration}" in scenario and "repeat = 1" in scenario
-    assert 'series = ["braid"]' in scenario and f'equalize = "{equalize}"' in scenario
+    assert 'series = ["braid"]' in scenario and "equalize" not in shipped
     return scenario
 
 
@@ -124,12 +128,12 @@ def test_bulk_equalization_holds_a_bbr_download_from_its_probe_rtt_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The shipped `agg-four-down-bbr` (a BBR download over 10/20/30/40 Mbit/s with
-    5/10/20/40 ms), braid only, once, 25 s, with `equalize = "bulk"` on both portals. The
-    remote portal's ingress sees the flow's PROBE_RTT (about 10 s in; the next at 20 s)
+    5/10/20/40 ms), braid only, once, 25 s, with braid's defaults (`equalize = "bulk"`
+    since f1e1636; "off" before). The remote portal's ingress sees the flow's PROBE_RTT (about 10 s in; the next at 20 s)
     and marks it; the local portal's egress holds it from then on, and the flow fills all
     four links (before: the three shorter ones, 50.7-52.9 Mbit/s in every run). By hand:
     80-90 Mbit/s after the first PROBE_RTT."""
-    scenario = _braid_only("agg-four-down-bbr", duration=25, equalize="bulk")
+    scenario = _braid_only("agg-four-down-bbr", duration=25, equalize=None)
     assert 'cc = "bbr"' in scenario and 'direction = "down"' in scenario
     stats = tmp_path / "stats"
     stats.mkdir()
