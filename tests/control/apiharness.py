@@ -65,9 +65,13 @@ def ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> byte
 class Harness:
     """Both portals and their APIs on a background loop; `stop()` tears everything down."""
 
-    def __init__(self, *, local_config: SessionConfig = CONFIG) -> None:
+    def __init__(
+        self, *, local_config: SessionConfig = CONFIG, remote_config: SessionConfig = CONFIG
+    ) -> None:
         self.local_config = local_config
-        """The local portal's session settings (the remote portal's are `CONFIG`)."""
+        """The local portal's session settings."""
+        self.remote_config = remote_config
+        """The remote portal's session settings."""
         self.token = secrets.token_hex(16)  # (urlsafe may start with "-": an option to argparse)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -108,7 +112,7 @@ class Harness:
         self.remote = RemotePortal(
             self.remote_tun,
             self.net.endpoint(*SERVER),
-            session_config=CONFIG,
+            session_config=self.remote_config,
             security=self.remote_security,
         )
         self.local_tun = MemoryTun("l0")

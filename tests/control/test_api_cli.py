@@ -59,6 +59,7 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
     assert doc["portal"]["role"] == "remote" and len(doc["sessions"]) == 1
     session = doc["sessions"][0]
     assert session["parameters"]["equalize"] == "bulk"
+    assert session["parameters"]["peer_holds"] is True  # FEATURES from the local portal
     assert session["parameters"]["equalize_delay"] == 0.0
     assert session["counters"]["equalized"] == 0
     assert session["counters"]["equalize_trials"] == 0
@@ -76,6 +77,23 @@ def test_show_names_equalization_when_off(capsys: pytest.CaptureFixture[str]) ->
         h.stop()
     assert code == 0, err
     assert "equalize off" in out and "flows marked" not in out, out
+
+
+def test_show_says_when_the_peer_does_not_hold(capsys: pytest.CaptureFixture[str]) -> None:
+    """A local portal with "bulk" and a remote with "off": the remote sends no FEATURES,
+    so the local marks no flow, and `braid show` says why."""
+    h = Harness(remote_config=dataclasses.replace(CONFIG, equalize="off"))
+    try:
+        h.start_traffic(interval=0.01, burst=4)
+        h.wait_session()
+        code, out, err = braid(capsys, "show", *api(h, h.local_url))
+        code_json, out_json, _ = braid(capsys, "show", "--json", *api(h, h.remote_url))
+    finally:
+        h.stop()
+    assert code == 0 and code_json == 0, err
+    assert "flows marked; the peer does not hold: none marked)" in out, out
+    # The remote portal heard the local's FEATURES: its egress would hold.
+    assert json.loads(out_json)["sessions"][0]["parameters"]["peer_holds"] is True
 
 
 def test_set_changes_apply(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:

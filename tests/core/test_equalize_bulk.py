@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from braid.core.equalize import FORGET, BulkFlows
 from braid.core.session import SessionConfig
-from braid.core.wire import FLAG_HOLD, DataFrame, decode_datagram, encode
+from braid.core.wire import FEATURE_HOLD, FLAG_HOLD, DataFrame, decode_datagram, encode
 
 from .pairnet import LOCAL, REMOTE, LinkProfile, PairNet, parse_packet, tcp_packet
 
@@ -139,18 +139,20 @@ def test_flag_hold_round_trips_on_data() -> None:
     assert decode_datagram(wire) == frame
 
 
-def _net(seed: int) -> PairNet:
-    """Both portals with `equalize = "bulk"` over 10 Mbit/s 5 ms + 40 Mbit/s 40 ms."""
+def _net(seed: int, remote: str = "bulk") -> PairNet:
+    """The local portal with `equalize = "bulk"`, the remote with `remote`, over
+    10 Mbit/s 5 ms + 40 Mbit/s 40 ms."""
     return PairNet(
         seed,
         {0: LinkProfile(delay=FAST), 1: LinkProfile(delay=SLOW)},
         config=SessionConfig(equalize="bulk"),
+        remote_config=SessionConfig(equalize=remote),
         rates={0: 10_000_000, 1: 40_000_000},
     )
 
 
-def _run_bulk() -> tuple[PairNet, dict[int, list[tuple[int, float, float]]]]:
-    net = _net(11)
+def _run_bulk(remote: str = "bulk") -> tuple[PairNet, dict[int, list[tuple[int, float, float]]]]:
+    net = _net(11, remote)
     net.run_until(0.7)
     times: dict[int, list[float]] = {}
     # BULK: light (4.8 Mbit/s), 2 s in bulk (12 Mbit/s), PROBE_RTT, 1 s in bulk, light.
@@ -198,6 +200,31 @@ def test_a_flow_is_held_from_its_probe_rtt_on_and_others_never() -> None:
     local, remote = net.session(LOCAL).statistics(), net.session(REMOTE).statistics()
     assert local.equalize_trials == 1 and local.equalize_flows == 1
     assert remote.equalized > 500 and remote.equalize_overflow == 0
+
+
+def test_the_ingress_marks_nothing_for_a_peer_that_does_not_hold() -> None:
+    """FEATURES: each portal with `equalize = "bulk"` tells the peer, on every path as it
+    comes up, that its egress holds DATA flagged *hold*. The local portal's ingress marks
+    flows only for a peer that said so: a remote with "off" (or "tcp", or a portal older
+    than FEATURES, which would drop the flag as `bad_flags`) says nothing, and the same
+    traffic as above then goes unmarked and unheld."""
+    for remote in ("off", "tcp"):
+        net, flows = _run_bulk(remote)
+        local, peer = net.session(LOCAL).statistics(), net.session(REMOTE).statistics()
+        assert local.peer_features is None and peer.peer_features == FEATURE_HOLD
+        assert local.equalize_trials == 0 and local.equalize_flows == 0
+        assert peer.drops["bad_flags"] == 0
+        bulk = flows[BULK]
+        assert [seq for seq, _, _ in bulk] == list(range(len(bulk)))
+        # After the PROBE_RTT, light again: the fast path's delay ("tcp" holds every
+        # TCP data packet itself, so only "off" shows it).
+        light = [d for _, at, d in bulk if at >= 5.0]
+        if remote == "off":
+            assert peer.equalized == 0
+            assert statistics.median(light) < FAST + 0.003, statistics.median(light)
+    net, _ = _run_bulk()
+    local, peer = net.session(LOCAL).statistics(), net.session(REMOTE).statistics()
+    assert local.peer_features == FEATURE_HOLD and peer.peer_features == FEATURE_HOLD
 
 
 def test_a_hiccup_in_bulk_costs_no_hold() -> None:

@@ -172,12 +172,23 @@ def test_empty_payload_and_feedback_counts() -> None:
 def test_control_kinds() -> None:
     header = encode(FRAMES[5])[:HEADER_SIZE]
     assert reason(header + b"\x00") == "bad_control"
-    assert reason(header + b"\x05") == "bad_control"
+    assert reason(header + b"\x06") == "bad_control"
     assert reason(header + b"\x03") == "truncated"  # PATH_DOWN without its path id
     assert reason(header + b"\x03\x01\x02") == "bad_length"
     assert reason(header + b"\x01\x00") == "bad_length"  # HELLO with a value
     with pytest.raises(ValueError):
         wire.encode_control(0, 0, 0, 0, ControlKind.HELLO, b"x")
+    # FEATURES (rev. 2026-11-29c): 4 bytes, a bit mask; bits this revision does not know
+    # are accepted (a later portal's features), a wrong length is not.
+    assert reason(header + b"\x05" + bytes(3)) == "truncated"
+    assert reason(header + b"\x05" + bytes(5)) == "bad_length"
+    for mask in (0, wire.FEATURE_HOLD, 0xFFFFFFFF):
+        value = wire.FEATURES_VALUE.pack(mask)
+        frame = wire.decode_datagram(wire.encode_control(1, 2, 3, 4, ControlKind.FEATURES, value))
+        assert isinstance(frame, wire.ControlFrame) and frame.kind == ControlKind.FEATURES
+        assert wire.FEATURES_VALUE.unpack(frame.value) == (mask,)
+    with pytest.raises(ValueError):
+        wire.encode_control(0, 0, 0, 0, ControlKind.FEATURES, b"\x01")
     info = wire.encode_path_info(wire.PathInfo(3, True, 50_000_000))
     assert reason(header + b"\x04" + info[:7]) == "truncated"
     assert reason(header + b"\x04" + info + b"\x00") == "bad_length"

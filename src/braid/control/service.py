@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from braid.core.session import SessionStatistics, TunnelSession
+from braid.core.wire import FEATURE_HOLD
 from braid.io.base import DatagramEndpoint
 from braid.runtime.portal import LocalPortal, PathLink, RemotePortal
 from braid.runtime.stats import statistics_document
@@ -286,6 +287,12 @@ class PortalService:
                 "reorder_timeout": _finite(stats.reorder_timeout),
                 "equalize": config.equalize,
                 "equalize_delay": stats.equalize_delay,
+                # FEATURES: whether the peer's egress holds flagged DATA (None: not said)
+                "peer_holds": (
+                    None
+                    if stats.peer_features is None
+                    else bool(stats.peer_features & FEATURE_HOLD)
+                ),
                 "keepalive_interval": config.keepalive_interval,
                 "dead_interval": config.dead_interval,
             },

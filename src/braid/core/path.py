@@ -156,6 +156,8 @@ class PathState:
         "delivered",
         "down_since",
         "download_bps",
+        "features_due",
+        "features_left",
         "feedback_due",
         "feedback_pending",
         "flagged",
@@ -225,6 +227,9 @@ class PathState:
         # next is due); the last info sent (local) or applied (remote), None: none yet.
         self.info_left = 0
         self.info_due = now
+        # FEATURES (both portals): sends left on this path, when the next is due.
+        self.features_left = 0
+        self.features_due = now
         self.peer_info: PathInfo | None = None
         # Pacing (see the module comment).
         # (session_seq, bucket, bucket_seq, packet, enqueue time)

@@ -131,6 +131,8 @@ from braid.core.wire import (
     DATA_HEADER,
     DATA_HEADER_SIZE,
     DROP_REASONS,
+    FEATURE_HOLD,
+    FEATURES_VALUE,
     FEEDBACK_ENTRY_SIZE,
     FLAG_HOLD,
     FLAG_JUMPED,
@@ -567,6 +569,9 @@ class SessionStatistics:
     """(ingress, `equalize = "bulk"`) pauses after a bulk run that marked a TCP flow."""
     equalize_flows: int
     """(ingress, "bulk") TCP flows marked now for the egress to hold (on trial or held)."""
+    peer_features: int | None
+    """The peer's FEATURES bit mask (bit 0: its egress holds DATA flagged *hold*); None:
+    none received (not yet, or a portal older than FEATURES: then nothing is marked)."""
     bod_active: bool
     datagrams_sent: int
     datagrams_received: int
@@ -726,6 +731,12 @@ class TunnelSession:
         # received carries FLAG_HOLD, and per flow the time until which its unmarked
         # packets stay behind its held ones (in order).
         self._bulk = BulkFlows() if config.equalize == "bulk" else None
+        # FEATURES: what this portal does (sent on every path as it comes up) and what the
+        # peer said it does (None: nothing yet; a portal older than FEATURES never says).
+        # The ingress marks flows *hold* only for a peer whose egress holds them: an older
+        # one would drop such DATA (`bad_flags`).
+        self._features = FEATURE_HOLD if config.equalize == "bulk" else 0
+        self._peer_features: int | None = None
         self._bulk_spread = False  # (the ingress's paths differ in delay: watch flows)
         self._bulk_check = -_INF
         self._eq_flag = False
@@ -1102,7 +1113,7 @@ class TunnelSession:
         then are flows watched for PROBE_RTT (nothing to equalize otherwise)."""
         self._bulk_check = now + _EQUALIZE_REFRESH
         delays = [path_delay(p) for p in self._usable if p.up]
-        if len(delays) < 2:
+        if len(delays) < 2 or not (self._peer_features or 0) & FEATURE_HOLD:
             self._bulk_spread = False
             return
         fastest = min(delays)
@@ -1454,6 +1465,10 @@ class TunnelSession:
                 and path.awaiting + self._silence_timeout(path) <= now
             ):
                 self._path_down(path, now, "timeout")
+            if path.features_left and path.features_due <= now:
+                path.features_left -= 1
+                path.features_due = now + config.hello_interval
+                self._send_features(path, now)
             if not local:
                 continue
             if path.info_left and path.info_due <= now:
@@ -1729,6 +1744,7 @@ class TunnelSession:
             equalize_overflow=self._equalize_overflow,
             equalize_trials=self._bulk.trials if self._bulk is not None else 0,
             equalize_flows=len(self._bulk.marked) if self._bulk is not None else 0,
+            peer_features=self._peer_features,
             bod_active=self._bod_active,
             datagrams_sent=self._datagrams_sent,
             datagrams_received=self._datagrams_received,
@@ -1923,6 +1939,8 @@ class TunnelSession:
         elif kind == ControlKind.PATH_INFO:
             if not self._local:
                 self._apply_path_info(path, decode_path_info(frame.value), now)
+        elif kind == ControlKind.FEATURES:
+            (self._peer_features,) = FEATURES_VALUE.unpack(frame.value)
         elif kind == ControlKind.PATH_DOWN:
             target = self._paths.get(frame.value[0])
             if target is None:
@@ -2029,6 +2047,25 @@ class TunnelSession:
         self._send_control(path, ControlKind.HELLO, b"", now)
         path.hello_due = now + self.config.hello_interval
 
+    def _send_features(self, path: PathState, now: float) -> None:
+        """Tell the peer what this portal does (FEATURES). It asks for no answer: it is
+        not in flight, and it does not put off the path's keepalive PROBE."""
+        value = FEATURES_VALUE.pack(self._features)
+        last = path.last_send_time
+        seq = path.on_datagram_sent(HEADER_SIZE + 1 + len(value), now, tracked=False)
+        path.last_send_time = last
+        self._emit(
+            path.path_id,
+            encode_control(
+                path.path_id,
+                self.session_id,
+                seq & MASK32,
+                _stamp(path, seq, now),
+                ControlKind.FEATURES,
+                value,
+            ),
+        )
+
     def _send_path_info(self, path: PathState, now: float) -> None:
         """Tell the remote portal the link's metric, standby flag and download rate."""
         info = path.peer_info = _path_info(path)
@@ -2054,6 +2091,11 @@ class TunnelSession:
             path.probation = hold
             path.probation_until = now + hold
         path.up_since = now
+        if self._features:
+            # What this portal does, to the peer (again on every return: it may have
+            # restarted). A portal that does none of it says nothing: the same to the peer.
+            path.features_left = _INFO_REPEAT
+            path.features_due = now
         if self._local and (path.peer_info is not None or _path_info(path) != PathInfo()):
             # Tell the remote portal about the link (again: it may have restarted, or a
             # change back to the defaults may have been lost while the path was down).
@@ -2717,6 +2759,8 @@ class TunnelSession:
                     timer,
                     path.awaiting + self._silence_timeout(path),
                 )
+            if path.features_left:
+                timer = min(timer, path.features_due)
             if not local:
                 continue
             if not path.hello_acked:

@@ -92,12 +92,18 @@ class ControlKind(IntEnum):
     CLOSE = 2
     PATH_DOWN = 3
     PATH_INFO = 4
+    FEATURES = 5
 
 
 PATH_INFO_VALUE = struct.Struct("!HBBI")
 """PATH_INFO value: metric, flags (bit 0 standby), reserved (0), rate in kbit/s (0: none)."""
 PATH_INFO_STANDBY: Final = 0x01
 MAX_INFO_METRIC: Final = 0xFFFF
+
+FEATURES_VALUE = struct.Struct("!I")
+"""FEATURES value: a bit mask of what the sending portal does; unknown bits are ignored."""
+FEATURE_HOLD: Final = 0x01
+"""FEATURES bit 0: the sender's egress holds DATA flagged *hold* (`equalize = "bulk"`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,11 +352,13 @@ def encode_control(
     value: bytes = b"",
 ) -> bytes:
     """Encode a CONTROL datagram (HELLO and CLOSE: empty value; PATH_DOWN: 1 byte;
-    PATH_INFO: 8 bytes, see `encode_path_info`)."""
+    PATH_INFO: 8 bytes, see `encode_path_info`; FEATURES: 4 bytes, a bit mask)."""
     if kind == ControlKind.PATH_DOWN:
         expected = 1
     elif kind == ControlKind.PATH_INFO:
         expected = PATH_INFO_VALUE.size
+    elif kind == ControlKind.FEATURES:
+        expected = FEATURES_VALUE.size
     else:
         expected = 0
     if len(value) != expected:
@@ -678,6 +686,12 @@ def decode_datagram(data: Buffer) -> Frame:
                 raise ProtocolError("bad_length")
             if value[2] & ~PATH_INFO_STANDBY or value[3]:
                 raise ProtocolError("bad_flags")
+        elif kind == ControlKind.FEATURES:
+            # Bits this revision does not know are ignored (a later portal's features).
+            if len(value) < FEATURES_VALUE.size:
+                raise ProtocolError("truncated")
+            if len(value) > FEATURES_VALUE.size:
+                raise ProtocolError("bad_length")
         else:
             raise ProtocolError("bad_control")
         return ControlFrame(path_id, session_id, path_seq, tx_us, ControlKind(kind), value)

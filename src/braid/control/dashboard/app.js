@@ -46,6 +46,7 @@
     if (params.equalize === "bulk") {
       const n = counters.equalize_flows || 0;
       text += `, ${n} flow${n === 1 ? "" : "s"} marked`;
+      if ("peer_holds" in params && params.peer_holds !== true) text += " (the peer does not hold: none)";
     }
     return text;
   }
