@@ -2029,8 +2029,15 @@ class TunnelSession:
         )
         return seq & MASK32
 
-    def _send_control(self, path: PathState, kind: ControlKind, value: bytes, now: float) -> None:
-        seq = path.on_datagram_sent(HEADER_SIZE + 1 + len(value), now)
+    def _send_control(
+        self, path: PathState, kind: ControlKind, value: bytes, now: float, *, quiet: bool = False
+    ) -> None:
+        """`quiet`: the frame asks for no answer, so it is not in flight and does not put
+        off the path's keepalive PROBE (FEATURES)."""
+        last = path.last_send_time
+        seq = path.on_datagram_sent(HEADER_SIZE + 1 + len(value), now, tracked=not quiet)
+        if quiet:
+            path.last_send_time = last
         self._emit(
             path.path_id,
             encode_control(
@@ -2048,23 +2055,9 @@ class TunnelSession:
         path.hello_due = now + self.config.hello_interval
 
     def _send_features(self, path: PathState, now: float) -> None:
-        """Tell the peer what this portal does (FEATURES). It asks for no answer: it is
-        not in flight, and it does not put off the path's keepalive PROBE."""
+        """Tell the peer what this portal does (FEATURES; it asks for no answer)."""
         value = FEATURES_VALUE.pack(self._features)
-        last = path.last_send_time
-        seq = path.on_datagram_sent(HEADER_SIZE + 1 + len(value), now, tracked=False)
-        path.last_send_time = last
-        self._emit(
-            path.path_id,
-            encode_control(
-                path.path_id,
-                self.session_id,
-                seq & MASK32,
-                _stamp(path, seq, now),
-                ControlKind.FEATURES,
-                value,
-            ),
-        )
+        self._send_control(path, ControlKind.FEATURES, value, now, quiet=True)
 
     def _send_path_info(self, path: PathState, now: float) -> None:
         """Tell the remote portal the link's metric, standby flag and download rate."""
