@@ -38,7 +38,14 @@ def test_every_mix_of_inner_and_outer_families() -> None:
                 argv = ["iperf3", "-c", target, "-p", str(IPERF_PORT), "-t", "4", "-C", "cubic"]
                 argv += ["-J"]
                 argv += ["--connect-timeout", "3000"]
-                report = json.loads(run(ns_cmd(topo.client, argv), timeout=40))
+                # One full-suite run once got an iperf3 error report (no result) here, and
+                # passed alone right after: one more try, then the error is the failure.
+                for attempt in range(2):
+                    report = json.loads(run(ns_cmd(topo.client, argv), timeout=40))
+                    if "error" not in report or attempt:
+                        break
+                    print(f"\n{name}: iperf3: {report['error']}; once more")
+                assert "error" not in report, (name, report["error"])
                 bps = report["end"]["sum_received"]["bits_per_second"]
                 results[name] = bps / 1e6
                 assert portals.alive()
