@@ -17,6 +17,7 @@ from braid.core.session import (
 )
 from braid.core.wire import (
     DROP_REASONS,
+    FEATURE_HOLD,
     ControlFrame,
     ControlKind,
     DataFrame,
@@ -68,7 +69,39 @@ def connected(
 
 QUIET = SessionConfig(equalize="off")
 """For the tests that count every datagram on a path: a portal with `equalize = "off"`
-sends no FEATURES (those are `test_features_*`)."""
+sends no FEATURES (`test_features_go_three_times_at_path_up_and_ask_nothing`)."""
+
+
+def test_features_go_three_times_at_path_up_and_ask_nothing() -> None:
+    """Each portal with `equalize = "bulk"` (the default) sends FEATURES (bit 0 *hold*) on
+    a path as it comes up, 3 times `hello_interval` apart. It asks for no answer: the idle
+    path's keepalive PROBEs go at the same times as between portals that send none."""
+    runs = {}
+    for config in (SessionConfig(), QUIET):
+        local, remote = connected((0,), config)
+        features: dict[str, list[float]] = {"local": [], "remote": []}
+        keepalives = []
+        now = 0.0
+        while now < 1.2:
+            for name, a, b in (("local", local, remote), ("remote", remote, local)):
+                a.handle_timer(now=now)
+                for _, data in a.datagrams_to_send(now=now):
+                    frame = decode_datagram(data)
+                    if isinstance(frame, ControlFrame) and frame.kind == ControlKind.FEATURES:
+                        features[name].append(now)
+                    elif name == "local" and isinstance(frame, ProbeFrame):
+                        keepalives.append(now)
+                    b.receive_datagram(data, now=now)
+            now = round(now + 0.01, 6)
+        runs[config.equalize] = (features, keepalives, local, remote)
+    features, keepalives, local, remote = runs["bulk"]
+    assert features == {"local": [0.0, 0.25, 0.5], "remote": [0.0, 0.25, 0.5]}
+    assert local.statistics().peer_features == FEATURE_HOLD
+    assert remote.statistics().peer_features == FEATURE_HOLD
+    quiet_features, quiet_keepalives, quiet_local, _ = runs["off"]
+    assert quiet_features == {"local": [], "remote": []}
+    assert quiet_local.statistics().peer_features is None
+    assert len(keepalives) >= 4 and keepalives == quiet_keepalives
 
 
 def test_local_sends_hello_until_feedback() -> None:

@@ -129,10 +129,10 @@ def test_bulk_equalization_holds_a_bbr_download_from_its_probe_rtt_on(
 ) -> None:
     """The shipped `agg-four-down-bbr` (a BBR download over 10/20/30/40 Mbit/s with
     5/10/20/40 ms), braid only, once, 25 s, with braid's defaults (`equalize = "bulk"`
-    since f1e1636; "off" before). The remote portal's ingress sees the flow's PROBE_RTT (about 10 s in; the next at 20 s)
-    and marks it; the local portal's egress holds it from then on, and the flow fills all
-    four links (before: the three shorter ones, 50.7-52.9 Mbit/s in every run). By hand:
-    80-90 Mbit/s after the first PROBE_RTT."""
+    since f1e1636; "off" before). The remote portal's ingress sees the flow's PROBE_RTT
+    (about 10 s in; the next at 20 s) and marks it; the local portal's egress holds it
+    from then on, and the flow fills all four links (before: the three shorter ones,
+    50.7-52.9 Mbit/s in every run). By hand: 80-90 Mbit/s after the first PROBE_RTT."""
     scenario = _braid_only("agg-four-down-bbr", duration=25, equalize=None)
     assert 'cc = "bbr"' in scenario and 'direction = "down"' in scenario
     stats = tmp_path / "stats"

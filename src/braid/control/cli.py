@@ -648,7 +648,7 @@ def _equalize_text(params: dict[str, Any], counters: dict[str, Any]) -> str:
     text = f", equalize {mode} (+{delay * 1000:.0f} ms, {held} held"
     if mode == "bulk":
         text += f"; {counters.get('equalize_flows', 0)} flows marked"
-        if params.get("peer_holds") is not True and "peer_holds" in params:
+        if "peer_holds" in params and not params["peer_holds"]:
             text += "; the peer does not hold: none marked"
     return text + ")"
 
