@@ -44,7 +44,8 @@ HOSTS = ("192.0.2.2", "203.0.113.2")
 
 
 def ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
-    """A minimal IPv4/UDP packet (checksums zero: nothing in the path checks them)."""
+    """A minimal IPv4/UDP packet (UDP checksum zero: nothing in the path checks it; the
+    header checksum right: header compression carries only packets it can rebuild)."""
     length = 8 + len(payload)
     header = struct.pack(
         "!BBHHHBBH4s4s",
@@ -59,6 +60,10 @@ def ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> byte
         ipaddress.ip_address(src).packed,
         ipaddress.ip_address(dst).packed,
     )
+    total = sum(struct.unpack("!10H", header))
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    header = header[:10] + struct.pack("!H", ~total & 0xFFFF) + header[12:]
     return header + struct.pack("!HHHH", sport, dport, length, 0) + payload
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +65,11 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
     assert session["counters"]["equalized"] == 0
     assert session["counters"]["equalize_trials"] == 0
     assert session["counters"]["equalize_flows"] == 0
+    # Header compression, on by default: the local portal said it takes it.
+    assert session["parameters"]["compress_headers"] is True
+    assert session["parameters"]["peer_compacts"] is True
+    for name in ("compacted", "compact_saved", "compact_contexts", "expanded"):
+        assert isinstance(session["counters"][name], int)
 
 
 def test_show_names_equalization_when_off(capsys: pytest.CaptureFixture[str]) -> None:
@@ -94,6 +100,48 @@ def test_show_says_when_the_peer_does_not_hold(capsys: pytest.CaptureFixture[str
     assert "flows marked; the peer does not hold: none marked)" in out, out
     # The remote portal heard the local's FEATURES: its egress would hold.
     assert json.loads(out_json)["sessions"][0]["parameters"]["peer_holds"] is True
+
+
+def test_show_counts_compressed_headers(capsys: pytest.CaptureFixture[str]) -> None:
+    """UDP both ways between portals that take compressed headers: `braid show` counts
+    the packets sent compressed and the bytes saved (22 per IPv4/UDP packet), and the
+    remote's JSON the packets it rebuilt. Toward a remote with `compress_headers = false`
+    (it does not take them) the local sends none and says why."""
+    h = Harness()
+    try:
+        h.start_traffic(interval=0.01, burst=4)
+        h.wait_session()
+        time.sleep(1.5)
+        code, out, err = braid(capsys, "show", *api(h, h.local_url))
+        _, out_json, _ = braid(capsys, "show", "--json", *api(h, h.remote_url))
+    finally:
+        h.stop()
+    assert code == 0, err
+    found = re.search(
+        r"header compression: on, (\d+) packets sent compressed \(\d+ %\), ([\d.]+ \w+) saved;"
+        r" (\d+) rebuilt",
+        out,
+    )
+    assert found, out
+    assert int(found[1]) > 50 and int(found[3]) > 50, out
+    counters = json.loads(out_json)["sessions"][0]["counters"]
+    assert counters["expanded"] > 50 and counters["compact_saved"] == 22 * counters["compacted"]
+    assert counters["drops"]["compact_miss"] == 0 and counters["drops"]["bad_compact"] == 0
+    h = Harness(remote_config=dataclasses.replace(CONFIG, compress_headers=False))
+    try:
+        h.start_traffic(interval=0.01, burst=4)
+        h.wait_session()
+        time.sleep(1.0)
+        code, out, err = braid(capsys, "show", *api(h, h.local_url))
+        _, out_json, _ = braid(capsys, "show", "--json", *api(h, h.remote_url))
+    finally:
+        h.stop()
+    assert code == 0, err
+    assert "header compression: on; the peer does not take compressed headers: none sent" in out
+    remote = json.loads(out_json)["sessions"][0]
+    assert "header compression: off" not in out
+    assert remote["parameters"]["compress_headers"] is False
+    assert remote["counters"]["compacted"] == 0 and remote["counters"]["expanded"] == 0
 
 
 def test_set_changes_apply(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None:

@@ -764,3 +764,12 @@ def test_equalize_reaches_the_core_and_a_bad_mode_names_the_choices() -> None:
         parse_config(REMOTE + '[session]\nequalize = "slow"\n')
     with pytest.raises(ConfigError, match=r"session\.equalize: 1 is an integer"):
         parse_config(REMOTE + "[session]\nequalize = 1\n")
+
+
+def test_compress_headers_reaches_the_core() -> None:
+    # Header compression, on by default; a value that is not a boolean names the field.
+    assert parse_config(REMOTE).session.to_session_config().compress_headers is True
+    settings = parse_config(REMOTE + "[session]\ncompress_headers = false\n").session
+    assert settings.to_session_config().compress_headers is False
+    with pytest.raises(ConfigError, match=r"session\.compress_headers: .*expected true or false"):
+        parse_config(REMOTE + '[session]\ncompress_headers = "no"\n')

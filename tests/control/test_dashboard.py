@@ -104,6 +104,9 @@ def test_page_loads_and_charts_update_under_traffic(harness: Harness, browser) -
     assert len(cells) == len(headers), (headers, cells)
     equalize = cells[headers.index("equalize")]
     assert re.fullmatch(r"tcp \+\d+ ms, \d+ held", equalize), equalize
+    # Header compression: the share of the packets sent compressed and the bytes saved.
+    headers_cell = cells[headers.index("headers")]
+    assert re.fullmatch(r"on, \d+ % compact, [\d.]+ [kMG]?B saved", headers_cell), headers_cell
     assert len(driver.find_elements("css selector", "#paths tbody tr")) == 2
     assert driver.execute_script("return window.braid.lastError") is None
 

@@ -19,8 +19,16 @@ import struct
 from dataclasses import dataclass, field
 from typing import Final
 
+from braid.core.compact import Decompressor
 from braid.core.session import Event, SessionConfig, TunnelSession
-from braid.core.wire import HEADER, is_hello, peek_session_id
+from braid.core.wire import (
+    DATA_HEADER_SIZE,
+    FLAG_COMPACT,
+    FLAG_CONTEXT,
+    HEADER,
+    is_hello,
+    peek_session_id,
+)
 
 LOCAL: Final = "local"
 REMOTE: Final = "remote"
@@ -54,8 +62,9 @@ class DirectionStats:
 
 
 def _ipv4_header(flow: int, protocol: int, total: int) -> bytes:
-    """The IPv4 header of the test packets of `flow` (10.0.0.1 -> 10.1.x.y)."""
-    return struct.pack(
+    """The IPv4 header of the test packets of `flow` (10.0.0.1 -> 10.1.x.y), with its
+    checksum (header compression carries only packets it can rebuild)."""
+    header = struct.pack(
         "!BBHHHBBH4s4s",
         0x45,
         0,
@@ -68,6 +77,10 @@ def _ipv4_header(flow: int, protocol: int, total: int) -> bytes:
         bytes((10, 0, 0, 1)),
         bytes((10, 1, (flow >> 8) & 0xFF, flow & 0xFF)),
     )
+    total = sum(struct.unpack("!10H", header))
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return header[:10] + struct.pack("!H", ~total & 0xFFFF) + header[12:]
 
 
 def udp_packet(flow: int, seq: int, size: int = 120) -> bytes:
@@ -287,6 +300,25 @@ class PairNet:
             flow, seq = parse_packet(packet)
             flows.setdefault(flow, []).append(seq)
         return flows
+
+    def data_sent(self, side: str) -> list[tuple[float, int, bytes, bytes]]:
+        """(time, path id, datagram, inner packet) of every DATA `side` put on the link, in
+        order; the inner packet rebuilt when the datagram carried it compressed."""
+        contexts = Decompressor()
+        out = []
+        for at, pid, data in self.sent[side]:
+            if data[1] != 1:
+                continue
+            bucket = int.from_bytes(data[20:22], "big")
+            payload = data[DATA_HEADER_SIZE:]
+            if data[2] & FLAG_CONTEXT:
+                packet = contexts.learn(bucket, payload)
+            elif data[2] & FLAG_COMPACT:
+                packet = contexts.expand(bucket, payload)
+            else:
+                packet = payload
+            out.append((at, pid, data, packet))
+        return out
 
     def data_sent_on(self, side: str, path_id: int, *, since: float = 0.0) -> int:
         """DATA datagrams `side` sent on `path_id` at or after `since`."""

@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from braid.core.equalize import FORGET, BulkFlows
 from braid.core.session import SessionConfig
-from braid.core.wire import FEATURE_HOLD, FLAG_HOLD, DataFrame, decode_datagram, encode
+from braid.core.wire import (
+    FEATURE_COMPACT,
+    FEATURE_HOLD,
+    FLAG_HOLD,
+    DataFrame,
+    decode_datagram,
+    encode,
+)
 
 from .pairnet import LOCAL, REMOTE, LinkProfile, PairNet, parse_packet, tcp_packet
 
@@ -206,12 +213,14 @@ def test_the_ingress_marks_nothing_for_a_peer_that_does_not_hold() -> None:
     """FEATURES: each portal with `equalize = "bulk"` tells the peer, on every path as it
     comes up, that its egress holds DATA flagged *hold*. The local portal's ingress marks
     flows only for a peer that said so: a remote with "off" (or "tcp", or a portal older
-    than FEATURES, which would drop the flag as `bad_flags`) says nothing, and the same
-    traffic as above then goes unmarked and unheld."""
+    than FEATURES, which would drop the flag as `bad_flags`) does not say so (its FEATURES
+    carry only *compact*, or none come), and the same traffic as above then goes unmarked
+    and unheld."""
     for remote in ("off", "tcp"):
         net, flows = _run_bulk(remote)
         local, peer = net.session(LOCAL).statistics(), net.session(REMOTE).statistics()
-        assert local.peer_features is None and peer.peer_features == FEATURE_HOLD
+        assert local.peer_features == FEATURE_COMPACT
+        assert peer.peer_features == FEATURE_HOLD | FEATURE_COMPACT
         assert local.equalize_trials == 0 and local.equalize_flows == 0
         assert peer.drops["bad_flags"] == 0
         bulk = flows[BULK]
@@ -224,7 +233,7 @@ def test_the_ingress_marks_nothing_for_a_peer_that_does_not_hold() -> None:
             assert statistics.median(light) < FAST + 0.003, statistics.median(light)
     net, _ = _run_bulk()
     local, peer = net.session(LOCAL).statistics(), net.session(REMOTE).statistics()
-    assert local.peer_features == FEATURE_HOLD and peer.peer_features == FEATURE_HOLD
+    assert local.peer_features == peer.peer_features == FEATURE_HOLD | FEATURE_COMPACT
 
 
 def test_a_hiccup_in_bulk_costs_no_hold() -> None:

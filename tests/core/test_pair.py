@@ -40,7 +40,7 @@ def inversions(net: PairNet, side: str) -> int:
 
 def sent_packets(net: PairNet, side: str) -> list[tuple[int, int]]:
     """(flow, seq) of every DATA datagram `side` put on the link, in order."""
-    return [parse_packet(data[26:]) for _, _, data in net.sent[side] if data[1] == FrameType.DATA]
+    return [parse_packet(packet) for _, _, _, packet in net.data_sent(side)]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
@@ -106,11 +106,10 @@ def test_loss_duplication_reordering(seed: int) -> None:
                 if d == direction
             }
             survived = set()
-            for _, pid, data in net.sent[sender]:
-                if data[1] == FrameType.DATA:
-                    path_seq = int.from_bytes(data[8:12], "big")
-                    if path_seq not in dropped[(direction, pid)]:
-                        survived.add(parse_packet(data[26:]))
+            for _, pid, data, packet in net.data_sent(sender):
+                path_seq = int.from_bytes(data[8:12], "big")
+                if path_seq not in dropped[(direction, pid)]:
+                    survived.add(parse_packet(packet))
             assert delivered_set == survived
             stats = net.session(side).statistics()
             # Order per flow holds except for packets delivered late.
@@ -160,9 +159,9 @@ def test_silent_path_declared_down_and_traffic_moves() -> None:
         assert net.data_sent_on(LOCAL, 2, since=detected + 0.1) > 150
         # Deliveries carry on: everything sent after detection arrives.
         after = [
-            parse_packet(data[26:])
-            for at, _, data in net.sent[LOCAL]
-            if detected < at < 2.4 and data[1] == FrameType.DATA  # not still in flight
+            parse_packet(packet)
+            for at, _, _, packet in net.data_sent(LOCAL)
+            if detected < at < 2.4  # not still in flight
         ]
         delivered_now = {parse_packet(p) for _, p in net.delivered[REMOTE]}
         assert len(after) > 350
@@ -368,9 +367,7 @@ def test_remote_restart_is_recovered_by_hello() -> None:
         assert len(ups) == 2
         resumed = max(ups)
         sent_after = {
-            parse_packet(data[26:])
-            for at, _, data in net.sent[LOCAL]
-            if resumed < at < 3.9 and data[1] == FrameType.DATA
+            parse_packet(packet) for at, _, _, packet in net.data_sent(LOCAL) if resumed < at < 3.9
         }
         delivered = {parse_packet(p) for at, p in net.delivered[REMOTE] if at > 1.0}
         assert len(sent_after) > 500

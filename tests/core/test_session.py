@@ -17,6 +17,7 @@ from braid.core.session import (
 )
 from braid.core.wire import (
     DROP_REASONS,
+    FEATURE_COMPACT,
     FEATURE_HOLD,
     ControlFrame,
     ControlKind,
@@ -67,14 +68,15 @@ def connected(
     return local, remote
 
 
-QUIET = SessionConfig(equalize="off")
+QUIET = SessionConfig(equalize="off", compress_headers=False)
 """For the tests that count every datagram on a path: a portal with `equalize = "off"`
-sends no FEATURES (`test_features_go_three_times_at_path_up_and_ask_nothing`)."""
+and `compress_headers = false` sends no FEATURES
+(`test_features_go_three_times_at_path_up_and_ask_nothing`)."""
 
 
 def test_features_go_three_times_at_path_up_and_ask_nothing() -> None:
-    """Each portal with `equalize = "bulk"` (the default) sends FEATURES (bit 0 *hold*) on
-    a path as it comes up, 3 times `hello_interval` apart. It asks for no answer: the idle
+    """Each portal with `equalize = "bulk"` and `compress_headers` (the defaults) sends
+    FEATURES (bit 0 *hold*, bit 1 *compact*) on a path as it comes up, 3 times `hello_interval` apart. It asks for no answer: the idle
     path's keepalive PROBEs go at the same times as between portals that send none."""
     runs = {}
     for config in (SessionConfig(), QUIET):
@@ -96,8 +98,8 @@ def test_features_go_three_times_at_path_up_and_ask_nothing() -> None:
         runs[config.equalize] = (features, keepalives, local, remote)
     features, keepalives, local, remote = runs["bulk"]
     assert features == {"local": [0.0, 0.25, 0.5], "remote": [0.0, 0.25, 0.5]}
-    assert local.statistics().peer_features == FEATURE_HOLD
-    assert remote.statistics().peer_features == FEATURE_HOLD
+    assert local.statistics().peer_features == FEATURE_HOLD | FEATURE_COMPACT
+    assert remote.statistics().peer_features == FEATURE_HOLD | FEATURE_COMPACT
     quiet_features, quiet_keepalives, quiet_local, _ = runs["off"]
     assert quiet_features == {"local": [], "remote": []}
     assert quiet_local.statistics().peer_features is None
@@ -146,7 +148,9 @@ def test_remote_creates_paths_and_checks_ids() -> None:
 
 
 def test_feedback_every_n_datagrams_and_every_interval() -> None:
-    config = SessionConfig(feedback_every=4, feedback_interval=0.02, equalize="off")
+    config = SessionConfig(
+        feedback_every=4, feedback_interval=0.02, equalize="off", compress_headers=False
+    )
     local, remote = connected((0,), config)
     for index in range(4):
         assert local.send_packet(udp_packet(1, index), now=0.1)

@@ -132,7 +132,8 @@ def test_bulk_equalization_holds_a_bbr_download_from_its_probe_rtt_on(
     since f1e1636; "off" before). The remote portal's ingress sees the flow's PROBE_RTT
     (about 10 s in; the next at 20 s) and marks it; the local portal's egress holds it
     from then on, and the flow fills all four links (before: the three shorter ones,
-    50.7-52.9 Mbit/s in every run). By hand: 80-90 Mbit/s after the first PROBE_RTT."""
+    50.7-52.9 Mbit/s in every run). By hand: 80-90 Mbit/s after the first PROBE_RTT.
+    The download's packets travel with compressed headers."""
     scenario = _braid_only("agg-four-down-bbr", duration=25, equalize=None)
     assert 'cc = "bbr"' in scenario and 'direction = "down"' in scenario
     stats = tmp_path / "stats"
@@ -154,6 +155,16 @@ def test_bulk_equalization_holds_a_bbr_download_from_its_probe_rtt_on(
         f" flow(s) marked; local egress: {local['equalized']} packets held"
     )
     assert remote["equalize_flows"] == 1  # the download, held
+    # Header compression (on by default) end to end: nearly every packet of the download
+    # left compact, and the local portal rebuilt them for the kernel's TCP (which checks
+    # every checksum): none missed its context.
+    print(
+        f"header compression: remote sent {remote['compacted']} of {remote['packets_sent']}"
+        f" packets compact; local rebuilt {local['expanded']}"
+    )
+    assert remote["compacted"] > 0.9 * remote["packets_sent"]
+    assert local["expanded"] > 0.95 * remote["compacted"]
+    assert local["drops"]["compact_miss"] == 0 and local["drops"]["bad_compact"] == 0
     assert local["equalized"] > 10_000
     # Held at the latest from the second PROBE_RTT (20 s): the last 3 s fill the links.
     samples = [v for t, v in braid["runs"][0]["samples"] if t > 22.0]

@@ -653,6 +653,24 @@ def _equalize_text(params: dict[str, Any], counters: dict[str, Any]) -> str:
     return text + ")"
 
 
+def _compression_text(params: dict[str, Any], counters: dict[str, Any]) -> str | None:
+    """`braid show`'s header compression line (None for a portal older than it)."""
+    if "compress_headers" not in params:
+        return None
+    if not params["compress_headers"]:
+        return "off"
+    if params.get("peer_compacts") is False:
+        return "on; the peer does not take compressed headers: none sent"
+    compacted = counters.get("compacted", 0)
+    sent = counters.get("packets_sent", 0)
+    share = f" ({100 * compacted / sent:.0f} %)" if sent else ""
+    return (
+        f"on, {compacted} packets sent compressed{share},"
+        f" {_human_bytes(counters.get('compact_saved', 0))} saved;"
+        f" {counters.get('expanded', 0)} rebuilt"
+    )
+
+
 def _human_age(seconds: float) -> str:
     seconds = int(max(0, seconds))
     parts = []
@@ -710,6 +728,9 @@ def _render(portal: dict[str, Any], sessions: list[dict[str, Any]], *, detail: b
             f" {params['keepalive_interval']:g}s, dead after {params['dead_interval']:g}s"
             + _equalize_text(params, c)
         )
+        compression = _compression_text(params, c)
+        if compression is not None:
+            console.print(f"  [bold]header compression[/]: {compression}")
         if e.get("egress"):
             console.print(f"  [bold]egress[/]: {_escape(', '.join(e['egress']))}")
         console.print(

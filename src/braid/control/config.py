@@ -94,6 +94,7 @@ class SessionSettings:
     delay_cutoff: float = 0.2
     delay_floor: float = 0.0
     equalize: str = "bulk"
+    compress_headers: bool = True
     bod_upper: float = 0.8
     bod_lower: float = 0.5
     classes: tuple[TrafficClass, ...] = ()
@@ -123,6 +124,7 @@ class SessionSettings:
             delay_cutoff=self.delay_cutoff,
             delay_floor=self.delay_floor,
             equalize=self.equalize,
+            compress_headers=self.compress_headers,
             bod_upper=self.bod_upper,
             bod_lower=self.bod_lower,
             classes=self.classes,
@@ -949,6 +951,7 @@ class _Validator:
             expected="a factor, 0..4 (0: off)",
         )
         equalize = self.choice(t, "equalize", EQUALIZE_MODES, default=defaults.equalize)
+        compress = self.boolean(t, "compress_headers")
         bod_upper = self.number(
             t,
             "bod_upper",
@@ -1031,6 +1034,7 @@ class _Validator:
             delay_cutoff=delay_cutoff,
             delay_floor=delay_floor,
             equalize=equalize,
+            compress_headers=defaults.compress_headers if compress is None else compress,
             bod_upper=bod_upper,
             bod_lower=bod_lower,
             silence_timeout_min=silence,

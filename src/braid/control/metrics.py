@@ -75,6 +75,17 @@ _SESSION_COUNTERS = (
         "braid_session_equalized",
         "Inner packets the egress held to the slowest usable path's delay (equalize)",
     ),
+    (
+        "compacted",
+        "braid_session_compacted",
+        "Inner packets sent without the header fields their flow repeats (compress_headers)",
+    ),
+    (
+        "compact_saved",
+        "braid_session_compact_saved_bytes",
+        "Bytes header compression saved on the wire",
+    ),
+    ("expanded", "braid_session_expanded", "Compressed inner packets the egress rebuilt"),
 )
 
 

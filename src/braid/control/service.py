@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from braid.core.session import SessionStatistics, TunnelSession
-from braid.core.wire import FEATURE_HOLD
+from braid.core.wire import FEATURE_COMPACT, FEATURE_HOLD
 from braid.io.base import DatagramEndpoint
 from braid.runtime.portal import LocalPortal, PathLink, RemotePortal
 from braid.runtime.stats import statistics_document
@@ -293,6 +293,13 @@ class PortalService:
                     if stats.peer_features is None
                     else bool(stats.peer_features & FEATURE_HOLD)
                 ),
+                "compress_headers": config.compress_headers,
+                # ... and whether it takes compressed headers (then this portal sends them)
+                "peer_compacts": (
+                    None
+                    if stats.peer_features is None
+                    else bool(stats.peer_features & FEATURE_COMPACT)
+                ),
                 "keepalive_interval": config.keepalive_interval,
                 "dead_interval": config.dead_interval,
             },
@@ -329,6 +336,10 @@ class PortalService:
                 "equalize_overflow": stats.equalize_overflow,
                 "equalize_trials": stats.equalize_trials,
                 "equalize_flows": stats.equalize_flows,
+                "compacted": stats.compacted,
+                "compact_saved": stats.compact_saved,
+                "compact_contexts": stats.compact_contexts,
+                "expanded": stats.expanded,
                 "drops": dict(stats.drops),
             },
             "paths": paths,

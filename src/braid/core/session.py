@@ -102,6 +102,7 @@ from braid.core.classify import (
     match_class,
     tcp_data_seq,
 )
+from braid.core.compact import SETTLE_MAX, Compressor, Decompressor
 from braid.core.congestion import CONGESTION_CONTROLS
 from braid.core.equalize import BulkFlows
 from braid.core.fec import FecDecoder, FecEncoder, Parity, choose_group_size
@@ -131,9 +132,12 @@ from braid.core.wire import (
     DATA_HEADER,
     DATA_HEADER_SIZE,
     DROP_REASONS,
+    FEATURE_COMPACT,
     FEATURE_HOLD,
     FEATURES_VALUE,
     FEEDBACK_ENTRY_SIZE,
+    FLAG_COMPACT,
+    FLAG_CONTEXT,
     FLAG_HOLD,
     FLAG_JUMPED,
     FLAG_RESENT,
@@ -194,8 +198,13 @@ SESSION_REPLAY_WINDOW: Final = 65536
 
 _INF: Final = math.inf
 _HALF32: Final = 1 << 31
-_DATA_PREFIX: Final = bytes((VERSION, FrameType.DATA, 0))
-_DATA_HOLD_PREFIX: Final = bytes((VERSION, FrameType.DATA, FLAG_HOLD))
+_FAST_DATA: Final = frozenset(
+    bytes((VERSION, FrameType.DATA, hold | form))
+    for hold in (0, FLAG_HOLD)
+    for form in (0, FLAG_COMPACT, FLAG_CONTEXT)
+)
+"""The first 3 bytes of the DATA the receive path decodes without a frame object."""
+_FORMS: Final = FLAG_COMPACT | FLAG_CONTEXT
 _DATA_PACK: Final = DATA_HEADER.pack
 _DATA_UNPACK: Final = DATA_HEADER.unpack_from
 _FEEDBACK_SIZE: Final = HEADER_SIZE + 1 + FEEDBACK_ENTRY_SIZE
@@ -337,6 +346,10 @@ class SessionConfig:
     sizes its window by it and otherwise cannot fill the slower paths. "tcp" and "all"
     make a short TCP exchange (a web request) wait for the slowest path each way; "bulk"
     never holds one (docs/design.md, "Delay equalization")."""
+    compress_headers: bool = True
+    """Inner header compression: toward a peer that takes it (FEATURES), a TCP or UDP
+    packet travels without the header fields its flow repeats (20 bytes of IPv4, 42 of
+    IPv6; braid.core.compact). Either way this portal takes compressed packets."""
     bod_upper: float = 0.8
     bod_lower: float = 0.5
     bod_interval: float = 1.0
@@ -572,6 +585,15 @@ class SessionStatistics:
     peer_features: int | None
     """The peer's FEATURES bit mask (bit 0: its egress holds DATA flagged *hold*); None:
     none received (not yet, or a portal older than FEATURES: then nothing is marked)."""
+    compacted: int
+    """(ingress, `compress_headers`) inner packets sent compact (without the header fields
+    their flow repeats)."""
+    compact_saved: int
+    """Bytes those packets saved on the wire."""
+    compact_contexts: int
+    """Header contexts the ingress keeps (a TCP or UDP flow each)."""
+    expanded: int
+    """(egress) compact packets rebuilt."""
     bod_active: bool
     datagrams_sent: int
     datagrams_received: int
@@ -735,8 +757,16 @@ class TunnelSession:
         # peer said it does (None: nothing yet; a portal older than FEATURES never says).
         # The ingress marks flows *hold* only for a peer whose egress holds them: an older
         # one would drop such DATA (`bad_flags`).
-        self._features = FEATURE_HOLD if config.equalize == "bulk" else 0
+        self._features = (FEATURE_HOLD if config.equalize == "bulk" else 0) | (
+            FEATURE_COMPACT if config.compress_headers else 0
+        )
         self._peer_features: int | None = None
+        # Header compression: the ingress's contexts (used once the peer said it takes
+        # compact DATA) and the egress's (kept whatever this portal sends).
+        self._compressor = Compressor() if config.compress_headers else None
+        self._compress = False
+        self._compact_settle = SETTLE_MAX
+        self._decompressor = Decompressor()
         self._bulk_spread = False  # (the ingress's paths differ in delay: watch flows)
         self._bulk_check = -_INF
         self._eq_flag = False
@@ -1157,6 +1187,11 @@ class TunnelSession:
         probe_from = BASE_MTU if pmtu is not None and not pmtu.started else NO_LIMIT
         hold = path.hold
         marked = self._bulk.marked if self._bulk is not None else None
+        compressor = self._compressor
+        compress = compressor.compress if self._compress and compressor is not None else None
+        # (A compact packet must not overtake its context: how long a context sent on
+        # this path may take to arrive, at most.)
+        settle = _settle(path.srtt) if path.srtt is not None else self._compact_settle
         while queue and release <= horizon and tracker.inflight < cwnd:
             if hold:
                 head = queue[0]
@@ -1195,6 +1230,12 @@ class TunnelSession:
                     unacked.append((path_seq, item))
                 release += wire / rate
                 continue
+            if compress is not None:
+                # (A resend goes whole: it brings its context back if the egress lost it.)
+                form, ip_packet = compress(bucket, ip_packet, now, settle, flags & FLAG_RESENT)
+                if form:
+                    flags |= form
+                    wire = len(ip_packet) + DATA_HEADER_SIZE
             sent_bytes += wire
             wire += _OVERHEAD
             path_seq = path.next_seq
@@ -1288,6 +1329,15 @@ class TunnelSession:
             total += path.cc.pacing_rate
         limit = int(total * self.config.queue_limit)
         self._queue_limit = limit if limit > _QUEUE_FLOOR else _QUEUE_FLOOR
+        # Header compression, for a path without a round trip yet (it carried no DATA
+        # this way): a new context goes whole for longer than the slowest known round
+        # trip; SETTLE_MAX while none is known.
+        settle = 0.0
+        for path in self._paths.values():
+            srtt = path.srtt
+            if path.up and srtt is not None and srtt > settle:
+                settle = srtt
+        self._compact_settle = _settle(settle) if settle > 0 else SETTLE_MAX
         self._early_at = int(self._queue_limit * self.config.early_drop)
         if self._delay_floor:
             self._update_holds()
@@ -1321,13 +1371,11 @@ class TunnelSession:
         if type(data) is not bytes:
             data = bytes(data)  # delivered packets are bytes
         frame: Frame | None = None
-        if len(data) > DATA_HEADER_SIZE and (
-            (head := data[:3]) == _DATA_PREFIX or head == _DATA_HOLD_PREFIX
-        ):
+        if len(data) > DATA_HEADER_SIZE and data[:3] in _FAST_DATA:
             _, _, flags, path_id, session_id, path_seq, tx_us, session_seq, bucket, bucket_seq = (
                 _DATA_UNPACK(data)
             )
-            self._eq_flag = flags != 0
+            self._eq_flag = bool(flags & FLAG_HOLD)
         else:
             try:
                 frame = decode_datagram(data)
@@ -1370,9 +1418,13 @@ class TunnelSession:
         if tx > ref:
             self._rx_tx_ref = tx
         if frame is None:
-            if not self._receive_data(
-                path, session_seq, bucket, bucket_seq, data[DATA_HEADER_SIZE:], tx, now
-            ):
+            payload = data[DATA_HEADER_SIZE:]
+            if flags & _FORMS:
+                rebuilt = self._uncompact(path, flags, bucket, payload, now)
+                if rebuilt is None:
+                    return None
+                payload = rebuilt
+            if not self._receive_data(path, session_seq, bucket, bucket_seq, payload, tx, now):
                 return None
             return path.path_id
         if type(frame) is not DataFrame and type(frame) is not FragFrame:
@@ -1417,12 +1469,24 @@ class TunnelSession:
             self._receive_frag(path, frame, tx, now)
         elif type(frame) is DataFrame:
             # DATA with FLAG_JUMPED (other DATA takes the fast path above).
+            inner = frame.payload
+            if frame.compact or frame.context:
+                rebuilt = self._uncompact(
+                    path,
+                    FLAG_COMPACT if frame.compact else FLAG_CONTEXT,
+                    frame.bucket,
+                    inner,
+                    now,
+                )
+                if rebuilt is None:
+                    return None
+                inner = rebuilt
             if not self._receive_data(
                 path,
                 frame.session_seq,
                 frame.bucket,
                 frame.bucket_seq,
-                frame.payload,
+                inner,
                 tx,
                 now,
                 progress=not (frame.jumped or frame.resent),
@@ -1703,6 +1767,7 @@ class TunnelSession:
 
     def statistics(self) -> SessionStatistics:
         """A frozen snapshot of the session, its paths and its reorder buffer."""
+        compressor = self._compressor
         return SessionStatistics(
             session_id=self.session_id,
             role=self.role,
@@ -1745,6 +1810,10 @@ class TunnelSession:
             equalize_trials=self._bulk.trials if self._bulk is not None else 0,
             equalize_flows=len(self._bulk.marked) if self._bulk is not None else 0,
             peer_features=self._peer_features,
+            compacted=compressor.compacted if compressor is not None else 0,
+            compact_saved=compressor.saved if compressor is not None else 0,
+            compact_contexts=len(compressor) if compressor is not None else 0,
+            expanded=self._decompressor.expanded,
             bod_active=self._bod_active,
             datagrams_sent=self._datagrams_sent,
             datagrams_received=self._datagrams_received,
@@ -1891,6 +1960,22 @@ class TunnelSession:
                 self._deliver_rebuilt(path, rebuilt, symbol, tx, now)
         return True
 
+    def _uncompact(
+        self, path: PathState, flags: int, bucket: int, payload: bytes, now: float
+    ) -> bytes | None:
+        """The inner packet of a *context* or *compact* DATA payload; None: dropped and
+        counted (`compact_miss`: its context never came; `bad_compact`)."""
+        try:
+            if flags & FLAG_COMPACT:
+                return self._decompressor.expand(bucket, payload)
+            return self._decompressor.learn(bucket, payload)
+        except ProtocolError as exc:
+            self._drops[exc.reason] += 1
+            # (It came on the path all the same: feedback counts it. A NACK, when on, asks
+            # for it again, and a resend travels whole.)
+            self._arm_feedback(path, now)
+            return None
+
     def _arm_feedback(self, path: PathState, now: float) -> None:
         """DATA arrived on `path`: feedback now (every `feedback_every`) or soon."""
         pending = path.feedback_pending + 1
@@ -1940,7 +2025,14 @@ class TunnelSession:
             if not self._local:
                 self._apply_path_info(path, decode_path_info(frame.value), now)
         elif kind == ControlKind.FEATURES:
-            (self._peer_features,) = FEATURES_VALUE.unpack(frame.value)
+            (features,) = FEATURES_VALUE.unpack(frame.value)
+            self._peer_features = features
+            compressor = self._compressor
+            self._compress = compressor is not None and bool(features & FEATURE_COMPACT)
+            if compressor is not None:
+                # (The peer sends FEATURES as a path comes up: it may have restarted and
+                # lost its contexts.)
+                compressor.reset()
         elif kind == ControlKind.PATH_DOWN:
             target = self._paths.get(frame.value[0])
             if target is None:
@@ -2084,6 +2176,9 @@ class TunnelSession:
             path.probation = hold
             path.probation_until = now + hold
         path.up_since = now
+        if self._compressor is not None:
+            # The peer may have restarted (all paths were down): define contexts again.
+            self._compressor.reset()
         if self._features:
             # What this portal does, to the peer (again on every return: it may have
             # restarted). A portal that does none of it says nothing: the same to the peer.
@@ -2844,6 +2939,12 @@ def _stamp(path: PathState, seq: int, now: float) -> int:
 def _inflight_expiry(path: PathState) -> float:
     srtt = path.srtt
     return _INFLIGHT_EXPIRY if srtt is None or srtt < _INFLIGHT_EXPIRY / 4 else 4 * srtt
+
+
+def _settle(srtt: float) -> float:
+    """Header compression: how long after a context goes out on a path of round trip
+    `srtt` (seconds) a compact packet may follow on another, faster one."""
+    return 1.25 * srtt + 0.005
 
 
 def _path_info(path: PathState) -> PathInfo:

@@ -45,6 +45,12 @@ packet it proves nothing about what its path delivered before it)."""
 FLAG_HOLD: Final = 0x08
 """DATA: deliver no earlier than it would have arrived over the slowest usable path (the
 sender's ingress marks a bulk TCP flow caught in BBR's PROBE_RTT: `equalize = "bulk"`)."""
+FLAG_COMPACT: Final = 0x10
+"""DATA: the payload is a compressed inner packet: a context id, the header fields that
+change, the rest of the packet (`compress_headers`; braid.core.compact)."""
+FLAG_CONTEXT: Final = 0x20
+"""DATA: the payload is a context id and a whole inner packet, whose static header fields
+the egress keeps under that id for later *compact* DATA of the same bucket."""
 FLAG_GONE: Final = 0x01
 """NACK: the sender no longer has these packets (stop waiting for them)."""
 MAX_NACK_ENTRIES: Final = 64
@@ -69,6 +75,8 @@ DROP_REASONS: Final = (
     "unknown_session",
     "unknown_path",
     "duplicate",
+    "compact_miss",
+    "bad_compact",
 )
 """Every reason a received datagram can be dropped for (docs/protocol.md)."""
 
@@ -104,6 +112,9 @@ FEATURES_VALUE = struct.Struct("!I")
 """FEATURES value: a bit mask of what the sending portal does; unknown bits are ignored."""
 FEATURE_HOLD: Final = 0x01
 """FEATURES bit 0: the sender's egress holds DATA flagged *hold* (`equalize = "bulk"`)."""
+FEATURE_COMPACT: Final = 0x02
+"""FEATURES bit 1: the sender's egress takes *context* and *compact* DATA
+(`compress_headers`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +169,10 @@ class DataFrame:
     """FLAG_RESENT was set."""
     hold: bool = False
     """FLAG_HOLD was set."""
+    compact: bool = False
+    """FLAG_COMPACT was set: `payload` is a compressed packet."""
+    context: bool = False
+    """FLAG_CONTEXT was set: `payload` is a context id and a whole packet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +298,8 @@ def encode_data(
     jumped: bool = False,
     resent: bool = False,
     hold: bool = False,
+    compact: bool = False,
+    context: bool = False,
 ) -> bytes:
     """Encode a DATA datagram (payload must be non-empty)."""
     return (
@@ -291,7 +308,9 @@ def encode_data(
             FrameType.DATA,
             (FLAG_JUMPED if jumped else 0)
             | (FLAG_RESENT if resent else 0)
-            | (FLAG_HOLD if hold else 0),
+            | (FLAG_HOLD if hold else 0)
+            | (FLAG_COMPACT if compact else 0)
+            | (FLAG_CONTEXT if context else 0),
             path_id,
             session_id,
             path_seq,
@@ -456,6 +475,8 @@ def encode(frame: Frame) -> bytes:
             jumped=frame.jumped,
             resent=frame.resent,
             hold=frame.hold,
+            compact=frame.compact,
+            context=frame.context,
         )
     if isinstance(frame, FragFrame):
         return encode_frag(
@@ -538,6 +559,10 @@ def is_data(data: Buffer) -> bool:
     return len(data) > DATA_HEADER_SIZE and data[:3] == _DATA_PREFIX
 
 
+_DATA_FLAGS: Final = FLAG_JUMPED | FLAG_RESENT | FLAG_HOLD | FLAG_COMPACT | FLAG_CONTEXT
+_BOTH_FORMS: Final = FLAG_COMPACT | FLAG_CONTEXT
+
+
 def decode_datagram(data: Buffer) -> Frame:
     """Decode one datagram into a frame; any malformed input raises ProtocolError."""
     size = len(data)
@@ -550,7 +575,7 @@ def decode_datagram(data: Buffer) -> Frame:
     frame_type = data[1]
     flags = data[2]
     if frame_type == FrameType.DATA:
-        if flags & ~(FLAG_JUMPED | FLAG_RESENT | FLAG_HOLD):
+        if flags & ~_DATA_FLAGS or flags & _BOTH_FORMS == _BOTH_FORMS:
             raise ProtocolError("bad_flags")
         if size < DATA_HEADER_SIZE:
             raise ProtocolError("truncated")
@@ -571,6 +596,8 @@ def decode_datagram(data: Buffer) -> Frame:
             bool(flags & FLAG_JUMPED),
             bool(flags & FLAG_RESENT),
             bool(flags & FLAG_HOLD),
+            bool(flags & FLAG_COMPACT),
+            bool(flags & FLAG_CONTEXT),
         )
     if frame_type == FrameType.FRAG:
         if flags & ~(FLAG_JUMPED | FLAG_RESENT):

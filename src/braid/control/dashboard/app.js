@@ -50,6 +50,16 @@
     }
     return text;
   }
+  // "on, 97 % compact, 1.3 MB saved", "on (the peer does not take them)" or "off" (empty
+  // for a portal without header compression).
+  function fmtCompression(params, counters) {
+    if (params.compress_headers == null) return "–";
+    if (!params.compress_headers) return "off";
+    if (params.peer_compacts === false) return "on (the peer does not take them)";
+    const sent = counters.packets_sent || 0;
+    const share = sent ? ` ${Math.round(100 * (counters.compacted || 0) / sent)} % compact,` : "";
+    return `on,${share} ${fmtBytes(counters.compact_saved || 0)} saved`;
+  }
   const pathKey = (p) => p.path_id + (p.name ? " " + p.name : "");
   function cell(tr, text, cls) { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; tr.appendChild(td); return td; }
 
@@ -150,13 +160,14 @@
       cell(tr, s.session_id, "mono"); cell(tr, s.peer || "–", "mono"); cell(tr, fmtTime(s.up_since));
       cell(tr, s.parameters.scheduler);
       cell(tr, fmtEqualize(s.parameters, s.counters));
+      cell(tr, fmtCompression(s.parameters, s.counters));
       cell(tr, s.paths.filter((p) => p.state === "up").length + "/" + s.paths.length + " up");
       cell(tr, fmtBytes(s.counters.bytes_sent)); cell(tr, fmtBytes(s.counters.bytes_delivered));
       cell(tr, (s.egress || []).slice(0, 4).join(", ") + ((s.egress || []).length > 4 ? " …" : ""), "mono");
       tr.addEventListener("click", () => { if (state.current !== s.session_id) { state.current = s.session_id; state.series = {}; } render(); });
       body.appendChild(tr);
     }
-    if (!state.sessions.length) { const tr = document.createElement("tr"); cell(tr, "no session yet", "dim").colSpan = 9; body.appendChild(tr); }
+    if (!state.sessions.length) { const tr = document.createElement("tr"); cell(tr, "no session yet", "dim").colSpan = 10; body.appendChild(tr); }
   }
 
   function currentSession() { return state.sessions.find((s) => s.session_id === state.current) || null; }
@@ -165,7 +176,16 @@
     const s = currentSession();
     $("current-session").textContent = s ? s.session_id : "–";
     const body = $("paths").querySelector("tbody"); body.textContent = "";
-    const select = $("path-select"); const chosen = select.value; select.textContent = "";
+    // The path choices are rebuilt only when the paths change (not every second: an
+    // open list, or a choice being made, would be lost).
+    const select = $("path-select"); const chosen = select.value;
+    const choices = s ? s.paths.map((p) => [String(p.path_id), pathKey(p)]) : [];
+    const same = choices.length === select.options.length
+      && choices.every(([v, t], i) => select.options[i].value === v && select.options[i].textContent === t);
+    if (!same) {
+      select.textContent = "";
+      for (const [v, t] of choices) { const o = document.createElement("option"); o.value = v; o.textContent = t; select.appendChild(o); }
+    }
     if (!s) return;
     for (const p of s.paths) {
       const tr = document.createElement("tr"); tr.dataset.path = p.path_id;
@@ -175,7 +195,6 @@
       const td = cell(tr, ""); const b = document.createElement("button"); b.textContent = "remove"; b.type = "button";
       b.addEventListener("click", (e) => { e.stopPropagation(); change("DELETE", `/api/v1/sessions/${s.session_id}/paths/${p.path_id}`, undefined, `path ${p.path_id} removed`); });
       td.appendChild(b); body.appendChild(tr);
-      const o = document.createElement("option"); o.value = String(p.path_id); o.textContent = pathKey(p); select.appendChild(o);
     }
     if (chosen && [...select.options].some((o) => o.value === chosen)) select.value = chosen;
   }

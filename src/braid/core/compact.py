@@ -1,0 +1,306 @@
+"""Inner header compression (DATA flags *context* and *compact*, `compress_headers`).
+
+Every inner TCP or UDP packet repeats what its flow's packets all carry: the IP version,
+addresses, protocol, TTL and ports. Lengths and the IPv4 header checksum follow from the
+rest. The ingress sends a flow's first packets whole, flagged *context* and prefixed by
+a one-byte context id; the egress keeps the static fields under (bucket, id). Later
+packets go *compact*: the id, the fields that change (IPv4: TOS and identification;
+IPv6: traffic class) and the packet from the TCP header's sequence number (UDP: its
+checksum) on. The egress rebuilds the packet byte for byte. A TCP packet over IPv4 saves
+20 bytes, over IPv6 42; UDP 22 and 44.
+
+Nothing is guessed from order: a compact packet names its context, so loss and reordering
+across paths cannot misapply one. The ingress defines a context with at least
+`DEFINE_COUNT` *context* packets, and for as long after the first as the round trip of
+each path one of them took (`settle`, given per packet: a compact packet on a faster path
+must not overtake them); then every `REFRESH`-th packet goes whole again, and a context
+unused for `IDLE_REDEFINE` is defined again. An id goes to another header only after
+`REUSE_AFTER` seconds unused. A compact packet whose context the egress lacks (all its
+*context* packets lost) is dropped and counted (`compact_miss`), never rebuilt wrong.
+
+Only what rebuilds exactly is compressed: IPv4 without options, not a fragment, with a
+right header checksum, and IPv6 without extension headers, carrying TCP or UDP, with the
+lengths in agreement. Anything else travels whole.
+
+Sans-I/O: `Compressor.compress` at the ingress, `Decompressor.learn` / `expand` at the
+egress.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+from braid.core.wire import FLAG_COMPACT, FLAG_CONTEXT, ProtocolError
+
+DEFINE_COUNT: Final = 4
+"""A context's first this-many packets go whole (one may be lost, or a TCP SYN resent)."""
+REFRESH: Final = 64
+"""Every this-many-th packet of a context goes whole (*context*) again."""
+REUSE_AFTER: Final = 2.0
+"""A context id goes to another header only after this many seconds unused."""
+IDLE_REDEFINE: Final = 5.0
+"""A context unused this long is defined again (the egress may have dropped it)."""
+INGRESS_LIMIT: Final = 4096
+"""Contexts the ingress keeps (beyond them, new flows travel whole)."""
+EGRESS_LIMIT: Final = 16384
+"""Contexts the egress keeps (the oldest defined goes first)."""
+SETTLE_MIN: Final = 0.02
+SETTLE_MAX: Final = 2.0
+_SCAN: Final = 64
+
+_V4_TCP: Final = 0
+_V4_UDP: Final = 1
+_V6_TCP: Final = 2
+_V6_UDP: Final = 3
+
+_V4_HEAD = struct.Struct("!BBHH4sH12s")  # version/IHL .. addresses, ports
+_V6_HEAD = struct.Struct("!BB2sH38s")  # version/TC/flow, payload length, nh .. ports
+_U16 = struct.Struct("!H")
+_WORDS4 = struct.Struct("!HH")
+_WORDS8 = struct.Struct("!HHHH")
+
+
+def _parse(packet: bytes) -> tuple[bytes, bytes, int] | None:
+    """(static key, changing fields, offset of the carried rest) or None. The key is 16
+    bytes for IPv4 (flags .. protocol, addresses, ports), 41 for IPv6 (flow label, next
+    header .. ports): its length tells the family, the protocol byte in it the kind."""
+    size = len(packet)
+    if size < 28:
+        return None
+    first = packet[0]
+    if first == 0x45:
+        if packet[6] & 0x3F or packet[7] or (packet[2] << 8 | packet[3]) != size:
+            return None  # a fragment (MF or an offset) or a length that disagrees
+        if int.from_bytes(packet[:20], "big") % 0xFFFF:
+            # A wrong header checksum (the egress would not rebuild it). The words' ones'
+            # complement sum is 0xFFFF exactly when the header is right, and it is the
+            # header's value modulo 0xFFFF (2**16 = 1 modulo 0xFFFF).
+            return None
+        proto = packet[9]
+        if proto == 6:
+            return packet[6:10] + packet[12:24], packet[1:2] + packet[4:6], 24
+        if proto == 17 and (packet[24] << 8 | packet[25]) == size - 20:
+            return packet[6:10] + packet[12:24], packet[1:2] + packet[4:6], 26
+        return None
+    if first >> 4 == 6 and size >= 48:
+        if (packet[4] << 8 | packet[5]) != size - 40:
+            return None
+        nh = packet[6]
+        if nh == 6:
+            rest = 44
+        elif nh == 17 and (packet[44] << 8 | packet[45]) == size - 40:
+            rest = 46
+        else:
+            return None
+        tc = ((first & 0x0F) << 4) | (packet[1] >> 4)
+        return bytes((packet[1] & 0x0F,)) + packet[2:4] + packet[6:44], bytes((tc,)), rest
+    return None
+
+
+class _Entry:
+    __slots__ = ("bucket", "cid", "count", "defined", "last_used", "settled", "tag", "whole")
+
+    def __init__(self, bucket: int, cid: int, now: float) -> None:
+        self.bucket = bucket
+        self.cid = cid
+        self.tag = bytes((cid,))
+        self.count = 0
+        self.last_used = now
+        self.defined = now
+        """When the context was (last) defined."""
+        self.settled = now
+        """Until when its packets go whole."""
+        self.whole = DEFINE_COUNT
+        """How many more go whole at least."""
+
+    def define(self, now: float) -> None:
+        self.defined = self.settled = now
+        self.whole = DEFINE_COUNT
+
+
+class Compressor:
+    """The ingress side: which packets go whole, which compact, under which id."""
+
+    def __init__(self, limit: int = INGRESS_LIMIT) -> None:
+        self._limit = limit
+        self._entries: dict[bytes, _Entry] = {}
+        self._ids: dict[int, dict[int, bytes]] = {}
+        self._next: dict[int, int] = {}
+        self.compacted = 0
+        """Packets sent compact."""
+        self.defined = 0
+        """Packets sent whole with their context (*context*)."""
+        self.saved = 0
+        """Bytes the compact packets saved."""
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def reset(self) -> None:
+        """Forget every context (the peer may have restarted: they are defined again).
+        The next id of each bucket stays, so no id goes at once to another header."""
+        self._entries.clear()
+        self._ids.clear()
+
+    def compress(
+        self, bucket: int, packet: bytes, now: float, settle: float, whole: int = 0
+    ) -> tuple[int, bytes]:
+        """(DATA flags, payload) for `packet` of flow `bucket`, sent on a path where a
+        packet may take up to `settle` seconds longer than on the fastest: (0, packet)
+        when it travels as it is; `whole` true: never compact (a resent packet)."""
+        parsed = _parse(packet)
+        if parsed is None:
+            return 0, packet
+        key, changing, rest = parsed
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._allocate(key, bucket, now)
+            if entry is None:
+                return 0, packet
+        elif entry.bucket != bucket:
+            return 0, packet  # (a bucket that is no hash of these fields: leave it)
+        elif now - entry.last_used > IDLE_REDEFINE:
+            entry.define(now)
+        entry.last_used = now
+        count = entry.count = entry.count + 1
+        if entry.whole > 0 or now < entry.settled:
+            # Defining: whole until `DEFINE_COUNT` went and the slowest path one of them
+            # took has had time to bring them (counted from the first).
+            entry.whole -= 1
+            until = entry.defined + min(max(settle, SETTLE_MIN), SETTLE_MAX)
+            if until > entry.settled:
+                entry.settled = until
+            self.defined += 1
+            return FLAG_CONTEXT, entry.tag + packet
+        if whole or not count % REFRESH:
+            self.defined += 1
+            return FLAG_CONTEXT, entry.tag + packet
+        self.compacted += 1
+        self.saved += rest - len(changing) - 1
+        return FLAG_COMPACT, entry.tag + changing + packet[rest:]
+
+    def _allocate(self, key: bytes, bucket: int, now: float) -> _Entry | None:
+        entries = self._entries
+        old = now - REUSE_AFTER
+        if len(entries) >= self._limit:
+            # Free the first long-unused context among the oldest defined; move the
+            # ones still in use to the end.
+            for _ in range(min(_SCAN, len(entries))):
+                first = next(iter(entries))
+                victim = entries.pop(first)
+                if victim.last_used <= old:
+                    del self._ids[victim.bucket][victim.cid]
+                    break
+                entries[first] = victim
+            else:
+                return None
+        ids = self._ids.setdefault(bucket, {})
+        start = self._next.get(bucket, 0)
+        for step in range(256):
+            cid = (start + step) & 0xFF
+            holder = ids.get(cid)
+            if holder is not None:
+                held = entries[holder]
+                if held.last_used > old:
+                    continue
+                del entries[holder]
+            ids[cid] = key
+            self._next[bucket] = (cid + 1) & 0xFF
+            entry = entries[key] = _Entry(bucket, cid, now)
+            return entry
+        return None
+
+
+def _sum16(data: bytes) -> int:
+    total = 0
+    for i in range(0, len(data), 2):
+        total += (data[i] << 8) | data[i + 1]
+    return total
+
+
+class Decompressor:
+    """The egress side: contexts by (bucket, id), packets rebuilt from them."""
+
+    def __init__(self, limit: int = EGRESS_LIMIT) -> None:
+        self._limit = limit
+        # (bucket << 8 | id) -> (kind, IPv4: checksum base / IPv6: flow label's high
+        # nibble, the bytes before the checksum / the flow label's low bytes, the rest)
+        self._contexts: dict[int, tuple[int, int, bytes, bytes]] = {}
+        self.learned = 0
+        """*context* packets taken in."""
+        self.expanded = 0
+        """Compact packets rebuilt."""
+
+    def __len__(self) -> int:
+        return len(self._contexts)
+
+    def learn(self, bucket: int, payload: bytes) -> bytes:
+        """The inner packet of a *context* DATA payload; keeps its context. Raises
+        ProtocolError("bad_compact") for a packet that cannot be a context."""
+        packet = payload[1:]
+        parsed = _parse(packet)
+        if parsed is None:
+            raise ProtocolError("bad_compact")
+        static = parsed[0]
+        context: tuple[int, int, bytes, bytes]
+        if len(static) == 16:
+            # IPv4: the checksum's fixed part (version/IHL, flags .. protocol, addresses).
+            base = 0x4500 + sum(_WORDS4.unpack_from(static)) + sum(_WORDS8.unpack_from(static, 4))
+            context = (_V4_TCP if static[3] == 6 else _V4_UDP, base, static[:4], static[4:])
+        else:
+            context = (_V6_TCP if static[3] == 6 else _V6_UDP, static[0], static[1:3], static[3:])
+        key = bucket << 8 | payload[0]
+        contexts = self._contexts
+        contexts.pop(key, None)
+        contexts[key] = context
+        if len(contexts) > self._limit:
+            del contexts[next(iter(contexts))]
+        self.learned += 1
+        return packet
+
+    def expand(self, bucket: int, payload: bytes) -> bytes:
+        """The inner packet a compact DATA payload stands for. Raises
+        ProtocolError("compact_miss") without its context, ("bad_compact") if short."""
+        context = self._contexts.get(bucket << 8 | payload[0])
+        if context is None:
+            raise ProtocolError("compact_miss")
+        kind, base, head, tail = context
+        size = len(payload)
+        # (Shorter than the ingress makes them, from packets of 28 or 48 bytes at least:
+        # bad_compact.)
+        if kind == _V4_TCP:
+            if size < 8:
+                raise ProtocolError("bad_compact")
+            tos = payload[1]
+            ident = (payload[2] << 8) | payload[3]
+            total = size + 20
+            s = base + tos + total + ident
+            s = (s & 0xFFFF) + (s >> 16)
+            s = (s & 0xFFFF) + (s >> 16)
+            self.expanded += 1
+            return _V4_HEAD.pack(0x45, tos, total, ident, head, ~s & 0xFFFF, tail) + payload[4:]
+        if kind == _V4_UDP:
+            if size < 6:
+                raise ProtocolError("bad_compact")
+            tos = payload[1]
+            ident = (payload[2] << 8) | payload[3]
+            total = size + 22
+            s = base + tos + total + ident
+            s = (s & 0xFFFF) + (s >> 16)
+            s = (s & 0xFFFF) + (s >> 16)
+            self.expanded += 1
+            return (
+                _V4_HEAD.pack(0x45, tos, total, ident, head, ~s & 0xFFFF, tail)
+                + _U16.pack(total - 20)
+                + payload[4:]
+            )
+        if size < (6 if kind == _V6_TCP else 4):
+            raise ProtocolError("bad_compact")
+        tc = payload[1]
+        length = size + 2 if kind == _V6_TCP else size + 4
+        packed = _V6_HEAD.pack(0x60 | tc >> 4, (tc & 0x0F) << 4 | base, head, length, tail)
+        self.expanded += 1
+        if kind == _V6_TCP:
+            return packed + payload[2:]
+        return packed + _U16.pack(length) + payload[2:]

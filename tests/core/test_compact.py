@@ -1,0 +1,393 @@
+"""Inner header compression (braid.core.compact): what is compressed, that every packet is
+rebuilt byte for byte, and that a compact packet is never rebuilt from the wrong context."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from braid.core.compact import (
+    DEFINE_COUNT,
+    IDLE_REDEFINE,
+    REFRESH,
+    REUSE_AFTER,
+    SETTLE_MIN,
+    Compressor,
+    Decompressor,
+)
+from braid.core.session import SessionConfig
+from braid.core.wire import FEATURE_COMPACT, FLAG_COMPACT, FLAG_CONTEXT, ProtocolError
+
+from .pairnet import LOCAL, REMOTE, LinkProfile, PairNet, tcp_packet, udp_packet
+
+SETTLE = 0.05
+
+
+def _checksum(data: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def ipv4(
+    proto: int,
+    body: bytes,
+    *,
+    src: str = "10.0.0.1",
+    dst: str = "10.1.0.1",
+    tos: int = 0,
+    ident: int = 0,
+    ttl: int = 64,
+    frag: int = 0x4000,
+    options: bytes = b"",
+) -> bytes:
+    """An IPv4 packet with a right header checksum (`options`: IHL > 5)."""
+    ihl = 5 + len(options) // 4
+    header = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x40 | ihl,
+        tos,
+        ihl * 4 + len(body),
+        ident,
+        frag,
+        ttl,
+        proto,
+        0,
+        ipaddress.IPv4Address(src).packed,
+        ipaddress.IPv4Address(dst).packed,
+    )
+    header += options
+    return header[:10] + struct.pack("!H", _checksum(header)) + header[12:] + body
+
+
+def ipv6(
+    nh: int, body: bytes, *, src: str = "fd00::1", dst: str = "fd01::1", tc: int = 0, flow: int = 0
+) -> bytes:
+    first = (6 << 28) | (tc << 20) | flow
+    return (
+        struct.pack("!IHBB", first, len(body), nh, 64)
+        + ipaddress.IPv6Address(src).packed
+        + ipaddress.IPv6Address(dst).packed
+        + body
+    )
+
+
+def tcp(sport: int, seq: int, data: bytes, *, options: bytes = b"", flags: int = 0x18) -> bytes:
+    offset = (20 + len(options)) // 4
+    return (
+        struct.pack("!HHIIBBHHH", sport, 443, seq, 7, offset << 4, flags, 502, 0xBEEF, 0)
+        + options
+        + data
+    )
+
+
+def udp(sport: int, data: bytes, *, length: int | None = None) -> bytes:
+    return (
+        struct.pack("!HHHH", sport, 53, 8 + len(data) if length is None else length, 0x1234) + data
+    )
+
+
+TIMESTAMPS = b"\x01\x01\x08\x0a" + bytes(range(8))
+
+
+def _send(
+    compressor: Compressor, decompressor: Decompressor, packet: bytes, now: float, bucket: int = 9
+) -> tuple[int, int]:
+    """Compress at `now`, rebuild; (flags, bytes on the wire)."""
+    flags, payload = compressor.compress(bucket, packet, now, SETTLE)
+    if flags == FLAG_CONTEXT:
+        assert decompressor.learn(bucket, payload) == packet
+    elif flags == FLAG_COMPACT:
+        assert decompressor.expand(bucket, payload) == packet
+    else:
+        assert payload is packet
+    return flags, len(payload)
+
+
+@pytest.mark.parametrize(
+    ("make", "saved"),
+    [
+        (lambda i: ipv4(6, tcp(4000, i, b"x" * 1348, options=TIMESTAMPS), ident=i), 20),
+        (lambda i: ipv4(17, udp(4000, b"v" * 160), ident=i, tos=0xB8), 22),
+        (lambda i: ipv6(6, tcp(4000, i, b"x" * 1328, options=TIMESTAMPS), flow=0x12345), 42),
+        (lambda i: ipv6(17, udp(4000, b"v" * 160), tc=0xB9), 44),
+    ],
+    ids=["ipv4-tcp", "ipv4-udp", "ipv6-tcp", "ipv6-udp"],
+)
+def test_a_flow_goes_whole_while_it_settles_then_compact(
+    make: Callable[[int], bytes], saved: int
+) -> None:
+    """A flow's packets go whole (*context*, one byte longer: the id) for `settle`
+    seconds, then compact (IPv4 TCP 20 bytes shorter, UDP 22; IPv6 42 and 44), every
+    REFRESH-th packet whole again; each one rebuilt to the same bytes."""
+    compressor, decompressor = Compressor(), Decompressor()
+    forms = []
+    for i in range(3 * REFRESH):
+        packet = make(i)
+        flags, size = _send(compressor, decompressor, packet, i * 0.01)
+        forms.append(flags)
+        assert size == len(packet) + 1 if flags == FLAG_CONTEXT else len(packet) - saved
+    settled = sum(1 for i in range(3 * REFRESH) if i * 0.01 < SETTLE)
+    assert forms[:settled] == [FLAG_CONTEXT] * settled
+    whole = [i + 1 for i, f in enumerate(forms) if f == FLAG_CONTEXT][settled:]
+    assert whole == [REFRESH, 2 * REFRESH, 3 * REFRESH]
+    assert compressor.compacted == 3 * REFRESH - settled - 3
+    assert compressor.saved == saved * compressor.compacted
+    assert decompressor.expanded == compressor.compacted and len(compressor) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    version=st.sampled_from([4, 6]),
+    proto=st.sampled_from([6, 17]),
+    tos=st.integers(0, 255),
+    ident=st.integers(0, 0xFFFF),
+    ttl=st.integers(1, 255),
+    df=st.booleans(),
+    sport=st.integers(0, 0xFFFF),
+    seq=st.integers(0, 2**32 - 1),
+    options=st.sampled_from([b"", TIMESTAMPS, b"\x02\x04\x05\xb4"]),
+    data=st.binary(max_size=1400),
+)
+def test_any_tcp_or_udp_packet_is_rebuilt_byte_for_byte(
+    version: int,
+    proto: int,
+    tos: int,
+    ident: int,
+    ttl: int,
+    df: bool,
+    sport: int,
+    seq: int,
+    options: bytes,
+    data: bytes,
+) -> None:
+    body = tcp(sport, seq, data, options=options) if proto == 6 else udp(sport, data)
+    if version == 4:
+        packet = ipv4(proto, body, tos=tos, ident=ident, ttl=ttl, frag=0x4000 if df else 0)
+    else:
+        packet = ipv6(proto, body, tc=tos, flow=ident * 13)
+    compressor, decompressor = Compressor(), Decompressor()
+    for _ in range(DEFINE_COUNT):
+        assert _send(compressor, decompressor, packet, 0.0)[0] == FLAG_CONTEXT
+    flags, _ = _send(compressor, decompressor, packet, 1.0)
+    assert flags == FLAG_COMPACT
+
+
+def test_what_would_not_rebuild_exactly_goes_as_it_is() -> None:
+    """ICMP, IP options, fragments, an IPv6 extension header, lengths that disagree, a
+    wrong IPv4 header checksum, a packet too short: no context, the packet unchanged."""
+    body = tcp(4000, 1, b"x" * 100)
+    wrong_sum = bytearray(ipv4(6, body))
+    wrong_sum[10] ^= 0xFF
+    short_udp = ipv4(17, udp(4000, b"x" * 20, length=12))
+    cases = [
+        ipv4(1, b"\x08\x00" + b"p" * 62),  # ICMP echo
+        ipv4(6, body, options=b"\x01\x01\x01\x00"),
+        ipv4(6, body, frag=0x2000),  # more fragments
+        ipv4(6, body, frag=0x0010),  # a later fragment
+        ipv6(0, b"\x06\x00" + bytes(6) + body),  # hop-by-hop, then TCP
+        ipv6(58, b"\x80\x00" + b"p" * 62),  # ICMPv6
+        bytes(wrong_sum),
+        short_udp,
+        ipv4(6, b"\x0f\xa0"),  # 22 bytes: no room for the ports
+        b"\x45",
+        b"",
+    ]
+    compressor = Compressor()
+    for packet in cases:
+        for now in (0.0, 1.0):
+            assert compressor.compress(9, packet, now, SETTLE) == (0, packet)
+    assert len(compressor) == 0 and compressor.compacted == 0
+    # A truncated IPv4 length (the packet is longer than its header says) is not rebuilt
+    # either.
+    packet = ipv4(6, body) + b"pad"
+    assert compressor.compress(9, packet, 2.0, SETTLE) == (0, packet)
+
+
+def test_a_compact_packet_without_its_context_is_dropped_not_rebuilt() -> None:
+    """The egress never saw the context (lost, or it restarted): `compact_miss`; a short
+    compact payload or a *context* packet that is no context: `bad_compact`."""
+    compressor, decompressor = Compressor(), Decompressor()
+    packet = ipv4(6, tcp(4000, 1, b"x" * 500))
+    for _ in range(DEFINE_COUNT):
+        compressor.compress(9, packet, 0.0, SETTLE)  # the context, lost
+    flags, payload = compressor.compress(9, packet, 1.0, SETTLE)
+    assert flags == FLAG_COMPACT
+    with pytest.raises(ProtocolError) as exc:
+        decompressor.expand(9, payload)
+    assert exc.value.reason == "compact_miss"
+    with pytest.raises(ProtocolError) as exc:
+        decompressor.expand(8, payload)  # (the id names a context of its bucket only)
+    assert exc.value.reason == "compact_miss"
+    decompressor.learn(9, compressor.compress(9, packet, 1.0, SETTLE, whole=True)[1])
+    assert decompressor.expand(9, payload) == packet
+    for short in (payload[:5], payload[:1]):
+        with pytest.raises(ProtocolError) as exc:
+            decompressor.expand(9, short)
+        assert exc.value.reason == "bad_compact"
+    with pytest.raises(ProtocolError) as exc:
+        decompressor.learn(9, b"\x00" + ipv4(1, b"ping"))
+    assert exc.value.reason == "bad_compact"
+
+
+def test_flows_that_share_a_bucket_get_their_own_ids() -> None:
+    """Two flows in one bucket (a hash collision) each get a context id; their packets,
+    interleaved, rebuild to their own headers."""
+    compressor, decompressor = Compressor(), Decompressor()
+    flows = [ipv4(6, tcp(4000 + k, 0, b"x" * 200), dst=f"10.1.0.{k + 1}") for k in range(3)]
+    ids = set()
+    for step in range(60):
+        packet = flows[step % 3]
+        flags, payload = compressor.compress(5, packet, step * 0.01, SETTLE)
+        ids.add(payload[0])
+        rebuilt = (decompressor.learn if flags == FLAG_CONTEXT else decompressor.expand)(5, payload)
+        assert rebuilt == packet
+    assert len(ids) == 3 and compressor.compacted > 30
+
+
+def test_an_id_goes_to_another_header_only_after_it_was_unused_for_a_while() -> None:
+    """A context id in use is never given to another header; the ingress, full, sends new
+    flows whole until a context has been unused for REUSE_AFTER; a reused id's old packets
+    (late on a slow path) can then no longer be in flight."""
+    compressor = Compressor(limit=2)
+    a = ipv4(6, tcp(1, 0, b"a" * 100))
+    b = ipv4(6, tcp(2, 0, b"b" * 100))
+    c = ipv4(6, tcp(3, 0, b"c" * 100))
+    ida = compressor.compress(5, a, 0.0, SETTLE)[1][0]
+    idb = compressor.compress(5, b, 0.0, SETTLE)[1][0]
+    assert ida != idb
+    assert compressor.compress(5, c, 1.0, SETTLE) == (0, c)  # full, both in use
+    compressor.compress(5, a, 1.5, SETTLE)
+    # b was last used at 0.0: free at REUSE_AFTER; c takes a new id (not b's at once).
+    flags, payload = compressor.compress(5, c, REUSE_AFTER + 0.1, SETTLE)
+    assert flags == FLAG_CONTEXT and payload[0] not in (ida, idb) and len(compressor) == 2
+    # 256 ids per bucket: once each was used, the oldest unused comes back.
+    compressor = Compressor()
+    seen = []
+    for k in range(300):
+        packet = ipv4(6, tcp(1000 + k, 0, b"x"))
+        seen.append(compressor.compress(5, packet, k * REUSE_AFTER, SETTLE)[1][0])
+    assert seen[:256] == list(range(256)) and seen[256:260] == [0, 1, 2, 3]
+
+
+def test_a_context_unused_for_long_and_after_reset_goes_whole_again() -> None:
+    """A context is defined by DEFINE_COUNT whole packets and for `settle` after the first;
+    again when the egress may have dropped it (after IDLE_REDEFINE unused, or the peer
+    restarted: `reset`), under a new id after a reset (an old compact packet in flight
+    cannot take the new context)."""
+    compressor = Compressor()
+    packet = ipv4(6, tcp(4000, 1, b"x" * 100))
+    first = compressor.compress(9, packet, 0.0, SETTLE)[1][0]
+    for _ in range(DEFINE_COUNT - 1):
+        assert compressor.compress(9, packet, 0.01, SETTLE)[0] == FLAG_CONTEXT
+    assert compressor.compress(9, packet, 1.0, SETTLE)[0] == FLAG_COMPACT
+    at = 1.0 + IDLE_REDEFINE + 0.1
+    forms = [compressor.compress(9, packet, at, SETTLE)[0] for _ in range(DEFINE_COUNT)]
+    assert forms == [FLAG_CONTEXT] * DEFINE_COUNT
+    assert compressor.compress(9, packet, at + SETTLE + 0.01, SETTLE)[0] == FLAG_COMPACT
+    compressor.reset()
+    assert len(compressor) == 0
+    flags, payload = compressor.compress(9, packet, 10.0, SETTLE)
+    assert flags == FLAG_CONTEXT and payload[0] != first
+    for _ in range(DEFINE_COUNT - 1):
+        assert compressor.compress(9, packet, 10.0 + SETTLE_MIN / 2, SETTLE_MIN)[0] == FLAG_CONTEXT
+    # Past DEFINE_COUNT, still whole until `settle` after the first: that of the path
+    # each took, the longest (here SETTLE: the first's).
+    assert compressor.compress(9, packet, 10.0 + SETTLE - 0.01, SETTLE_MIN)[0] == FLAG_CONTEXT
+    assert compressor.compress(9, packet, 10.0 + SETTLE + 0.01, SETTLE_MIN)[0] == FLAG_COMPACT
+    # A context packet on a slow path (settle 0.5 s) during the definition keeps the
+    # flow whole for 0.5 s from the definition, no longer (not from each packet).
+    other = ipv4(6, tcp(4001, 1, b"x" * 100))
+    compressor.compress(9, other, 20.0, SETTLE_MIN)
+    compressor.compress(9, other, 20.001, 0.5)
+    for _ in range(DEFINE_COUNT):
+        assert compressor.compress(9, other, 20.3, 0.5)[0] == FLAG_CONTEXT
+    assert compressor.compress(9, other, 20.49, 0.5)[0] == FLAG_CONTEXT
+    assert compressor.compress(9, other, 20.51, 0.5)[0] == FLAG_COMPACT
+
+
+def test_the_egress_keeps_a_bounded_number_of_contexts() -> None:
+    decompressor = Decompressor(limit=100)
+    for k in range(1000):
+        packet = ipv4(17, udp(k, b"x" * 10))
+        decompressor.learn(k % 300, bytes((k % 256,)) + packet)
+    assert len(decompressor) == 100
+
+
+# -- between two sessions ----------------------------------------------------------------
+
+
+def _mixed(net: PairNet, side: str, start: float, stop: float) -> list[bytes]:
+    """TCP segments of 1200 bytes and UDP of 160 over IPv4 and IPv6, many flows."""
+    sent = []
+    at, k = start, 0
+    while at < stop:
+        flow = k % 12
+        if flow < 6:
+            packet = tcp_packet(flow, k, 1200)
+        elif flow < 9:
+            packet = udp_packet(flow, k, 160)
+        else:
+            packet = ipv6(6, tcp(5000 + flow, k, b"%d" % k * 50, options=TIMESTAMPS))
+        net.schedule(side, at, packet)
+        sent.append(packet)
+        k += 1
+        at = start + k * 0.0008
+    return sent
+
+
+def test_sessions_carry_every_packet_compressed_and_rebuild_it_exactly() -> None:
+    """Over a fast path and a slow one that lose, reorder and duplicate, both ways: every
+    packet that arrives is delivered byte for byte as sent; nearly all travel compact;
+    none is dropped for a missing context (a context goes whole for longer than the slow
+    path's round trip, so no compact packet on the fast path overtakes it)."""
+    fast = LinkProfile(delay=0.005, jitter=0.001, loss=0.01, duplicate=0.01, reorder=0.02)
+    slow = LinkProfile(delay=0.040, jitter=0.004, loss=0.02, reorder=0.03)
+    net = PairNet(21, {0: fast, 1: slow}, rates={0: 10_000_000, 1: 40_000_000})
+    up = _mixed(net, LOCAL, 0.5, 3.0)
+    down = _mixed(net, REMOTE, 0.6, 3.0)
+    net.run_until(4.0)
+    for side, sent, sender in ((REMOTE, up, LOCAL), (LOCAL, down, REMOTE)):
+        delivered = [packet for _, packet in net.delivered[side]]
+        assert len(delivered) > 0.95 * len(sent)
+        assert set(delivered) <= set(sent)  # byte for byte
+        assert len(delivered) == len(set(delivered))
+        out = net.session(sender).statistics()
+        got = net.session(side).statistics()
+        assert out.compacted > 0.85 * len(sent), (out.compacted, len(sent))
+        assert got.expanded > 0.95 * out.compacted
+        assert got.drops["compact_miss"] == 0 and got.drops["bad_compact"] == 0
+        assert out.compact_contexts == 12
+        # 20 bytes a compact IPv4 TCP packet, 22 UDP, 42 IPv6 TCP.
+        assert 20 * out.compacted <= out.compact_saved <= 42 * out.compacted
+    forms = {data[2] & (FLAG_COMPACT | FLAG_CONTEXT) for _, _, data, _ in net.data_sent(LOCAL)}
+    assert forms == {FLAG_COMPACT, FLAG_CONTEXT}
+
+
+def test_nothing_is_compressed_toward_a_peer_that_does_not_take_it() -> None:
+    """A remote with `compress_headers = false` does not say it takes compressed headers
+    (FEATURES), and sends none itself: every DATA goes whole both ways. A portal older
+    than compression says nothing either, and is treated the same."""
+    net = PairNet(
+        22,
+        {0: LinkProfile(delay=0.005), 1: LinkProfile(delay=0.02)},
+        remote_config=SessionConfig(compress_headers=False),
+    )
+    up = _mixed(net, LOCAL, 0.5, 1.5)
+    _mixed(net, REMOTE, 0.5, 1.5)
+    net.run_until(2.5)
+    local, remote = net.local.statistics(), net.session(REMOTE).statistics()
+    assert local.compacted == remote.compacted == local.expanded == remote.expanded == 0
+    assert local.peer_features is not None and not local.peer_features & FEATURE_COMPACT
+    assert remote.peer_features is not None and remote.peer_features & FEATURE_COMPACT
+    assert {packet for _, packet in net.delivered[REMOTE]} == set(up)
+    for side in (LOCAL, REMOTE):
+        assert all(
+            not data[2] & (FLAG_COMPACT | FLAG_CONTEXT) for _, _, data, _ in net.data_sent(side)
+        )
