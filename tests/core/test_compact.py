@@ -15,6 +15,7 @@ from braid.core.compact import (
     DEFINE_COUNT,
     IDLE_REDEFINE,
     REFRESH,
+    RETRY_AFTER,
     REUSE_AFTER,
     SETTLE_MIN,
     Compressor,
@@ -267,6 +268,16 @@ def test_an_id_goes_to_another_header_only_after_it_was_unused_for_a_while() -> 
     # b was last used at 0.0: free at REUSE_AFTER; c takes a new id (not b's at once).
     flags, payload = compressor.compress(5, c, REUSE_AFTER + 0.1, SETTLE)
     assert flags == FLAG_CONTEXT and payload[0] not in (ida, idb) and len(compressor) == 2
+    # After a try that found no room, new flows go whole for RETRY_AFTER before the next
+    # try (a try scans up to 64 contexts).
+    compressor = Compressor(limit=2)
+    compressor.compress(5, a, 0.0, SETTLE)
+    compressor.compress(5, b, 0.0, SETTLE)
+    failed = REUSE_AFTER - 0.05
+    assert compressor.compress(5, c, failed, SETTLE) == (0, c)
+    # a and b are unused long enough now, but the next try is not yet due.
+    assert compressor.compress(5, c, failed + RETRY_AFTER * 0.9, SETTLE) == (0, c)
+    assert compressor.compress(5, c, failed + RETRY_AFTER * 1.1, SETTLE)[0] == FLAG_CONTEXT
     # 256 ids per bucket: once each was used, the oldest unused comes back.
     compressor = Compressor()
     seen = []
@@ -391,3 +402,39 @@ def test_nothing_is_compressed_toward_a_peer_that_does_not_take_it() -> None:
         assert all(
             not data[2] & (FLAG_COMPACT | FLAG_CONTEXT) for _, _, data, _ in net.data_sent(side)
         )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    context=st.sampled_from(
+        [
+            ipv4(6, tcp(1, 2, b"x" * 40)),
+            ipv4(17, udp(1, b"x" * 40)),
+            ipv6(6, tcp(1, 2, b"x" * 40)),
+            ipv6(17, udp(1, b"x" * 40)),
+        ]
+    ),
+    payload=st.binary(min_size=1, max_size=80),
+    learned=st.binary(min_size=1, max_size=80),
+)
+def test_any_payload_is_rebuilt_or_refused_never_raises_otherwise(
+    context: bytes, payload: bytes, learned: bytes
+) -> None:
+    """Whatever an authenticated peer sends as *context* or *compact*: a packet, or
+    ProtocolError ("bad_compact", "compact_miss"); the rebuilt packet's lengths agree."""
+    decompressor = Decompressor()
+    decompressor.learn(3, bytes((payload[0],)) + context)
+    try:
+        decompressor.learn(3, learned)
+    except ProtocolError as exc:
+        assert exc.reason == "bad_compact"
+    try:
+        packet = decompressor.expand(3, payload)
+    except ProtocolError as exc:
+        assert exc.reason in ("bad_compact", "compact_miss")
+        return
+    if packet[0] == 0x45:
+        assert int.from_bytes(packet[2:4], "big") == len(packet)
+        assert int.from_bytes(packet[:20], "big") % 0xFFFF == 0  # a right checksum
+    else:
+        assert int.from_bytes(packet[4:6], "big") == len(packet) - 40

@@ -41,10 +41,14 @@ REUSE_AFTER: Final = 2.0
 """A context id goes to another header only after this many seconds unused."""
 IDLE_REDEFINE: Final = 5.0
 """A context unused this long is defined again (the egress may have dropped it)."""
-INGRESS_LIMIT: Final = 4096
+INGRESS_LIMIT: Final = 2048
 """Contexts the ingress keeps (beyond them, new flows travel whole)."""
-EGRESS_LIMIT: Final = 16384
+EGRESS_LIMIT: Final = 4096
 """Contexts the egress keeps (the oldest defined goes first)."""
+RETRY_AFTER: Final = 0.1
+"""After a new context found no room (`INGRESS_LIMIT` contexts in use, or all 256 ids of
+its bucket), new flows travel whole this many seconds before the next try (each try
+scans up to 64 contexts or 256 ids)."""
 SETTLE_MIN: Final = 0.02
 SETTLE_MAX: Final = 2.0
 _SCAN: Final = 64
@@ -127,6 +131,7 @@ class Compressor:
         self._entries: dict[bytes, _Entry] = {}
         self._ids: dict[int, dict[int, bytes]] = {}
         self._next: dict[int, int] = {}
+        self._retry = -1.0
         self.compacted = 0
         """Packets sent compact."""
         self.defined = 0
@@ -142,6 +147,7 @@ class Compressor:
         The next id of each bucket stays, so no id goes at once to another header."""
         self._entries.clear()
         self._ids.clear()
+        self._retry = -1.0
 
     def compress(
         self, bucket: int, packet: bytes, now: float, settle: float, whole: int = 0
@@ -181,6 +187,14 @@ class Compressor:
         return FLAG_COMPACT, entry.tag + changing + packet[rest:]
 
     def _allocate(self, key: bytes, bucket: int, now: float) -> _Entry | None:
+        if now < self._retry:
+            return None  # (the last try found no room: new flows go whole for a while)
+        entry = self._find_room(key, bucket, now)
+        if entry is None:
+            self._retry = now + RETRY_AFTER
+        return entry
+
+    def _find_room(self, key: bytes, bucket: int, now: float) -> _Entry | None:
         entries = self._entries
         old = now - REUSE_AFTER
         if len(entries) >= self._limit:
