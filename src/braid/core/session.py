@@ -1230,8 +1230,10 @@ class TunnelSession:
                     unacked.append((path_seq, item))
                 release += wire / rate
                 continue
-            if compress is not None:
-                # (A resend goes whole: it brings its context back if the egress lost it.)
+            if compress is not None and queue:
+                # Only while packets wait for this path: its rate is the limit, and the
+                # bytes saved carry more; otherwise the CPU it costs buys nothing. (A
+                # resend goes whole: it brings its context back if the egress lost it.)
                 form, ip_packet = compress(bucket, ip_packet, now, settle, flags & FLAG_RESENT)
                 if form:
                     flags |= form
