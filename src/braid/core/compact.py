@@ -22,6 +22,9 @@ Only what rebuilds exactly is compressed: IPv4 without options, not a fragment, 
 right header checksum, and IPv6 without extension headers, carrying TCP or UDP, with the
 lengths in agreement. Anything else travels whole.
 
+The session compresses only packets that wait in their path's queue (the path's rate is
+the limit, so the bytes count; a packet sent at once would pay the CPU for nothing).
+
 Sans-I/O: `Compressor.compress` at the ingress, `Decompressor.learn` / `expand` at the
 egress.
 """
