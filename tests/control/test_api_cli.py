@@ -8,11 +8,13 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from apiharness import CONFIG, Harness
 
 from braid.control.cli import main
+from braid.core.session import SessionConfig
 
 
 @pytest.fixture(scope="module")
@@ -102,22 +104,32 @@ def test_show_says_when_the_peer_does_not_hold(capsys: pytest.CaptureFixture[str
     assert json.loads(out_json)["sessions"][0]["parameters"]["peer_holds"] is True
 
 
+def _show_under_bursts(
+    capsys: pytest.CaptureFixture[str], remote_config: SessionConfig = CONFIG
+) -> tuple[str, dict[str, Any]]:
+    """`braid show` of the local portal and the remote's session (JSON) after 1.5 s of UDP
+    both ways in bursts of 30 packets every 20 ms (they wait for the paths)."""
+    h = Harness(remote_config=remote_config)
+    try:
+        h.start_traffic(interval=0.02, burst=30)
+        h.wait_session()
+        time.sleep(1.5)
+        code, out, err = braid(capsys, "show", *api(h, h.local_url))
+        code_json, out_json, _ = braid(capsys, "show", "--json", *api(h, h.remote_url))
+    finally:
+        h.stop()
+    assert code == 0 and code_json == 0, err
+    session: dict[str, Any] = json.loads(out_json)["sessions"][0]
+    return out, session
+
+
 def test_show_counts_compressed_headers(capsys: pytest.CaptureFixture[str]) -> None:
     """UDP both ways between portals that take compressed headers, in bursts that wait
     for the paths (compression runs only then): `braid show` counts the packets sent
     compressed and the bytes saved (22 per IPv4/UDP packet), and the remote's JSON the
     packets it rebuilt. Toward a remote with `compress_headers = false` (it does not take
     them) the local sends none and says why."""
-    h = Harness()
-    try:
-        h.start_traffic(interval=0.02, burst=30)
-        h.wait_session()
-        time.sleep(1.5)
-        code, out, err = braid(capsys, "show", *api(h, h.local_url))
-        _, out_json, _ = braid(capsys, "show", "--json", *api(h, h.remote_url))
-    finally:
-        h.stop()
-    assert code == 0, err
+    out, remote = _show_under_bursts(capsys)
     found = re.search(
         r"header compression: on, (\d+) packets sent compressed \(\d+ %\), ([\d.]+ \w+) saved;"
         r" (\d+) rebuilt",
@@ -125,23 +137,12 @@ def test_show_counts_compressed_headers(capsys: pytest.CaptureFixture[str]) -> N
     )
     assert found, out
     assert int(found[1]) > 50, out
-    counters = json.loads(out_json)["sessions"][0]["counters"]
+    counters = remote["counters"]
     assert counters["expanded"] > 50  # (what the local sent compressed, rebuilt)
     assert counters["compact_saved"] == 22 * counters["compacted"]
     assert counters["drops"]["compact_miss"] == 0 and counters["drops"]["bad_compact"] == 0
-    h = Harness(remote_config=dataclasses.replace(CONFIG, compress_headers=False))
-    try:
-        h.start_traffic(interval=0.02, burst=30)
-        h.wait_session()
-        time.sleep(1.0)
-        code, out, err = braid(capsys, "show", *api(h, h.local_url))
-        _, out_json, _ = braid(capsys, "show", "--json", *api(h, h.remote_url))
-    finally:
-        h.stop()
-    assert code == 0, err
+    out, remote = _show_under_bursts(capsys, dataclasses.replace(CONFIG, compress_headers=False))
     assert "header compression: on; the peer does not take compressed headers: none sent" in out
-    remote = json.loads(out_json)["sessions"][0]
-    assert "header compression: off" not in out
     assert remote["parameters"]["compress_headers"] is False
     assert remote["counters"]["compacted"] == 0 and remote["counters"]["expanded"] == 0
 

@@ -137,8 +137,6 @@ class Compressor:
         self._retry = -1.0
         self.compacted = 0
         """Packets sent compact."""
-        self.defined = 0
-        """Packets sent whole with their context (*context*)."""
         self.saved = 0
         """Bytes the compact packets saved."""
 
@@ -180,10 +178,8 @@ class Compressor:
             until = entry.defined + min(max(settle, SETTLE_MIN), SETTLE_MAX)
             if until > entry.settled:
                 entry.settled = until
-            self.defined += 1
             return FLAG_CONTEXT, entry.tag + packet
         if whole or not count % REFRESH:
-            self.defined += 1
             return FLAG_CONTEXT, entry.tag + packet
         self.compacted += 1
         self.saved += rest - len(changing) - 1
@@ -244,8 +240,6 @@ class Decompressor:
         # (bucket << 8 | id) -> (kind, IPv4: checksum base / IPv6: flow label's high
         # nibble, the bytes before the checksum / the flow label's low bytes, the rest)
         self._contexts: dict[int, tuple[int, int, bytes, bytes]] = {}
-        self.learned = 0
-        """*context* packets taken in."""
         self.expanded = 0
         """Compact packets rebuilt."""
 
@@ -273,7 +267,6 @@ class Decompressor:
         contexts[key] = context
         if len(contexts) > self._limit:
             del contexts[next(iter(contexts))]
-        self.learned += 1
         return packet
 
     def expand(self, bucket: int, payload: bytes) -> bytes:
@@ -286,32 +279,20 @@ class Decompressor:
         size = len(payload)
         # (Shorter than the ingress makes them, from packets of 28 or 48 bytes at least:
         # bad_compact.)
-        if kind == _V4_TCP:
-            if size < 8:
+        if kind <= _V4_UDP:
+            if size < (8 if kind == _V4_TCP else 6):
                 raise ProtocolError("bad_compact")
             tos = payload[1]
             ident = (payload[2] << 8) | payload[3]
-            total = size + 20
+            total = size + (20 if kind == _V4_TCP else 22)
             s = base + tos + total + ident
             s = (s & 0xFFFF) + (s >> 16)
             s = (s & 0xFFFF) + (s >> 16)
+            header = _V4_HEAD.pack(0x45, tos, total, ident, head, ~s & 0xFFFF, tail)
             self.expanded += 1
-            return _V4_HEAD.pack(0x45, tos, total, ident, head, ~s & 0xFFFF, tail) + payload[4:]
-        if kind == _V4_UDP:
-            if size < 6:
-                raise ProtocolError("bad_compact")
-            tos = payload[1]
-            ident = (payload[2] << 8) | payload[3]
-            total = size + 22
-            s = base + tos + total + ident
-            s = (s & 0xFFFF) + (s >> 16)
-            s = (s & 0xFFFF) + (s >> 16)
-            self.expanded += 1
-            return (
-                _V4_HEAD.pack(0x45, tos, total, ident, head, ~s & 0xFFFF, tail)
-                + _U16.pack(total - 20)
-                + payload[4:]
-            )
+            if kind == _V4_TCP:
+                return header + payload[4:]
+            return header + _U16.pack(total - 20) + payload[4:]
         if size < (6 if kind == _V6_TCP else 4):
             raise ProtocolError("bad_compact")
         tc = payload[1]
