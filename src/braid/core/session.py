@@ -1191,7 +1191,11 @@ class TunnelSession:
         compress = compressor.compress if self._compress and compressor is not None else None
         # (A compact packet must not overtake its context: how long a context sent on
         # this path may take to arrive, at most.)
-        settle = _settle(path.srtt) if path.srtt is not None else self._compact_settle
+        settle = (
+            (_settle(path.srtt) if path.srtt is not None else self._compact_settle)
+            if compress is not None
+            else 0.0
+        )
         while queue and release <= horizon and tracker.inflight < cwnd:
             if hold:
                 head = queue[0]
@@ -1334,12 +1338,13 @@ class TunnelSession:
         # Header compression, for a path without a round trip yet (it carried no DATA
         # this way): a new context goes whole for longer than the slowest known round
         # trip; SETTLE_MAX while none is known.
-        settle = 0.0
-        for path in self._paths.values():
-            srtt = path.srtt
-            if path.up and srtt is not None and srtt > settle:
-                settle = srtt
-        self._compact_settle = _settle(settle) if settle > 0 else SETTLE_MAX
+        if self._compress:
+            settle = 0.0
+            for path in self._paths.values():
+                srtt = path.srtt
+                if path.up and srtt is not None and srtt > settle:
+                    settle = srtt
+            self._compact_settle = _settle(settle) if settle > 0 else SETTLE_MAX
         self._early_at = int(self._queue_limit * self.config.early_drop)
         if self._delay_floor:
             self._update_holds()
