@@ -120,6 +120,12 @@ def test_asymmetric_rates_and_tcp_goodput(one_link) -> None:  # type: ignore[no-
     # TCP goodput is about 1448/1514 of the line rate.
     assert results["up"] == pytest.approx(10 * 0.956, rel=0.05)
     assert results["down"] == pytest.approx(40 * 0.956, rel=0.05)
+    # Each run starts from the same TCP state: the kernel kept no ssthresh, cwnd or RTT
+    # of these connections for the next one to the same address (by default it does, and
+    # the next series' flow would leave slow start at this link's window).
+    for ns in (topo.client, topo.server):
+        cached = run(["ip", "-n", ns, "tcp_metrics", "show"]).strip()
+        assert cached == "", f"{ns}: {cached}"
 
 
 def test_delay_within_1ms(one_link) -> None:  # type: ignore[no-untyped-def]
