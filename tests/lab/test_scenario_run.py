@@ -138,12 +138,12 @@ def test_interrupted_run_removes_everything(tmp_path: Path, sig: signal.Signals)
         assert len(names) == 5
         inodes = {os.stat(f"/run/netns/{name}").st_ino for name in names}
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130
+    assert proc.returncode == 130, f"stdout: {out[-2000:]}\nstderr: {err[-2000:]}"
     assert err.strip() == "braid lab: interrupted; lab removed"
     assert not set(names) & set(list_netns())
     assert not workdir(tag).exists()
