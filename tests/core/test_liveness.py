@@ -6,7 +6,7 @@ from braid.core.session import PathDown, SessionConfig, TunnelSession
 from braid.core.wire import DataFrame, decode_datagram
 
 from .pairnet import udp_packet
-from .test_session import connected, events, exchange
+from .test_session import SID, connected, events, exchange
 
 
 def _run_cut(config: SessionConfig | None) -> float:
@@ -125,8 +125,6 @@ def test_data_sent_before_a_path_came_up_does_not_time_it_out_when_it_does() -> 
     after it came up; the session took that for a cut link's return and ran 3 s with
     early drop off and a 64-packet TUN queue, where the first flow's slow start lost
     packets and one CUBIC flow over four links got 48-57 Mbit/s instead of 67-77.)"""
-    from .test_session import SID
-
     config = SessionConfig(silence_timeout_min=0.25)
     local = TunnelSession(config, role="local", session_id=SID, now=0.0)
     for path_id in (0, 1):

@@ -2184,9 +2184,10 @@ class TunnelSession:
             path.probation_until = now + hold
         path.up_since = now
         if path.awaiting is not None:
-            # DATA sent while the path was not up (none was: the session's first packets)
-            # is answered from now on: the peer just showed it is there. Counted from the
-            # send, the path went down as it came up when the first answers were lost.
+            # DATA sent on the path before it came up (the session's first packets, sent
+            # while no path was up) is awaited from now on: the peer just showed it is
+            # there. Counted from the send, the path went down as it came up when the
+            # peer's first answers were lost.
             path.awaiting = now
         if self._compressor is not None:
             # The peer may have restarted (all paths were down): define contexts again.

@@ -179,7 +179,7 @@ class Topology:
             # next connection to the same address from them. One link's run (ssthresh
             # of a 10 Mbit/s link) then made the next series' flow leave slow start far
             # below the aggregate (four links: braid 61.7 Mbit/s after the links' runs,
-            # 86-89 alone).
+            # 82.6 with this setting).
             sysctl(ns, {"net.ipv4.tcp_no_metrics_save": "1"})
         sysctl(
             self.emulator,
