@@ -41,7 +41,7 @@ def test_per_path_and_per_session_series(harness: Harness) -> None:
     sent = [s for s in families["braid_path_sent_bytes"] if s.name.endswith("_total")]
     assert {s.labels["path"] for s in sent} == {"0", "1"}
     assert families["braid_sessions"][0].value == 1
-    assert families["braid_tun_queue_length"][0].value == 0  # in-memory TUN (the lab: 64/512)
+    assert families["braid_tun_queue_length"][0].value == 0  # in-memory TUN (the lab: 64/1000)
     first = next(s.value for s in families["braid_session_sent_bytes"] if s.name.endswith("_total"))
     time.sleep(0.3)
     again = scrape(harness, harness.local_url)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from braid.io.tun import DEFAULT_TXQUEUELEN, EARLY_DROP_TXQUEUELEN
 from braid.lab.cli import main
 from braid.lab.netns import list_netns
 from braid.lab.report import longest_stall, recovery_time, window_mean
@@ -81,7 +82,7 @@ def test_flow_survives_a_link_cut_and_uses_the_link_again(
         # of issue 5), so for BBR only the use of the returned link is asserted.
         back = recovery_time(samples, 11.0, 0.85 * before, 0.25)
         assert back is not None and back <= 7.0, samples
-    # Queue control (issue 5): early drop and the 512-packet TUN queue while all paths
+    # Queue control (issue 5): early drop and the long TUN queue while all paths
     # are up; quiet, with the short TUN queue, while link 2 is cut and 3 s after it returns.
     for side in ("local", "remote"):
         snaps = [json.loads(line) for line in (tmp_path / f"{side}.jsonl").read_text().splitlines()]
@@ -92,8 +93,10 @@ def test_flow_survives_a_link_cut_and_uses_the_link_again(
         ]
         print(side, [q for q, _ in states])
         # The first snapshot may come before the second path is up (quiet, short queue).
-        assert (512, True) in states, (side, states)
-        first_loud = states.index((512, True))  # both paths up and busy, before the cut
-        assert (64, False) in states[first_loud:], (side, states)  # the cut
-        assert states[-1] == (512, True), (side, states)  # back after the return
+        assert (EARLY_DROP_TXQUEUELEN, True) in states, (side, states)
+        first_loud = states.index(
+            (EARLY_DROP_TXQUEUELEN, True)
+        )  # both paths up and busy, before the cut
+        assert (DEFAULT_TXQUEUELEN, False) in states[first_loud:], (side, states)  # the cut
+        assert states[-1] == (EARLY_DROP_TXQUEUELEN, True), (side, states)  # back after the return
     assert not set(list_netns()) - before_ns  # the lab removed everything it made

@@ -54,13 +54,17 @@ DEFAULT_TXQUEUELEN = 64
 drop off or quiet): once braid's own queue is full, every packet here is latency for all
 flows, pings included (Linux's default, 500, is ~150 ms at 40 Mbit/s). The portals raise
 it at high rates (`queue_length_for`)."""
-EARLY_DROP_TXQUEUELEN = 512
+EARLY_DROP_TXQUEUELEN = 1000
 """Packets the kernel queues while early drop is active: it keeps braid's queues below
 the limit, so the portal rarely pauses and this queue is a shock absorber for the
 sending host's bursts, not a standing queue. At 64 a CUBIC flow over the lab's four links
-lost 60 packets per 20 s there (56-61 Mbit/s); at 512 none (74-88 Mbit/s). Without
-early drop, 512 stood full whenever queue control paused (ping p50 112-120 ms on 10+40;
-during a cut to one 10 Mbit/s link, p95 610 ms)."""
+lost 60 packets per 20 s there (56-61 Mbit/s). At 512 it still overflowed: a CUBIC flow
+sends a window's worth at line rate when the egress releases a batch of in-order data
+(and so its ACKs), faster than the portal reads, and lost 240-733 packets per 20-60 s
+there, in bursts (78.3, 65.3, 80.6 and 78.3, 79.2, 82.6 Mbit/s). At 1000 none: the
+congestion signal is early drop's one packet (82.1, 83.7, 85.2 Mbit/s; ping under load
+unchanged). Without early drop, 512 stood full whenever queue control paused (ping p50
+112-120 ms on 10+40; during a cut to one 10 Mbit/s link, p95 610 ms)."""
 MAX_TXQUEUELEN = 1000
 TXQUEUE_TIME = 0.006
 """Seconds of the sessions' summed rate the TUN queue holds once that is more than

@@ -228,7 +228,7 @@ class _Portal:
 
     def _resize_tun_queue(self) -> None:
         """The TUN queue holds `TXQUEUE_TIME` of the sessions' summed rate (issue 9), at
-        least 512 packets while every session's early drop is active, else the short
+        least 1000 packets while every session's early drop is active, else the short
         default of queue control (issue 5: a path went down, or early drop is off);
         changed when off by a quarter. Called every `TUN_QUEUE_PERIOD` and when a path
         goes down or comes back."""
