@@ -172,3 +172,22 @@ def test_path_mtu_black_hole_is_found_and_large_packets_fragmented() -> None:
     seqs = net.deliver_seqs
     assert len(set(seqs)) == len(seqs)
     assert not set(range(max(seqs) - 100)) - set(seqs)  # (the last ones are in flight)
+
+
+def test_path_mtu_is_confirmed_from_the_first_data_on_a_path() -> None:
+    # An idle session never probes. Its first DATA, however small (a TCP SYN), starts the
+    # probing of every path, those it does not use yet too, so the MTUs are confirmed
+    # within a round trip and the bulk data that follows goes out whole on every path,
+    # not in fragments for a round trip of each.
+    links = {0: (250_000.0, 0.010), 1: (250_000.0, 0.020)}
+    net = RateNet(links, packet_size=200, source_rate=0.0001)
+    net.next_source = 1.0  # idle until 1 s, then one small packet
+    net.run_until(0.99)
+    assert {p.path_id: p.mtu for p in net.local.statistics().paths} == {0: 1208, 1: 1208}
+    net.run_until(1.5)
+    assert net.sent == 1
+    assert {p.path_id: p.mtu for p in net.local.statistics().paths} == {0: 1426, 1: 1426}
+    net.packet_size, net.source_rate = 1400, None  # now a saturating bulk source
+    net.run_until(2.5)
+    assert net.local.statistics().fragmented == 0
+    assert net.goodput(2.0, 2.5) > 0.5 * 500_000 * 1400 / 1500  # (both paths carry it)

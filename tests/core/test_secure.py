@@ -168,7 +168,8 @@ def test_fuzz_random_and_mutated_datagrams_none_accepted() -> None:
             data = bytes((2, rnd.randrange(0, 9), 0, rnd.randrange(3))) + sid
             data += rnd.randbytes(rnd.randrange(0, 200))
         else:  # a mutation of a real datagram
-            base = bytearray(rnd.choice(corpus))
+            original = rnd.choice(corpus)
+            base = bytearray(original)
             for _ in range(rnd.randrange(1, 4)):
                 op = rnd.randrange(3)
                 if op == 0 and base:
@@ -178,6 +179,10 @@ def test_fuzz_random_and_mutated_datagrams_none_accepted() -> None:
                 else:
                     base += rnd.randbytes(rnd.randrange(1, 20))
             data = bytes(base)
+            if data == original:
+                # Not a mutation (a byte set to its own value, a cut past the end). A
+                # datagram still in flight at the end of the run would rightly open.
+                continue
         assert local.receive_datagram(data, now=net.now) is None
         result = server.receive_datagram(data, ("198.51.100.7", 999), now=net.now)
         assert result is None or result[1] is None

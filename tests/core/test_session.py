@@ -230,6 +230,7 @@ def test_keepalive_probes_only_on_idle_paths() -> None:
     exchange(remote, local, 0.0)
     probes: list[tuple[float, int]] = []
     passes: list[tuple[float, int]] = []
+    mtu_probes: list[tuple[float, int]] = []
     now = 0.0
     for step in range(1, 101):  # 1 s of data every 10 ms, all on path 0
         now = step / 100
@@ -238,7 +239,9 @@ def test_keepalive_probes_only_on_idle_paths() -> None:
         local.send_packet(udp_packet(0, step), now=now)
         for pid, data in local.datagrams_to_send(now=now):
             frame = decode_datagram(data)
-            if isinstance(frame, ProbeFrame):
+            if isinstance(frame, ProbeFrame) and frame.padding:
+                mtu_probes.append((now, pid))
+            elif isinstance(frame, ProbeFrame):
                 if frame.reply_requested:
                     probes.append((now, pid))
                 else:
@@ -246,6 +249,8 @@ def test_keepalive_probes_only_on_idle_paths() -> None:
             remote.receive_datagram(data, now=now)
         remote.handle_timer(now=now)
         exchange(remote, local, now)
+    # The first DATA had both paths' MTU probed, the idle backup's too (issue 7) ...
+    assert sorted(pid for _, pid in mtu_probes) == [0, 1]
     # Keepalives (asking for a reply) every keepalive_interval on the idle path only ...
     assert [pid for _, pid in probes] == [1] * len(probes) and len(probes) >= 3
     assert all(0.25 <= b - a <= 0.27 for (a, _), (b, _) in itertools.pairwise(probes))

@@ -6,8 +6,9 @@
 # Sizes are *session datagram* bytes (what the session emits for one path; the security
 # layer and UDP/IP add their headers below it).
 #
-# Probing starts when the path first carries a datagram larger than `base` (an idle or
-# small-packet session never probes). Search. The first probe is at `upper` (what the session needs for its largest
+# Probing starts when the path first carries DATA (the session calls `start`; an idle
+# session never probes), so a TCP flow's SYN has the MTU confirmed before the flow's
+# data needs it. Search. The first probe is at `upper` (what the session needs for its largest
 # datagram): on the usual 1500-byte links it is confirmed at once and nothing else
 # happens. Three unanswered tries at a size make it *bad*; the search then halves the
 # interval between the largest confirmed size (at first `base`, which every path is
@@ -66,11 +67,11 @@ class PathMtu:
 
     @property
     def started(self) -> bool:
-        """True once probing started (the path carried a datagram above `base`)."""
+        """True once probing started (the path carried DATA)."""
         return self.next_probe != math.inf or self.probe_size is not None
 
     def start(self, now: float) -> None:
-        """Begin probing (no-op if started): the session sent a datagram above `base`."""
+        """Begin probing (no-op if started): the session sent DATA on the path."""
         if not self.started:
             self.next_probe = now
 

@@ -115,7 +115,6 @@ from braid.core.path import (
     PathState,
     PathStatistics,
 )
-from braid.core.pmtu import BASE as BASE_MTU
 from braid.core.pmtu import PathMtu
 from braid.core.predictor import LossModel, default_model, features
 from braid.core.reorder import ReorderBuffer, ReorderStatistics
@@ -644,6 +643,7 @@ class TunnelSession:
         self._queue_limit = _QUEUE_FLOOR
         self._queue_dropped = 0
         self._early_at = 0  # bytes queued from which `early_drop` signals (0: off)
+        self._carried_data = False  # (issue 7) once True, every up path probes its MTU
         self._early_next = -_INF
         self._early_quiet_until = -_INF  # early drop off until then (a path went down)
         self._early_count = 0
@@ -1184,7 +1184,10 @@ class TunnelSession:
         flagged = path.flagged
         mtu = path.mtu
         pmtu = path.pmtu
-        probe_from = BASE_MTU if pmtu is not None and not pmtu.started else NO_LIMIT
+        # (issue 7) The session's first DATA, whatever its size, starts every up path's MTU
+        # probing: a TCP flow's SYN then has them confirmed before the flow's data, which
+        # went out in fragments for a round trip of each path before (115 in one start).
+        probe_from = -1 if pmtu is not None and not pmtu.started else NO_LIMIT
         hold = path.hold
         marked = self._bulk.marked if self._bulk is not None else None
         compressor = self._compressor
@@ -2189,6 +2192,8 @@ class TunnelSession:
             # there. Counted from the send, the path went down as it came up when the
             # peer's first answers were lost.
             path.awaiting = now
+        if self._carried_data:
+            self._pmtu_start(path, now)
         if self._compressor is not None:
             # The peer may have restarted (all paths were down): define contexts again.
             self._compressor.reset()
@@ -2622,12 +2627,16 @@ class TunnelSession:
         _set_mtu(path, pmtu.mtu)
 
     def _pmtu_start(self, path: PathState, now: float) -> None:
-        """The path carries large datagrams: confirm its MTU (probe at once)."""
-        pmtu = path.pmtu
-        if pmtu is not None:
-            pmtu.start(now)
-            if now < self._timer:
-                self._timer = now
+        """The path carries DATA: confirm its MTU, and every other up path's (probe at
+        once; `_path_up` starts the paths that come up later). A flow that spreads onto the
+        slower paths later finds them confirmed."""
+        self._carried_data = True
+        for other in self._paths.values():
+            pmtu = other.pmtu
+            if pmtu is not None and (other is path or other.up) and not pmtu.started:
+                pmtu.start(now)
+        if now < self._timer:
+            self._timer = now
 
     def _probe_timeout(self, path: PathState) -> float:
         """How long a path MTU probe is waited for."""
