@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from braid.core.path import PathState, WindowedMin
@@ -102,3 +104,18 @@ def test_windowed_min_forgets_old_samples() -> None:
     assert window.value == 8.0
     window.update(6.0, 60.0)  # after a long silence only the fresh sample counts
     assert window.value == 6.0
+
+
+def test_windowed_min_keeps_its_minimum_current_for_readers() -> None:
+    # `low` (read for every packet by the scheduler) is kept by `update`: always the
+    # smaller of the current and the previous epoch's minimum, the filter's definition.
+    rng = random.Random(1)
+    for _ in range(300):
+        window = WindowedMin(rng.choice([0.5, 1.0, 10.0]))
+        assert window.value is None and window.low == float("inf")
+        now = 0.0
+        for _ in range(100):
+            now += rng.expovariate(1 / rng.choice([0.01, 0.3, 2.0]))
+            window.update(rng.uniform(0.001, 0.2), now)
+            assert window.low == min(window.current, window._previous)
+            assert window.value == window.low

@@ -6,9 +6,16 @@ import random
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from braid.core.path import PathState
 from braid.core.scheduler import SCHEDULERS, get_scheduler
+from braid.core.scheduler.earliest_arrival import (
+    EarliestArrivalScheduler,
+    path_delay,
+    queue_delay,
+)
 from braid.core.scheduler.hash import HashScheduler, rendezvous_score
 from braid.core.scheduler.round_robin import RoundRobinScheduler
 from braid.core.scheduler.weighted import WeightedScheduler
@@ -139,3 +146,62 @@ def test_hash_against_naive_rendezvous() -> None:
             naive = max(ids, key=lambda i: rendezvous_score(bucket, i, 1.0))
             chosen = scheduler.select_path(group, 100, bucket, now=0.0)
             assert chosen is not None and chosen.path_id == naive
+
+
+_PATH_STATE = st.tuples(
+    st.one_of(st.none(), st.floats(0.001, 0.3)),  # min RTT sample (None: no sample yet)
+    st.one_of(st.none(), st.floats(0.001, 0.5)),  # smoothed RTT
+    st.floats(0.0, 0.1),  # hold (delay_floor)
+    st.integers(0, 200_000),  # bytes in braid's queue
+    st.floats(-0.05, 0.05),  # next release, relative to now
+    st.integers(0, 2_000_000),  # bytes in flight
+    st.integers(1, 100).map(lambda m: m * 1_000_000),  # rate, bit/s
+    st.floats(1.0, 1.2),  # wire factor
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    states=st.lists(_PATH_STATE, min_size=2, max_size=5),
+    size=st.integers(40, 1500),
+    head=st.booleans(),
+    hold=st.booleans(),
+)
+def test_earliest_arrival_matches_its_definition(
+    states: list[tuple[float | None, float | None, float, int, float, int, int, float]],
+    size: int,
+    head: bool,
+    hold: bool,
+) -> None:
+    # The scheduler's one-pass loop against the rule written with path_delay/queue_delay:
+    # the earliest expected arrival among the paths within delay_cutoff of the fastest,
+    # and the far ones too only while every near one has a full_after backlog.
+    now = 10.0
+    built = []
+    for index, (low, srtt, held, queued, release, inflight, rate, factor) in enumerate(states):
+        path = PathState(index, rate_bps=rate, now=0.0)
+        if low is not None:
+            path.min_rtt.update(low, now)
+        path.srtt = srtt
+        path.hold = held
+        path.queued_bytes = queued
+        path.next_release = now + release
+        path.tracker.inflight = inflight
+        path.wire_factor = factor
+        built.append(path)
+    scheduler = EarliestArrivalScheduler()
+    chosen = scheduler.select_path(built, size, 0, now=now, head=head, hold=hold)
+
+    def delay(p: PathState) -> float:
+        return path_delay(p) + (p.hold if hold and not head else 0.0)
+
+    fastest = min(delay(p) for p in built)
+    near = [p for p in built if delay(p) <= fastest + scheduler.delay_cutoff]
+    candidates = near
+    if len(near) < len(built) and all(
+        queue_delay(p, size, now, head=head) >= scheduler.full_after for p in near
+    ):
+        candidates = built
+    best = min(queue_delay(p, size, now, head=head) + delay(p) for p in candidates)
+    assert chosen is not None and chosen in candidates
+    assert queue_delay(chosen, size, now, head=head) + delay(chosen) == pytest.approx(best)

@@ -61,7 +61,7 @@ _HALF32: Final = 1 << 31
 class WindowedMin:
     """The minimum of samples seen over the last `window` to `2 * window` seconds."""
 
-    __slots__ = ("_previous", "current", "renew_at", "window")
+    __slots__ = ("_previous", "current", "low", "renew_at", "window")
 
     def __init__(self, window: float) -> None:
         self.window = window
@@ -70,23 +70,29 @@ class WindowedMin:
         self.renew_at = -_INF
         """When the current epoch ends (a sample at or after it starts a new one)."""
         self._previous = _INF
+        self.low = _INF
+        """The windowed minimum, infinity before the first sample (`value` without the
+        None; kept up to date by `update`, for the scheduler's per-packet reads)."""
 
     def update(self, sample: float, now: float) -> None:
         """Add one sample taken at `now` (callers may skip samples that change nothing:
         those with `sample >= current` and `now < renew_at`)."""
         if now >= self.renew_at:
             recent = now < self.renew_at + self.window
-            self._previous = self.current if recent else _INF
+            self._previous = previous = self.current if recent else _INF
             self.current = sample
             self.renew_at = now + self.window
+            self.low = sample if sample < previous else previous
         elif sample < self.current:
             self.current = sample
+            if sample < self.low:
+                self.low = sample
 
     @property
     def value(self) -> float | None:
         """The windowed minimum, None before the first sample."""
-        value = min(self.current, self._previous)
-        return None if value == _INF else value
+        low = self.low
+        return None if low == _INF else low
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 from braid.core.path import PathState
 
+_INF = float("inf")
 DEFAULT_DELAY_CUTOFF = 0.2
 DEFAULT_FULL_AFTER = 0.05
 FEEDBACK_ALLOWANCE = 0.010
@@ -91,32 +92,57 @@ class EarliestArrivalScheduler:
         count = len(paths)
         if count <= 1:
             return paths[0] if count else None
+        # One pass over the paths, each read once: path_delay and queue_delay inlined
+        # (this runs for every packet: 6.3 -> 1.7 us for 3 paths in bench/bench_core.py).
         # (A path's `hold`, set by the session's delay_floor, delays bulk DATA; a packet
         # put at the head of the queue does not wait.)
-        delays = [path_delay(p) if head or not hold else path_delay(p) + p.hold for p in paths]
-        fastest = min(delays)
-        limit = fastest + self.delay_cutoff
+        holds = hold and not head
+        delays: list[float] = []
+        waits: list[float] = []
+        for path in paths:
+            low = path.min_rtt.low
+            if low != _INF:
+                delay = low / 2
+            else:
+                srtt = path.srtt
+                delay = srtt / 2 if srtt is not None else 0.0
+            if holds:
+                delay += path.hold
+            delays.append(delay)
+            rate = path.cc.btl_bw
+            wait = path.next_release - now
+            if wait < 0.0:
+                wait = 0.0
+            wait += (size if head else path.queued_bytes + size) * path.wire_factor / rate
+            if low != _INF:
+                backlog = path.tracker.inflight / rate - low - FEEDBACK_ALLOWANCE
+                if backlog > 0.0:
+                    wait += backlog
+            waits.append(wait)
+        limit = min(delays) + self.delay_cutoff
+        full_after = self.full_after
         best: PathState | None = None
         best_arrival = 0.0
         fast_full = True
-        far: list[int] = []
+        far = False
         for index, path in enumerate(paths):
             delay = delays[index]
             if delay > limit:
-                far.append(index)
+                far = True
                 continue
-            wait = queue_delay(path, size, now, head=head)
-            if wait < self.full_after:
+            wait = waits[index]
+            if wait < full_after:
                 fast_full = False
             arrival = wait + delay
             if best is None or arrival < best_arrival:
                 best = path
                 best_arrival = arrival
         if far and fast_full:
-            for index in far:
-                path = paths[index]
-                arrival = queue_delay(path, size, now, head=head) + delays[index]
-                if arrival < best_arrival:
-                    best = path
-                    best_arrival = arrival
+            for index, path in enumerate(paths):
+                delay = delays[index]
+                if delay > limit:
+                    arrival = waits[index] + delay
+                    if arrival < best_arrival:
+                        best = path
+                        best_arrival = arrival
         return best
