@@ -2635,8 +2635,8 @@ class TunnelSession:
             pmtu = other.pmtu
             if pmtu is not None and (other is path or other.up) and not pmtu.started:
                 pmtu.start(now)
-        if now < self._timer:
-            self._timer = now
+                if now < self._timer:
+                    self._timer = now
 
     def _probe_timeout(self, path: PathState) -> float:
         """How long a path MTU probe is waited for."""

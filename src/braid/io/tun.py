@@ -60,8 +60,9 @@ the limit, so the portal rarely pauses and this queue is a shock absorber for th
 sending host's bursts, not a standing queue. At 64 a CUBIC flow over the lab's four links
 lost 60 packets per 20 s there (56-61 Mbit/s). At 512 it still overflowed: a CUBIC flow
 sends a window's worth at line rate when the egress releases a batch of in-order data
-(and so its ACKs), faster than the portal reads, and lost 240-733 packets per 20-60 s
-there, in bursts (78.3, 65.3, 80.6 and 78.3, 79.2, 82.6 Mbit/s). At 1000 none: the
+(and so its ACKs), faster than the portal reads, and lost packets there in bursts: 240
+in one 20 s run, 733 and 393 in two series of three (78.3, 65.3, 80.6 and 78.3, 79.2,
+82.6 Mbit/s). At 1000 none: the
 congestion signal is early drop's one packet (82.1, 83.7, 85.2 Mbit/s; ping under load
 unchanged). Without early drop, 512 stood full whenever queue control paused (ping p50
 112-120 ms on 10+40; during a cut to one 10 Mbit/s link, p95 610 ms)."""
