@@ -67,6 +67,7 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
     assert session["counters"]["equalized"] == 0
     assert session["counters"]["equalize_trials"] == 0
     assert session["counters"]["equalize_flows"] == 0
+    assert session["counters"]["equalize_ahead"] == 0
     # Header compression, on by default: the local portal said it takes it.
     assert session["parameters"]["compress_headers"] is True
     assert session["parameters"]["peer_compacts"] is True

@@ -10,7 +10,7 @@ import statistics
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from braid.core.equalize import FORGET, BulkFlows
+from braid.core.equalize import ANTICIPATE_AT, ANTICIPATE_FOR, FORGET, BulkFlows
 from braid.core.session import SessionConfig
 from braid.core.wire import (
     FEATURE_COMPACT,
@@ -112,6 +112,63 @@ def test_short_exchanges_and_bulk_that_keeps_a_queue_are_never_marked() -> None:
     assert flows.trials == 0 and flows.marked == set()
 
 
+def test_a_flow_that_leaves_the_paths_unused_is_marked_ahead_of_its_first_probe_rtt() -> None:
+    """A BBR flow stuck on the shorter paths keeps no queue in the tunnel, so its
+    PROBE_RTT does not start a trial (a CI run, 2026-11-29: 0 trials, 31 Mbit/s over four
+    links). BBR enters PROBE_RTT 10 s after the minimum it took in its first round trips:
+    a bulk flow without a queue at less than 3/4 of the paths' rate is marked from
+    `ANTICIPATE_AT` on, and its PROBE_RTT then holds it for good."""
+    stuck = _bulk(0.0, ANTICIPATE_AT + 0.5)  # 24 Mbit/s of the paths' 100, no queue
+    hiccup = _bulk(stuck[-1] + 0.005, 0.4)
+    probe = _probe_rtt(hiccup[-1] + 0.06)  # (the drain: a held round trip)
+    again = _bulk(probe[-1] + 0.05, 5.0)
+    # Without a capacity (the session did not say): never marked, as before.
+    blind = BulkFlows()
+    _feed(blind, 7, stuck + hiccup + probe + again, 0)
+    assert blind.trials == 0 and blind.marked == set() and blind.ahead == 0
+    flows = BulkFlows()
+    flows.capacity = 12_500_000
+    _feed(flows, 7, [t for t in stuck if t < ANTICIPATE_AT], 0)
+    assert flows.marked == set()
+    _feed(flows, 7, [t for t in stuck if t >= ANTICIPATE_AT], 0)
+    assert flows.marked == {7} and flows.ahead == 1 and flows.trials == 0
+    # A hiccup in the window is a trial that fails: the flow stays marked ahead.
+    _feed(flows, 7, hiccup, 0)
+    assert flows.marked == {7} and flows.trials == 1 and flows.held == 0
+    _feed(flows, 7, probe, 0)
+    _feed(flows, 7, again, 0)
+    assert flows.marked == {7} and flows.held == 1 and flows.trials == 2
+    # (held for good: past the window too)
+    _feed(flows, 7, _bulk(again[-1] + 0.001, ANTICIPATE_FOR), 0)
+    assert flows.marked == {7} and flows.ahead == 1
+
+
+def test_a_flow_marked_ahead_without_a_probe_rtt_is_let_go_once() -> None:
+    flows = BulkFlows()
+    flows.capacity = 12_500_000
+    # Not BBR (or its minimum is younger): marked from ANTICIPATE_AT for ANTICIPATE_FOR
+    # seconds, then let go for good.
+    _feed(flows, 1, _bulk(0.0, ANTICIPATE_AT + ANTICIPATE_FOR - 0.1), 0)
+    assert flows.marked == {1} and flows.ahead == 1
+    _feed(flows, 1, _bulk(ANTICIPATE_AT + ANTICIPATE_FOR, 20.0), 0)
+    assert flows.marked == set() and flows.ahead == 1 and flows.held == 0
+    # An application's pause while marked ahead: let go.
+    _feed(flows, 2, _bulk(0.0, ANTICIPATE_AT + 1.0), 0)
+    assert 2 in flows.marked
+    _feed(flows, 2, _bulk(ANTICIPATE_AT + 1.6, 1.0), 0)
+    assert 2 not in flows.marked and flows.ahead == 2
+    # Never marked ahead: a flow that keeps a queue (its PROBE_RTT starts a trial), one
+    # that fills the paths (at 3/4 of their rate or more), one in short runs (an
+    # application's pauses every second).
+    _feed(flows, 3, _bulk(0.0, ANTICIPATE_AT + 2.0))
+    flows.capacity = 3_000_000  # 24 Mbit/s: the flow's own rate
+    _feed(flows, 4, _bulk(0.0, ANTICIPATE_AT + 2.0), 0)
+    flows.capacity = 12_500_000
+    for k in range(12):
+        _feed(flows, 5, _bulk(k * 1.0, 0.8), 0)
+    assert flows.marked == set() and flows.ahead == 2 and flows.trials == 0
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     events=st.lists(
@@ -128,12 +185,14 @@ def test_any_arrival_pattern_keeps_the_books_straight(
     events: list[tuple[float, int, int]],
 ) -> None:
     flows = BulkFlows()
+    flows.capacity = 1_000_000.0 * (len(events) % 4)  # (0: none, or 1-3 MB/s)
     at = 0.0
     for gap, bucket, queued in events:
         at += gap
         flows.on_packet(bucket, 60_000, at, queued)  # (large: a run after a few packets)
     assert flows.marked <= {0, 1, 2, 3}
     assert flows.held <= flows.trials
+    assert flows.ahead <= 4
 
 
 # -- through a session: FLAG_HOLD on the wire, held at the egress ------------------------

@@ -133,6 +133,9 @@ def test_bulk_equalization_holds_a_bbr_download_from_its_probe_rtt_on(
     (about 10 s in; the next at 20 s) and marks it; the local portal's egress holds it
     from then on, and the flow fills all four links (before: the three shorter ones,
     50.7-52.9 Mbit/s in every run). By hand: 80-90 Mbit/s after the first PROBE_RTT.
+    Once (a clean-clone suite, 2026-11-29) the flow kept no queue in the tunnel and was
+    never marked (0 trials, 31 Mbit/s); such a flow is now marked ahead of its first
+    PROBE_RTT (`braid.core.equalize.ANTICIPATE_AT`; printed, not asserted: it is rare).
     The download's packets travel with compressed headers."""
     scenario = _braid_only("agg-four-down-bbr", duration=25, equalize=None)
     assert 'cc = "bbr"' in scenario and 'direction = "down"' in scenario
@@ -151,8 +154,9 @@ def test_bulk_equalization_holds_a_bbr_download_from_its_probe_rtt_on(
 
     remote, local = last_session("remote"), last_session("local")
     print(
-        f"remote ingress: {remote['equalize_trials']} trials, {remote['equalize_flows']}"
-        f" flow(s) marked; local egress: {local['equalized']} packets held"
+        f"remote ingress: {remote['equalize_trials']} trials, {remote['equalize_ahead']}"
+        f" flow(s) marked ahead, {remote['equalize_flows']} flow(s) marked; local egress:"
+        f" {local['equalized']} packets held"
     )
     assert remote["equalize_flows"] == 1  # the download, held
     # Header compression (on by default) end to end: the download fills the links, so most

@@ -336,6 +336,7 @@ class PortalService:
                 "equalize_overflow": stats.equalize_overflow,
                 "equalize_trials": stats.equalize_trials,
                 "equalize_flows": stats.equalize_flows,
+                "equalize_ahead": stats.equalize_ahead,
                 "compacted": stats.compacted,
                 "compact_saved": stats.compact_saved,
                 "compact_contexts": stats.compact_contexts,

@@ -19,6 +19,16 @@ application's pause; a trickle that goes on: a slow flow now) ends the trial: th
 is unmarked and the egress lets the packets it held for the trial go at once (so a
 mistaken trial costs next to nothing). A short exchange is never marked.
 
+A flow that keeps no queue in the tunnel (BBR stuck on the shorter paths at a rate they
+carry: 20 of 100 Mbit/s over four links once, 2026-11-29) starts no trial at its
+PROBE_RTT, and BBR then stays where it is. So such a flow, in a bulk run `ANTICIPATE_AT`
+seconds after its first packet at less than a share of the paths' summed rate, is marked
+*ahead* for up to `ANTICIPATE_FOR` seconds: BBR takes its minimum in its first round
+trips and enters PROBE_RTT when that minimum is 10 s old. A PROBE_RTT in that window (a
+trial as above, with no need for a queue) holds the flow for good; without one (not
+BBR, or a minimum taken later) it is let go, once. A flow that keeps a queue is left to
+the trial: marked ahead it fared worse (docs/design.md, "Marked ahead").
+
 Sans-I/O: `on_packet` is told each TCP data packet entering the tunnel; `marked` is the
 set of flow buckets whose packets go out with FLAG_HOLD.
 """
@@ -53,6 +63,16 @@ TRICKLE_MIN: Final = 3
 RTX_QUIET: Final = 0.5
 """No trial starts this many seconds after a retransmission, and one ends: the sender is
 recovering from a loss (its pause is not PROBE_RTT; holding its resends slows it)."""
+ANTICIPATE_AT: Final = 9.0
+ANTICIPATE_FOR: Final = 4.0
+ANTICIPATE_SHARE: Final = 0.75
+"""A flow in a bulk run (`RUN_TIME`, `RUN_BYTES`) this many seconds after its first
+packet that keeps no queue (fewer than `RUN_QUEUED` of its packets found one) at less
+than this share of the usable paths' summed rate is marked for this long ahead of its
+first PROBE_RTT."""
+ANTICIPATE_GAP: Final = 0.5
+"""Marked ahead, a flow's PROBE_RTT drains a held round trip (up to 150 ms in the lab):
+a silence longer than this is an application's pause (the flow is let go)."""
 FORGET: Final = 30.0
 """A flow's record is dropped after this many seconds without data."""
 _SWEEP: Final = 10.0
@@ -60,6 +80,7 @@ _SWEEP: Final = 10.0
 _FREE: Final = 0
 _TRIAL: Final = 1
 _HELD: Final = 2
+_AHEAD: Final = 3
 _HALF32: Final = 1 << 31
 _MASK32: Final = (1 << 32) - 1
 
@@ -68,6 +89,8 @@ class _Flow:
     """What the ingress keeps of one TCP flow (updated once per data packet)."""
 
     __slots__ = (
+        "anticipated",
+        "born",
         "burst",
         "count",
         "high",
@@ -79,6 +102,7 @@ class _Flow:
         "run_start",
         "state",
         "t0",
+        "until",
     )
 
     def __init__(self, now: float, size: int, seq: int) -> None:
@@ -93,6 +117,9 @@ class _Flow:
         self.t0 = 0.0  # its trial: since, packets, packets in a row within BURST_GAP
         self.count = 0
         self.burst = 0
+        self.born = now  # its first packet
+        self.anticipated = False  # whether it was considered for marking ahead
+        self.until = 0.0  # marked ahead until then (0: not)
 
     def restart(self, now: float, size: int) -> None:
         """A run starts afresh with this packet."""
@@ -113,6 +140,11 @@ class BulkFlows:
         """Trials started (most end at once: a hiccup in a bulk flow)."""
         self.held = 0
         """Trials that looked like PROBE_RTT: flows held from then on."""
+        self.ahead = 0
+        """Flows marked ahead of their first PROBE_RTT (`ANTICIPATE_AT`)."""
+        self.capacity = 0.0
+        """The usable paths' summed rate in bytes per second (0: unknown; nothing is
+        marked ahead), kept current by the session."""
         self._sweep = 0.0
 
     def on_packet(self, bucket: int, size: int, now: float, queued: int, seq: int = 0) -> None:
@@ -137,11 +169,21 @@ class BulkFlows:
                 # A sequence number below one already seen: a retransmission.
                 flow.rtx = now
                 if state == _TRIAL:
-                    flow.state = _FREE
-                    self.marked.discard(bucket)
+                    self._end_trial(flow, bucket, now)
                 flow.run_bytes += size
                 flow.run_packets += 1
                 return
+        if state == _AHEAD:
+            if now >= flow.until or gap >= ANTICIPATE_GAP:
+                # No PROBE_RTT in time (not BBR, or its minimum is younger), or an
+                # application's pause: let go.
+                flow.state = _FREE
+                flow.until = 0.0
+                self.marked.discard(bucket)
+                flow.restart(now, size)
+            elif gap >= TRIGGER_GAP and queued <= TRIGGER_QUEUED and now - flow.rtx >= RTX_QUIET:
+                self._start_trial(flow, now)
+            return
         if state == _TRIAL:
             elapsed = now - flow.t0
             if gap < IDLE_GAP and elapsed <= TRIAL_MAX:
@@ -151,23 +193,36 @@ class BulkFlows:
                     return  # the trickle, or the first packets of a burst
                 if elapsed >= TRIAL_MIN and flow.count - flow.burst >= TRICKLE_MIN:
                     flow.state = _HELD
+                    flow.until = 0.0
                     self.held += 1
                     return
                 if elapsed < TRIAL_MIN:
                     # In bulk again at once: a hiccup. The flow's run goes on.
-                    flow.state = _FREE
-                    self.marked.discard(bucket)
+                    self._end_trial(flow, bucket, now)
                     flow.run_bytes += size
                     flow.run_packets += 1
                     return
             # An application's pause, or a trickle too long: a run must start afresh.
-            flow.state = _FREE
-            self.marked.discard(bucket)
+            self._end_trial(flow, bucket, now)
             flow.restart(now, size)
             return
         if gap >= IDLE_GAP:
             flow.restart(now, size)
             return
+        if not flow.anticipated and now - flow.born >= ANTICIPATE_AT:
+            flow.anticipated = True
+            run = now - flow.run_start
+            if (
+                run >= RUN_TIME
+                and RUN_BYTES <= flow.run_bytes < ANTICIPATE_SHARE * self.capacity * run
+                and flow.run_queued < RUN_QUEUED * flow.run_packets
+                and now - flow.rtx >= RTX_QUIET
+            ):
+                flow.state = _AHEAD
+                flow.until = now + ANTICIPATE_FOR
+                self.marked.add(bucket)
+                self.ahead += 1
+                return
         if queued > TRIGGER_QUEUED:
             flow.run_queued += 1
         elif (
@@ -177,15 +232,28 @@ class BulkFlows:
             and flow.run_bytes >= RUN_BYTES
             and flow.run_queued >= RUN_QUEUED * flow.run_packets
         ):
-            flow.state = _TRIAL
-            flow.t0 = now
-            flow.count = 1
-            flow.burst = 0
+            self._start_trial(flow, now)
             self.marked.add(bucket)
-            self.trials += 1
             return
         flow.run_bytes += size
         flow.run_packets += 1
+
+    def _start_trial(self, flow: _Flow, now: float) -> None:
+        flow.state = _TRIAL
+        flow.t0 = now
+        flow.count = 1
+        flow.burst = 0
+        self.trials += 1
+
+    def _end_trial(self, flow: _Flow, bucket: int, now: float) -> None:
+        """A trial that was not PROBE_RTT: the flow is unmarked, or goes on marked ahead
+        while its window lasts."""
+        if now < flow.until:
+            flow.state = _AHEAD
+            return
+        flow.state = _FREE
+        flow.until = 0.0
+        self.marked.discard(bucket)
 
     def _forget(self, now: float) -> None:
         self._sweep = now + _SWEEP

@@ -580,7 +580,11 @@ class SessionStatistics:
     equalize_trials: int
     """(ingress, `equalize = "bulk"`) pauses after a bulk run that marked a TCP flow."""
     equalize_flows: int
-    """(ingress, "bulk") TCP flows marked now for the egress to hold (on trial or held)."""
+    """(ingress, "bulk") TCP flows marked now for the egress to hold (on trial, ahead of
+    their first PROBE_RTT, or held)."""
+    equalize_ahead: int
+    """(ingress, "bulk") TCP flows marked ahead of their first PROBE_RTT (they left the
+    paths partly unused; `braid.core.equalize.ANTICIPATE_AT`)."""
     peer_features: int | None
     """The peer's FEATURES bit mask (bit 0: its egress holds DATA flagged *hold*); None:
     none received (not yet, or a portal older than FEATURES: then nothing is marked)."""
@@ -1149,6 +1153,11 @@ class TunnelSession:
         fastest = min(delays)
         limit = fastest + self.config.delay_cutoff
         self._bulk_spread = max(d for d in delays if d <= limit) - fastest >= _EQUALIZE_MIN
+        if self._bulk is not None:
+            # (what a flow would fill: the rate of the paths it may use)
+            self._bulk.capacity = sum(
+                p.cc.btl_bw for p in self._usable if p.up and path_delay(p) <= limit
+            )
 
     def _release(self, path: PathState, now: float) -> None:
         """Send what the pacer and the inflight cap allow from `path`'s queue."""
@@ -1819,6 +1828,7 @@ class TunnelSession:
             equalize_overflow=self._equalize_overflow,
             equalize_trials=self._bulk.trials if self._bulk is not None else 0,
             equalize_flows=len(self._bulk.marked) if self._bulk is not None else 0,
+            equalize_ahead=self._bulk.ahead if self._bulk is not None else 0,
             peer_features=self._peer_features,
             compacted=compressor.compacted if compressor is not None else 0,
             compact_saved=compressor.saved if compressor is not None else 0,
