@@ -95,6 +95,9 @@ class SessionSettings:
     delay_floor: float = 0.0
     equalize: str = "bulk"
     compress_headers: bool = True
+    clamp_mss: bool = True
+    """TCP SYNs entering the tunnel get an MSS that fits the TUN MTU (the core's
+    `clamp_mss` = tunnel MTU - 40, set by `braid.control.up`)."""
     bod_upper: float = 0.8
     bod_lower: float = 0.5
     classes: tuple[TrafficClass, ...] = ()
@@ -952,6 +955,7 @@ class _Validator:
         )
         equalize = self.choice(t, "equalize", EQUALIZE_MODES, default=defaults.equalize)
         compress = self.boolean(t, "compress_headers")
+        clamp = self.boolean(t, "clamp_mss")
         bod_upper = self.number(
             t,
             "bod_upper",
@@ -1035,6 +1039,7 @@ class _Validator:
             delay_floor=delay_floor,
             equalize=equalize,
             compress_headers=defaults.compress_headers if compress is None else compress,
+            clamp_mss=True if clamp is None else clamp,
             bod_upper=bod_upper,
             bod_lower=bod_lower,
             silence_timeout_min=silence,
@@ -1380,7 +1385,8 @@ def describe(config: PortalConfig) -> Iterator[str]:
     """Short human lines summarising a valid config (for `braid check`)."""
     t = config.tunnel
     addresses = ", ".join(str(a) for a in t.addresses)
-    yield f"role {config.role}; tunnel {t.name} {addresses} mtu {t.mtu}"
+    clamp = f", TCP MSS clamped to {t.mtu - 40}" if config.session.clamp_mss else ""
+    yield f"role {config.role}; tunnel {t.name} {addresses} mtu {t.mtu}{clamp}"
     if t.routes:
         yield "routes " + ", ".join(str(r) for r in t.routes)
     s = config.session

@@ -294,6 +294,7 @@ class PortalService:
                     else bool(stats.peer_features & FEATURE_HOLD)
                 ),
                 "compress_headers": config.compress_headers,
+                "clamp_mss": config.clamp_mss,
                 # ... and whether it takes compressed headers (then this portal sends them)
                 "peer_compacts": (
                     None
@@ -337,6 +338,7 @@ class PortalService:
                 "equalize_trials": stats.equalize_trials,
                 "equalize_flows": stats.equalize_flows,
                 "equalize_ahead": stats.equalize_ahead,
+                "mss_clamped": stats.mss_clamped,
                 "compacted": stats.compacted,
                 "compact_saved": stats.compact_saved,
                 "compact_contexts": stats.compact_contexts,

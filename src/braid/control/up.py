@@ -23,9 +23,12 @@ from braid.runtime.portal import LocalPortal, PathLink, RemotePortal
 
 def _session_config(config: PortalConfig) -> SessionConfig:
     """The core's session settings; the largest datagram follows the TUN MTU (issue 7:
-    each path's MTU is probed up to it)."""
+    each path's MTU is probed up to it), and so does the MSS TCP SYNs get (`clamp_mss`:
+    the MTU less the 40 bytes of IPv4 and TCP headers)."""
     return dataclasses.replace(
-        config.session.to_session_config(), max_datagram=config.tunnel.mtu + DATA_HEADER_SIZE
+        config.session.to_session_config(),
+        max_datagram=config.tunnel.mtu + DATA_HEADER_SIZE,
+        clamp_mss=config.tunnel.mtu - 40 if config.session.clamp_mss else 0,
     )
 
 

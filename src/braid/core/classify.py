@@ -251,3 +251,82 @@ def ecn_marked(packet: bytes) -> bytes | None:
             return packet
         return packet[:1] + bytes((packet[1] | 0x30,)) + packet[2:]
     return None
+
+
+MSS_IPV6_LESS: Final = 20
+"""An IPv6 header is this much longer than an IPv4 one: the MSS that fits the same MTU is
+this much smaller."""
+_TCP_SYN: Final = 0x02
+_TCP_OPT_END: Final = 0
+_TCP_OPT_NOP: Final = 1
+_TCP_OPT_MSS: Final = 2
+
+
+def clamp_mss(packet: bytes, mss: int) -> bytes | None:
+    """`packet` with its TCP MSS option lowered to `mss` (IPv4; `mss` - 20 for IPv6), or
+    None when it needs no change: not a TCP SYN (or SYN-ACK), no MSS option, an MSS
+    already no larger, or a packet that does not parse (IPv4 with a fragment offset or
+    more fragments; IPv6 with extension headers; options cut short). The TCP checksum is
+    updated incrementally (RFC 1624), so a segment that arrived corrupt stays so."""
+    size = len(packet)
+    if size < 20:
+        return None
+    version = packet[0] >> 4
+    if version == 4:
+        start = (packet[0] & 0x0F) * 4
+        if start < 20 or packet[9] != 6 or packet[6] & 0x3F or packet[7]:
+            return None
+    elif version == 6:
+        start = 40
+        if size < 40 or packet[6] != 6:
+            return None
+        mss -= MSS_IPV6_LESS
+    else:
+        return None
+    if size < start + 20 or not packet[start + 13] & _TCP_SYN:
+        return None
+    end = start + (packet[start + 12] >> 4) * 4
+    if end > size:
+        return None
+    at = start + 20
+    while at < end:
+        kind = packet[at]
+        if kind == _TCP_OPT_END:
+            return None
+        if kind == _TCP_OPT_NOP:
+            at += 1
+            continue
+        if at + 1 >= end or packet[at + 1] < 2:
+            return None
+        length = packet[at + 1]
+        if kind == _TCP_OPT_MSS:
+            if length != 4 or at + 4 > end:
+                return None
+            old = (packet[at + 2] << 8) | packet[at + 3]
+            if old <= mss or mss <= 0:
+                return None
+            return _with_mss(packet, start, at + 2, old, mss)
+        at += length
+    return None
+
+
+def _with_mss(packet: bytes, start: int, where: int, old: int, new: int) -> bytes:
+    """`packet` with the 16 bits at `where` changed from `old` to `new` and the TCP
+    checksum (at `start` + 16) adjusted: HC' = ~(~HC + ~m + m') (RFC 1624, eqn. 3). At an
+    odd offset from the TCP header the two bytes straddle two checksum words, which sums
+    them byte-swapped."""
+    if (where - start) & 1:
+        old = ((old & 0xFF) << 8) | (old >> 8)
+        sum_new = ((new & 0xFF) << 8) | (new >> 8)
+    else:
+        sum_new = new
+    at = start + 16
+    checksum = (packet[at] << 8) | packet[at + 1]
+    total = (~checksum & 0xFFFF) + (~old & 0xFFFF) + sum_new
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    checksum = ~total & 0xFFFF
+    out = bytearray(packet)
+    out[at : at + 2] = checksum.to_bytes(2, "big")
+    out[where : where + 2] = new.to_bytes(2, "big")
+    return bytes(out)
