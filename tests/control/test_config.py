@@ -773,3 +773,20 @@ def test_compress_headers_reaches_the_core() -> None:
     assert settings.to_session_config().compress_headers is False
     with pytest.raises(ConfigError, match=r"session\.compress_headers: .*expected true or false"):
         parse_config(REMOTE + '[session]\ncompress_headers = "no"\n')
+
+
+def test_clamp_mss_follows_the_tunnel_mtu() -> None:
+    """On by default: the core gets the TUN MTU - 40 (`braid.control.up`), `braid check`
+    says so; false turns it off; a value that is not a boolean names the field."""
+    from braid.control.config import describe
+    from braid.control.up import _session_config
+
+    config = parse_config(REMOTE)
+    assert config.session.clamp_mss is True
+    assert _session_config(config).clamp_mss == config.tunnel.mtu - 40
+    assert f"TCP MSS clamped to {config.tunnel.mtu - 40}" in "\n".join(describe(config))
+    off = parse_config(REMOTE + "[session]\nclamp_mss = false\n")
+    assert _session_config(off).clamp_mss == 0
+    assert "MSS" not in "\n".join(describe(off))
+    with pytest.raises(ConfigError, match=r"session\.clamp_mss: .*expected true or false"):
+        parse_config(REMOTE + "[session]\nclamp_mss = 1360\n")

@@ -86,6 +86,11 @@ _SESSION_COUNTERS = (
         "Bytes header compression saved on the wire",
     ),
     ("expanded", "braid_session_expanded", "Compressed inner packets the egress rebuilt"),
+    (
+        "mss_clamped",
+        "braid_session_mss_clamped",
+        "TCP SYNs whose MSS option was lowered to fit the tunnel (clamp_mss)",
+    ),
 )
 
 
