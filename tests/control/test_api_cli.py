@@ -50,6 +50,7 @@ def test_show_lists_sessions_and_paths(
     assert "198.51.100.1:7100" in out
     # egress delay equalization, "bulk" by default: no flow is marked on an idle session
     assert re.search(r"equalize bulk \(\+\d+ ms, \d+ held; 0 flows marked\)", out), out
+    assert "TCP MSS clamping: off" in out  # (the core's default; a portal sets MTU - 40)
     code, out, _ = braid(capsys, "status", *api(harness, harness.remote_url))
     assert code == 0
     assert "portal: remote" in out and sid in out and "10.1.0.2" in out
@@ -68,6 +69,7 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
     assert session["counters"]["equalize_trials"] == 0
     assert session["counters"]["equalize_flows"] == 0
     assert session["counters"]["equalize_ahead"] == 0
+    assert session["parameters"]["clamp_mss"] == 0 and session["counters"]["mss_clamped"] == 0
     # Header compression, on by default: the local portal said it takes it.
     assert session["parameters"]["compress_headers"] is True
     assert session["parameters"]["peer_compacts"] is True
@@ -86,6 +88,20 @@ def test_show_names_equalization_when_off(capsys: pytest.CaptureFixture[str]) ->
         h.stop()
     assert code == 0, err
     assert "equalize off" in out and "flows marked" not in out, out
+
+
+def test_show_gives_the_mss_clamp(capsys: pytest.CaptureFixture[str]) -> None:
+    """A portal with `clamp_mss` (as `braid up` sets it: MTU - 40) shows the value and
+    how many SYNs it lowered (the harness's traffic is UDP: none)."""
+    h = Harness(local_config=dataclasses.replace(CONFIG, clamp_mss=1360))
+    try:
+        h.start_traffic(interval=0.01, burst=4)
+        h.wait_session()
+        code, out, err = braid(capsys, "show", *api(h, h.local_url))
+    finally:
+        h.stop()
+    assert code == 0, err
+    assert "TCP MSS clamping: to 1360, 0 SYNs clamped" in out, out
 
 
 def test_show_says_when_the_peer_does_not_hold(capsys: pytest.CaptureFixture[str]) -> None:

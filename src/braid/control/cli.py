@@ -731,6 +731,13 @@ def _render(portal: dict[str, Any], sessions: list[dict[str, Any]], *, detail: b
         compression = _compression_text(params, c)
         if compression is not None:
             console.print(f"  [bold]header compression[/]: {compression}")
+        if "clamp_mss" in params:
+            clamp = (
+                f"to {params['clamp_mss']}, {c.get('mss_clamped', 0)} SYNs clamped"
+                if params["clamp_mss"]
+                else "off"
+            )
+            console.print(f"  [bold]TCP MSS clamping[/]: {clamp}")
         if e.get("egress"):
             console.print(f"  [bold]egress[/]: {_escape(', '.join(e['egress']))}")
         console.print(
