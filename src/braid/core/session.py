@@ -593,11 +593,11 @@ class SessionStatistics:
     equalize_flows: int
     """(ingress, "bulk") TCP flows marked now for the egress to hold (on trial, ahead of
     their first PROBE_RTT, or held)."""
-    mss_clamped: int
-    """(ingress, `clamp_mss`) TCP SYNs whose MSS option was lowered to fit the tunnel."""
     equalize_ahead: int
     """(ingress, "bulk") TCP flows marked ahead of their first PROBE_RTT (they left the
     paths partly unused; `braid.core.equalize.ANTICIPATE_AT`)."""
+    mss_clamped: int
+    """(ingress, `clamp_mss`) TCP SYNs whose MSS option was lowered to fit the tunnel."""
     peer_features: int | None
     """The peer's FEATURES bit mask (bit 0: its egress holds DATA flagged *hold*); None:
     none received (not yet, or a portal older than FEATURES: then nothing is marked)."""
