@@ -231,11 +231,7 @@ def ecn_marked(packet: bytes) -> bytes | None:
             return packet
         old = (packet[0] << 8) | tos
         new = old | 0x03
-        checksum = (packet[10] << 8) | packet[11]
-        total = (~checksum & 0xFFFF) + (~old & 0xFFFF) + new
-        total = (total & 0xFFFF) + (total >> 16)
-        total = (total & 0xFFFF) + (total >> 16)
-        checksum = ~total & 0xFFFF
+        checksum = _checksum_after((packet[10] << 8) | packet[11], old, new)
         return (
             packet[:1]
             + bytes((new & 0xFF,))
@@ -310,22 +306,26 @@ def clamp_mss(packet: bytes, mss: int) -> bytes | None:
     return None
 
 
+def _checksum_after(checksum: int, old: int, new: int) -> int:
+    """An Internet checksum after one 16-bit word it covers went from `old` to `new`:
+    HC' = ~(~HC + ~m + m') (RFC 1624, eqn. 3)."""
+    total = (~checksum & 0xFFFF) + (~old & 0xFFFF) + new
+    total = (total & 0xFFFF) + (total >> 16)
+    total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
 def _with_mss(packet: bytes, start: int, where: int, old: int, new: int) -> bytes:
     """`packet` with the 16 bits at `where` changed from `old` to `new` and the TCP
-    checksum (at `start` + 16) adjusted: HC' = ~(~HC + ~m + m') (RFC 1624, eqn. 3). At an
-    odd offset from the TCP header the two bytes straddle two checksum words, which sums
-    them byte-swapped."""
+    checksum (at `start` + 16) adjusted. At an odd offset from the TCP header the two
+    bytes straddle two checksum words, which sums them byte-swapped."""
     if (where - start) & 1:
         old = ((old & 0xFF) << 8) | (old >> 8)
         sum_new = ((new & 0xFF) << 8) | (new >> 8)
     else:
         sum_new = new
     at = start + 16
-    checksum = (packet[at] << 8) | packet[at + 1]
-    total = (~checksum & 0xFFFF) + (~old & 0xFFFF) + sum_new
-    total = (total & 0xFFFF) + (total >> 16)
-    total = (total & 0xFFFF) + (total >> 16)
-    checksum = ~total & 0xFFFF
+    checksum = _checksum_after((packet[at] << 8) | packet[at + 1], old, sum_new)
     out = bytearray(packet)
     out[at : at + 2] = checksum.to_bytes(2, "big")
     out[where : where + 2] = new.to_bytes(2, "big")
