@@ -77,9 +77,9 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
         assert isinstance(session["counters"][name], int)
 
 
-def test_show_names_equalization_when_off(capsys: pytest.CaptureFixture[str]) -> None:
-    """With `equalize = "off"` `braid show` says so, without the held and marked counts."""
-    h = Harness(local_config=dataclasses.replace(CONFIG, equalize="off"))
+def _show_local(capsys: pytest.CaptureFixture[str], **settings: Any) -> str:
+    """`braid show` of a local portal with these session settings, under traffic."""
+    h = Harness(local_config=dataclasses.replace(CONFIG, **settings))
     try:
         h.start_traffic(interval=0.01, burst=4)
         h.wait_session()
@@ -87,20 +87,19 @@ def test_show_names_equalization_when_off(capsys: pytest.CaptureFixture[str]) ->
     finally:
         h.stop()
     assert code == 0, err
+    return out
+
+
+def test_show_names_equalization_when_off(capsys: pytest.CaptureFixture[str]) -> None:
+    """With `equalize = "off"` `braid show` says so, without the held and marked counts."""
+    out = _show_local(capsys, equalize="off")
     assert "equalize off" in out and "flows marked" not in out, out
 
 
 def test_show_gives_the_mss_clamp(capsys: pytest.CaptureFixture[str]) -> None:
     """A portal with `clamp_mss` (as `braid up` sets it: MTU - 40) shows the value and
     how many SYNs it lowered (the harness's traffic is UDP: none)."""
-    h = Harness(local_config=dataclasses.replace(CONFIG, clamp_mss=1360))
-    try:
-        h.start_traffic(interval=0.01, burst=4)
-        h.wait_session()
-        code, out, err = braid(capsys, "show", *api(h, h.local_url))
-    finally:
-        h.stop()
-    assert code == 0, err
+    out = _show_local(capsys, clamp_mss=1360)
     assert "TCP MSS clamping: to 1360, 0 SYNs clamped" in out, out
 
 
