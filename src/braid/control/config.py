@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
-from braid.core.classify import TrafficClass
+from braid.core.classify import TrafficClass, mss_for_mtu
 from braid.core.congestion import CONGESTION_CONTROLS
 from braid.core.keys import REKEY_AFTER_TIME, decode_key, public_key
 from braid.core.predictor import LossModel, load_model
@@ -1385,7 +1385,7 @@ def describe(config: PortalConfig) -> Iterator[str]:
     """Short human lines summarising a valid config (for `braid check`)."""
     t = config.tunnel
     addresses = ", ".join(str(a) for a in t.addresses)
-    clamp = f", TCP MSS clamped to {t.mtu - 40}" if config.session.clamp_mss else ""
+    clamp = f", TCP MSS clamped to {mss_for_mtu(t.mtu)}" if config.session.clamp_mss else ""
     yield f"role {config.role}; tunnel {t.name} {addresses} mtu {t.mtu}{clamp}"
     if t.routes:
         yield "routes " + ", ".join(str(r) for r in t.routes)

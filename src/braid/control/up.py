@@ -11,6 +11,7 @@ import functools
 from pathlib import Path
 
 from braid.control.config import PortalConfig, format_rate
+from braid.core.classify import mss_for_mtu
 from braid.core.session import SessionConfig
 from braid.core.wire import DATA_HEADER_SIZE
 from braid.io.base import DatagramEndpoint
@@ -28,7 +29,7 @@ def _session_config(config: PortalConfig) -> SessionConfig:
     return dataclasses.replace(
         config.session.to_session_config(),
         max_datagram=config.tunnel.mtu + DATA_HEADER_SIZE,
-        clamp_mss=config.tunnel.mtu - 40 if config.session.clamp_mss else 0,
+        clamp_mss=mss_for_mtu(config.tunnel.mtu) if config.session.clamp_mss else 0,
     )
 
 

@@ -252,6 +252,14 @@ def ecn_marked(packet: bytes) -> bytes | None:
 MSS_IPV6_LESS: Final = 20
 """An IPv6 header is this much longer than an IPv4 one: the MSS that fits the same MTU is
 this much smaller."""
+_IPV4_TCP_HEADERS: Final = 40
+
+
+def mss_for_mtu(mtu: int) -> int:
+    """The largest TCP MSS whose IPv4 segments fit an MTU (for `clamp_mss`)."""
+    return mtu - _IPV4_TCP_HEADERS
+
+
 _TCP_SYN: Final = 0x02
 _TCP_OPT_END: Final = 0
 _TCP_OPT_NOP: Final = 1
@@ -265,7 +273,7 @@ def clamp_mss(packet: bytes, mss: int) -> bytes | None:
     more fragments; IPv6 with extension headers; options cut short). The TCP checksum is
     updated incrementally (RFC 1624), so a segment that arrived corrupt stays so."""
     size = len(packet)
-    if size < 20:
+    if size < 20 or mss <= 0:
         return None
     version = packet[0] >> 4
     if version == 4:
@@ -299,7 +307,7 @@ def clamp_mss(packet: bytes, mss: int) -> bytes | None:
             if length != 4 or at + 4 > end:
                 return None
             old = (packet[at + 2] << 8) | packet[at + 3]
-            if old <= mss or mss <= 0:
+            if old <= mss or mss <= 0:  # (an IPv6 MSS below 20 is nothing to clamp to)
                 return None
             return _with_mss(packet, start, at + 2, old, mss)
         at += length

@@ -71,8 +71,9 @@ packet that keeps no queue (fewer than `RUN_QUEUED` of its packets found one) at
 than this share of the usable paths' summed rate is marked for this long ahead of its
 first PROBE_RTT."""
 ANTICIPATE_GAP: Final = 0.5
-"""Marked ahead, a flow's PROBE_RTT drains a held round trip (up to 150 ms in the lab):
-a silence longer than this is an application's pause (the flow is let go)."""
+"""Marked ahead, a flow's PROBE_RTT drains a held round trip (130-196 ms in the lab's
+four-link runs when a held BBR flow kept a queue; 45 ms without one): a silence longer
+than this is an application's pause (the flow is let go)."""
 FORGET: Final = 30.0
 """A flow's record is dropped after this many seconds without data."""
 _SWEEP: Final = 10.0
@@ -177,9 +178,8 @@ class BulkFlows:
             if now >= flow.until or gap >= ANTICIPATE_GAP:
                 # No PROBE_RTT in time (not BBR, or its minimum is younger), or an
                 # application's pause: let go.
-                flow.state = _FREE
                 flow.until = 0.0
-                self.marked.discard(bucket)
+                self._end_trial(flow, bucket, now)
                 flow.restart(now, size)
             elif gap >= TRIGGER_GAP and queued <= TRIGGER_QUEUED and now - flow.rtx >= RTX_QUIET:
                 self._start_trial(flow, now)
@@ -246,8 +246,8 @@ class BulkFlows:
         self.trials += 1
 
     def _end_trial(self, flow: _Flow, bucket: int, now: float) -> None:
-        """A trial that was not PROBE_RTT: the flow is unmarked, or goes on marked ahead
-        while its window lasts."""
+        """A trial that was not PROBE_RTT (or a window ahead that saw none, `until` 0):
+        the flow is unmarked, or goes on marked ahead while its window lasts."""
         if now < flow.until:
             flow.state = _AHEAD
             return

@@ -1171,20 +1171,19 @@ class TunnelSession:
     def _check_bulk(self, now: float) -> None:
         """equalize "bulk", at the ingress: whether the usable up paths (within
         `delay_cutoff` of the fastest) differ in delay by `_EQUALIZE_MIN` or more; only
-        then are flows watched for PROBE_RTT (nothing to equalize otherwise)."""
+        then are flows watched for PROBE_RTT (nothing to equalize otherwise). The marker
+        also learns those paths' summed rate (what a flow could fill)."""
         self._bulk_check = now + _EQUALIZE_REFRESH
-        delays = [path_delay(p) for p in self._usable if p.up]
+        delays = [(path_delay(p), p.cc.btl_bw) for p in self._usable if p.up]
         if len(delays) < 2 or not (self._peer_features or 0) & FEATURE_HOLD:
             self._bulk_spread = False
             return
-        fastest = min(delays)
+        fastest = min(d for d, _ in delays)
         limit = fastest + self.config.delay_cutoff
-        self._bulk_spread = max(d for d in delays if d <= limit) - fastest >= _EQUALIZE_MIN
+        near = [(d, rate) for d, rate in delays if d <= limit]
+        self._bulk_spread = max(d for d, _ in near) - fastest >= _EQUALIZE_MIN
         if self._bulk is not None:
-            # (what a flow would fill: the rate of the paths it may use)
-            self._bulk.capacity = sum(
-                p.cc.btl_bw for p in self._usable if p.up and path_delay(p) <= limit
-            )
+            self._bulk.capacity = sum(rate for _, rate in near)
 
     def _release(self, path: PathState, now: float) -> None:
         """Send what the pacer and the inflight cap allow from `path`'s queue."""
