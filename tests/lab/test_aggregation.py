@@ -80,8 +80,8 @@ def test_braid_aggregates_unequal_links(
     1500-byte MTU and the tunnel 1400: each portal clamps the MSS of the SYNs entering
     it (`clamp_mss`), so the flow's first window fits the tunnel. Without that the kernel
     refused the first 1448-byte segments (ICMP, path MTU discovery) and the sender resent
-    them: 15-17 retransmissions in every run, 2 with it (by hand, twice), and the first
-    second at 12 Mbit/s instead of 18."""
+    them: 15-17 retransmissions in every run, 1-2 with it (by hand, four runs), and the
+    first half second at 10-12 Mbit/s (three runs) instead of 18 (one run)."""
     stats = tmp_path / "stats"
     stats.mkdir()
     monkeypatch.setenv("BRAID_LAB_STATS", str(stats))
