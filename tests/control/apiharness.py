@@ -67,6 +67,27 @@ def ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> byte
     return header + struct.pack("!HHHH", sport, dport, length, 0) + payload
 
 
+def ipv4_tcp_syn(src: str, dst: str, sport: int, dport: int, mss: int) -> bytes:
+    """A minimal IPv4 TCP SYN with one option, the MSS (TCP checksum zero: the clamp
+    updates it incrementally and nothing in the path checks it)."""
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 6 << 4, 0x02, 64240, 0, 0)
+    tcp += struct.pack("!BBH", 2, 4, mss)
+    header = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(tcp),
+        0,
+        0x4000,
+        64,
+        6,
+        0,
+        ipaddress.ip_address(src).packed,
+        ipaddress.ip_address(dst).packed,
+    )
+    return header + tcp
+
+
 class Harness:
     """Both portals and their APIs on a background loop; `stop()` tears everything down."""
 

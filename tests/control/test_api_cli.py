@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from apiharness import CONFIG, Harness
 
-from braid.control.cli import main
+from braid.control.cli import _equalize_text, main
 from braid.core.session import SessionConfig
 
 
@@ -94,6 +94,18 @@ def test_show_names_equalization_when_off(capsys: pytest.CaptureFixture[str]) ->
     """With `equalize = "off"` `braid show` says so, without the held and marked counts."""
     out = _show_local(capsys, equalize="off")
     assert "equalize off" in out and "flows marked" not in out, out
+
+
+def test_show_counts_flows_marked_ahead_only_once_there_are_some() -> None:
+    """The "bulk" line names the flows marked ahead of their first PROBE_RTT (a lab
+    condition the harness cannot make) once there are any, and stays short before."""
+    params = {"equalize": "bulk", "equalize_delay": 0.035}
+    counters = {"equalized": 812, "equalize_flows": 1, "equalize_ahead": 0}
+    assert _equalize_text(params, counters) == ", equalize bulk (+35 ms, 812 held; 1 flows marked)"
+    counters["equalize_ahead"] = 2
+    assert _equalize_text(params, counters) == (
+        ", equalize bulk (+35 ms, 812 held; 1 flows marked, 2 ahead of PROBE_RTT so far)"
+    )
 
 
 def test_show_gives_the_mss_clamp(capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from apiharness import CONFIG, Harness, request
+from apiharness import CONFIG, Harness, ipv4_tcp_syn, request
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -27,8 +27,9 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def harness() -> Iterator[Harness]:
-    # The local portal equalizes TCP (the sessions table shows it); the remote does not.
-    h = Harness(local_config=dataclasses.replace(CONFIG, equalize="tcp"))
+    # The local portal equalizes TCP and clamps the MSS of TCP SYNs (the sessions table
+    # shows both); the remote does neither.
+    h = Harness(local_config=dataclasses.replace(CONFIG, equalize="tcp", clamp_mss=1360))
     try:
         h.start_traffic(interval=0.01, burst=8)
         h.wait_session()
@@ -107,6 +108,18 @@ def test_page_loads_and_charts_update_under_traffic(harness: Harness, browser) -
     # Header compression: the share of the packets sent compressed and the bytes saved.
     headers_cell = cells[headers.index("headers")]
     assert re.fullmatch(r"on, \d+ % compact, [\d.]+ [kMG]?B saved", headers_cell), headers_cell
+    # TCP MSS clamping: the MSS SYNs get and how many were lowered (a SYN asking for 1460
+    # enters the tunnel and is counted).
+    mss_column = headers.index("TCP MSS")
+    assert cells[mss_column] == "1360, 0 SYNs clamped", cells[mss_column]
+    harness.on_loop(
+        lambda: harness.local_tun.inject(ipv4_tcp_syn("10.1.0.2", "10.2.0.2", 40000, 80, 1460))
+    )
+    wait_js(
+        driver,
+        "return document.querySelector('#sessions tbody tr')"
+        f".querySelectorAll('td')[{mss_column}].textContent === '1360, 1 SYN clamped'",
+    )
     assert len(driver.find_elements("css selector", "#paths tbody tr")) == 2
     assert driver.execute_script("return window.braid.lastError") is None
 

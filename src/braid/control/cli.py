@@ -648,6 +648,8 @@ def _equalize_text(params: dict[str, Any], counters: dict[str, Any]) -> str:
     text = f", equalize {mode} (+{delay * 1000:.0f} ms, {held} held"
     if mode == "bulk":
         text += f"; {counters.get('equalize_flows', 0)} flows marked"
+        if counters.get("equalize_ahead"):
+            text += f", {counters['equalize_ahead']} ahead of PROBE_RTT so far"
         if "peer_holds" in params and not params["peer_holds"]:
             text += "; the peer does not hold: none marked"
     return text + ")"

@@ -46,6 +46,7 @@
     if (params.equalize === "bulk") {
       const n = counters.equalize_flows || 0;
       text += `, ${n} flow${n === 1 ? "" : "s"} marked`;
+      if (counters.equalize_ahead) text += ` (${counters.equalize_ahead} ahead of PROBE_RTT so far)`;
       if ("peer_holds" in params && params.peer_holds !== true) text += " (the peer does not hold: none)";
     }
     return text;
@@ -59,6 +60,13 @@
     const sent = counters.packets_sent || 0;
     const share = sent ? ` ${Math.round(100 * (counters.compacted || 0) / sent)} % compact,` : "";
     return `on,${share} ${fmtBytes(counters.compact_saved || 0)} saved`;
+  }
+  // "1360, 12 SYNs clamped" or "off" (empty for a portal without MSS clamping).
+  function fmtMss(params, counters) {
+    if (params.clamp_mss == null) return "–";
+    if (!params.clamp_mss) return "off";
+    const n = counters.mss_clamped || 0;
+    return `${params.clamp_mss}, ${n} SYN${n === 1 ? "" : "s"} clamped`;
   }
   const pathKey = (p) => p.path_id + (p.name ? " " + p.name : "");
   function cell(tr, text, cls) { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; tr.appendChild(td); return td; }
@@ -161,13 +169,14 @@
       cell(tr, s.parameters.scheduler);
       cell(tr, fmtEqualize(s.parameters, s.counters));
       cell(tr, fmtCompression(s.parameters, s.counters));
+      cell(tr, fmtMss(s.parameters, s.counters));
       cell(tr, s.paths.filter((p) => p.state === "up").length + "/" + s.paths.length + " up");
       cell(tr, fmtBytes(s.counters.bytes_sent)); cell(tr, fmtBytes(s.counters.bytes_delivered));
       cell(tr, (s.egress || []).slice(0, 4).join(", ") + ((s.egress || []).length > 4 ? " …" : ""), "mono");
       tr.addEventListener("click", () => { if (state.current !== s.session_id) { state.current = s.session_id; state.series = {}; } render(); });
       body.appendChild(tr);
     }
-    if (!state.sessions.length) { const tr = document.createElement("tr"); cell(tr, "no session yet", "dim").colSpan = 10; body.appendChild(tr); }
+    if (!state.sessions.length) { const tr = document.createElement("tr"); cell(tr, "no session yet", "dim").colSpan = 11; body.appendChild(tr); }
   }
 
   function currentSession() { return state.sessions.find((s) => s.session_id === state.current) || null; }
