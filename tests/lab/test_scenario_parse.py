@@ -497,18 +497,39 @@ def test_recovery_scenarios() -> None:
     )
 
 
-def test_partial_evaluation_keeps_the_other_cases_sections() -> None:
-    from braid.lab.evaluation import kept_sections
+def test_partial_evaluation_keeps_the_other_cases_sections_in_case_order() -> None:
+    from braid.lab.evaluation import assemble, hand_notes, old_sections
 
     report = (
-        "# braid evaluation\n\nheader\n\n## Case A\n\na numbers\n\n---\n\n## Case B\n\nb\n\n"
-        "# Earlier run: old\n\n## (2026-11-22) Case A\n\nold a\n\n## (2026-11-22) Case C\n\nc\n"
+        "# braid evaluation\n\nheader\n\n<!-- notes -->\n(Hand note: kept.)\n<!-- /notes -->\n\n"
+        "## Case B\n\nb numbers\n\n---\n\n## Case A\n\na numbers\n\n"
+        "# Earlier run: old\n\n## (2026-11-22) Case C\n\nc\n\n## (2026-11-22) Retired\n\nr\n"
     )
-    kept = kept_sections(report, ["Case A"])
-    assert "a numbers" not in kept and "old a" not in kept  # Case A is being re-run
-    assert "## (kept from an earlier run) Case B" in kept and "\nb\n" in kept
-    assert "# Earlier run: old" in kept and "## (2026-11-22) Case C" in kept
-    assert kept_sections("# braid evaluation\n\nno sections\n", ["Case A"]) == ""
+    assert hand_notes(report) == "<!-- notes -->\n(Hand note: kept.)\n<!-- /notes -->"
+    assert hand_notes("# braid evaluation\n\nno notes\n") == ""
+    kept = old_sections(report)
+    assert [title for title, _ in kept] == ["Case B", "Case A", "", "Case C", "Retired"]
+    assert kept[0][1] == "## (kept from an earlier run) Case B\n\nb numbers"  # no "---"
+    assert kept[3][1].startswith("## (2026-11-22) Case C")  # an older label stays
+    # Case A is re-run: its new section replaces the old one; every section comes in the
+    # cases' order; a section of no case (and the part heading) follows, as it was.
+    text = assemble({"Case A": "## Case A\n\nnew a\n"}, kept, ["Case A", "Case B", "Case C"])
+    assert "a numbers" not in text
+    assert text.index("new a") < text.index("b numbers") < text.index("\nc\n")
+    assert text.index("\nc\n") < text.index("# Earlier run: old") < text.index("Retired")
+    assert old_sections("# braid evaluation\n\nno sections\n") == []
+
+
+def test_every_evaluated_section_says_when_and_at_which_commit() -> None:
+    import subprocess
+
+    from braid.lab.evaluation import provenance
+
+    line = provenance()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert line.startswith("\n*Measured 2") and f" at {commit}" in line, line
 
 
 def test_return_summary_times_each_run_from_the_return() -> None:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import median
+from typing import Final
 
 from rich.console import Console
 
@@ -397,7 +399,10 @@ def run_evaluation(
     results: dict[str, ScenarioResult] = {}
     started = time.time()
     # With --only, the sections of the cases not run this time are kept from the report.
-    kept = kept_sections(out.read_text(), [c.title for c in cases]) if only and out.exists() else ""
+    earlier = out.read_text() if out.exists() else ""
+    hand = hand_notes(earlier)
+    kept = old_sections(earlier) if only else []
+    stamp = provenance()
     for case in cases:
         for name in case.scenarios:
             if name in results:
@@ -414,8 +419,10 @@ def run_evaluation(
         # Written after every case: an interrupted run leaves the cases done so far.
         done = [c for c in cases if all(n in results for n in c.scenarios)]
         minutes = (time.time() - started) / 60
-        sections = [_section(c, results, img_dir, out.parent) for c in done]
+        fresh = {c.title: _section(c, results, img_dir, out.parent) + stamp for c in done}
         header = _header(minutes, quick)
+        if hand:
+            header += hand + "\n\n"
         if kept:
             header += (
                 'Sections marked "kept from an earlier run" or under an "Earlier run" heading'
@@ -424,7 +431,7 @@ def run_evaluation(
         if len(done) < len(cases):
             header += f"(Written after {len(done)} of {len(cases)} cases.)\n\n"
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(header + "\n\n".join(sections) + "\n" + kept)
+        out.write_text(header + assemble(fresh, kept, [c.title for c in CASES]))
     console.print(f"wrote {out} and plots in {img_dir}")
     notes = [n for r in results.values() for n in r.notes]
     for note in notes:
@@ -432,35 +439,99 @@ def run_evaluation(
     return 1 if notes else 0
 
 
-def kept_sections(report: str, titles: list[str]) -> str:
-    """The parts of an earlier report to keep after a partial run: every section ("## "
-    heading, and the "# " part headings) except those of the cases run now (their title,
-    possibly after a "(date) " label). Kept sections of the last run are labelled."""
+NOTES_BEGIN: Final = "<!-- notes -->"
+NOTES_END: Final = "<!-- /notes -->"
+"""A report's hand-written notes go between these two lines, under the header: a later
+run, whole or partial, carries them over as they are."""
+
+
+def hand_notes(report: str) -> str:
+    """The notes block of an earlier report, markers included ("" when it has none)."""
+    begin = report.find(NOTES_BEGIN)
+    end = report.find(NOTES_END, begin)
+    if begin < 0 or end < 0:
+        return ""
+    return report[begin : end + len(NOTES_END)]
+
+
+def provenance() -> str:
+    """The line that ends every section: when, and at which braid (the git commit when
+    braid runs from a checkout, with "+ local changes" when its tree differs)."""
+    where = f"braid {braid.__version__}"
+    source = Path(braid.__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=source,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=source,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    if commit:
+        where += f" at {commit}" + (" + local changes" if dirty else "")
+    return f"\n*Measured {time.strftime('%Y-%m-%d %H:%M %Z')}, {where}.*\n"
+
+
+def old_sections(report: str) -> list[tuple[str, str]]:
+    """The sections of an earlier report, in order, as (bare title, text): a "## "
+    section's title without a "(...) " label, "" for a "# " part heading. Sections of
+    the last run are labelled "kept from an earlier run"."""
     lines = report.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("## ")), None)
     if start is None:
-        return ""
+        return []
     chunks: list[list[str]] = []
     for line in lines[start:]:
         if line.startswith(("## ", "# ")):
             chunks.append([line])
         elif chunks:
             chunks[-1].append(line)
-    out: list[str] = []
+    out: list[tuple[str, str]] = []
     for chunk in chunks:
         heading = chunk[0]
-        title = heading.lstrip("#").strip()
-        bare = title.split(") ", 1)[1] if title.startswith("(") and ") " in title else title
-        if heading.startswith("## ") and bare in titles:
+        while len(chunk) > 1 and chunk[-1].strip() in ("", "---"):
+            chunk.pop()
+        if heading.startswith("# "):
+            out.append(("", "\n".join(chunk)))
             continue
-        if heading.startswith("## ") and not title.startswith("("):
+        title = heading[3:].strip()
+        bare = title.split(") ", 1)[1] if title.startswith("(") and ") " in title else title
+        if not title.startswith("("):
             chunk = [f"## (kept from an earlier run) {title}", *chunk[1:]]
-        out.extend(chunk)
-    while out and out[-1].strip() in ("", "---"):
-        out.pop()
-    if not out:
-        return ""
-    return "\n---\n\n" + "\n".join(out) + "\n"
+        out.append((bare, "\n".join(chunk)))
+    return out
+
+
+def assemble(fresh: dict[str, str], kept: list[tuple[str, str]], order: list[str]) -> str:
+    """The report's sections: one per case in `order`, this run's where it has one (by
+    title), else the earlier report's; then what else the earlier report had (a case no
+    longer run, "Earlier run" parts), as it was."""
+    earlier: dict[str, str] = {}
+    rest: list[str] = []
+    for title, text in kept:
+        if title in fresh:
+            continue
+        if title and title in order and title not in earlier:
+            earlier[title] = text
+        else:
+            rest.append(text)
+    sections = [
+        fresh.get(title) or earlier[title] for title in order if title in fresh or title in earlier
+    ]
+    if rest:
+        sections.append("---\n\n" + "\n\n".join(rest))
+    return "\n\n".join(section.rstrip("\n") + "\n" for section in sections)
 
 
 def _header(minutes: float, quick: bool) -> str:
