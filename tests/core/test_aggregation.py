@@ -112,6 +112,27 @@ def test_capacity_drop_is_followed_within_two_seconds() -> None:
     assert max(late) < 0.060
 
 
+@pytest.mark.parametrize("hints", [True, False])
+def test_capacity_coming_back_is_followed_within_two_seconds(hints: bool) -> None:
+    # 2 x 20 Mbit/s 10 ms; link 1 fades to 5 Mbit/s and comes back (a 4G link). Probing
+    # once every eight rounds took the estimate from 5 back to 12 Mbit/s in 2 s (11 with
+    # no hint); a probe that finds capacity is now followed by the next at once.
+    links = {0: (2_500_000.0, 0.010), 1: (2_500_000.0, 0.010)}
+    net = _net(links, hints=hints)
+    net.run_until(4.0)
+    net.set_rate(1, 625_000.0)
+    net.run_until(8.0)
+    assert net.local.statistics().paths[1].btl_bw <= 1.3 * 625_000.0
+    net.set_rate(1, 2_500_000.0)
+    net.run_until(10.0)
+    assert net.local.statistics().paths[1].btl_bw >= 0.85 * 2_500_000.0
+    net.run_until(12.0)
+    assert net.goodput(10.0, 11.0) >= 0.9 * 5_000_000.0 * PAYLOAD
+    # Steady again: the link's own queue stays short (no probing on and on).
+    late = sorted(wait for at, wait in net.up[1].backlog_samples if at > 11.0)
+    assert late[len(late) // 2] < 0.010
+
+
 def test_earliest_arrival_spills_over_by_queue_and_cutoff() -> None:
     fast = PathState(0, rate_bps=8_000_000, now=0.0)  # 1 MB/s
     slow = PathState(1, rate_bps=8_000_000, now=0.0)

@@ -17,7 +17,9 @@
 # from the last round's delivery rate (not below half the estimate, so one noisy round
 # cannot collapse it; a real fall takes a few steps); otherwise we paced just above the
 # capacity and the estimate is trimmed by 10 %. Then one round is paced at 0.875 x
-# to drain it. A rising capacity shows up through the probing phase.
+# to drain it. A rising capacity shows up through the probing phase; a probe that raised
+# the estimate by PROBE_AGAIN (seen a round trip late, while draining or cruising) is
+# followed by the next probe at once instead of six cruising rounds.
 #
 # With a rate hint (the link's configured rate) the controller starts cruising at it and
 # btl_bw never exceeds it.
@@ -38,6 +40,9 @@ CYCLE: Final = (1.125, 0.875, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
 """Milder than BBR's 1.25/0.75: a path's pacer queue drains at the rate the scheduler
 predicted within 12.5 %, so packets still reach the egress nearly in order."""
 CWND_GAIN: Final = 2.0
+PROBE_AGAIN: Final = 1.05
+"""A probing round that raised the estimate by this much (the capacity grew: a 4G link
+after a fade) is followed by the next probe at once instead of six cruising rounds."""
 BW_WINDOW_ROUNDS: Final = 8
 BW_WINDOW_TIME: Final = 1.5
 """The max filter spans at least this long too (a falling capacity is caught by the
@@ -87,6 +92,7 @@ class BbrLike:
         self._full_bw_count = 0
         self._cycle_index = 0
         self._cycle_start = now
+        self._probe_base = math.inf  # btl_bw when the last probing round began
         self._min_rtt = INITIAL_RTT
         self.adjustments = 0
         """Times the filter restarted because of a standing queue (statistics)."""
@@ -246,7 +252,14 @@ class BbrLike:
             index = self._cycle_index
             if index == 1 and sample.inflight > target and elapsed < 2 * self._min_rtt + ACK_DELAY:
                 return  # stay draining until the queue we built is gone (bounded)
-            self._cycle_index = (index + 1) % len(CYCLE)
+            index = (index + 1) % len(CYCLE)
+            if index >= 2 and self.btl_bw >= PROBE_AGAIN * self._probe_base:
+                # The last probe found capacity (its samples come a round trip late,
+                # while draining or cruising): probe again now instead of cruising on.
+                index = 0
+            if index == 0:
+                self._probe_base = self.btl_bw
+            self._cycle_index = index
             self._cycle_start = now
 
     def _update_rates(self) -> None:
