@@ -19,9 +19,7 @@
 # capacity and the estimate is trimmed by 10 %. Then one round is paced at 0.875 x
 # to drain it. A rising capacity shows up through the probing phase; a probe that raised
 # the estimate by PROBE_AGAIN (seen a round trip late, while draining or cruising) is
-# followed by the next probe at once instead of six cruising rounds, and that one lasts
-# min_rtt + ACK_DELAY (feedback comes up to ACK_DELAY late, and a rate sample spans the
-# feedback interval: a probe of one min_rtt shows only part of its gain).
+# followed by the next probe at once instead of six cruising rounds.
 #
 # With a rate hint (the link's configured rate) the controller starts cruising at it and
 # btl_bw never exceeds it.
@@ -44,9 +42,7 @@ predicted within 12.5 %, so packets still reach the egress nearly in order."""
 CWND_GAIN: Final = 2.0
 PROBE_AGAIN: Final = 1.05
 """A probing round that raised the estimate by this much (the capacity grew: a 4G link
-after a fade) is followed by the next probe at once instead of six cruising rounds, one
-of min_rtt + ACK_DELAY (an ordinary probe lasts min_rtt: longer ones queued too much on
-a slow link whose capacity had fallen)."""
+after a fade) is followed by the next probe at once instead of six cruising rounds."""
 BW_WINDOW_ROUNDS: Final = 8
 BW_WINDOW_TIME: Final = 1.5
 """The max filter spans at least this long too (a falling capacity is caught by the
@@ -97,7 +93,6 @@ class BbrLike:
         self._cycle_index = 0
         self._cycle_start = now
         self._probe_base = math.inf  # btl_bw when the last probing round began
-        self._again = False  # probing again after a probe that found capacity
         self._min_rtt = INITIAL_RTT
         self.adjustments = 0
         """Times the filter restarted because of a standing queue (statistics)."""
@@ -253,8 +248,8 @@ class BbrLike:
         if self._state != _PROBE_BW:
             return
         elapsed = now - self._cycle_start
-        index = self._cycle_index
-        if elapsed >= (self._min_rtt + ACK_DELAY if index == 0 and self._again else self._min_rtt):
+        if elapsed >= self._min_rtt:
+            index = self._cycle_index
             if index == 1 and sample.inflight > target and elapsed < 2 * self._min_rtt + ACK_DELAY:
                 return  # stay draining until the queue we built is gone (bounded)
             index = (index + 1) % len(CYCLE)
@@ -262,9 +257,6 @@ class BbrLike:
                 # The last probe found capacity (its samples come a round trip late,
                 # while draining or cruising): probe again now instead of cruising on.
                 index = 0
-                self._again = True
-            elif index >= 2:
-                self._again = False
             if index == 0:
                 self._probe_base = self.btl_bw
             self._cycle_index = index
