@@ -43,19 +43,18 @@ SERVER = ("198.51.100.1", 7100)
 HOSTS = ("192.0.2.2", "203.0.113.2")
 
 
-def ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
-    """A minimal IPv4/UDP packet (UDP checksum zero: nothing in the path checks it; the
-    header checksum right: header compression carries only packets it can rebuild)."""
-    length = 8 + len(payload)
+def _ipv4(protocol: int, src: str, dst: str, body: bytes) -> bytes:
+    """An IPv4 header without options (its checksum right: header compression carries
+    only packets it can rebuild) followed by `body`."""
     header = struct.pack(
         "!BBHHHBBH4s4s",
         0x45,
         0,
-        20 + length,
+        20 + len(body),
         0,
         0x4000,
         64,
-        17,
+        protocol,
         0,
         ipaddress.ip_address(src).packed,
         ipaddress.ip_address(dst).packed,
@@ -63,29 +62,19 @@ def ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> byte
     total = sum(struct.unpack("!10H", header))
     total = (total & 0xFFFF) + (total >> 16)
     total = (total & 0xFFFF) + (total >> 16)
-    header = header[:10] + struct.pack("!H", ~total & 0xFFFF) + header[12:]
-    return header + struct.pack("!HHHH", sport, dport, length, 0) + payload
+    return header[:10] + struct.pack("!H", ~total & 0xFFFF) + header[12:] + body
+
+
+def ipv4_udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    """A minimal IPv4/UDP packet (UDP checksum zero: nothing in the path checks it)."""
+    return _ipv4(17, src, dst, struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload)
 
 
 def ipv4_tcp_syn(src: str, dst: str, sport: int, dport: int, mss: int) -> bytes:
     """A minimal IPv4 TCP SYN with one option, the MSS (TCP checksum zero: the clamp
     updates it incrementally and nothing in the path checks it)."""
     tcp = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 6 << 4, 0x02, 64240, 0, 0)
-    tcp += struct.pack("!BBH", 2, 4, mss)
-    header = struct.pack(
-        "!BBHHHBBH4s4s",
-        0x45,
-        0,
-        20 + len(tcp),
-        0,
-        0x4000,
-        64,
-        6,
-        0,
-        ipaddress.ip_address(src).packed,
-        ipaddress.ip_address(dst).packed,
-    )
-    return header + tcp
+    return _ipv4(6, src, dst, tcp + struct.pack("!BBH", 2, 4, mss))
 
 
 class Harness:

@@ -285,6 +285,8 @@ def clamp_mss(packet: bytes, mss: int) -> bytes | None:
         if size < 40 or packet[6] != 6:
             return None
         mss -= MSS_IPV6_LESS
+        if mss <= 0:
+            return None  # (an MSS of 20 or less leaves nothing to clamp an IPv6 SYN to)
     else:
         return None
     if size < start + 20 or not packet[start + 13] & _TCP_SYN:
@@ -307,7 +309,7 @@ def clamp_mss(packet: bytes, mss: int) -> bytes | None:
             if length != 4 or at + 4 > end:
                 return None
             old = (packet[at + 2] << 8) | packet[at + 3]
-            if old <= mss or mss <= 0:  # (an IPv6 MSS below 20 is nothing to clamp to)
+            if old <= mss:
                 return None
             return _with_mss(packet, start, at + 2, old, mss)
         at += length
