@@ -21,6 +21,7 @@ pytestmark = pytest.mark.root
 
 LINK = LinkShape(rate_up_bps=20e6, rate_down_bps=20e6, delay=0.005)
 SECONDS = 8
+ONE_LINK_GOODPUT = 20 * 0.956  # TCP goodput of a 20 Mbit/s link (1500-byte frames)
 
 
 def tcp_mbps(topo: Topology) -> float:
@@ -56,5 +57,9 @@ def test_tunnel_over_two_links_beats_one_link() -> None:
     print(
         f"\none link alone: {one_link:.1f} Mbit/s; braid over both links: {tunnel:.1f} Mbit/s ({tunnel / one_link:.2f}x)"
     )
-    assert one_link == pytest.approx(20 * 0.956, rel=0.08)
-    assert tunnel >= 1.7 * one_link
+    # The baseline only has to show that the emulated link works: a CUBIC flow over one
+    # relayed link came out at 17.3 Mbit/s in one CI run (18.9-19.0 in three runs here).
+    # The tunnel is held to 1.7x the larger of that baseline and 90 % of a link's
+    # goodput, so a slow baseline cannot make the tunnel's bar easier.
+    assert one_link == pytest.approx(ONE_LINK_GOODPUT, rel=0.15)
+    assert tunnel >= 1.7 * max(one_link, 0.9 * ONE_LINK_GOODPUT)
