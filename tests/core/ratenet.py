@@ -89,6 +89,11 @@ class RateNet:
         self.sent_at: list[float] = []  # (by source sequence number)
         self.refused = 0
 
+    def limit_source(self, rate: float | None) -> None:
+        """From now on the source offers `rate` bytes/s (None: saturating again)."""
+        self.source_rate = rate
+        self.next_source = self.now
+
     def set_rate(self, path_id: int, rate: float) -> None:
         """Change the capacity of a path (both directions)."""
         self.up[path_id].rate = rate

@@ -46,6 +46,11 @@ class RateSample:
     """The path's windowed minimum RTT."""
     inflight: int
     """Bytes still in flight after this feedback."""
+    send_elapsed: float = 0.0
+    """Seconds over which the newly delivered bytes were sent..."""
+    ack_elapsed: float = 0.0
+    """...and over which their delivery was reported: longer means the path delivered
+    them slower than they were sent (a queue grew at its bottleneck)."""
 
 
 class CongestionControl(Protocol):
@@ -135,6 +140,7 @@ class DeliveryTracker:
         rate: float | None = None
         app_limited = False
         prior = self.delivered
+        send_elapsed = ack_elapsed = 0.0
         if last is not None:
             self.inflight -= acked_bytes
             if self.inflight < 0:
@@ -144,7 +150,9 @@ class DeliveryTracker:
                 acked_bytes -= acked_bytes * min(lost_delta, acked) // acked
             self.delivered += acked_bytes
             _, _, sent_at, prior, prior_time, first_sent, app_limited = last
-            interval = max(now - prior_time, sent_at - first_sent)
+            send_elapsed = sent_at - first_sent
+            ack_elapsed = now - prior_time
+            interval = max(ack_elapsed, send_elapsed)
             if interval >= MIN_INTERVAL:
                 rate = (self.delivered - prior) / interval
             self.delivered_time = now
@@ -152,7 +160,17 @@ class DeliveryTracker:
             if self.app_limited_until and self.delivered > self.app_limited_until:
                 self.app_limited_until = 0
         return RateSample(
-            rate, app_limited, self.delivered, prior, acked, lost_delta, rtt, min_rtt, self.inflight
+            rate,
+            app_limited,
+            self.delivered,
+            prior,
+            acked,
+            lost_delta,
+            rtt,
+            min_rtt,
+            self.inflight,
+            send_elapsed,
+            ack_elapsed,
         )
 
     def expire(self, older_than: float) -> None:

@@ -17,9 +17,21 @@
 # from the last round's delivery rate (not below half the estimate, so one noisy round
 # cannot collapse it; a real fall takes a few steps); otherwise we paced just above the
 # capacity and the estimate is trimmed by 10 %. Then one round is paced at 0.875 x
-# to drain it. A rising capacity shows up through the probing phase; a probe that raised
-# the estimate by PROBE_AGAIN (seen a round trip late, while draining or cruising) is
-# followed by the next probe at once instead of six cruising rounds.
+# to drain it.
+#
+# A path fed below its estimate (app-limited: the tunnel is not full, or the scheduler
+# prefers other paths) says nothing about its capacity through its delivery rate, but
+# its link can still be overfed: its rounds count as a standing queue too when the RTT
+# is inflated and the round's bytes were reported over more time than they were sent in
+# (send span < OVERFED x ack span) or more than 2 % were lost. The estimate then restarts
+# from what the path delivered since the queue stood (the link was busy all along), not
+# below a quarter of it. An RTT inflated by a longer route or by a queue on the way back
+# changes neither span for long, so it does not count.
+#
+# A rising capacity shows up through the probing phase; a probe that raised the estimate
+# by PROBE_AGAIN (seen a round trip late, while draining or cruising) is followed by the
+# next probe at once instead of six cruising rounds, each twice as far above the
+# estimate as the one before (1.125, 1.25, 1.5, then MAX_PROBE_GAIN).
 #
 # With a rate hint (the link's configured rate) the controller starts cruising at it and
 # btl_bw never exceeds it.
@@ -43,6 +55,9 @@ CWND_GAIN: Final = 2.0
 PROBE_AGAIN: Final = 1.05
 """A probing round that raised the estimate by this much (the capacity grew: a 4G link
 after a fade) is followed by the next probe at once instead of six cruising rounds."""
+MAX_PROBE_GAIN: Final = 2.0
+"""Successive probes that each found capacity probe 1.125, 1.25, 1.5 then 2 x the
+estimate: a link back from a fade (5 -> 20 Mbit/s) is followed in a few round trips."""
 BW_WINDOW_ROUNDS: Final = 8
 BW_WINDOW_TIME: Final = 1.5
 """The max filter spans at least this long too (a falling capacity is caught by the
@@ -64,6 +79,13 @@ LOSS_THRESHOLD: Final = 0.02
 SHORTFALL: Final = 0.95
 QUEUE_TRIM: Final = 0.9
 """A standing queue lowers the estimate to at most this fraction of it."""
+OVERFED: Final = 0.9
+"""An app-limited round whose bytes were sent in less than this fraction of the time their
+delivery took, with its RTT inflated, grew a queue at the link."""
+OVERFED_FLOOR: Final = 0.25
+"""An overfed path's estimate restarts from its delivery rate since the queue stood, not
+below this fraction of the estimate (each time)."""
+MIN_STREAK: Final = 0.1
 
 _STARTUP = 0
 _DRAIN = 1
@@ -86,13 +108,19 @@ class BbrLike:
         self._round_min_rtt = float("inf")
         self._round_acked = 0
         self._round_lost = 0
+        self._round_send_span = 0.0
+        self._round_ack_span = 0.0
         self._inflated_rounds = 0
         self._inflated_since = now
+        self._round_start = now  # when the round began, and `delivered` then
+        self._round_start_delivered = 0
+        self._streak_start = (now, 0)  # the same when the inflated streak began
         self._full_bw = 0.0
         self._full_bw_count = 0
         self._cycle_index = 0
         self._cycle_start = now
         self._probe_base = math.inf  # btl_bw when the last probing round began
+        self._probe_gain = CYCLE[0]
         self._min_rtt = INITIAL_RTT
         self.adjustments = 0
         """Times the filter restarted because of a standing queue (statistics)."""
@@ -148,6 +176,8 @@ class BbrLike:
             self._round_min_rtt = sample.rtt
         self._round_acked += sample.acked
         self._round_lost += sample.lost
+        self._round_send_span += sample.send_elapsed
+        self._round_ack_span += sample.ack_elapsed
         if sample.acked and sample.prior_delivered >= self._next_round_delivered:
             self._end_round(sample, now)
         self._update_cycle(sample, now)
@@ -186,11 +216,25 @@ class BbrLike:
         # In startup an app-limited round counts too when it delivered something: a path
         # that the scheduler feeds below its pacing rate (startup paces at 2.9 x) still
         # builds a queue at the link, and startup must end then (BBR would wait for a
-        # full pipe). Later, app-limited rounds never trim the estimate.
+        # full pipe).
         busy = round_max > 0 or (self._state == _STARTUP and self._round_max_all > 0)
-        if busy and (inflated or (short and lossy)):
+        # Later, an app-limited round counts only when its RTT is inflated and the path
+        # delivered slower than it was fed (the round's bytes were reported over a longer
+        # time than they were sent in) or lost more than 2 %: the link's queue grows or
+        # overflows although we send below the estimate, so the estimate is above its
+        # capacity (a 4G fade while the tunnel is not full). An RTT inflated by the
+        # reverse direction's queue or random loss alone is not that.
+        overfed = (
+            not busy
+            and self._state != _STARTUP
+            and self._round_max_all > 0
+            and inflated
+            and (lossy or self._round_ack_span * OVERFED > self._round_send_span)
+        )
+        if (busy and (inflated or (short and lossy))) or overfed:
             if not self._inflated_rounds:
                 self._inflated_since = now
+                self._streak_start = (self._round_start, self._round_start_delivered)
             self._inflated_rounds += 1
         else:
             self._inflated_rounds = 0
@@ -202,7 +246,13 @@ class BbrLike:
             # Delivery short of the estimate: the capacity fell; restart from what was
             # just delivered (at most halving per step). Otherwise we pace just above the
             # capacity: trim the estimate so the queue drains.
-            if short or lossy:
+            if overfed:
+                # The link's queue never emptied since the streak began (every round's
+                # smallest RTT was inflated), so what it delivered since is its capacity.
+                began, delivered = self._streak_start
+                restart = (sample.delivered - delivered) / max(now - began, MIN_STREAK)
+                restart = max(restart, OVERFED_FLOOR * self.btl_bw)
+            elif short or lossy:
                 restart = max(self._round_max_all, RESTART_FLOOR * self.btl_bw)
             else:
                 restart = self.btl_bw
@@ -235,6 +285,10 @@ class BbrLike:
         self._round_min_rtt = float("inf")
         self._round_acked = 0
         self._round_lost = 0
+        self._round_send_span = 0.0
+        self._round_ack_span = 0.0
+        self._round_start = now
+        self._round_start_delivered = sample.delivered
 
     def _update_cycle(self, sample: RateSample, now: float) -> None:
         # Inflight includes up to ACK_DELAY of unreported data: the drained target too.
@@ -255,8 +309,12 @@ class BbrLike:
             index = (index + 1) % len(CYCLE)
             if index >= 2 and self.btl_bw >= PROBE_AGAIN * self._probe_base:
                 # The last probe found capacity (its samples come a round trip late,
-                # while draining or cruising): probe again now instead of cruising on.
+                # while draining or cruising): probe again now instead of cruising on,
+                # and twice as far above the estimate.
                 index = 0
+                self._probe_gain = min(1 + 2 * (self._probe_gain - 1), MAX_PROBE_GAIN)
+            elif index >= 2:
+                self._probe_gain = CYCLE[0]
             if index == 0:
                 self._probe_base = self.btl_bw
             self._cycle_index = index
@@ -270,7 +328,7 @@ class BbrLike:
         elif state == _DRAIN:
             gain = DRAIN_GAIN
         else:
-            gain = CYCLE[self._cycle_index]
+            gain = self._probe_gain if self._cycle_index == 0 else CYCLE[self._cycle_index]
         self.pacing_rate = max(gain * bw, MIN_RATE)
         cwnd_gain = STARTUP_GAIN if state == _STARTUP else CWND_GAIN
         self.cwnd = max(cwnd_gain * bw * (self._min_rtt + ACK_DELAY), MIN_CWND)
