@@ -11,7 +11,13 @@ import zlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from braid.core.classify import flow_bucket, is_tcp_data, tcp_data_seq
+from braid.core.classify import (
+    SMALL_DATAGRAM,
+    flow_bucket,
+    is_tcp_data,
+    tcp_data_seq,
+    waits_for_resends,
+)
 
 SRC4 = bytes((10, 0, 0, 1))
 DST4 = bytes((192, 0, 2, 7))
@@ -145,6 +151,21 @@ def test_only_tcp_is_tcp_data_and_garbage_is_not() -> None:
     assert not is_tcp_data(ipv6(0, 5000, 5001, bytes((6, 0)) + bytes(6)))  # extension
     for garbage in (b"", b"\x45", bytes(19), b"\x60" + bytes(30), b"\x20" * 60):
         assert not is_tcp_data(garbage)
+
+
+def test_which_flows_wait_for_resends() -> None:
+    big = SMALL_DATAGRAM + 1 - 24  # the body after the ports that makes it one byte over
+    for version, make in ((4, ipv4), (6, ipv6)):
+        assert waits_for_resends(_tcp(0x10, 0, version=version))  # TCP, even an ACK
+        assert not waits_for_resends(make(17, 5000, 5001))  # a small datagram (audio)
+        assert not waits_for_resends(make(1 if version == 4 else 58, 0, 0))  # ICMP
+    assert waits_for_resends(ipv4(17, 5000, 443, body=big))  # QUIC, video
+    assert not waits_for_resends(ipv4(17, 5000, 443, body=big - 1))
+    ef = bytearray(ipv4(17, 5000, 5001, body=1200))
+    ef[1] = 46 << 2  # DSCP EF: expedited forwarding (voice), whatever its size
+    assert not waits_for_resends(bytes(ef))
+    for garbage in (b"", b"\x45", bytes(19), b"\x60" + bytes(30), b"\x20" * 60):
+        assert not waits_for_resends(garbage)
 
 
 @given(st.binary(max_size=80))

@@ -405,3 +405,33 @@ def test_untag_lowers_the_tags_of_one_flow_still_in_the_buffer() -> None:
         (2, 6.0),  # another flow keeps its tag
     ]
     assert len(ready) == 6
+
+
+def test_proof_cap_and_long_timeout_hold_patient_buckets_only() -> None:
+    """With NACKs the session caps proofs below a packet it awaits and lengthens the
+    timeout to cover the resend: a TCP flow waits for it. An impatient bucket (a call's
+    audio) is proven past the cap and times out after the shorter `impatient_timeout`."""
+    buffer = ReorderBuffer(timeout=1.0)
+    buffer.impatient_timeout = 0.05
+    buffer.set_live_paths([0, 1])
+    buffer.set_proof_cap(1)  # session seq 1 was NACKed
+    buffer.push(1, 0, 0, pkt(1, 0), now=0.0)
+    buffer.push(1, 2, 2, pkt(1, 2), now=0.0)  # patient: bucket seq 1 is missing
+    buffer.push(2, 0, 3, pkt(2, 0), now=0.0, patient=False)
+    buffer.push(2, 2, 5, pkt(2, 2), now=0.0, patient=False)  # impatient, same kind of gap
+    buffer.push(3, 1, 20, pkt(3, 1), now=0.01, patient=False)  # no path has passed it
+    buffer.on_path_progress(0, 10)
+    buffer.on_path_progress(1, 10)  # every path passed all of them
+    assert buffer.pop_ready(now=0.01) == [pkt(1, 0), pkt(2, 0), pkt(2, 2)]
+    assert buffer.deadline() == pytest.approx(0.06)  # bucket 3's packet
+    assert buffer.pop_ready(now=0.061) == [pkt(3, 1)]
+    assert buffer.deadline() == pytest.approx(1.0)  # bucket 1 waits for the resend
+    buffer.push(1, 1, 1, pkt(1, 1), now=0.08)
+    assert buffer.pop_ready(now=0.08) == [pkt(1, 1), pkt(1, 2)]
+    stats = buffer.statistics()
+    assert (stats.gaps_skipped_proof, stats.gaps_skipped_timeout, stats.late) == (1, 1, 0)
+    # Lifting the cap proves a patient gap as before.
+    buffer.push(1, 4, 8, pkt(1, 4), now=0.1)
+    assert buffer.pop_ready(now=0.1) == []
+    buffer.set_proof_cap(None)
+    assert buffer.pop_ready(now=0.1) == [pkt(1, 4)]

@@ -158,6 +158,35 @@ def packet_fields(packet: bytes) -> tuple[int, int, int, int]:
     return dscp, protocol, -1, -1
 
 
+SMALL_DATAGRAM: Final = 300
+"""Non-TCP packets up to this size (IP header included) are taken as real-time: a call's
+audio, a game's updates."""
+_DSCP_EF: Final = 46
+
+
+def waits_for_resends(packet: bytes) -> bool:
+    """Whether the egress should hold this packet's flow for a NACKed resend (a patient
+    reorder bucket): TCP, and other packets over SMALL_DATAGRAM bytes (QUIC, a call's
+    video, a tunnel inside the tunnel), which reorder or stall without the missing one.
+    Not ICMP, DSCP EF (expedited forwarding) or a small datagram: those packets each stand
+    alone, and the next one should not wait a round trip for a resend."""
+    size = len(packet)
+    if size < 20:
+        return False
+    version = packet[0] >> 4
+    if version == 4:
+        protocol = packet[9]
+        dscp = packet[1] >> 2
+    elif version == 6 and size >= 40:
+        protocol = packet[6]
+        dscp = ((packet[0] & 0x0F) << 2) | (packet[1] >> 6)
+    else:
+        return False
+    if dscp == _DSCP_EF or protocol in (1, 58):  # ICMP, ICMPv6
+        return False
+    return protocol == 6 or size > SMALL_DATAGRAM
+
+
 def is_tcp_data(packet: bytes) -> bool:
     """Whether an IPv4/IPv6 packet is a TCP segment with data or SYN/FIN/RST, or a later
     fragment of one: not a pure acknowledgement, and not another protocol (IPv6: without

@@ -10,14 +10,21 @@
 #   with `on_path_progress`: it delivered that number or something sent after it). The
 #   missing packets were sent before the head (lower session seq) and paths are FIFO, so
 #   whatever path carried them would have delivered them already: they are lost; unless
-#   the head is at or above the *proof cap* (`set_proof_cap`: a lost packet below it has
-#   been NACKed and its resend may still fill the gap);
-# - by timeout: a held packet has waited `timeout` seconds (gaps up to it are skipped);
+#   the bucket is *patient* and the head is at or above the *proof cap* (`set_proof_cap`:
+#   a lost packet below it has been NACKed and its resend may still fill the gap);
+# - by timeout: a held packet has waited `timeout` seconds (`impatient_timeout` in an
+#   impatient bucket; gaps up to it are skipped);
 # - by overflow: the buffer holds more than `limit_packets` packets or `limit_bytes`
 #   bytes; the oldest held packet is treated as timed out.
 #
 # A packet numbered below `expected` (its gap was skipped) is released at once and
 # counted `late`; a packet whose number is already held is dropped as a duplicate.
+#
+# Patience (issue 7): a bucket is patient (the default) or impatient as its latest packet
+# was pushed. The session makes TCP flows patient: they wait for NACKed resends (the proof
+# cap, a timeout that covers a resend's round trip). Other flows (a call's audio, a ping)
+# are better served by a gap skipped at once than by a packet that comes a round trip
+# late, so they are proven past the cap and time out after `impatient_timeout`.
 #
 # Invariants:
 # - No packet is held longer than `timeout` past its arrival once `pop_ready(now)` runs
@@ -64,10 +71,11 @@ class ReorderStatistics:
 
 
 class _Bucket:
-    __slots__ = ("expected", "heap", "held", "registered")
+    __slots__ = ("expected", "heap", "held", "patient", "registered")
 
     def __init__(self) -> None:
         self.expected = 0
+        self.patient = True
         # bucket seq -> (session seq, packet, tag) for every held packet (all > expected).
         self.held: dict[int, tuple[int, bytes, float]] = {}
         # Min-heap of held bucket seqs; entries below `expected` are stale.
@@ -92,6 +100,8 @@ class ReorderBuffer:
         if limit_packets < 1 or limit_bytes < 1:
             raise ValueError("reorder limits must be >= 1")
         self.timeout = timeout
+        self.impatient_timeout = timeout
+        """The timeout of impatient buckets (the session keeps it at most `timeout`)."""
         self.limit_packets = limit_packets
         self.limit_bytes = limit_bytes
         self._buckets: dict[int, _Bucket] = {}
@@ -102,14 +112,19 @@ class ReorderBuffer:
         self._tags: list[float] = []
         self._seqs: list[int] = []
         self._out_buckets: list[int] = []
-        # (arrival, order, bucket, bucket seq) for every held packet.
+        # (arrival, order, bucket, bucket seq) for every held packet, one heap for the
+        # packets of patient buckets and one for the others.
         self._arrivals: list[tuple[float, int, int, int]] = []
+        self._arrivals_free: list[tuple[float, int, int, int]] = []
         self._order = 0
-        # (head session seq, bucket, head bucket seq) for every blocked bucket's head.
+        # (head session seq, bucket, head bucket seq) for every blocked bucket's head, the
+        # same two ways.
         self._heads: list[tuple[int, int, int]] = []
+        self._heads_free: list[tuple[int, int, int]] = []
         self._progress: dict[int, int] = {}
         self._live: frozenset[int] = frozenset()
-        self._threshold: float = _NO_PROOF
+        self._threshold: float = _NO_PROOF  # patient buckets (below the proof cap)
+        self._threshold_free: float = _NO_PROOF  # impatient buckets
         # issue 7: proofs stop below this session seq (a NACKed packet is awaited).
         self._cap: float = _INF
         # True when progress moved while no gap needed the threshold (computed lazily).
@@ -137,12 +152,15 @@ class ReorderBuffer:
         *,
         now: float,
         tag: float = 0.0,
+        patient: bool = True,
     ) -> None:
         """Add one packet (`bucket_seq` as on the wire, `session_seq` unwrapped). `tag` is
-        handed back with the packet by `pop_ready_tagged` (the session's delivery time)."""
+        handed back with the packet by `pop_ready_tagged` (the session's delivery time);
+        `patient` says whether the bucket waits for NACKed resends (see module comment)."""
         state = self._buckets.get(bucket)
         if state is None:
             state = self._buckets[bucket] = _Bucket()
+        state.patient = patient
         expected = state.expected
         seq = expected + ((bucket_seq - expected + _HALF32) & _MASK32) - _HALF32
         if seq == expected:
@@ -176,7 +194,9 @@ class ReorderBuffer:
         heapq.heappush(heap, seq)
         order = self._order
         self._order = order + 1
-        heapq.heappush(self._arrivals, (now, order, bucket, seq))
+        heapq.heappush(
+            self._arrivals if patient else self._arrivals_free, (now, order, bucket, seq)
+        )
         self._buffered += 1
         self._buffered_bytes += len(packet)
         if self._buffered > self._max_buffered:
@@ -185,10 +205,10 @@ class ReorderBuffer:
             self._max_buffered_bytes = self._buffered_bytes
         if new_head:
             state.registered = seq
-            heapq.heappush(self._heads, (session_seq, bucket, seq))
+            heapq.heappush(self._heads if patient else self._heads_free, (session_seq, bucket, seq))
             if self._threshold_stale:
                 self._compute_threshold()
-            if session_seq <= self._threshold:
+            if session_seq <= (self._threshold if patient else self._threshold_free):
                 self._release_proven()
         if self._buffered > self.limit_packets or self._buffered_bytes > self.limit_bytes:
             self._release_overflow()
@@ -202,8 +222,8 @@ class ReorderBuffer:
         self._progress[path_id] = session_seq
         if self._threshold_stale or path_id not in self._live:
             return
-        if old is None or old <= self._threshold:  # this path may have been the slowest
-            if self._heads:
+        if old is None or old <= self._threshold_free:  # this path may have been the slowest
+            if self._heads or self._heads_free:
                 self._update_threshold()
             else:  # nothing to prove: compute it when a gap appears
                 self._threshold_stale = True
@@ -224,8 +244,9 @@ class ReorderBuffer:
             self._update_threshold()
 
     def set_proof_cap(self, session_seq: int | None) -> None:
-        """Prove no gap whose head is at or above `session_seq` (the lowest packet a NACK
-        awaits: its resend may fill the gap); None lifts the cap. Timeouts still apply."""
+        """Prove no gap of a patient bucket whose head is at or above `session_seq` (the
+        lowest packet a NACK awaits: its resend may fill the gap); None lifts the cap.
+        Timeouts still apply."""
         cap = _INF if session_seq is None else session_seq
         if cap != self._cap:
             self._cap = cap
@@ -235,19 +256,28 @@ class ReorderBuffer:
 
     def expire(self, *, now: float) -> None:
         """Skip the gaps of packets that timed out by `now` (released on the next pop)."""
+        for arrivals, timeout in (
+            (self._arrivals, self.timeout),
+            (self._arrivals_free, self.impatient_timeout),
+        ):
+            while arrivals and arrivals[0][0] + timeout <= now:
+                _, _, bucket, seq = heapq.heappop(arrivals)
+                state = self._buckets[bucket]
+                if seq in state.held:
+                    self._skip_through(bucket, state, seq, overflow=False)
+                    self._release_proven()
+
+    def _due(self, now: float) -> bool:
+        """Whether the oldest held packet of either kind may have timed out by `now`."""
         arrivals = self._arrivals
-        timeout = self.timeout
-        while arrivals and arrivals[0][0] + timeout <= now:
-            _, _, bucket, seq = heapq.heappop(arrivals)
-            state = self._buckets[bucket]
-            if seq in state.held:
-                self._skip_through(bucket, state, seq, overflow=False)
-                self._release_proven()
+        if arrivals and arrivals[0][0] + self.timeout <= now:
+            return True
+        arrivals = self._arrivals_free
+        return bool(arrivals) and arrivals[0][0] + self.impatient_timeout <= now
 
     def pop_ready(self, *, now: float) -> list[bytes]:
         """Skip the gaps of packets that timed out by `now`; return all released packets."""
-        arrivals = self._arrivals
-        if arrivals and arrivals[0][0] + self.timeout <= now:
+        if self._due(now):
             self.expire(now=now)
         ready = self._ready
         if not ready:
@@ -282,8 +312,7 @@ class ReorderBuffer:
         in the same order (a buffer made with `tagged`)."""
         if not self._tagged:
             raise ValueError("pop_ready_tagged needs a ReorderBuffer made with tagged=True")
-        arrivals = self._arrivals
-        if arrivals and arrivals[0][0] + self.timeout <= now:
+        if self._due(now):
             self.expire(now=now)
         ready = self._ready
         if not ready:
@@ -298,15 +327,22 @@ class ReorderBuffer:
         return ready, tags, seqs, buckets
 
     def deadline(self) -> float | None:
-        """When the oldest held packet times out (None if nothing is held)."""
-        arrivals = self._arrivals
+        """When the first held packet times out (None if nothing is held)."""
         buckets = self._buckets
-        while arrivals:
-            _, _, bucket, seq = arrivals[0]
-            if seq in buckets[bucket].held:
-                return arrivals[0][0] + self.timeout
-            heapq.heappop(arrivals)
-        return None
+        first: float | None = None
+        for arrivals, timeout in (
+            (self._arrivals, self.timeout),
+            (self._arrivals_free, self.impatient_timeout),
+        ):
+            while arrivals:
+                _, _, bucket, seq = arrivals[0]
+                if seq in buckets[bucket].held:
+                    due = arrivals[0][0] + timeout
+                    if first is None or due < first:
+                        first = due
+                    break
+                heapq.heappop(arrivals)
+        return first
 
     @property
     def buffered_packets(self) -> int:
@@ -372,7 +408,10 @@ class ReorderBuffer:
         head = heap[0]
         if head != state.registered:
             state.registered = head
-            heapq.heappush(self._heads, (held[head][0], bucket, head))
+            heapq.heappush(
+                self._heads if state.patient else self._heads_free,
+                (held[head][0], bucket, head),
+            )
 
     def _skip_gap(self, bucket: int, state: _Bucket) -> None:
         """Skip the gap before the bucket's head and release the run after it."""
@@ -394,31 +433,39 @@ class ReorderBuffer:
             self._skip_gap(bucket, state)
 
     def _release_proven(self) -> None:
-        heads = self._heads
         if self._threshold_stale:
             self._compute_threshold()
-        threshold = self._threshold
         buckets = self._buckets
-        while heads and heads[0][0] <= threshold:
-            _, bucket, head = heapq.heappop(heads)
-            state = buckets[bucket]
-            # Valid only if `head` is still this bucket's head (held, lowest, past a gap).
-            if head not in state.held or head <= state.expected:
-                continue
-            heap = state.heap
-            while heap[0] < state.expected:
-                heapq.heappop(heap)
-            if heap[0] != head:
-                continue
-            self._skipped_proof += 1
-            self._skip_gap(bucket, state)
+        # (A skipped gap registers the bucket's next head in its own heap: the loop over
+        # one heap sees it; a bucket that changed patience may leave one in the other.)
+        for heads, threshold in (
+            (self._heads, self._threshold),
+            (self._heads_free, self._threshold_free),
+        ):
+            while heads and heads[0][0] <= threshold:
+                _, bucket, head = heapq.heappop(heads)
+                state = buckets[bucket]
+                # Valid only if `head` is still this bucket's head (held, lowest, past a
+                # gap).
+                if head not in state.held or head <= state.expected:
+                    continue
+                heap = state.heap
+                while heap[0] < state.expected:
+                    heapq.heappop(heap)
+                if heap[0] != head:
+                    continue
+                self._skipped_proof += 1
+                self._skip_gap(bucket, state)
 
     def _release_overflow(self) -> None:
-        arrivals = self._arrivals
+        patient = self._arrivals
+        free = self._arrivals_free
         buckets = self._buckets
-        while arrivals and (
+        while (patient or free) and (
             self._buffered > self.limit_packets or self._buffered_bytes > self.limit_bytes
         ):
+            # The oldest held packet first, whichever heap it is in.
+            arrivals = patient if not free or (patient and patient[0] < free[0]) else free
             _, _, bucket, seq = heapq.heappop(arrivals)
             state = buckets[bucket]
             if seq in state.held:
@@ -433,13 +480,14 @@ class ReorderBuffer:
             value = progress.get(path_id, _NO_PROOF)
             if value < threshold:
                 threshold = value
+        self._threshold_free = threshold
         if self._cap <= threshold:
             threshold = self._cap - 1
         self._threshold = threshold
         self._threshold_stale = False
 
     def _update_threshold(self) -> None:
-        old = self._threshold
+        old, old_free = self._threshold, self._threshold_free
         self._compute_threshold()
-        if self._threshold > old:
+        if self._threshold > old or self._threshold_free > old_free:
             self._release_proven()

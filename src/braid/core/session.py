@@ -102,6 +102,7 @@ from braid.core.classify import (
     is_tcp_data,
     match_class,
     tcp_data_seq,
+    waits_for_resends,
 )
 from braid.core.compact import SETTLE_MAX, Compressor, Decompressor
 from braid.core.congestion import CONGESTION_CONTROLS
@@ -1958,9 +1959,11 @@ class TunnelSession:
             reorder.on_path_progress(path.path_id, seq)
         if self._eq_mode != "off" and now >= self._eq_refresh:
             self._refresh_equalize(now)
+        # With NACKs, real-time flows do not wait for resends (see ReorderBuffer).
+        patient = not self._send_nacks or waits_for_resends(payload)
         if self._eq_target == -_INF and not self._eq_line:
             # "off", or nothing to hold (one path, equal delays): nothing parsed.
-            reorder.push(bucket, bucket_seq, seq, payload, now=now)
+            reorder.push(bucket, bucket_seq, seq, payload, now=now, patient=patient)
         else:
             # The packet's delivery time: as if it had come over the slowest path.
             hold = self._eq_target - self._eq_owd
@@ -1984,14 +1987,16 @@ class TunnelSession:
             if not holds:
                 # Not held: with "tcp" not TCP or a pure acknowledgement; with "bulk" not
                 # marked by the sender.
-                reorder.push(bucket, bucket_seq, seq, payload, now=now, tag=_EQ_EXEMPT)
+                reorder.push(
+                    bucket, bucket_seq, seq, payload, now=now, tag=_EQ_EXEMPT, patient=patient
+                )
             elif hold <= _EQUALIZE_EARLY and not self._eq_line:
                 # Nothing to wait for (this came over the slowest path).
-                reorder.push(bucket, bucket_seq, seq, payload, now=now)
+                reorder.push(bucket, bucket_seq, seq, payload, now=now, patient=patient)
             else:
                 cap = self.config.delay_cutoff
                 tag = now + (hold if hold < cap else cap) if hold > 0.0 else now
-                reorder.push(bucket, bucket_seq, seq, payload, now=now, tag=tag)
+                reorder.push(bucket, bucket_seq, seq, payload, now=now, tag=tag, patient=patient)
             if hold <= _EQUALIZE_EARLY and progress and seq > self._eq_flush:
                 # (it came on time: everything sent before it waited long enough)
                 self._eq_flush = seq
@@ -2461,6 +2466,7 @@ class TunnelSession:
         # scheduler predicted (the congestion controller's probing cycle).
         timeout = spread * 1.25 + config.reorder_jitter_factor * jitter
         timeout = min(max(timeout, config.reorder_timeout_min), config.reorder_timeout_max)
+        self._reorder.impatient_timeout = timeout
         nack = self._nack
         if nack is not None and self._send_nacks:
             # issue 7: a gap NACKed at the latest after this timeout waits one more round
