@@ -75,6 +75,11 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
     assert session["parameters"]["peer_compacts"] is True
     for name in ("compacted", "compact_saved", "compact_contexts", "expanded"):
         assert isinstance(session["counters"][name], int)
+    # Loss recovery by default: "auto", on for the first 10 s of a session.
+    assert (session["parameters"]["nack"], session["parameters"]["nack_active"]) == (
+        "auto",
+        True,
+    )
 
 
 def _show_local(capsys: pytest.CaptureFixture[str], **settings: Any) -> str:

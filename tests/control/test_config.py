@@ -719,12 +719,19 @@ def test_loss_recovery_settings_reach_the_core(tmp_path: Path) -> None:
     )
     settings = parse_config(text).session
     core = settings.to_session_config()
-    assert (core.nack, core.loss_predictor, core.fec, core.gap_trace) == (True, True, "auto", True)
+    assert (core.nack, core.loss_predictor, core.fec, core.gap_trace) == ("on", True, "auto", True)
     assert core.loss_model is not None and core.loss_model.threshold == 0.7
     assert (core.classes[0].fec, core.classes[0].nack) == (True, False)
     assert settings.gap_trace == str(tmp_path / "gaps.jsonl")
     defaults = parse_config(REMOTE).session.to_session_config()
-    assert (defaults.nack, defaults.fec, defaults.loss_model) == (False, "off", None)
+    assert (defaults.nack, defaults.fec, defaults.loss_model) == ("auto", "off", None)
+    for value, mode in (("false", "off"), ('"off"', "off"), ('"auto"', "auto"), ('"on"', "on")):
+        parsed = parse_config(REMOTE + f"[session]\nnack = {value}\n").session
+        assert parsed.to_session_config().nack == mode
+    with pytest.raises(ConfigError, match=r'session\.nack: "yes" is unknown; expected one of'):
+        parse_config(REMOTE + '[session]\nnack = "yes"\n')
+    with pytest.raises(ConfigError, match=r"session\.nack: 1 is an integer; expected true, false"):
+        parse_config(REMOTE + "[session]\nnack = 1\n")
     split = parse_config(REMOTE + '[session]\nsplit_below = "2mbit"\n').session
     assert split.to_session_config().split_below == 2_000_000
     with pytest.raises(ConfigError, match=r"session\.split_below: 2 is not a rate"):

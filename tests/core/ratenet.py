@@ -66,8 +66,9 @@ class RateNet:
         packet_size: int = 1200,
         source_rate: float | None = None,
     ) -> None:
-        # (The source does not back off on loss: early drops would only lose its packets.)
-        config = config or SessionConfig(early_drop=0.0)
+        # (The source does not back off on loss: early drops would only lose its packets.
+        # NACK recovery off unless asked for: these measure the paths and the scheduler.)
+        config = config or SessionConfig(early_drop=0.0, nack=False)
         self.now = 0.0
         self.local = TunnelSession(config, role="local", session_id=SID, now=0.0)
         self.remote = TunnelSession(config, role="remote", session_id=SID, now=0.0)

@@ -142,3 +142,48 @@ def test_gap_trace_labels_losses_and_late_packets() -> None:
     assert trace and net.remote.take_gap_trace() == []
     labels = [y for _, y in trace]
     assert 1 in labels and all(len(x) == 5 for x, _ in trace)
+
+
+def test_auto_keeps_recovery_on_over_lossy_links_and_turns_it_off_once_they_are_clean() -> None:
+    # The default, nack = "auto": 2 x 2 Mbit/s, 20 ms, 2 % loss both ways for 12 s, then
+    # none. It starts on (the first losses are resent too), stays on while the paths lose,
+    # and goes off after 10 health intervals (1 s) in a row under 0.1 %.
+    net = _lossy(SessionConfig(), 0.02)
+    assert net.local.config.nack == "auto"
+    net.run_until(12.0)
+    remote, local = net.remote.statistics(), net.local.statistics()
+    assert remote.nack_active and remote.nack_sent >= 60
+    assert local.retransmitted >= 0.9 * remote.nack_sent
+    assert remote.reorder.packets_skipped <= 5  # of about 100 lost
+    for link in (*net.up.values(), *net.down.values()):
+        link.loss = 0.0
+    net.run_until(20.0)
+    assert net.remote.statistics().nack_active  # hysteresis
+    net.run_until(24.0)
+    remote = net.remote.statistics()
+    assert not remote.nack_active and remote.reorder_timeout < 0.05  # no NACK extension
+    assert net.local._rtx is None  # the sender keeps no copies any more
+    # Lossy again: back on after 3 intervals in a row losing >= 0.5 %.
+    for link in (*net.up.values(), *net.down.values()):
+        link.loss = 0.02
+    net.run_until(26.5)
+    assert not net.remote.statistics().nack_active
+    net.run_until(29.0)
+    assert net.remote.statistics().nack_active and net.local._rtx is not None
+
+
+def test_auto_goes_off_on_clean_links_and_a_capacity_drop_does_not_turn_it_on() -> None:
+    # The drop (3.2 -> 0.8 Mbit/s) loses datagrams at the link for a moment: congestion,
+    # which resends would only add to.
+    net = RateNet({0: (100_000.0, 0.010), 1: (400_000.0, 0.030)}, config=SessionConfig())
+    net.run_until(12.0)
+    sent = net.remote.statistics().nack_sent
+    assert net.local._rtx is None and net.remote._nack is None
+    net.set_rate(1, 100_000.0)
+    net.run_until(20.0)
+    assert net.up[1].dropped > 0
+    for session in (net.local, net.remote):
+        stats = session.statistics()
+        assert not stats.nack_active
+    assert net.remote.statistics().nack_sent == sent
+    assert net.local._rtx is None and net.remote._nack is None

@@ -54,7 +54,9 @@ def test_no_loss_exactly_once_in_order(seed: int, scheduler: str) -> None:
                 1: LinkProfile(delay=0.030, jitter=0.008),
                 2: (LinkProfile(delay=0.060, jitter=0.004), LinkProfile(delay=0.015)),
             },
-            config=SessionConfig(scheduler=scheduler),
+            # (NACK off: a reordered packet NACKed by the timeout rule is resent and its
+            # copy dropped as a duplicate; this is about the data plane without recovery.)
+            config=SessionConfig(scheduler=scheduler, nack=False),
             rates={0: 30_000_000, 1: 20_000_000, 2: 10_000_000},
         )
         up = net.schedule_flows(LOCAL, start=0.3, stop=1.8, interval=0.0005, flows=40)
@@ -88,8 +90,9 @@ def test_loss_duplication_reordering(seed: int) -> None:
                 2: (LinkProfile(delay=0.045, loss=0.05, reorder=0.05, reorder_delay=0.02), lossy),
             },
             # Every path carries data, so gaps can be proven before the timeout (with
-            # earliest-arrival at this light load the 45 ms path idles and cannot).
-            config=SessionConfig(scheduler="weighted"),
+            # earliest-arrival at this light load the 45 ms path idles and cannot). NACK
+            # off: exactly the packets that survived the links are delivered.
+            config=SessionConfig(scheduler="weighted", nack=False),
         )
         count = net.schedule_flows(LOCAL, start=0.3, stop=1.5, interval=0.0005, flows=25)
         net.schedule_flows(REMOTE, start=0.3, stop=1.5, interval=0.002, flows=5)

@@ -394,7 +394,7 @@ def test_data_round_trip_between_sessions_and_memoryview_input() -> None:
 
 
 def test_adaptive_reorder_timeout_from_delay_spread() -> None:
-    config = SessionConfig(reorder_timeout_min=0.005, reorder_timeout_max=0.3)
+    config = SessionConfig(reorder_timeout_min=0.005, reorder_timeout_max=0.3, nack=False)
     remote = TunnelSession(config, role="remote", session_id=SID, now=0.0)
     assert remote.statistics().reorder_timeout == 0.3  # before any measurement: the max
     # Path 1 is 40 ms slower than path 0, no jitter: the spread is exactly 40 ms; the

@@ -27,7 +27,7 @@ from braid.core.congestion import CONGESTION_CONTROLS
 from braid.core.keys import REKEY_AFTER_TIME, decode_key, public_key
 from braid.core.predictor import LossModel, load_model
 from braid.core.secure import PeerSpec, SecureConfig
-from braid.core.session import EQUALIZE_MODES, FEC_MODES, SessionConfig
+from braid.core.session import EQUALIZE_MODES, FEC_MODES, NACK_MODES, SessionConfig
 
 Role = Literal["local", "remote"]
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -106,7 +106,7 @@ class SessionSettings:
     return_holddown: float = 0.2
     sparse_priority: bool = True
     # -- issue 7 (loss recovery)
-    nack: bool = False
+    nack: str = "auto"
     loss_predictor: bool = False
     loss_model: LossModel | None = None
     gap_trace: str | None = None
@@ -607,6 +607,16 @@ class _Validator:
         )
         return encryption, rekey
 
+    def switch(self, t: _Table, key: str, modes: Sequence[str], *, default: str) -> str:
+        """One of `modes` ("off", ..., "on"), or true ("on") / false ("off")."""
+        value = t.get(key)
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if value is not None and not isinstance(value, str):
+            expected = "true, false or one of " + ", ".join(f'"{m}"' for m in modes)
+            self.fail(t.field(key), f"{_show(value)} is {_kind(value)}; expected {expected}")
+        return self.choice(t, key, modes, default=default)
+
     def boolean(self, t: _Table, key: str) -> bool | None:
         value = t.get(key)
         if value is None:
@@ -996,7 +1006,7 @@ class _Validator:
         )
         sparse = self.boolean(t, "sparse_priority")
         # -- issue 7 keys
-        nack = self.boolean(t, "nack")
+        nack = self.switch(t, "nack", NACK_MODES, default=defaults.nack_mode)
         predictor = self.boolean(t, "loss_predictor")
         model: LossModel | None = None
         model_file = self.string(t, "loss_model", default=None, expected="a model file path")
@@ -1045,7 +1055,7 @@ class _Validator:
             silence_timeout_min=silence,
             return_holddown=holddown,
             sparse_priority=defaults.sparse_priority if sparse is None else sparse,
-            nack=defaults.nack if nack is None else nack,
+            nack=nack,
             loss_predictor=defaults.loss_predictor if predictor is None else predictor,
             loss_model=model,
             gap_trace=gap_trace,

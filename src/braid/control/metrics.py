@@ -158,6 +158,11 @@ class BraidCollector:
             "braid_session_drops", "Datagrams dropped, by reason", labels=["session", "reason"]
         )
         s_paths = GaugeMetricFamily("braid_session_paths_up", "Paths up", labels=s_labels)
+        s_nack = GaugeMetricFamily(
+            "braid_session_nack_active",
+            "1 while the egress NACKs lost packets (nack on, or auto and the paths lose)",
+            labels=s_labels,
+        )
         for session in stats.sessions:
             sid = f"{session.session_id:08x}"
             for attr, family in s_counters.items():
@@ -165,6 +170,7 @@ class BraidCollector:
             for reason, count in session.drops.items():
                 s_drops.add_metric([sid, reason], count)
             s_paths.add_metric([sid], sum(1 for p in session.paths if p.up))
+            s_nack.add_metric([sid], 1 if session.nack_active else 0)
             for p in session.paths:
                 labels = [sid, str(p.path_id), names.get(p.path_id, "")]
                 up.add_metric(labels, 1 if p.up else 0)
@@ -180,6 +186,7 @@ class BraidCollector:
         yield from s_counters.values()
         yield s_drops
         yield s_paths
+        yield s_nack
         yield up
         yield rate
         yield metric

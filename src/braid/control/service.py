@@ -303,6 +303,9 @@ class PortalService:
                 ),
                 "keepalive_interval": config.keepalive_interval,
                 "dead_interval": config.dead_interval,
+                # issue 7: "off", "auto" or "on", and whether this egress NACKs now
+                "nack": config.nack_mode,
+                "nack_active": stats.nack_active,
             },
             "egress": self._egress(sid),
             "counters": {

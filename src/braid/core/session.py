@@ -261,6 +261,18 @@ _SPLIT_MIN: Final = 576
 _SYMBOL: Final = struct.Struct("!HI")
 """FEC symbol prefix: bucket, bucket_seq (then the inner packet)."""
 FEC_MODES: Final = ("off", "auto", "on")
+NACK_MODES: Final = ("off", "auto", "on")
+NACK_AUTO_ON: Final = 0.005
+"""`nack = "auto"`: a side turns recovery on after NACK_AUTO_ON_INTERVALS health intervals
+in a row in which its paths lost at least this fraction of the datagrams (and at least
+NACK_AUTO_MIN_LOST; a capacity drop loses for one or two)..."""
+NACK_AUTO_ON_INTERVALS: Final = 3
+NACK_AUTO_MIN_LOST: Final = 2
+NACK_AUTO_OFF: Final = 0.001
+"""...and off after NACK_AUTO_OFF_INTERVALS in a row under this one."""
+NACK_AUTO_OFF_INTERVALS: Final = 10
+NACK_AUTO_MIN_SAMPLES: Final = 50
+"""An interval with fewer datagrams on the paths counts neither way."""
 EQUALIZE_MODES: Final = ("bulk", "tcp", "all", "off")
 _EQUALIZE_REFRESH: Final = 0.05
 """Seconds between two computations of the egress's equalization delay (`equalize`)."""
@@ -400,11 +412,14 @@ class SessionConfig:
     max_queued_datagrams: int = 4096
     idle_timeout: float | None = None
     """Close the session after this long with nothing received (None: never)."""
-    nack: bool = False
+    nack: bool | str = "auto"
     """issue 7: the egress NACKs packets it finds lost and holds their flow (within the
     reorder timeout, which grows by the fastest path's RTT) for the resend; the sender
     keeps what it sent for `retransmit_age` and resends a NACKed packet at the head of
-    the fastest path, at most twice (a class can switch it off, `TrafficClass.nack`)."""
+    the fastest path, at most twice (a class can switch it off, `TrafficClass.nack`).
+    "on" (or True), "off" (or False), or "auto": on at first, then each side keeps it on
+    only while its paths lose datagrams (see NACK_AUTO_ON), so clean links soon pay
+    nothing for it."""
     loss_predictor: bool = False
     """issue 7: also NACK a gap as soon as the loss model says it is a loss (before every
     live path has passed it, or the delay-spread timeout, which NACK in any case)."""
@@ -431,6 +446,12 @@ class SessionConfig:
     fec_max_delay: float = 0.05
     """An open FEC group of two or more packets is closed (its parity sent) this long
     after its first packet."""
+
+    @property
+    def nack_mode(self) -> str:
+        """`nack` as one of NACK_MODES (True is "on", False "off")."""
+        nack = self.nack
+        return "on" if nack is True else "off" if nack is False else str(nack)
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -513,6 +534,10 @@ class SessionConfig:
             raise ValueError(
                 f"equalize: must be one of {', '.join(EQUALIZE_MODES)}, got {self.equalize!r}"
             )
+        if self.nack_mode not in NACK_MODES:
+            raise ValueError(
+                f"nack: must be one of {', '.join(NACK_MODES)} (or true/false), got {self.nack!r}"
+            )
         if self.fec not in FEC_MODES:
             raise ValueError(f"fec: must be one of {', '.join(FEC_MODES)}, got {self.fec!r}")
         if self.idle_timeout is not None and not self.idle_timeout > 0:
@@ -558,6 +583,9 @@ class SessionStatistics:
     rebalanced: int
     """Queued packets moved to another path when a path joined (returned, or a standby
     link was called in): see `_rebalance`."""
+    nack_active: bool
+    """issue 7 (egress): whether it NACKs lost packets now (`nack = "auto"`: its paths
+    lose datagrams)."""
     nack_sent: int
     """issue 7 (egress): missing packets NACKed (each try counted)."""
     gaps_recovered: int
@@ -694,18 +722,26 @@ class TunnelSession:
         )
         self._replay = ReplayWindow(SESSION_REPLAY_WINDOW)
         # issue 7: NACK retransmission (sender buffer, egress gap list) and loss predictor.
+        mode = self._nack_mode = config.nack_mode
+        # "auto" starts on (a lossy link is served from its first packet) and goes off
+        # once the paths prove clean.
+        on = mode != "off"
         self._rtx = (
-            RetransmitBuffer(config.retransmit_packets, config.retransmit_age)
-            if config.nack
-            else None
+            RetransmitBuffer(config.retransmit_packets, config.retransmit_age) if on else None
         )
         self._class_nack = tuple(c.nack is not False for c in config.classes)
         self._nack = (
-            NackTracker(deadline=config.reorder_timeout_max)
-            if config.nack or config.gap_trace
-            else None
+            NackTracker(deadline=config.reorder_timeout_max) if on or config.gap_trace else None
         )
-        self._send_nacks = config.nack
+        self._send_nacks = on
+        # "auto": consecutive health intervals for (> 0) or against (< 0) a switch, of the
+        # sender's resend buffer (the loss its FEEDBACK reports) and of the egress's NACKs
+        # (the loss it sees arrive); path -> (rx_highest, rx_received) at the last check.
+        self._auto_tx = 0
+        self._auto_rx = 0
+        self._rx_marks: dict[int, tuple[int, int]] = {}
+        self._gaps_recovered = 0  # of trackers dropped when "auto" turned NACKs off
+        self._gaps_abandoned = 0
         self._model = (config.loss_model or default_model()) if config.loss_predictor else None
         self._nack_after = config.reorder_timeout_min
         # delay_floor applies to earliest-arrival alone (the others ignore delays).
@@ -1839,8 +1875,11 @@ class TunnelSession:
             path_info_applied=self._path_info_applied,
             rebalanced=self._rebalanced,
             nack_sent=self._nack_sent,
-            gaps_recovered=self._nack.recovered if self._nack is not None else 0,
-            gaps_abandoned=self._nack.abandoned if self._nack is not None else 0,
+            nack_active=self._send_nacks,
+            gaps_recovered=self._gaps_recovered
+            + (self._nack.recovered if self._nack is not None else 0),
+            gaps_abandoned=self._gaps_abandoned
+            + (self._nack.abandoned if self._nack is not None else 0),
             nack_received=self._nack_received,
             retransmitted=self._retransmitted,
             retransmit_gone=self._retransmit_gone,
@@ -2424,6 +2463,8 @@ class TunnelSession:
                     changed = True
         if changed:
             self._rebuild_usable()
+        if self._nack_mode == "auto":
+            self._auto_nack(sum_lost, sum_total, up)
         fec = self._fec
         if fec is not None and sum_total:
             # issue 7: the group size follows the loss the paths report (smoothed).
@@ -2587,6 +2628,49 @@ class TunnelSession:
         if seqs:
             self._nacks_out(seqs, now)
             self._update_proof_cap()
+
+    def _auto_nack(self, sent_lost: int, sent_total: int, up: list[PathState]) -> None:
+        """`nack = "auto"`: switch the resend buffer by the loss FEEDBACK reports on the
+        paths (what we send), and NACKs by the loss on what arrives."""
+        config = self.config
+        count = _auto_count(self._auto_tx, sent_lost, sent_total, self._rtx is not None)
+        self._auto_tx = count
+        if count >= NACK_AUTO_ON_INTERVALS and self._rtx is None:
+            self._rtx = RetransmitBuffer(config.retransmit_packets, config.retransmit_age)
+            self._auto_tx = 0
+        elif count <= -NACK_AUTO_OFF_INTERVALS and self._rtx is not None:
+            self._rtx = None
+            self._auto_tx = 0
+        lost = total = 0
+        marks = self._rx_marks
+        for path in up:
+            mark = marks.get(path.path_id)
+            highest, received = path.rx_highest, path.rx_received
+            marks[path.path_id] = (highest, received)
+            if mark is None or highest < mark[0] or received < mark[1]:
+                continue  # (new, or the peer restarted its numbering)
+            expected = highest - mark[0]
+            lost += max(expected - (received - mark[1]), 0)
+            total += expected
+        active = self._send_nacks
+        count = _auto_count(self._auto_rx, lost, total, active)
+        self._auto_rx = count
+        if count >= NACK_AUTO_ON_INTERVALS and not active:
+            self._auto_rx = 0
+            self._send_nacks = True
+            if self._nack is None:
+                self._nack = NackTracker(deadline=config.reorder_timeout_max)
+                self._rx_nack_ref = -1  # gaps from the next DATA on
+        elif count <= -NACK_AUTO_OFF_INTERVALS and active:
+            self._auto_rx = 0
+            self._send_nacks = False
+            nack = self._nack
+            if nack is not None and self._trace is None:
+                self._gaps_recovered += nack.recovered
+                self._gaps_abandoned += nack.abandoned
+                self._nack = None
+                self._gap_due = _INF
+            self._reorder.set_proof_cap(None)
 
     def _update_proof_cap(self) -> None:
         nack = self._nack
@@ -2949,6 +3033,17 @@ def _charge_pacer(path: PathState, size: int, now: float) -> None:
     rate = path.cc.pacing_rate
     if rate > 0:
         path.next_release = max(path.next_release, now) + (size + _OVERHEAD) / rate
+
+
+def _auto_count(count: int, lost: int, total: int, active: bool) -> int:
+    """One health interval of `nack = "auto"`: the run of intervals for turning the switch
+    over (> 0: to on, < 0: to off), given `lost` of `total` datagrams."""
+    if total < NACK_AUTO_MIN_SAMPLES:
+        return count
+    loss = lost / total
+    if not active:
+        return count + 1 if loss >= NACK_AUTO_ON and lost >= NACK_AUTO_MIN_LOST else 0
+    return count - 1 if loss < NACK_AUTO_OFF else 0
 
 
 def _delay_spread(paths: Iterable[PathState]) -> tuple[float | None, float]:
