@@ -265,7 +265,7 @@ def test_each_portal_gets_its_own_gap_trace(tmp_path: Path) -> None:
     assert local.session.gap_trace == str(tmp_path / "run-1-local.jsonl")
     assert remote.session.gap_trace == str(tmp_path / "run-1-remote.jsonl")
     assert session["gap_trace"] == str(tmp_path / "run-1.jsonl")  # not changed in place
-    assert not local.session.nack and not remote.session.nack
+    assert local.session.nack == remote.session.nack == "off"
     assert role_trace_path("a/b.c.jsonl", "remote") == Path("a/b.c-remote.jsonl")
     with pytest.raises(ValueError, match="role"):
         role_trace_path("t.jsonl", "client")
@@ -464,6 +464,7 @@ def test_recovery_scenarios() -> None:
         "rec-loss": {"nack": True, "loss_predictor": True},
         "rec-loss-off": {"nack": False},
         "rec-loss-timeout": {"nack": True, "loss_predictor": False},
+        "rec-loss-auto": {},  # the default, nack = "auto"
         "rec-burst": {"nack": True, "loss_predictor": True},
         "rec-burst-off": {"nack": False},
         "rec-burst-timeout": {"nack": True, "loss_predictor": False},
@@ -487,7 +488,7 @@ def test_recovery_scenarios() -> None:
         full = name in ("rec-loss", "rec-burst")
         assert scenario.series == (("links", "mptcp", "braid") if full else ("braid",))
     keys = {c.key: c.scenarios for c in CASES}
-    assert keys["rec-loss"] == ("rec-loss", "rec-loss-timeout", "rec-loss-off")
+    assert keys["rec-loss"] == ("rec-loss", "rec-loss-timeout", "rec-loss-auto", "rec-loss-off")
     assert keys["rec-burst"] == ("rec-burst", "rec-burst-timeout", "rec-burst-off")
     assert keys["rec-voice"] == (
         "rec-voice",

@@ -256,11 +256,11 @@ CASES = (
         "Issue 7: how much of a TCP flow's goodput does braid's loss recovery win back on links "
         "that lose 2 % at random? NACK recovery with the loss predictor (`nack = true`, "
         "`loss_predictor = true`), without it (a gap is NACKed once every path passed it or "
-        'after the reorder timeout), and off (`nack = false`; the default, `"auto"`, turns '
-        "NACK recovery on within about 3 s on such links).",
-        ("rec-loss", "rec-loss-timeout", "rec-loss-off"),
+        'after the reorder timeout), the default (`nack = "auto"`: on from the start, kept '
+        "on while the paths lose), and off (`nack = false`).",
+        ("rec-loss", "rec-loss-timeout", "rec-loss-auto", "rec-loss-off"),
         compare=True,
-        labels=("NACK + predictor", "NACK, proof/timeout rule", "recovery off"),
+        labels=("NACK + predictor", "NACK, proof/timeout rule", "default (auto)", "recovery off"),
         summary=recovery_summary,
     ),
     Case(
