@@ -27,9 +27,9 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def harness() -> Iterator[Harness]:
-    # The local portal equalizes TCP and clamps the MSS of TCP SYNs (the sessions table
-    # shows both); the remote does neither.
-    h = Harness(local_config=dataclasses.replace(CONFIG, equalize="tcp", clamp_mss=1360))
+    # The local portal equalizes TCP, clamps the MSS of TCP SYNs and has NACK recovery
+    # always on (the sessions table shows all three); the remote does none of it.
+    h = Harness(local_config=dataclasses.replace(CONFIG, equalize="tcp", clamp_mss=1360, nack="on"))
     try:
         h.start_traffic(interval=0.01, burst=8)
         h.wait_session()
@@ -120,6 +120,9 @@ def test_page_loads_and_charts_update_under_traffic(harness: Harness, browser) -
         "return document.querySelector('#sessions tbody tr')"
         f".querySelectorAll('td')[{mss_column}].textContent === '1360, 1 SYN clamped'",
     )
+    # Loss recovery: the setting, the losses this egress had resent, the packets resent.
+    recovery = cells[headers.index("loss recovery")]
+    assert re.fullmatch(r"on, \d+ recovered, \d+ resent", recovery), recovery
     assert len(driver.find_elements("css selector", "#paths tbody tr")) == 2
     assert driver.execute_script("return window.braid.lastError") is None
 

@@ -62,6 +62,13 @@
     return `on,${share} ${fmtBytes(counters.compact_saved || 0)} saved`;
   }
   // "1360, 12 SYNs clamped" or "off" (empty for a portal without MSS clamping).
+  function fmtNack(params, counters) {
+    if (params.nack == null) return "–";
+    if (params.nack === "off") return "off";
+    const mode = params.nack === "auto" ? `auto (${params.nack_active ? "on" : "off"})` : params.nack;
+    return `${mode}, ${counters.gaps_recovered || 0} recovered, ${counters.retransmitted || 0} resent`;
+  }
+
   function fmtMss(params, counters) {
     if (params.clamp_mss == null) return "–";
     if (!params.clamp_mss) return "off";
@@ -170,13 +177,14 @@
       cell(tr, fmtEqualize(s.parameters, s.counters));
       cell(tr, fmtCompression(s.parameters, s.counters));
       cell(tr, fmtMss(s.parameters, s.counters));
+      cell(tr, fmtNack(s.parameters, s.counters));
       cell(tr, s.paths.filter((p) => p.state === "up").length + "/" + s.paths.length + " up");
       cell(tr, fmtBytes(s.counters.bytes_sent)); cell(tr, fmtBytes(s.counters.bytes_delivered));
       cell(tr, (s.egress || []).slice(0, 4).join(", ") + ((s.egress || []).length > 4 ? " …" : ""), "mono");
       tr.addEventListener("click", () => { if (state.current !== s.session_id) { state.current = s.session_id; state.series = {}; } render(); });
       body.appendChild(tr);
     }
-    if (!state.sessions.length) { const tr = document.createElement("tr"); cell(tr, "no session yet", "dim").colSpan = 11; body.appendChild(tr); }
+    if (!state.sessions.length) { const tr = document.createElement("tr"); cell(tr, "no session yet", "dim").colSpan = 12; body.appendChild(tr); }
   }
 
   function currentSession() { return state.sessions.find((s) => s.session_id === state.current) || null; }
