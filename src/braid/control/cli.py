@@ -636,6 +636,19 @@ def _human_bytes(n: float) -> str:
     return f"{n:.2f} TiB"
 
 
+def _nack_text(params: dict[str, Any], counters: dict[str, Any]) -> str:
+    """NACK recovery: the setting (with "auto", whether it is on now) and its counts."""
+    mode = params["nack"]
+    if mode == "off":
+        return "off"
+    if mode == "auto":
+        mode = f"auto, {'on' if params.get('nack_active') else 'off'} now"
+    return (
+        f"{mode}; {counters.get('gaps_recovered', 0)} losses recovered here,"
+        f" {counters.get('retransmitted', 0)} packets resent"
+    )
+
+
 def _equalize_text(params: dict[str, Any], counters: dict[str, Any]) -> str:
     """ ", equalize tcp (+35 ms, 12034 held)" for `braid show` (empty for older portals)."""
     mode = params.get("equalize")
@@ -740,6 +753,8 @@ def _render(portal: dict[str, Any], sessions: list[dict[str, Any]], *, detail: b
                 else "off"
             )
             console.print(f"  [bold]TCP MSS clamping[/]: {clamp}")
+        if "nack" in params:
+            console.print(f"  [bold]loss recovery[/]: {_nack_text(params, c)}")
         if e.get("egress"):
             console.print(f"  [bold]egress[/]: {_escape(', '.join(e['egress']))}")
         console.print(
