@@ -724,7 +724,8 @@ def test_loss_recovery_settings_reach_the_core(tmp_path: Path) -> None:
     assert (core.classes[0].fec, core.classes[0].nack) == (True, False)
     assert settings.gap_trace == str(tmp_path / "gaps.jsonl")
     defaults = parse_config(REMOTE).session.to_session_config()
-    assert (defaults.nack, defaults.fec, defaults.loss_model) == ("auto", "off", None)
+    assert (defaults.nack, defaults.loss_predictor, defaults.fec) == ("auto", True, "off")
+    assert defaults.loss_model is None
     for value, mode in (("false", "off"), ('"off"', "off"), ('"auto"', "auto"), ('"on"', "on")):
         parsed = parse_config(REMOTE + f"[session]\nnack = {value}\n").session
         assert parsed.to_session_config().nack == mode

@@ -129,7 +129,8 @@ def test_nack_off_by_class_and_session() -> None:
 def test_clean_unequal_links_keep_their_aggregate_with_nack() -> None:
     # No loss: NACKs (if any) must not cost the aggregate (resend budget, no collapse).
     links = {0: (100_000.0, 0.010), 1: (400_000.0, 0.040)}
-    for config in (SessionConfig(nack=True), SessionConfig(nack=True, loss_predictor=True)):
+    for predictor in (False, True):
+        config = SessionConfig(nack=True, loss_predictor=predictor)
         net = RateNet(links, config=config)
         net.run_until(4.0)
         assert net.goodput(2.0, 4.0) >= 0.9 * 500_000 * 1200 / 1268

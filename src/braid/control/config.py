@@ -107,7 +107,7 @@ class SessionSettings:
     sparse_priority: bool = True
     # -- issue 7 (loss recovery)
     nack: str = "auto"
-    loss_predictor: bool = False
+    loss_predictor: bool = True
     loss_model: LossModel | None = None
     gap_trace: str | None = None
     """A file the portal appends its egress gap samples to (for `braid train`)."""

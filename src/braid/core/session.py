@@ -420,9 +420,10 @@ class SessionConfig:
     "on" (or True), "off" (or False), or "auto": on at first, then each side keeps it on
     only while its paths lose datagrams (see NACK_AUTO_ON), so clean links soon pay
     nothing for it."""
-    loss_predictor: bool = False
+    loss_predictor: bool = True
     """issue 7: also NACK a gap as soon as the loss model says it is a loss (before every
-    live path has passed it, or the delay-spread timeout, which NACK in any case)."""
+    live path has passed it, or the delay-spread timeout, which NACK in any case). Does
+    nothing while NACK recovery is off (with "auto": over clean paths)."""
     loss_model: LossModel | None = None
     """The predictor's model (None: the one shipped with the package)."""
     retransmit_packets: int = 4096

@@ -256,8 +256,8 @@ CASES = (
         "Issue 7: how much of a TCP flow's goodput does braid's loss recovery win back on links "
         "that lose 2 % at random? NACK recovery with the loss predictor (`nack = true`, "
         "`loss_predictor = true`), without it (a gap is NACKed once every path passed it or "
-        'after the reorder timeout), the default (`nack = "auto"`: on from the start, kept '
-        "on while the paths lose), and off (`nack = false`).",
+        'after the reorder timeout), the defaults (`nack = "auto"`: on from the start, kept '
+        "on while the paths lose; with the predictor), and off (`nack = false`).",
         ("rec-loss", "rec-loss-timeout", "rec-loss-auto", "rec-loss-off"),
         compare=True,
         labels=("NACK + predictor", "NACK, proof/timeout rule", "default (auto)", "recovery off"),
