@@ -86,6 +86,8 @@ OVERFED_FLOOR: Final = 0.25
 """An overfed path's estimate restarts from its delivery rate since the queue stood, not
 below this fraction of the estimate (each time)."""
 MIN_STREAK: Final = 0.1
+"""Seconds: the shortest span that delivery rate is taken over (the streak lasts at least
+INFLATION_TIME anyway)."""
 
 _STARTUP = 0
 _DRAIN = 1
