@@ -61,7 +61,7 @@
     const share = sent ? ` ${Math.round(100 * (counters.compacted || 0) / sent)} % compact,` : "";
     return `on,${share} ${fmtBytes(counters.compact_saved || 0)} saved`;
   }
-  // "1360, 12 SYNs clamped" or "off" (empty for a portal without MSS clamping).
+  // "auto (on), 3 recovered, 5 resent", "on, ...", or "off" (empty for an older portal).
   function fmtNack(params, counters) {
     if (params.nack == null) return "–";
     if (params.nack === "off") return "off";
@@ -69,6 +69,7 @@
     return `${mode}, ${counters.gaps_recovered || 0} recovered, ${counters.retransmitted || 0} resent`;
   }
 
+  // "1360, 12 SYNs clamped" or "off" (empty for a portal without MSS clamping).
   function fmtMss(params, counters) {
     if (params.clamp_mss == null) return "–";
     if (!params.clamp_mss) return "off";
