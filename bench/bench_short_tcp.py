@@ -8,7 +8,7 @@ server in the server namespace, curl in the client namespace. For each `equalize
 rounds interleaved: the median TCP connect time and total time of fetching 10 kB, 200 kB
 and 2 MB (`--fetches` each, 0.2 s apart). With "tcp" the SYN, the SYN-ACK and every data
 segment wait for the slowest path's delay, so a short exchange pays the spread each way.
-Everything is torn down on exit. The results are in docs/design.md, "Delay equalization".
+Everything is torn down on exit. The results are in docs/design-notes.md, "Delay equalization".
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Head-of-line cost of a TCP path: ping through a 1-link tunnel, UDP vs TCP path, with
-and without 2 % loss (the numbers quoted in docs/design.md). Root; about a minute.
+and without 2 % loss (the numbers quoted in docs/design-notes.md,
+"TCP paths"). Root; about a minute.
 
     python bench/tcp_hol.py
 """
