@@ -376,3 +376,40 @@ def test_remote_restart_is_recovered_by_hello() -> None:
         assert len(sent_after) > 500
         assert sent_after <= delivered
         assert net.remote_refused > 0  # data that reached the remote before the HELLO
+
+
+def test_a_cut_links_losses_resent_by_nack_are_not_sent_again_by_the_failover() -> None:
+    """A link dies under load: the egress NACKs what it swallowed well before the sender's
+    silence timeout, and the sender resends it on the other path. When the path is then
+    declared down, the failover leaves those out (`failover_skipped`) instead of sending
+    them a second time (before: every one arrived twice, taking the remaining link's
+    capacity twice, and late). Nothing is lost either way."""
+    seed = 31
+    with seed_report(seed):
+        config = SessionConfig(scheduler="round-robin", nack=True)
+        net = PairNet(
+            seed,
+            {0: LinkProfile(delay=0.010), 1: LinkProfile(delay=0.030)},
+            config=config,
+            rates={0: 20_000_000, 1: 40_000_000},
+        )
+        net.schedule_flows(LOCAL, start=0.2, stop=3.0, interval=0.0005, flows=8, size=1000)
+        net.run_until(1.5)
+        net.silent.add(1)  # link 1 dies (both directions) at t=1.5
+        net.run_until(3.5)
+        assert [e for _, e in net.events[LOCAL] if isinstance(e, PathDown)] == [
+            PathDown(1, "timeout")
+        ]
+        local = net.session(LOCAL).statistics()
+        remote = net.session(REMOTE).statistics()
+        # NACK recovery resent all of the cut's losses (the budget banks `queue_limit` of
+        # the paths' rate, not 64 KiB: before, 120 resent and 203 answered gone) ...
+        assert local.retransmitted > 200
+        assert local.retransmit_gone == 0
+        # ... and the failover did not send them again (before: 360 resent, 156 copies
+        # dropped as duplicates at the egress; now 303 skipped, 57 resent, 56 copies).
+        assert local.failover_skipped > 200
+        duplicates = remote.drops.get("duplicate", 0) + remote.reorder.duplicates
+        assert duplicates < 100, (duplicates, local.failover_skipped)
+        delivered = {parse_packet(p) for _, p in net.delivered[REMOTE]}
+        assert not set(sent_packets(net, LOCAL)) - delivered

@@ -46,6 +46,11 @@ _SESSION_COUNTERS = (
         "Packets re-sent on other paths because their path went down",
     ),
     (
+        "failover_skipped",
+        "braid_session_failover_skipped",
+        "Packets a failover did not re-send: NACK recovery had resent them elsewhere",
+    ),
+    (
         "path_info_applied",
         "braid_session_path_info_applied",
         "Link metric/standby/download-rate changes the site told this portal (PATH_INFO)",

@@ -320,6 +320,7 @@ class PortalService:
                 "send_queue_full": stats.send_queue_full,
                 "send_rejected": stats.send_rejected,
                 "failover_resent": stats.failover_resent,
+                "failover_skipped": stats.failover_skipped,
                 "path_info_sent": stats.path_info_sent,
                 "path_info_applied": stats.path_info_applied,
                 "rebalanced": stats.rebalanced,

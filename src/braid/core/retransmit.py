@@ -42,6 +42,7 @@ class RetransmitBuffer:
         self._buf: OrderedDict[int, Any] = OrderedDict()
         self._times: deque[float] = deque()  # send times, in the order of _buf
         self._tries: dict[int, tuple[int, float]] = {}  # NACKed: (resends, last resend)
+        self._where: dict[int, int] = {}  # resent: the path of the last resend
         self.resent = 0
         self.missed = 0
 
@@ -64,6 +65,7 @@ class RetransmitBuffer:
         self._times.popleft()
         if self._tries:
             self._tries.pop(seq, None)
+            self._where.pop(seq, None)
 
     def _expire(self, now: float) -> None:
         times = self._times
@@ -94,6 +96,26 @@ class RetransmitBuffer:
         self.resent += len(out)
         self.missed += len(gone)
         return out, gone
+
+    def on_resent(self, seq: int, path_id: int) -> None:
+        """Where the resend of `seq` (just returned by `on_nack`) went."""
+        self._where[seq] = path_id
+
+    def cancel(self, seq: int) -> None:
+        """The resend of `seq` just returned by `on_nack` was not sent after all (no
+        budget): it counts as no try."""
+        count, _ = self._tries.get(seq, (0, 0.0))
+        if count <= 1:
+            self._tries.pop(seq, None)
+        else:
+            self._tries[seq] = (count - 1, -math.inf)
+        self.resent -= 1
+
+    def resent_elsewhere(self, seq: int, path_id: int) -> bool:
+        """Whether `seq` was resent, the last time on a path other than `path_id` (a
+        failover need not send it again)."""
+        where = self._where.get(seq)
+        return where is not None and where != path_id and seq in self._tries
 
 
 class Gap:

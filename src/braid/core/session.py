@@ -254,8 +254,11 @@ _MISSING_MAX: Final = 512
 """A jump in session_seq registers at most this many missing numbers (the newest)."""
 _RESEND_SHARE: Final = 0.1
 _RESEND_BURST: Final = 64 * 1024
-"""Resends are paid from a budget that grows by 10 % of the bytes sent (at most 64 KiB
-banked): a burst of mistaken NACKs cannot swamp the paths (the rest is answered gone)."""
+"""Resends are paid from a budget that grows by 10 % of the bytes sent: a burst of
+mistaken NACKs cannot swamp the paths (the rest is answered gone). At most `queue_limit`
+of the usable paths' rate is banked, and at least this: a cut link swallows about that
+much before its silence timeout (500 datagrams over 20 + 40 Mbit/s in the lab), and with
+64 KiB most of it was answered gone, so the flow saw the hole and resent it itself."""
 _SPLIT_MIN: Final = 576
 """Packets below this are never split across paths (`split_below`)."""
 _SYMBOL: Final = struct.Struct("!HI")
@@ -577,6 +580,9 @@ class SessionStatistics:
     failover_resent: int
     """Packets re-sent on other paths because the path they were on went down (queued
     there, or sent and not yet covered by feedback)."""
+    failover_skipped: int
+    """Packets a path that went down had sent and not seen covered, left out of the
+    failover because NACK recovery had already resent them on another path."""
     path_info_sent: int
     """Local portal: PATH_INFO frames sent (a path's metric, standby flag, download rate)."""
     path_info_applied: int
@@ -700,6 +706,7 @@ class TunnelSession:
         # queues), which `delay_floor` does not hold for `_LOSS_BASED_MEMORY` seconds.
         self._signalled: dict[int, float] = {}
         self._failover_resent = 0
+        self._failover_skipped = 0
         self._path_info_sent = 0
         self._path_info_applied = 0
         self._rebalanced = 0
@@ -777,6 +784,9 @@ class TunnelSession:
         self._send_loss = 0.0
         self._nack_sent = 0
         self._rtx_tokens = float(_RESEND_BURST)
+        self._rtx_burst = _RESEND_BURST
+        """The resend budget's bank: `queue_limit` of the usable paths' rate, at least
+        `_RESEND_BURST` (a cut link's losses fit; see `_RESEND_BURST`)."""
         self._retransmitted = 0
         self._nack_received = 0
         self._retransmit_gone = 0
@@ -1162,7 +1172,8 @@ class TunnelSession:
         if rtx is not None:
             rtx.on_sent(session_seq, item, now)
             tokens = self._rtx_tokens + size * _RESEND_SHARE
-            self._rtx_tokens = tokens if tokens < _RESEND_BURST else _RESEND_BURST
+            burst = self._rtx_burst
+            self._rtx_tokens = tokens if tokens < burst else burst
         for path in chosen:
             queue = path.queue
             if urgent and queue and self._can_jump:
@@ -1422,6 +1433,8 @@ class TunnelSession:
                     settle = srtt
             self._compact_settle = _settle(settle) if settle > 0 else SETTLE_MAX
         self._early_at = int(self._queue_limit * self.config.early_drop)
+        limit = self._queue_limit
+        self._rtx_burst = limit if limit > _RESEND_BURST else _RESEND_BURST
         if self._delay_floor:
             self._update_holds()
 
@@ -1872,6 +1885,7 @@ class TunnelSession:
             early_marked=self._early_marked,
             early_drop_active=self.early_drop_active,
             failover_resent=self._failover_resent,
+            failover_skipped=self._failover_skipped,
             path_info_sent=self._path_info_sent,
             path_info_applied=self._path_info_applied,
             rebalanced=self._rebalanced,
@@ -2300,8 +2314,19 @@ class TunnelSession:
         path.probation_until = -_INF
         path.degraded_until = -_INF
         # What was queued on the path, and what it sent that no feedback covers yet, goes
-        # out again on the others (the egress drops a copy it already has).
-        stranded = [item for _, item in path.unacked]
+        # out again on the others (the egress drops a copy it already has); not what NACK
+        # recovery already resent on another path (a cut link's losses are NACKed well
+        # before its silence timeout: sent twice, they took the remaining links' capacity
+        # twice and arrived late, after the flow's own retransmissions).
+        rtx = self._rtx
+        path_id = path.path_id
+        if rtx is None:
+            stranded = [item for _, item in path.unacked]
+        else:
+            stranded = [
+                item for _, item in path.unacked if not rtx.resent_elsewhere(item[0], path_id)
+            ]
+            self._failover_skipped += len(path.unacked) - len(stranded)
         stranded.extend(path.queue)
         self._drop_queue(path)
         path.cc.on_path_down(now)
@@ -2561,6 +2586,8 @@ class TunnelSession:
             session_seq, bucket, _, ip_packet, _ = item
             size = len(ip_packet)
             if not paths or self._rtx_tokens < size:
+                assert rtx is not None
+                rtx.cancel(session_seq)
                 gone.append(session_seq)
                 continue
             self._rtx_tokens -= size
@@ -2573,6 +2600,8 @@ class TunnelSession:
                 else self._fastest_path()
             ) or paths[0]
             self._enqueue(target, item, now, flag=FLAG_RESENT)
+            assert rtx is not None
+            rtx.on_resent(session_seq, target.path_id)
             touched[target.path_id] = target
         for target in touched.values():
             self._release(target, now)
