@@ -27,6 +27,23 @@ def test_buffer_resends_bounded_times_and_ages_out() -> None:
     assert b.resent == 2 and b.missed == 4
 
 
+def test_buffer_knows_where_a_resend_went() -> None:
+    """A failover leaves out what was resent on another path; a resend the session did
+    not send (no budget) does not count as one."""
+    b = RetransmitBuffer(max_packets=8, max_age=1.0, repeat_after=0.02)
+    for s in range(3):
+        b.on_sent(s, bytes([s]), 0.0)
+    assert b.on_nack([0, 1], 0.1) == ([b"\x00", b"\x01"], [])
+    b.on_resent(0, 2)  # 0 went out on path 2; 1 was refused for want of budget
+    assert b.resent_elsewhere(0, 1)
+    assert not b.resent_elsewhere(0, 2)  # its resend was on the path that went down
+    assert not b.resent_elsewhere(1, 1)
+    assert not b.resent_elsewhere(2, 1)  # never NACKed
+    assert b.on_nack([1], 0.2) == ([b"\x01"], [])
+    b.on_resent(1, 0)
+    assert b.resent_elsewhere(1, 1)
+
+
 def test_tracker_nacks_proven_gaps_retries_then_abandons() -> None:
     t = NackTracker(deadline=0.2, retry_interval=0.05, max_tries=2)
     for seq in (10, 11, 14):

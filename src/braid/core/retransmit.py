@@ -41,8 +41,8 @@ class RetransmitBuffer:
         self.repeat_after = repeat_after
         self._buf: OrderedDict[int, Any] = OrderedDict()
         self._times: deque[float] = deque()  # send times, in the order of _buf
-        self._tries: dict[int, tuple[int, float]] = {}  # NACKed: (resends, last resend)
-        self._where: dict[int, int] = {}  # resent: the path of the last resend
+        # NACKed: (resends, last resend, the path of the last one sent; -1: none yet)
+        self._tries: dict[int, tuple[int, float, int]] = {}
         self.resent = 0
         self.missed = 0
 
@@ -65,7 +65,6 @@ class RetransmitBuffer:
         self._times.popleft()
         if self._tries:
             self._tries.pop(seq, None)
-            self._where.pop(seq, None)
 
     def _expire(self, now: float) -> None:
         times = self._times
@@ -85,37 +84,29 @@ class RetransmitBuffer:
         tries = self._tries
         for seq in seqs:
             packet = buf.get(seq)
-            count, last = tries.get(seq, (0, -math.inf))
+            count, last, where = tries.get(seq, (0, -math.inf, -1))
             if packet is None or count >= self.max_tries:
                 gone.append(seq)
                 continue
             if now - last < self.repeat_after:
                 continue
-            tries[seq] = (count + 1, now)
+            tries[seq] = (count + 1, now, where)
             out.append(packet)
         self.resent += len(out)
         self.missed += len(gone)
         return out, gone
 
     def on_resent(self, seq: int, path_id: int) -> None:
-        """Where the resend of `seq` (just returned by `on_nack`) went."""
-        self._where[seq] = path_id
-
-    def cancel(self, seq: int) -> None:
-        """The resend of `seq` just returned by `on_nack` was not sent after all (no
-        budget): it counts as no try."""
-        count, _ = self._tries.get(seq, (0, 0.0))
-        if count <= 1:
-            self._tries.pop(seq, None)
-        else:
-            self._tries[seq] = (count - 1, -math.inf)
-        self.resent -= 1
+        """The resend of `seq` just returned by `on_nack` went out on `path_id` (one the
+        caller did not send, for want of budget, is never recorded so)."""
+        count, last, _ = self._tries[seq]
+        self._tries[seq] = (count, last, path_id)
 
     def resent_elsewhere(self, seq: int, path_id: int) -> bool:
         """Whether `seq` was resent, the last time on a path other than `path_id` (a
         failover need not send it again)."""
-        where = self._where.get(seq)
-        return where is not None and where != path_id and seq in self._tries
+        entry = self._tries.get(seq)
+        return entry is not None and entry[2] not in (-1, path_id)
 
 
 class Gap:

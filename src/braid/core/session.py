@@ -2586,8 +2586,6 @@ class TunnelSession:
             session_seq, bucket, _, ip_packet, _ = item
             size = len(ip_packet)
             if not paths or self._rtx_tokens < size:
-                assert rtx is not None
-                rtx.cancel(session_seq)
                 gone.append(session_seq)
                 continue
             self._rtx_tokens -= size
