@@ -573,3 +573,37 @@ def test_return_summary_times_each_run_from_the_return() -> None:
     assert "res-return-p4 (four CUBIC flows)" in text
     del results["res-return-bbr"]
     assert "res-return-bbr (one BBR flow): no result" in case.summary(case, results)
+
+
+def test_cut_summary_times_each_run_from_the_cut() -> None:
+    case = next(c for c in CASES if c.key == "res-cut")
+    assert case.summary is not None
+    results = {}
+    for name in case.scenarios:
+        scenario = load_scenario(name)
+        assert [(e.at, e.action, e.link) for e in scenario.events] == [
+            (24, "cut", 2),
+            (31, "restore", 2),
+        ]
+        result = ScenarioResult(scenario)
+
+        def run(back: float, retransmits: int) -> RunResult:
+            # 50 Mbit/s before the cut at 24 s, nothing for `back` seconds, then 18
+            samples = []
+            for k in range(1, 145):
+                t = k * 0.25
+                v = 50.0 if t <= 24 else 0.0 if t <= 24 + back else 18.0
+                samples.append((t, v if t <= 31 else 50.0))
+            return RunResult(mbps=40.0, samples=samples, retransmits=retransmits)
+
+        result.series["braid"] = SeriesResult(
+            "braid", [run(0.25, 500), run(0.0, 400), run(0.75, 700)]
+        )
+        result.series["mptcp"] = SeriesResult("mptcp", [run(1.0, 90)] * 3)
+        results[name] = result
+    text = case.summary(case, results)
+    # a stall of `back` seconds, then the level: `back` seconds lost
+    assert "res-cut-late (upload): braid 0.25 s (runs: 0.25, 0.00, 0.75 s)" in text, text
+    assert "longest stall 0.25 s, 500 TCP retransmissions; mptcp 1.00 s" in text, text
+    del results["res-cut-late-down"]
+    assert "res-cut-late-down (download): no result" in case.summary(case, results)

@@ -51,6 +51,11 @@ _SESSION_COUNTERS = (
         "Packets a failover did not re-send: NACK recovery had resent them elsewhere",
     ),
     (
+        "failover_late",
+        "braid_session_failover_late",
+        "Packets a failover did not re-send: they could not arrive before the egress gave up",
+    ),
+    (
         "path_info_applied",
         "braid_session_path_info_applied",
         "Link metric/standby/download-rate changes the site told this portal (PATH_INFO)",

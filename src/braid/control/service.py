@@ -321,6 +321,7 @@ class PortalService:
                 "send_rejected": stats.send_rejected,
                 "failover_resent": stats.failover_resent,
                 "failover_skipped": stats.failover_skipped,
+                "failover_late": stats.failover_late,
                 "path_info_sent": stats.path_info_sent,
                 "path_info_applied": stats.path_info_applied,
                 "rebalanced": stats.rebalanced,
