@@ -52,7 +52,7 @@
 # path's queue and takes the lowest queued session_seq, each queued DATA moving up one
 # (`_jump_queue`), so the path still delivers session_seq in increasing order. (Not when
 # a `redundant` scheduler is in use: renumbered copies would not be duplicates.)
-# A path that goes down drops its queue (counted `queue_dropped`). An up path left idle
+# A path that goes down or away hands its queue to the others (`_fail_over`). An up path left idle
 # by the scheduler while DATA leaves on others sends a PROBE (no reply) every
 # `pass_interval`, so the egress can prove gaps lost without waiting for its keepalive.
 #
@@ -574,6 +574,8 @@ class SessionStatistics:
     queued_bytes: int
     queue_limit_bytes: int
     queue_dropped: int
+    """Inner packets dropped from the queue of a path that went down or was removed
+    while no other path was up (otherwise the failover sends them on the others)."""
     early_dropped: int
     """Inner packets dropped by active queue management (`early_drop`)."""
     early_marked: int
@@ -1047,10 +1049,14 @@ class TunnelSession:
         path = self._get_path(path_id)
         self._now = now
         del self._paths[path_id]
-        self._drop_queue(path)
+        # What the path had queued goes on the others (what it sent is on its way: the
+        # link itself still works).
+        stranded = self._drop_queue(path)
         self._reorder.forget_path(path_id)
         self._eq_seen.pop(path_id, None)
         self._rebuild_usable()
+        if stranded:
+            self._fail_over([], stranded, 0.0, now)
         if path.up:
             self._events.append(PathDown(path_id, "removed"))
         if not self._closed:
@@ -1388,16 +1394,18 @@ class TunnelSession:
             if path.queue:
                 self._release(path, now)
 
-    def _drop_queue(self, path: PathState) -> None:
-        """Discard a path's queue (it went down or away) and forget its inflight."""
-        self._unqueued(path, path.queue)
-        self._queue_dropped += len(path.queue)
+    def _drop_queue(self, path: PathState) -> list[tuple[int, int, int, bytes, float]]:
+        """Take a path's queue away (it went down or away) and forget its inflight; the
+        queue is returned for the failover (which counts what it cannot place)."""
+        taken = list(path.queue)
+        self._unqueued(path, taken)
         path.queue.clear()
         path.backdated.clear()
         path.tracker.clear()
         path.unacked.clear()
         path.flagged.clear()
         path.awaiting = None
+        return taken
 
     def _unqueued(
         self, path: PathState, items: Iterable[tuple[int, int, int, bytes, float]]
@@ -2338,8 +2346,7 @@ class TunnelSession:
             self._failover_skipped += len(path.unacked) - len(sent)
         sent_at = {entry[0]: entry[2] for entry in path.tracker.log} if sent else {}
         lost_delay = path_delay(path)
-        stranded = list(path.queue)
-        self._drop_queue(path)
+        stranded = self._drop_queue(path)
         path.cc.on_path_down(now)
         # Nothing arrived for dead_interval: if the peer restarted, its numbering starts
         # over; the first datagram tells (see PathState.on_datagram_received).
@@ -2366,8 +2373,8 @@ class TunnelSession:
         lost_delay: float,
         now: float,
     ) -> None:
-        """Schedule again on the usable up paths what a path that went down had queued
-        (`queued`) and what it had sent that no feedback covers (`sent`, with the send
+        """Schedule again on the usable up paths what a path that went down (or was
+        removed) had queued (`queued`) and what it had sent that no feedback covers (`sent`, with the send
         times), oldest first. With `earliest-arrival` everywhere, the DATA waiting in the
         other paths' queues is scheduled again with them (as in `_rebalance`), so the
         failover does not arrive behind newer DATA: put at the tail (before 2026-11-30),
@@ -2389,6 +2396,7 @@ class TunnelSession:
         DNS answer or ping reply still beats the client's timeout."""
         paths = [p for p in self._usable if p.up]
         if not paths:
+            self._queue_dropped += len(queued)  # (no path up: nowhere to send them)
             return
         scheduler = self._scheduler
         # (item, send time, kind: 0 sent on the dead path, 1 queued there, 2 queued on
