@@ -18,7 +18,14 @@ from braid.lab.netns import LabError
 from braid.lab.portals import PortalKeys, local_config, remote_config, role_trace_path
 from braid.lab.record import check_out_dir, count_trace, file_stem, recording
 from braid.lab.relay import Direction, gilbert_elliott
-from braid.lab.report import markdown_table, plot, recovery_time, window_mean, write_json
+from braid.lab.report import (
+    cut_shortfall,
+    markdown_table,
+    plot,
+    recovery_time,
+    window_mean,
+    write_json,
+)
 from braid.lab.scenario import (
     ScenarioError,
     bundled_scenarios,
@@ -235,6 +242,15 @@ def test_windows_and_recovery() -> None:
     assert window_mean(samples, 0.0, 1.0) == 40.0
     assert recovery_time(samples, 1.0, 16.0, 0.5) == pytest.approx(1.0)
     assert recovery_time(samples, 1.0, 50.0, 0.5) is None
+
+
+def test_cut_shortfall_sums_the_dips_below_the_level_during_the_cut() -> None:
+    # 40 before the cut at 1.0; 18 during it, except a sample at 0 and one at 9
+    values = {1.25: 40.0, 1.5: 0.0, 1.75: 9.0}
+    samples = [(k * 0.25, values.get(k * 0.25, 40.0 if k <= 4 else 18.0)) for k in range(1, 41)]
+    # the 40 that straddles the cut counts nothing; 0.25 s at 0, 0.125 s at half the level
+    assert cut_shortfall(samples, 1.0, 9.0, 0.25) == pytest.approx(0.375)
+    assert cut_shortfall(samples, 1.0, 2.0, 0.25) is None  # no level: the return came first
 
 
 def test_portal_configs_are_valid_braid_configs(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from rich.console import Console
 from braid.lab.experiment import ScenarioResult, run_scenarios
 from braid.lab.netns import check_environment
 from braid.lab.report import (
+    cut_shortfall,
     longest_stall,
     plot,
     recovery_time,
@@ -49,6 +50,11 @@ def cut_summary(cut: ScenarioResult, solo_remaining: float | None) -> list[str]:
         lines.append(
             "flow kept running; back to 80 % of the remaining link "
             + (f"{recovered:.2f} s after the cut" if recovered is not None else "never")
+        )
+    lost = cut_shortfall(samples, cut_at, restore_at, interval)
+    if lost is not None:
+        lines.append(
+            f"capacity lost in the 3 s after the cut: {lost:.2f} s of the level during the cut"
         )
     if before:
         returned = recovery_time(samples, restore_at, 0.9 * before, interval)

@@ -27,6 +27,7 @@ import braid
 from braid.lab.experiment import ScenarioResult, SeriesResult, run_scenarios
 from braid.lab.netns import LabError, check_environment
 from braid.lab.report import (
+    cut_shortfall,
     longest_stall,
     markdown_table,
     recovery_time,
@@ -138,20 +139,6 @@ def return_summary(case: Case, results: dict[str, ScenarioResult]) -> str:
         "Back to 90 % of the run's level before the cut, counted from the link's return "
         "(median of the runs): " + ". ".join(parts) + "."
     )
-
-
-def cut_shortfall(
-    samples: list[tuple[float, float]], cut: float, restore: float, interval: float
-) -> float | None:
-    """Seconds of the remaining links' capacity a flow lost in the 3 s after a cut: the
-    samples' shortfall below the run's level during the cut (its median from 2 s after
-    the cut to the return), summed and divided by that level. A stall of 0.25 s counts
-    0.25; so do two dips to half a level. None without a level."""
-    during = sorted(v for t, v in samples if cut + 2.0 <= t - interval and t <= restore)
-    if not during or not during[len(during) // 2]:
-        return None
-    level = during[len(during) // 2]
-    return sum(max(0.0, level - v) * interval / level for t, v in samples if cut < t <= cut + 3.0)
 
 
 def cut_summary(case: Case, results: dict[str, ScenarioResult]) -> str:

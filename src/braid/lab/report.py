@@ -279,6 +279,20 @@ def recovery_time(
     return None
 
 
+def cut_shortfall(
+    samples: Sequence[tuple[float, float]], cut: float, restore: float, interval: float
+) -> float | None:
+    """Seconds of the remaining links' capacity a flow lost in the 3 s after a cut: the
+    samples' shortfall below the run's level during the cut (its median from 2 s after
+    the cut to the return), summed and divided by that level. A stall of 0.25 s counts
+    0.25; so do two dips to half a level. None without a level."""
+    during = sorted(v for t, v in samples if cut + 2.0 <= t - interval and t <= restore)
+    if not during or not during[len(during) // 2]:
+        return None
+    level = during[len(during) // 2]
+    return sum(max(0.0, level - v) * interval / level for t, v in samples if cut < t <= cut + 3.0)
+
+
 def longest_stall(samples: Sequence[tuple[float, float]], interval: float) -> float:
     """Seconds of the longest run of consecutive samples below 10 % of the median sample
     (the flow all but stopped); a multiple of ``interval``, 0.0 if none."""
