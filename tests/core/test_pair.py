@@ -450,6 +450,44 @@ def test_a_link_removed_under_load_hands_its_queue_to_the_others() -> None:
         assert {parse_packet(p) for p in burst} <= delivered
 
 
+def test_the_remote_portal_hands_a_removed_links_queue_to_the_others() -> None:
+    """The site removes a link while a download burst waits in the remote portal's queue
+    for it: on PATH_DOWN the remote portal sends that queue on the remaining link, and
+    what it had sent on the link since the site let go counts as `failover_late` (the
+    site no longer listens there). Before: the queue vanished uncounted, and its bytes
+    stayed for good in the queue total that queue control reads (117 kB here)."""
+    seed = 47
+    with seed_report(seed):
+        net = PairNet(
+            seed,
+            {0: LinkProfile(delay=0.030), 1: LinkProfile(delay=0.010)},
+            config=SessionConfig(nack=False),
+            rates={0: 20_000_000, 1: 40_000_000},
+        )
+        net.schedule_flows(LOCAL, start=0.2, stop=3.0, interval=0.01, flows=2, size=200)
+        net.schedule_flows(REMOTE, start=0.3, stop=3.0, interval=0.002, flows=4, size=1000)
+        burst = [udp_packet(100 + k % 4, k // 4, 1000) for k in range(300)]
+        for k, packet in enumerate(burst):
+            net.schedule(REMOTE, 1.5 + k * 0.00001, packet)
+        net.run_until(1.5035)
+        remote = net.session(REMOTE)
+        assert remote.statistics().paths[1].queued_bytes > 100_000
+        net.session(LOCAL).remove_path(1, now=net.now)
+        net.run_until(4.0)
+        assert [e for _, e in net.events[REMOTE] if isinstance(e, PathDown)] == [
+            PathDown(1, "peer")
+        ]
+        stats = remote.statistics()
+        assert stats.queued_bytes == 0  # traffic ended at 3.0: nothing left counted
+        assert stats.queue_dropped == 0
+        assert stats.failover_resent > 50
+        delivered = {parse_packet(p) for _, p in net.delivered[LOCAL]}
+        lost = {parse_packet(p) for p in burst} - delivered
+        # Every loss is counted: in flight to the removed link, or refused at the start
+        # of the burst (the queue was full).
+        assert len(lost) <= stats.failover_late + stats.send_queue_full + stats.early_dropped
+
+
 def test_a_cut_links_losses_resent_by_nack_are_not_sent_again_by_the_failover() -> None:
     """A link dies under load: the egress NACKs what it swallowed well before the sender's
     silence timeout, and the sender resends it on the other path. When the path is then

@@ -2164,11 +2164,19 @@ class TunnelSession:
                 if target.up:
                     self._path_down(target, now, "peer")
             else:
+                # The site disabled or removed the link and no longer listens on it: what
+                # waits in its queue here, and what it sent since the site let go, go on
+                # the others (they used to vanish, uncounted, and the queue's bytes stayed
+                # in the total that queue control reads).
+                sent, stranded, lost_delay = self._take_stranded(target)
                 del self._paths[target.path_id]
                 self._reorder.forget_path(target.path_id)
                 self._rebuild_usable()
+                self._update_reorder_live()
                 if target.up:
                     self._events.append(PathDown(target.path_id, "peer"))
+                if sent or stranded:
+                    self._fail_over(sent, stranded, lost_delay, now)
                 self._recompute_timer()
 
     def _apply_path_info(self, path: PathState, info: PathInfo, now: float) -> None:
@@ -2330,23 +2338,7 @@ class TunnelSession:
         path.down_since = now
         path.probation_until = -_INF
         path.degraded_until = -_INF
-        # What was queued on the path goes out again on the others, and so does what it
-        # sent that no feedback covers yet (the egress drops a copy it already has), but
-        # not what NACK recovery already resent on another path (a cut link's losses are
-        # NACKed well before its silence timeout: sent twice, they took the remaining
-        # links' capacity twice and arrived late, after the flow's own retransmissions).
-        rtx = self._rtx
-        path_id = path.path_id
-        if rtx is None:
-            sent = list(path.unacked)
-        else:
-            sent = [
-                entry for entry in path.unacked if not rtx.resent_elsewhere(entry[1][0], path_id)
-            ]
-            self._failover_skipped += len(path.unacked) - len(sent)
-        sent_at = {entry[0]: entry[2] for entry in path.tracker.log} if sent else {}
-        lost_delay = path_delay(path)
-        stranded = self._drop_queue(path)
+        sent, stranded, lost_delay = self._take_stranded(path)
         path.cc.on_path_down(now)
         # Nothing arrived for dead_interval: if the peer restarted, its numbering starts
         # over; the first datagram tells (see PathState.on_datagram_received).
@@ -2358,13 +2350,34 @@ class TunnelSession:
         self._rebuild_usable()
         self._update_reorder_live()
         if sent or stranded:
-            self._fail_over(
-                [(item, sent_at.get(path_seq)) for path_seq, item in sent],
-                stranded,
-                lost_delay,
-                now,
-            )
+            self._fail_over(sent, stranded, lost_delay, now)
         self._recompute_timer()
+
+    def _take_stranded(
+        self, path: PathState
+    ) -> tuple[
+        list[tuple[tuple[int, int, int, bytes, float], float | None]],
+        list[tuple[int, int, int, bytes, float]],
+        float,
+    ]:
+        """Empty a path that is going down: (what it sent that no feedback covers yet,
+        with the send times; what it had queued; its one-way delay), for `_fail_over`.
+        Not what NACK recovery already resent on another path (a cut link's losses are
+        NACKed well before its silence timeout: sent twice, they took the remaining
+        links' capacity twice and arrived late, after the flow's own retransmissions)."""
+        rtx = self._rtx
+        path_id = path.path_id
+        if rtx is None:
+            sent = list(path.unacked)
+        else:
+            sent = [
+                entry for entry in path.unacked if not rtx.resent_elsewhere(entry[1][0], path_id)
+            ]
+            self._failover_skipped += len(path.unacked) - len(sent)
+        sent_at = {entry[0]: entry[2] for entry in path.tracker.log} if sent else {}
+        lost_delay = path_delay(path)
+        queued = self._drop_queue(path)
+        return [(item, sent_at.get(seq)) for seq, item in sent], queued, lost_delay
 
     def _fail_over(
         self,
