@@ -421,23 +421,36 @@ def test_without_nack_a_cut_links_hopeless_losses_are_not_failed_over() -> None:
         assert len(lost) <= local.failover_late
 
 
+def _burst_before_removal(seed: int, side: str) -> tuple[PairNet, list[bytes]]:
+    """Links 20 Mbit/s 30 ms and 40 Mbit/s 10 ms, NACK recovery off; `side` sends a
+    1000-byte datagram every 1 ms (the local portal) or 2 ms (the remote one, while the
+    site sends 200 bytes every 10 ms), then a burst of 300 at 1.5 s, which waits in the
+    fast link's queue when the run stops at 1.5035 s. Returns the net and the burst."""
+    net = PairNet(
+        seed,
+        {0: LinkProfile(delay=0.030), 1: LinkProfile(delay=0.010)},
+        config=SessionConfig(nack=False),
+        rates={0: 20_000_000, 1: 40_000_000},
+    )
+    if side == LOCAL:
+        net.schedule_flows(LOCAL, start=0.2, stop=3.0, interval=0.001, flows=4, size=1000)
+    else:
+        net.schedule_flows(LOCAL, start=0.2, stop=3.0, interval=0.01, flows=2, size=200)
+        net.schedule_flows(REMOTE, start=0.3, stop=3.0, interval=0.002, flows=4, size=1000)
+    burst = [udp_packet(100 + k % 4, k // 4, 1000) for k in range(300)]
+    for k, packet in enumerate(burst):
+        net.schedule(side, 1.5 + k * 0.00001, packet)
+    net.run_until(1.5035)
+    return net, burst
+
+
 def test_a_link_removed_under_load_hands_its_queue_to_the_others() -> None:
     """`braid set link X enabled=false` (or a removed link) while a burst waits in its
     queue: the queued DATA goes on the remaining path instead of being dropped (before:
     192 of 300 burst packets dropped, `queue_dropped`, and lost with NACK recovery off)."""
     seed = 43
     with seed_report(seed):
-        net = PairNet(
-            seed,
-            {0: LinkProfile(delay=0.030), 1: LinkProfile(delay=0.010)},
-            config=SessionConfig(nack=False),
-            rates={0: 20_000_000, 1: 40_000_000},
-        )
-        net.schedule_flows(LOCAL, start=0.2, stop=3.0, interval=0.001, flows=4, size=1000)
-        burst = [udp_packet(100 + k % 4, k // 4, 1000) for k in range(300)]
-        for k, packet in enumerate(burst):
-            net.schedule(LOCAL, 1.5 + k * 0.00001, packet)
-        net.run_until(1.5035)
+        net, burst = _burst_before_removal(seed, LOCAL)
         session = net.session(LOCAL)
         queued = session.statistics().paths[1].queued_bytes
         assert queued > 100_000  # the burst waits for the fast link
@@ -458,18 +471,7 @@ def test_the_remote_portal_hands_a_removed_links_queue_to_the_others() -> None:
     stayed for good in the queue total that queue control reads (117 kB here)."""
     seed = 47
     with seed_report(seed):
-        net = PairNet(
-            seed,
-            {0: LinkProfile(delay=0.030), 1: LinkProfile(delay=0.010)},
-            config=SessionConfig(nack=False),
-            rates={0: 20_000_000, 1: 40_000_000},
-        )
-        net.schedule_flows(LOCAL, start=0.2, stop=3.0, interval=0.01, flows=2, size=200)
-        net.schedule_flows(REMOTE, start=0.3, stop=3.0, interval=0.002, flows=4, size=1000)
-        burst = [udp_packet(100 + k % 4, k // 4, 1000) for k in range(300)]
-        for k, packet in enumerate(burst):
-            net.schedule(REMOTE, 1.5 + k * 0.00001, packet)
-        net.run_until(1.5035)
+        net, burst = _burst_before_removal(seed, REMOTE)
         remote = net.session(REMOTE)
         assert remote.statistics().paths[1].queued_bytes > 100_000
         net.session(LOCAL).remove_path(1, now=net.now)

@@ -2417,18 +2417,7 @@ class TunnelSession:
         candidates = [(item, -_INF if at is None else at, 0) for item, at in sent]
         candidates.extend((item, _INF, 1) for item in queued)
         if self._reschedulable() and len(paths) > 1:
-            for path in paths:
-                queue = path.queue
-                flagged = path.flagged
-                kept: list[tuple[int, int, int, bytes, float]] = []
-                taken: list[tuple[int, int, int, bytes, float]] = []
-                for item in queue:
-                    (kept if item[0] in flagged or type(item[3]) is _Piece else taken).append(item)
-                if taken:
-                    self._unqueued(path, taken)
-                    candidates.extend((item, _INF, 2) for item in taken)
-                    queue.clear()
-                    queue.extend(kept)
+            candidates.extend((item, _INF, 2) for item in self._take_unsent(paths))
         newest = self._tx_session_seq
         candidates.sort(key=lambda entry: (entry[0][0] - newest) & MASK32)  # oldest first
         patience = lost_delay + self._reorder.timeout + _FAILOVER_MARGIN
@@ -2504,6 +2493,24 @@ class TunnelSession:
             s is None or isinstance(s, EarliestArrivalScheduler) for s in self._class_schedulers
         )
 
+    def _take_unsent(self, paths: list[PathState]) -> list[tuple[int, int, int, bytes, float]]:
+        """Take the DATA waiting in `paths`' queues out, to be scheduled again; flagged DATA
+        (jumped, resent) and split pieces stay where they are."""
+        moved: list[tuple[int, int, int, bytes, float]] = []
+        for path in paths:
+            queue = path.queue
+            flagged = path.flagged
+            kept: list[tuple[int, int, int, bytes, float]] = []
+            taken: list[tuple[int, int, int, bytes, float]] = []
+            for item in queue:
+                (kept if item[0] in flagged or type(item[3]) is _Piece else taken).append(item)
+            if taken:
+                self._unqueued(path, taken)
+                moved += taken
+                queue.clear()
+                queue.extend(kept)
+        return moved
+
     def _rebalance(self, now: float) -> None:
         """A path joined the usable set (back from a cut, its hold-down over, or a standby
         link called in): the DATA waiting in the other paths' queues, which nothing has
@@ -2519,19 +2526,7 @@ class TunnelSession:
         paths = [p for p in self._usable if p.up]
         if len(paths) < 2:
             return
-        moved: list[tuple[int, int, int, bytes, float]] = []
-        for path in paths:
-            queue = path.queue
-            flagged = path.flagged
-            kept: list[tuple[int, int, int, bytes, float]] = []
-            taken: list[tuple[int, int, int, bytes, float]] = []
-            for item in queue:
-                (kept if item[0] in flagged or type(item[3]) is _Piece else taken).append(item)
-            if taken:
-                self._unqueued(path, taken)
-                moved += taken
-                queue.clear()
-                queue.extend(kept)
+        moved = self._take_unsent(paths)
         if not moved:
             return
         newest = self._tx_session_seq

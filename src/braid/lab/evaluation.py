@@ -36,6 +36,7 @@ from braid.lab.report import (
     window_mean,
 )
 from braid.lab.scenario import load_scenario
+from braid.lab.traffic import RunResult
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,17 @@ def udp_loss_summary(case: Case, results: dict[str, ScenarioResult]) -> str:
     return "Residual UDP loss through braid, median of the runs: " + "; ".join(parts) + "."
 
 
-def return_summary(case: Case, results: dict[str, ScenarioResult]) -> str:
-    """Per scenario and series: seconds from the link's return to 90 % of the run's own
-    level before the cut (each run), and the longest stall (median of the runs)."""
+def _event_summary(
+    case: Case,
+    results: dict[str, ScenarioResult],
+    measure: Callable[[RunResult, float, float, float], float | None],
+    *,
+    missing: str,
+    retransmits: bool,
+) -> str:
+    """Per scenario and series of a cut-and-restore case: `measure(run, cut, restore,
+    interval)` of each run with their median, the longest stall (median of the runs) and,
+    with `retransmits`, the TCP retransmissions (median)."""
     parts = []
     for k, name in enumerate(case.scenarios):
         result = results.get(name)
@@ -120,56 +129,49 @@ def return_summary(case: Case, results: dict[str, ScenarioResult]) -> str:
             entry = result.series.get(series)
             if entry is None or not entry.runs:
                 continue
-            back: list[float | None] = []
-            for run in entry.runs:
-                level = window_mean(run.samples, 1.0, events[0])
-                back.append(
-                    None
-                    if not level
-                    else recovery_time(run.samples, events[1], 0.9 * level, interval)
-                )
-            each = ", ".join("never" if v is None else f"{v:.2f}" for v in back)
+            values = [measure(run, events[0], events[1], interval) for run in entry.runs]
+            each = ", ".join(missing if v is None else f"{v:.2f}" for v in values)
             stalls = sorted(longest_stall(r.samples, interval) for r in entry.runs)
-            texts.append(
-                f"{series} {_seconds(back)} (runs: {each} s), longest stall "
+            text = (
+                f"{series} {_seconds(values)} (runs: {each} s), longest stall "
                 f"{stalls[len(stalls) // 2]:.2f} s"
             )
+            resent = sorted(r.retransmits for r in entry.runs if r.retransmits is not None)
+            if retransmits and resent:
+                text += f", {resent[len(resent) // 2]} TCP retransmissions"
+            texts.append(text)
         parts.append(f"{_named(case, k)}: " + "; ".join(texts))
+    return ". ".join(parts) + "."
+
+
+def _back_after_return(run: RunResult, cut: float, restore: float, interval: float) -> float | None:
+    level = window_mean(run.samples, 1.0, cut)
+    return None if not level else recovery_time(run.samples, restore, 0.9 * level, interval)
+
+
+def return_summary(case: Case, results: dict[str, ScenarioResult]) -> str:
+    """Per scenario and series: seconds from the link's return to 90 % of the run's own
+    level before the cut (each run), and the longest stall (median of the runs)."""
     return (
         "Back to 90 % of the run's level before the cut, counted from the link's return "
-        "(median of the runs): " + ". ".join(parts) + "."
+        "(median of the runs): "
+        + _event_summary(case, results, _back_after_return, missing="never", retransmits=False)
     )
 
 
 def cut_summary(case: Case, results: dict[str, ScenarioResult]) -> str:
     """Per scenario and series: the capacity lost after the cut (`cut_shortfall`), the
     longest stall and the TCP retransmissions (medians of the runs)."""
-    parts = []
-    for k, name in enumerate(case.scenarios):
-        result = results.get(name)
-        events = [] if result is None else [e.at for e in result.scenario.events]
-        if result is None or len(events) < 2:
-            parts.append(f"{_named(case, k)}: no result")
-            continue
-        interval = result.scenario.interval
-        texts = []
-        for series in ("braid", "mptcp"):
-            entry = result.series.get(series)
-            if entry is None or not entry.runs:
-                continue
-            lost = [cut_shortfall(r.samples, events[0], events[1], interval) for r in entry.runs]
-            each = ", ".join("-" if v is None else f"{v:.2f}" for v in lost)
-            stalls = sorted(longest_stall(r.samples, interval) for r in entry.runs)
-            resent = sorted(r.retransmits for r in entry.runs if r.retransmits is not None)
-            texts.append(
-                f"{series} {_seconds(lost)} (runs: {each} s), longest stall "
-                f"{stalls[len(stalls) // 2]:.2f} s"
-                + (f", {resent[len(resent) // 2]} TCP retransmissions" if resent else "")
-            )
-        parts.append(f"{_named(case, k)}: " + "; ".join(texts))
     return (
         "Capacity lost in the 3 s after the cut, in seconds of the run's own level during "
-        "the cut (median of the runs): " + ". ".join(parts) + "."
+        "the cut (median of the runs): "
+        + _event_summary(
+            case,
+            results,
+            lambda run, cut, restore, interval: cut_shortfall(run.samples, cut, restore, interval),
+            missing="-",
+            retransmits=True,
+        )
     )
 
 
