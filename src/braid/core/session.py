@@ -52,8 +52,8 @@
 # path's queue and takes the lowest queued session_seq, each queued DATA moving up one
 # (`_jump_queue`), so the path still delivers session_seq in increasing order. (Not when
 # a `redundant` scheduler is in use: renumbered copies would not be duplicates.)
-# A path that goes down or away hands its queue to the others (`_fail_over`). An up path left idle
-# by the scheduler while DATA leaves on others sends a PROBE (no reply) every
+# A path that goes down or away hands its queue to the others (`_fail_over`). An up path
+# left idle by the scheduler while DATA leaves on others sends a PROBE (no reply) every
 # `pass_interval`, so the egress can prove gaps lost without waiting for its keepalive.
 #
 # Bandwidth on demand. A `standby` path is left out of the usable set until the active
@@ -229,7 +229,7 @@ _UNACKED_LIMIT: Final = 8192
 """DATA remembered per path for a failover resend (sent, not yet covered by feedback)."""
 _FAILOVER_MARGIN: Final = 0.01
 """Seconds added to the egress's estimated patience for a failover copy (its reorder
-timeout is estimated from this portal's own; see Session._fail_over_sent)."""
+timeout is estimated from this portal's own; see TunnelSession._fail_over)."""
 _FLAP_WINDOW: Final = 10.0
 """A path that goes down within this many seconds of coming back is flapping."""
 _FLAP_HOLD_MAX: Final = 16
@@ -2387,12 +2387,12 @@ class TunnelSession:
         now: float,
     ) -> None:
         """Schedule again on the usable up paths what a path that went down (or was
-        removed) had queued (`queued`) and what it had sent that no feedback covers (`sent`, with the send
-        times), oldest first. With `earliest-arrival` everywhere, the DATA waiting in the
-        other paths' queues is scheduled again with them (as in `_rebalance`), so the
-        failover does not arrive behind newer DATA: put at the tail (before 2026-11-30),
-        it reached the egress after the gaps it filled had been skipped, and kept the
-        newer DATA of the other paths waiting behind it.
+        removed) had queued (`queued`) and what it had sent that no feedback covers
+        (`sent`, with the send times), oldest first. With `earliest-arrival` everywhere,
+        the DATA waiting in the other paths' queues is scheduled again with them (as in
+        `_rebalance`), so the failover does not arrive behind newer DATA: put at the tail
+        (before 2026-11-30), it reached the egress after the gaps it filled had been
+        skipped, and kept the newer DATA of the other paths waiting behind it.
 
         A sent packet of a patient flow (TCP, a large datagram: `waits_for_resends`) goes
         again only if it can arrive before the egress gives up waiting for it
