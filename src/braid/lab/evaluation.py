@@ -36,7 +36,6 @@ from braid.lab.report import (
     window_mean,
 )
 from braid.lab.scenario import load_scenario
-from braid.lab.traffic import RunResult
 
 
 @dataclass(frozen=True)
@@ -108,12 +107,12 @@ def udp_loss_summary(case: Case, results: dict[str, ScenarioResult]) -> str:
 def _event_summary(
     case: Case,
     results: dict[str, ScenarioResult],
-    measure: Callable[[RunResult, float, float, float], float | None],
+    measure: Callable[[list[tuple[float, float]], float, float, float], float | None],
     *,
     missing: str,
     retransmits: bool,
 ) -> str:
-    """Per scenario and series of a cut-and-restore case: `measure(run, cut, restore,
+    """Per scenario and series of a cut-and-restore case: `measure(samples, cut, restore,
     interval)` of each run with their median, the longest stall (median of the runs) and,
     with `retransmits`, the TCP retransmissions (median)."""
     parts = []
@@ -129,7 +128,7 @@ def _event_summary(
             entry = result.series.get(series)
             if entry is None or not entry.runs:
                 continue
-            values = [measure(run, events[0], events[1], interval) for run in entry.runs]
+            values = [measure(r.samples, events[0], events[1], interval) for r in entry.runs]
             each = ", ".join(missing if v is None else f"{v:.2f}" for v in values)
             stalls = sorted(longest_stall(r.samples, interval) for r in entry.runs)
             text = (
@@ -144,9 +143,11 @@ def _event_summary(
     return ". ".join(parts) + "."
 
 
-def _back_after_return(run: RunResult, cut: float, restore: float, interval: float) -> float | None:
-    level = window_mean(run.samples, 1.0, cut)
-    return None if not level else recovery_time(run.samples, restore, 0.9 * level, interval)
+def _back_after_return(
+    samples: list[tuple[float, float]], cut: float, restore: float, interval: float
+) -> float | None:
+    level = window_mean(samples, 1.0, cut)
+    return None if not level else recovery_time(samples, restore, 0.9 * level, interval)
 
 
 def return_summary(case: Case, results: dict[str, ScenarioResult]) -> str:
@@ -165,13 +166,7 @@ def cut_summary(case: Case, results: dict[str, ScenarioResult]) -> str:
     return (
         "Capacity lost in the 3 s after the cut, in seconds of the run's own level during "
         "the cut (median of the runs): "
-        + _event_summary(
-            case,
-            results,
-            lambda run, cut, restore, interval: cut_shortfall(run.samples, cut, restore, interval),
-            missing="-",
-            retransmits=True,
-        )
+        + _event_summary(case, results, cut_shortfall, missing="-", retransmits=True)
     )
 
 
