@@ -59,6 +59,12 @@ def _exercise(name: str, vnet_hdr: bool) -> dict[str, Any]:
 
     seen: dict[str, Any] = {}
     with _open_tun(name, mtu=1380, vnet_hdr=vnet_hdr) as tun:
+        with IPRoute() as ipr:  # first thing: both addresses take packets once open returns
+            seen["local"] = [ipr.route("get", dst=a)[0]["type"] for a in ("10.73.0.1", "fd73::1")]
+            seen["nodad"] = [
+                bool(a.get("IFA_FLAGS", a["flags"]) & 0x02)  # IFA_F_NODAD
+                for a in ipr.get_addr(family=socket.AF_INET6, address="fd73::1")
+            ]
         seen["protocol"] = isinstance(tun, PacketDevice)
         with pytest.raises(BlockingIOError):  # non-blocking (after the kernel's own IPv6 chatter)
             for _ in range(100):
@@ -117,6 +123,8 @@ def test_tun_device_round_trip_and_removal(vnet_hdr: bool) -> None:
             return _exercise(name, vnet_hdr)
 
         seen = in_child(body)
+    assert seen["local"] == [2, 2]  # RTN_LOCAL: IPv6's too, not after the kernel's DAD work
+    assert seen["nodad"] == [True]
     assert seen["protocol"]
     assert seen["mtu"] == 1380
     assert seen["up"]

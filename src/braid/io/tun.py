@@ -28,9 +28,10 @@ import os
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Self
+from typing import Any, Final, Self
 
 from braid.io.base import MAX_DATAGRAM_BYTES, DriverError
 from braid.io.coalesce import PLAIN_HEADER, VNET_HDR_LEN, coalesce
@@ -90,6 +91,11 @@ def queue_length_for(rate: float, packet: int = 1400, *, floor: int = DEFAULT_TX
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOCAL_WAIT: Final = 1.0
+"""Seconds `open` waits at most for the kernel to make the IPv6 addresses local."""
+_RTN_LOCAL: Final = 2
+_IFA_F_NODAD: Final = 0x02
+"""ifaddrmsg flag: skip duplicate address detection (linux/if_addr.h)."""
 
 
 def _netlink_reason(exc: Exception) -> str:
@@ -221,11 +227,15 @@ class TunDevice:
                 ) from None
             for addr in self.addresses:
                 try:
+                    # IPv6: no duplicate address detection on a point-to-point tunnel
+                    # (IFA_F_NODAD), so the address is usable as a source at once and
+                    # not after the kernel's DAD work has run, which can lag under load.
                     ipr.addr(
                         "add",
                         index=index,
                         address=str(addr.ip),
                         prefixlen=addr.network.prefixlen,
+                        flags=_IFA_F_NODAD if addr.version == 6 else 0,
                     )
                 except Exception as exc:
                     if self._multi and getattr(exc, "code", None) == errno.EEXIST:
@@ -249,6 +259,24 @@ class TunDevice:
                     if getattr(exc, "code", None) == errno.EEXIST:
                         reason = "a route for it already exists; remove it or drop it from routes"
                     raise DriverError(f"tunnel {name}: cannot add route {net}: {reason}") from None
+            self._await_local(ipr)
+
+    def _await_local(self, ipr: Any) -> None:
+        """Wait (at most LOCAL_WAIT) until each IPv6 address receives packets. The kernel
+        installs an IPv6 address's local route from a work queue after the link comes
+        up, so a packet that arrives in between is dropped (Ip6InAddrErrors); IPv4's is
+        there at once."""
+        pending = [str(a.ip) for a in self.addresses if a.version == 6]
+        deadline = time.monotonic() + LOCAL_WAIT
+        while pending and time.monotonic() < deadline:
+            try:
+                pending = [
+                    ip for ip in pending if ipr.route("get", dst=ip)[0]["type"] != _RTN_LOCAL
+                ]
+            except Exception:  # a failed lookup: stop waiting (nothing to wait for)
+                return
+            if pending:
+                time.sleep(0.001)
 
     @property
     def name(self) -> str:
