@@ -51,7 +51,7 @@ def test_show_lists_sessions_and_paths(
     # egress delay equalization, "bulk" by default: no flow is marked on an idle session
     assert re.search(r"equalize bulk \(\+\d+ ms, \d+ held; 0 flows marked\)", out), out
     assert "TCP MSS clamping: off" in out  # (the core's default; a portal sets MTU - 40)
-    # NACK recovery, "auto" by default: on for a session's first 10 s, then off over the
+    # NACK recovery, "auto" by default: on at a session's start, off after 3 clean s over the
     # harness's sockets, which lose nothing.
     assert re.search(
         r"loss recovery: auto, (on|off) now; \d+ losses recovered here, \d+ packets resent",
@@ -81,7 +81,7 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
     assert session["parameters"]["peer_compacts"] is True
     for name in ("compacted", "compact_saved", "compact_contexts", "expanded"):
         assert isinstance(session["counters"][name], int)
-    # Loss recovery by default: "auto" (on for a session's first 10 s, then while the
+    # Loss recovery by default: "auto" (on at a session's start, then while the
     # paths lose: tests/core/test_nack.py).
     assert session["parameters"]["nack"] == "auto"
     assert session["parameters"]["nack_active"] in (True, False)

@@ -395,7 +395,7 @@ def _cut_under_load(seed: int, config: SessionConfig, *, interval: float) -> Pai
 
 
 def test_without_nack_a_cut_links_hopeless_losses_are_not_failed_over() -> None:
-    """NACK recovery off (as `nack = "auto"` is after 10 clean seconds), a link dies under
+    """NACK recovery off (as `nack = "auto"` is after 3 clean seconds), a link dies under
     load. By the sender's silence timeout (0.3 s) the egress has long skipped the gaps
     the link left (its reorder timeout is tens of ms), so copies of what the link had
     sent would arrive late, after the flows' own resends, and take the remaining link's

@@ -277,6 +277,12 @@ NACK_AUTO_MIN_LOST: Final = 2
 NACK_AUTO_OFF: Final = 0.001
 """...and off after NACK_AUTO_OFF_INTERVALS in a row under this one."""
 NACK_AUTO_OFF_INTERVALS: Final = 10
+NACK_AUTO_START_OFF_INTERVALS: Final = 3
+"""A session starts with recovery on because it knows nothing of its paths yet: that
+start goes off after this many clean intervals in a row, unless the paths first lose for
+NACK_AUTO_ON_INTERVALS in a row (what would have turned it on), after which it is on
+for a measured reason and NACK_AUTO_OFF_INTERVALS apply. (A flow's slow start overflows
+a link for an interval or two; that is no reason to keep resending.)"""
 NACK_AUTO_MIN_SAMPLES: Final = 50
 """An interval with fewer datagrams on the paths counts neither way."""
 EQUALIZE_MODES: Final = ("bulk", "tcp", "all", "off")
@@ -425,7 +431,7 @@ class SessionConfig:
     the fastest path, at most twice (a class can switch it off, `TrafficClass.nack`).
     "on" (or True), "off" (or False), or "auto": on at first, then each side keeps it on
     only while its paths lose datagrams (see NACK_AUTO_ON), so clean links soon pay
-    nothing for it."""
+    nothing for it (3 clean seconds at the start, 10 once loss turned it on)."""
     loss_predictor: bool = True
     """issue 7: also NACK a gap as soon as the loss model says it is a loss (before every
     live path has passed it, or the delay-spread timeout, which NACK in any case). Does
@@ -757,6 +763,9 @@ class TunnelSession:
         # (the loss it sees arrive); path -> (rx_highest, rx_received) at the last check.
         self._auto_tx = 0
         self._auto_rx = 0
+        # "auto" at the start: lossy intervals in a row of each switch (-1: no longer
+        # the start, NACK_AUTO_START_OFF_INTERVALS no longer applies).
+        self._start_tx = self._start_rx = 0 if mode == "auto" else -1
         self._rx_marks: dict[int, tuple[int, int]] = {}
         self._gaps_recovered = 0  # of trackers dropped when "auto" turned NACKs off
         self._gaps_abandoned = 0
@@ -2754,12 +2763,14 @@ class TunnelSession:
         config = self.config
         count = _auto_count(self._auto_tx, sent_lost, sent_total, self._rtx is not None)
         self._auto_tx = count
+        self._start_tx = _auto_start(self._start_tx, sent_lost, sent_total)
         if count >= NACK_AUTO_ON_INTERVALS and self._rtx is None:
             self._rtx = RetransmitBuffer(config.retransmit_packets, config.retransmit_age)
             self._auto_tx = 0
-        elif count <= -NACK_AUTO_OFF_INTERVALS and self._rtx is not None:
+        elif count <= -_auto_off(self._start_tx) and self._rtx is not None:
             self._rtx = None
             self._auto_tx = 0
+            self._start_tx = -1
         lost = total = 0
         marks = self._rx_marks
         for path in up:
@@ -2774,14 +2785,16 @@ class TunnelSession:
         active = self._send_nacks
         count = _auto_count(self._auto_rx, lost, total, active)
         self._auto_rx = count
+        self._start_rx = _auto_start(self._start_rx, lost, total)
         if count >= NACK_AUTO_ON_INTERVALS and not active:
             self._auto_rx = 0
             self._send_nacks = True
             if self._nack is None:
                 self._nack = NackTracker(deadline=config.reorder_timeout_max)
                 self._rx_nack_ref = -1  # gaps from the next DATA on
-        elif count <= -NACK_AUTO_OFF_INTERVALS and active:
+        elif count <= -_auto_off(self._start_rx) and active:
             self._auto_rx = 0
+            self._start_rx = -1
             self._send_nacks = False
             nack = self._nack
             if nack is not None and self._trace is None:
@@ -3163,6 +3176,22 @@ def _auto_count(count: int, lost: int, total: int, active: bool) -> int:
     if not active:
         return count + 1 if loss >= NACK_AUTO_ON and lost >= NACK_AUTO_MIN_LOST else 0
     return count - 1 if loss < NACK_AUTO_OFF else 0
+
+
+def _auto_start(run: int, lost: int, total: int) -> int:
+    """One health interval of the start of `nack = "auto"` (`run` lossy intervals in a
+    row, -1 once the start is over): NACK_AUTO_ON_INTERVALS lossy ones end it."""
+    if run < 0 or total < NACK_AUTO_MIN_SAMPLES:
+        return run
+    if lost / total >= NACK_AUTO_ON and lost >= NACK_AUTO_MIN_LOST:
+        run += 1
+        return -1 if run >= NACK_AUTO_ON_INTERVALS else run
+    return 0
+
+
+def _auto_off(start: int) -> int:
+    """Clean intervals in a row that turn `nack = "auto"` off (fewer at the start)."""
+    return NACK_AUTO_START_OFF_INTERVALS if start >= 0 else NACK_AUTO_OFF_INTERVALS
 
 
 def _delay_spread(paths: Iterable[PathState]) -> tuple[float | None, float]:

@@ -237,8 +237,8 @@ CASES = (
         "res-cut",
         "Resilience: a link cut late in a clean session",
         "Issue 6: the same links, cut at 24 s of one CUBIC upload and one CUBIC download. "
-        'By then `nack = "auto"` has turned NACK recovery off (10 clean seconds), so the '
-        "cut meets a tunnel that resends nothing on request, as a cut in a real session "
+        'By then `nack = "auto"` has turned NACK recovery off (after 3 clean seconds at the '
+        "session's start), so the cut meets a tunnel that resends nothing on request, as a cut in a real session "
         "usually does. Targets: the flow keeps running, back on the remaining link within "
         "1 s (SPEC §7).",
         ("res-cut-late", "res-cut-late-down"),
