@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -21,8 +22,15 @@ from braid.core.compact import (
     Compressor,
     Decompressor,
 )
-from braid.core.session import SessionConfig
-from braid.core.wire import FEATURE_COMPACT, FLAG_COMPACT, FLAG_CONTEXT, ProtocolError
+from braid.core.session import SessionConfig, TunnelSession
+from braid.core.wire import (
+    FEATURE_COMPACT,
+    FEATURE_TRIM,
+    FLAG_COMPACT,
+    FLAG_CONTEXT,
+    FLAG_TRIMMED,
+    ProtocolError,
+)
 
 from .pairnet import LOCAL, REMOTE, LinkProfile, PairNet, tcp_packet, udp_packet
 
@@ -79,10 +87,12 @@ def ipv6(
     )
 
 
-def tcp(sport: int, seq: int, data: bytes, *, options: bytes = b"", flags: int = 0x18) -> bytes:
+def tcp(
+    sport: int, seq: int, data: bytes, *, options: bytes = b"", flags: int = 0x18, urgent: int = 0
+) -> bytes:
     offset = (20 + len(options)) // 4
     return (
-        struct.pack("!HHIIBBHHH", sport, 443, seq, 7, offset << 4, flags, 502, 0xBEEF, 0)
+        struct.pack("!HHIIBBHHH", sport, 443, seq, 7, offset << 4, flags, 502, 0xBEEF, urgent)
         + options
         + data
     )
@@ -95,6 +105,7 @@ def udp(sport: int, data: bytes, *, length: int | None = None) -> bytes:
 
 
 TIMESTAMPS = b"\x01\x01\x08\x0a" + bytes(range(8))
+TRIMMED = FLAG_COMPACT | FLAG_TRIMMED
 
 
 def _send(
@@ -106,28 +117,34 @@ def _send(
         assert decompressor.learn(bucket, payload) == packet
     elif flags == FLAG_COMPACT:
         assert decompressor.expand(bucket, payload) == packet
+    elif flags == TRIMMED:
+        assert decompressor.expand(bucket, payload, trimmed=True) == packet
     else:
         assert payload is packet
     return flags, len(payload)
 
 
+@pytest.mark.parametrize("trim", [False, True], ids=["", "trim"])
 @pytest.mark.parametrize(
-    ("make", "saved"),
+    ("make", "saved", "tcp_ts"),
     [
-        (lambda i: ipv4(6, tcp(4000, i, b"x" * 1348, options=TIMESTAMPS), ident=i), 20),
-        (lambda i: ipv4(17, udp(4000, b"v" * 160), ident=i, tos=0xB8), 22),
-        (lambda i: ipv6(6, tcp(4000, i, b"x" * 1328, options=TIMESTAMPS), flow=0x12345), 42),
-        (lambda i: ipv6(17, udp(4000, b"v" * 160), tc=0xB9), 44),
+        (lambda i: ipv4(6, tcp(4000, i, b"x" * 1348, options=TIMESTAMPS), ident=i), 20, True),
+        (lambda i: ipv4(17, udp(4000, b"v" * 160), ident=i, tos=0xB8), 22, False),
+        (lambda i: ipv6(6, tcp(4000, i, b"x" * 1328, options=TIMESTAMPS), flow=0x12345), 42, True),
+        (lambda i: ipv6(17, udp(4000, b"v" * 160), tc=0xB9), 44, False),
+        (lambda i: ipv4(6, tcp(4000, i, b"x" * 1360), ident=i), 20, False),
     ],
-    ids=["ipv4-tcp", "ipv4-udp", "ipv6-tcp", "ipv6-udp"],
+    ids=["ipv4-tcp", "ipv4-udp", "ipv6-tcp", "ipv6-udp", "ipv4-tcp-no-options"],
 )
 def test_a_flow_goes_whole_while_it_settles_then_compact(
-    make: Callable[[int], bytes], saved: int
+    make: Callable[[int], bytes], saved: int, tcp_ts: bool, trim: bool
 ) -> None:
     """A flow's packets go whole (*context*, one byte longer: the id) for `settle`
     seconds, then compact (IPv4 TCP 20 bytes shorter, UDP 22; IPv6 42 and 44), every
-    REFRESH-th packet whole again; each one rebuilt to the same bytes."""
-    compressor, decompressor = Compressor(), Decompressor()
+    REFRESH-th packet whole again; each one rebuilt to the same bytes. Toward a peer that
+    takes them (`trim`), TCP packets with timestamps go *trimmed*: 6 bytes shorter still."""
+    compressor, decompressor = Compressor(trim=trim), Decompressor()
+    compact, saved = (TRIMMED, saved + 6) if trim and tcp_ts else (FLAG_COMPACT, saved)
     forms = []
     for i in range(3 * REFRESH):
         packet = make(i)
@@ -138,6 +155,7 @@ def test_a_flow_goes_whole_while_it_settles_then_compact(
     assert forms[:settled] == [FLAG_CONTEXT] * settled
     whole = [i + 1 for i, f in enumerate(forms) if f == FLAG_CONTEXT][settled:]
     assert whole == [REFRESH, 2 * REFRESH, 3 * REFRESH]
+    assert set(forms[settled:]) == {FLAG_CONTEXT, compact}
     assert compressor.compacted == 3 * REFRESH - settled - 3
     assert compressor.saved == saved * compressor.compacted
     assert decompressor.expanded == compressor.compacted and len(compressor) == 1
@@ -153,8 +171,10 @@ def test_a_flow_goes_whole_while_it_settles_then_compact(
     df=st.booleans(),
     sport=st.integers(0, 0xFFFF),
     seq=st.integers(0, 2**32 - 1),
-    options=st.sampled_from([b"", TIMESTAMPS, b"\x02\x04\x05\xb4"]),
+    options=st.sampled_from([b"", TIMESTAMPS, b"\x02\x04\x05\xb4", TIMESTAMPS[:4]]),
+    urgent=st.sampled_from([0, 1, 0x100]),
     data=st.binary(max_size=1400),
+    trim=st.booleans(),
 )
 def test_any_tcp_or_udp_packet_is_rebuilt_byte_for_byte(
     version: int,
@@ -166,18 +186,22 @@ def test_any_tcp_or_udp_packet_is_rebuilt_byte_for_byte(
     sport: int,
     seq: int,
     options: bytes,
+    urgent: int,
     data: bytes,
+    trim: bool,
 ) -> None:
-    body = tcp(sport, seq, data, options=options) if proto == 6 else udp(sport, data)
+    body = tcp(sport, seq, data, options=options, urgent=urgent) if proto == 6 else udp(sport, data)
     if version == 4:
         packet = ipv4(proto, body, tos=tos, ident=ident, ttl=ttl, frag=0x4000 if df else 0)
     else:
         packet = ipv6(proto, body, tc=tos, flow=ident * 13)
-    compressor, decompressor = Compressor(), Decompressor()
+    compressor, decompressor = Compressor(trim=trim), Decompressor()
     for _ in range(DEFINE_COUNT):
         assert _send(compressor, decompressor, packet, 0.0)[0] == FLAG_CONTEXT
     flags, _ = _send(compressor, decompressor, packet, 1.0)
-    assert flags == FLAG_COMPACT
+    # Trimmed: TCP whose urgent pointer is 0 and whose options begin like timestamps.
+    trimmable = proto == 6 and not urgent and options[:4] == TIMESTAMPS[:4]
+    assert flags == (TRIMMED if trim and trimmable else FLAG_COMPACT)
 
 
 def test_what_would_not_rebuild_exactly_goes_as_it_is() -> None:
@@ -383,10 +407,11 @@ def test_sessions_carry_every_packet_compressed_and_rebuild_it_exactly() -> None
         assert got.expanded > 0.95 * out.compacted
         assert got.drops["compact_miss"] == 0 and got.drops["bad_compact"] == 0
         assert out.compact_contexts == 12
-        # 20 bytes a compact IPv4 TCP packet, 22 UDP, 42 IPv6 TCP.
-        assert 20 * out.compacted <= out.compact_saved <= 42 * out.compacted
-    forms = {data[2] & (FLAG_COMPACT | FLAG_CONTEXT) for _, _, data, _ in net.data_sent(LOCAL)}
-    assert forms == {0, FLAG_COMPACT, FLAG_CONTEXT}  # (0: sent at once, whole)
+        # 20 bytes a compact IPv4 TCP packet, 22 UDP, 42 IPv6 TCP (48 trimmed).
+        assert 20 * out.compacted <= out.compact_saved <= 48 * out.compacted
+    forms = {data[2] & (TRIMMED | FLAG_CONTEXT) for _, _, data, _ in net.data_sent(LOCAL)}
+    # (0: sent at once, whole; trimmed: the IPv6 TCP flows, which carry timestamps)
+    assert forms == {0, FLAG_COMPACT, FLAG_CONTEXT, TRIMMED}
 
 
 def test_only_packets_that_wait_for_a_path_are_compressed() -> None:
@@ -428,6 +453,37 @@ def test_nothing_is_compressed_toward_a_peer_that_does_not_take_it() -> None:
         )
 
 
+def test_nothing_is_trimmed_toward_a_peer_that_does_not_say_it_takes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A remote from before *trimmed* DATA says FEATURE_COMPACT without FEATURE_TRIM: the
+    local portal still sends compact DATA, never trimmed, and every packet arrives whole;
+    the remote, told FEATURE_TRIM, trims its own."""
+    init = TunnelSession.__init__
+
+    def older_remote(self: TunnelSession, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if self.role == "remote":
+            self._features &= ~FEATURE_TRIM  # (what a portal before the flag says)
+
+    monkeypatch.setattr(TunnelSession, "__init__", older_remote)
+    net = PairNet(
+        24, {0: LinkProfile(delay=0.005), 1: LinkProfile(delay=0.02)}, config=PACED, rates=RATES
+    )
+    up = _mixed(net, LOCAL, 0.5, 2.0)
+    down = _mixed(net, REMOTE, 0.5, 2.0)
+    net.run_until(3.0)
+    assert {packet for _, packet in net.delivered[REMOTE]} == set(up)
+    assert {packet for _, packet in net.delivered[LOCAL]} == set(down)
+    local = net.local.statistics()
+    assert local.peer_features is not None and not local.peer_features & FEATURE_TRIM
+    assert local.compacted > 0.5 * len(up)
+    sent = {data[2] & (TRIMMED | FLAG_CONTEXT) for _, _, data, _ in net.data_sent(LOCAL)}
+    assert FLAG_COMPACT in sent and TRIMMED not in sent
+    back = {data[2] & (TRIMMED | FLAG_CONTEXT) for _, _, data, _ in net.data_sent(REMOTE)}
+    assert TRIMMED in back
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     context=st.sampled_from(
@@ -440,9 +496,10 @@ def test_nothing_is_compressed_toward_a_peer_that_does_not_take_it() -> None:
     ),
     payload=st.binary(min_size=1, max_size=80),
     learned=st.binary(min_size=1, max_size=80),
+    trimmed=st.booleans(),
 )
 def test_any_payload_is_rebuilt_or_refused_never_raises_otherwise(
-    context: bytes, payload: bytes, learned: bytes
+    context: bytes, payload: bytes, learned: bytes, trimmed: bool
 ) -> None:
     """Whatever an authenticated peer sends as *context* or *compact*: a packet, or
     ProtocolError ("bad_compact", "compact_miss"); the rebuilt packet's lengths agree."""
@@ -453,7 +510,7 @@ def test_any_payload_is_rebuilt_or_refused_never_raises_otherwise(
     except ProtocolError as exc:
         assert exc.reason == "bad_compact"
     try:
-        packet = decompressor.expand(3, payload)
+        packet = decompressor.expand(3, payload, trimmed)
     except ProtocolError as exc:
         assert exc.reason in ("bad_compact", "compact_miss")
         return

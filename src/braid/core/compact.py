@@ -1,4 +1,4 @@
-"""Inner header compression (DATA flags *context* and *compact*, `compress_headers`).
+"""Inner header compression (DATA flags *context*, *compact*, *trimmed*; `compress_headers`).
 
 Every inner TCP or UDP packet repeats what its flow's packets all carry: the IP version,
 addresses, protocol, TTL and ports. Lengths and the IPv4 header checksum follow from the
@@ -7,7 +7,9 @@ a one-byte context id; the egress keeps the static fields under (bucket, id). La
 packets go *compact*: the id, the fields that change (IPv4: TOS and identification;
 IPv6: traffic class) and the packet from the TCP header's sequence number (UDP: its
 checksum) on. The egress rebuilds the packet byte for byte. A TCP packet over IPv4 saves
-20 bytes, over IPv6 42; UDP 22 and 44.
+20 bytes, over IPv6 42; UDP 22 and 44. Toward a peer that takes them (`trim`), a compact
+TCP packet whose urgent pointer is 0 and whose options begin `01 01 08 0a` (timestamps)
+goes *trimmed*, without those 6 bytes as well.
 
 Nothing is guessed from order: a compact packet names its context, so loss and reordering
 across paths cannot misapply one. The ingress defines a context with at least
@@ -34,7 +36,7 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from braid.core.wire import FLAG_COMPACT, FLAG_CONTEXT, ProtocolError
+from braid.core.wire import FLAG_COMPACT, FLAG_CONTEXT, FLAG_TRIMMED, ProtocolError
 
 DEFINE_COUNT: Final = 4
 """A context's first this-many packets go whole (one may be lost, or a TCP SYN resent)."""
@@ -60,6 +62,17 @@ _V4_TCP: Final = 0
 _V4_UDP: Final = 1
 _V6_TCP: Final = 2
 _V6_UDP: Final = 3
+
+_TRIMMED: Final = FLAG_COMPACT | FLAG_TRIMMED
+_TS_PREFIX: Final = b"\x01\x01\x08\x0a"
+"""NOP, NOP, then the timestamp option's kind and length: how Linux (and most stacks)
+begin the options of every TCP packet of a connection with timestamps."""
+_TRIM_SAVES: Final = 6
+"""A *trimmed* compact TCP packet also leaves out the urgent pointer (2 bytes, zero) and
+_TS_PREFIX (4); in the carried rest (from the TCP sequence number on) they are bytes
+14-15 and 16-19."""
+
+_TRIM_GAP: Final = b"\x00\x00" + _TS_PREFIX
 
 _V4_HEAD = struct.Struct("!BBHH4sH12s")  # version/IHL .. addresses, ports
 _V6_HEAD = struct.Struct("!BB2sH38s")  # version/TC/flow, payload length, nh .. ports
@@ -129,8 +142,10 @@ class _Entry:
 class Compressor:
     """The ingress side: which packets go whole, which compact, under which id."""
 
-    def __init__(self, limit: int = INGRESS_LIMIT) -> None:
+    def __init__(self, limit: int = INGRESS_LIMIT, *, trim: bool = False) -> None:
         self._limit = limit
+        self.trim = trim
+        """Also send TCP packets *trimmed* (the peer said it takes them: FEATURE_TRIM)."""
         self._entries: dict[bytes, _Entry] = {}
         self._ids: dict[int, dict[int, bytes]] = {}
         self._next: dict[int, int] = {}
@@ -182,6 +197,16 @@ class Compressor:
         if whole or not count % REFRESH:
             return FLAG_CONTEXT, entry.tag + packet
         self.compacted += 1
+        if (
+            self.trim
+            and key[3] == 6  # TCP (the protocol byte of either key)
+            and len(packet) >= rest + 20
+            and packet[rest + 14] == 0
+            and packet[rest + 15] == 0
+            and packet[rest + 16 : rest + 20] == _TS_PREFIX
+        ):
+            self.saved += rest - len(changing) - 1 + _TRIM_SAVES
+            return _TRIMMED, entry.tag + changing + packet[rest : rest + 14] + packet[rest + 20 :]
         self.saved += rest - len(changing) - 1
         return FLAG_COMPACT, entry.tag + changing + packet[rest:]
 
@@ -269,13 +294,21 @@ class Decompressor:
             del contexts[next(iter(contexts))]
         return packet
 
-    def expand(self, bucket: int, payload: bytes) -> bytes:
-        """The inner packet a compact DATA payload stands for. Raises
-        ProtocolError("compact_miss") without its context, ("bad_compact") if short."""
+    def expand(self, bucket: int, payload: bytes, trimmed: bool = False) -> bytes:
+        """The inner packet a compact DATA payload stands for (`trimmed`: flagged so).
+        Raises ProtocolError("compact_miss") without its context, ("bad_compact") if
+        short, or trimmed and not TCP."""
         context = self._contexts.get(bucket << 8 | payload[0])
         if context is None:
             raise ProtocolError("compact_miss")
         kind, base, head, tail = context
+        if trimmed:
+            # Put back the urgent pointer (0) and the timestamp option's prefix, after
+            # the id, the changing fields and 14 bytes of the TCP header.
+            cut = (4 if kind == _V4_TCP else 2) + 14
+            if (kind != _V4_TCP and kind != _V6_TCP) or len(payload) < cut:
+                raise ProtocolError("bad_compact")
+            payload = payload[:cut] + _TRIM_GAP + payload[cut:]
         size = len(payload)
         # (Shorter than the ingress makes them, from packets of 28 or 48 bytes at least:
         # bad_compact.)

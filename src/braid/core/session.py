@@ -135,6 +135,7 @@ from braid.core.wire import (
     DROP_REASONS,
     FEATURE_COMPACT,
     FEATURE_HOLD,
+    FEATURE_TRIM,
     FEATURES_VALUE,
     FEEDBACK_ENTRY_SIZE,
     FLAG_COMPACT,
@@ -142,6 +143,7 @@ from braid.core.wire import (
     FLAG_HOLD,
     FLAG_JUMPED,
     FLAG_RESENT,
+    FLAG_TRIMMED,
     FRAG_HEADER_SIZE,
     HEADER_SIZE,
     MASK32,
@@ -202,7 +204,7 @@ _HALF32: Final = 1 << 31
 _FAST_DATA: Final = frozenset(
     bytes((VERSION, FrameType.DATA, hold | form))
     for hold in (0, FLAG_HOLD)
-    for form in (0, FLAG_COMPACT, FLAG_CONTEXT)
+    for form in (0, FLAG_COMPACT, FLAG_CONTEXT, FLAG_COMPACT | FLAG_TRIMMED)
 )
 """The first 3 bytes of the DATA the receive path decodes without a frame object."""
 _FORMS: Final = FLAG_COMPACT | FLAG_CONTEXT
@@ -842,7 +844,7 @@ class TunnelSession:
         # The ingress marks flows *hold* only for a peer whose egress holds them: an older
         # one would drop such DATA (`bad_flags`).
         self._features = (FEATURE_HOLD if config.equalize == "bulk" else 0) | (
-            FEATURE_COMPACT if config.compress_headers else 0
+            FEATURE_COMPACT | FEATURE_TRIM if config.compress_headers else 0
         )
         self._peer_features: int | None = None
         # Header compression: the ingress's contexts (used once the peer said it takes
@@ -1594,7 +1596,9 @@ class TunnelSession:
             if frame.compact or frame.context:
                 rebuilt = self._uncompact(
                     path,
-                    FLAG_COMPACT if frame.compact else FLAG_CONTEXT,
+                    (FLAG_COMPACT | (FLAG_TRIMMED if frame.trimmed else 0))
+                    if frame.compact
+                    else FLAG_CONTEXT,
                     frame.bucket,
                     inner,
                     now,
@@ -2099,7 +2103,7 @@ class TunnelSession:
         counted (`compact_miss`: its context never came; `bad_compact`)."""
         try:
             if flags & FLAG_COMPACT:
-                return self._decompressor.expand(bucket, payload)
+                return self._decompressor.expand(bucket, payload, bool(flags & FLAG_TRIMMED))
             return self._decompressor.learn(bucket, payload)
         except ProtocolError as exc:
             self._drops[exc.reason] += 1
@@ -2162,6 +2166,7 @@ class TunnelSession:
             compressor = self._compressor
             self._compress = compressor is not None and bool(features & FEATURE_COMPACT)
             if compressor is not None:
+                compressor.trim = bool(features & FEATURE_TRIM)
                 # (The peer sends FEATURES as a path comes up: it may have restarted and
                 # lost its contexts.)
                 compressor.reset()

@@ -51,6 +51,9 @@ change, the rest of the packet (`compress_headers`; braid.core.compact)."""
 FLAG_CONTEXT: Final = 0x20
 """DATA: the payload is a context id and a whole inner packet, whose static header fields
 the egress keeps under that id for later *compact* DATA of the same bucket."""
+FLAG_TRIMMED: Final = 0x40
+"""DATA, with FLAG_COMPACT only: the compact TCP packet also leaves out its urgent pointer
+(zero) and its timestamp option's first 4 bytes (01 01 08 0a) (braid.core.compact)."""
 FLAG_GONE: Final = 0x01
 """NACK: the sender no longer has these packets (stop waiting for them)."""
 MAX_NACK_ENTRIES: Final = 64
@@ -115,6 +118,8 @@ FEATURE_HOLD: Final = 0x01
 FEATURE_COMPACT: Final = 0x02
 """FEATURES bit 1: the sender's egress takes *context* and *compact* DATA
 (`compress_headers`)."""
+FEATURE_TRIM: Final = 0x04
+"""FEATURES bit 2: the sender's egress also takes *compact* DATA flagged *trimmed*."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +178,8 @@ class DataFrame:
     """FLAG_COMPACT was set: `payload` is a compressed packet."""
     context: bool = False
     """FLAG_CONTEXT was set: `payload` is a context id and a whole packet."""
+    trimmed: bool = False
+    """FLAG_TRIMMED was set (with FLAG_COMPACT): see FLAG_TRIMMED."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +307,7 @@ def encode_data(
     hold: bool = False,
     compact: bool = False,
     context: bool = False,
+    trimmed: bool = False,
 ) -> bytes:
     """Encode a DATA datagram (payload must be non-empty)."""
     return (
@@ -310,7 +318,8 @@ def encode_data(
             | (FLAG_RESENT if resent else 0)
             | (FLAG_HOLD if hold else 0)
             | (FLAG_COMPACT if compact else 0)
-            | (FLAG_CONTEXT if context else 0),
+            | (FLAG_CONTEXT if context else 0)
+            | (FLAG_TRIMMED if trimmed else 0),
             path_id,
             session_id,
             path_seq,
@@ -477,6 +486,7 @@ def encode(frame: Frame) -> bytes:
             hold=frame.hold,
             compact=frame.compact,
             context=frame.context,
+            trimmed=frame.trimmed,
         )
     if isinstance(frame, FragFrame):
         return encode_frag(
@@ -559,7 +569,9 @@ def is_data(data: Buffer) -> bool:
     return len(data) > DATA_HEADER_SIZE and data[:3] == _DATA_PREFIX
 
 
-_DATA_FLAGS: Final = FLAG_JUMPED | FLAG_RESENT | FLAG_HOLD | FLAG_COMPACT | FLAG_CONTEXT
+_DATA_FLAGS: Final = (
+    FLAG_JUMPED | FLAG_RESENT | FLAG_HOLD | FLAG_COMPACT | FLAG_CONTEXT | FLAG_TRIMMED
+)
 _BOTH_FORMS: Final = FLAG_COMPACT | FLAG_CONTEXT
 
 
@@ -575,7 +587,11 @@ def decode_datagram(data: Buffer) -> Frame:
     frame_type = data[1]
     flags = data[2]
     if frame_type == FrameType.DATA:
-        if flags & ~_DATA_FLAGS or flags & _BOTH_FORMS == _BOTH_FORMS:
+        if (
+            flags & ~_DATA_FLAGS
+            or flags & _BOTH_FORMS == _BOTH_FORMS
+            or flags & (FLAG_TRIMMED | FLAG_COMPACT) == FLAG_TRIMMED
+        ):
             raise ProtocolError("bad_flags")
         if size < DATA_HEADER_SIZE:
             raise ProtocolError("truncated")
@@ -598,6 +614,7 @@ def decode_datagram(data: Buffer) -> Frame:
             bool(flags & FLAG_HOLD),
             bool(flags & FLAG_COMPACT),
             bool(flags & FLAG_CONTEXT),
+            bool(flags & FLAG_TRIMMED),
         )
     if frame_type == FrameType.FRAG:
         if flags & ~(FLAG_JUMPED | FLAG_RESENT):
