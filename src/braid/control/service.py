@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from braid.core.session import SessionStatistics, TunnelSession
-from braid.core.wire import FEATURE_COMPACT, FEATURE_HOLD
+from braid.core.wire import FEATURE_COMPACT, FEATURE_HOLD, FEATURE_TRIM
 from braid.io.base import DatagramEndpoint
 from braid.runtime.portal import LocalPortal, PathLink, RemotePortal
 from braid.runtime.stats import statistics_document
@@ -300,6 +300,12 @@ class PortalService:
                     None
                     if stats.peer_features is None
                     else bool(stats.peer_features & FEATURE_COMPACT)
+                ),
+                # ... and trimmed compact TCP (6 bytes less per packet)
+                "peer_trims": (
+                    None
+                    if stats.peer_features is None
+                    else bool(stats.peer_features & FEATURE_TRIM)
                 ),
                 "keepalive_interval": config.keepalive_interval,
                 "dead_interval": config.dead_interval,
