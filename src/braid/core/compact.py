@@ -67,12 +67,10 @@ _TRIMMED: Final = FLAG_COMPACT | FLAG_TRIMMED
 _TS_PREFIX: Final = b"\x01\x01\x08\x0a"
 """NOP, NOP, then the timestamp option's kind and length: how Linux (and most stacks)
 begin the options of every TCP packet of a connection with timestamps."""
-_TRIM_SAVES: Final = 6
-"""A *trimmed* compact TCP packet also leaves out the urgent pointer (2 bytes, zero) and
-_TS_PREFIX (4); in the carried rest (from the TCP sequence number on) they are bytes
-14-15 and 16-19."""
-
 _TRIM_GAP: Final = b"\x00\x00" + _TS_PREFIX
+"""What a *trimmed* compact TCP packet also leaves out: the urgent pointer (2 bytes,
+zero) and _TS_PREFIX (4); in the carried rest (from the TCP sequence number on) they
+are bytes 14-19."""
 
 _V4_HEAD = struct.Struct("!BBHH4sH12s")  # version/IHL .. addresses, ports
 _V6_HEAD = struct.Struct("!BB2sH38s")  # version/TC/flow, payload length, nh .. ports
@@ -205,7 +203,7 @@ class Compressor:
             and packet[rest + 15] == 0
             and packet[rest + 16 : rest + 20] == _TS_PREFIX
         ):
-            self.saved += rest - len(changing) - 1 + _TRIM_SAVES
+            self.saved += rest - len(changing) - 1 + len(_TRIM_GAP)
             return _TRIMMED, entry.tag + changing + packet[rest : rest + 14] + packet[rest + 20 :]
         self.saved += rest - len(changing) - 1
         return FLAG_COMPACT, entry.tag + changing + packet[rest:]
@@ -302,14 +300,16 @@ class Decompressor:
         if context is None:
             raise ProtocolError("compact_miss")
         kind, base, head, tail = context
-        if trimmed:
-            # Put back the urgent pointer (0) and the timestamp option's prefix, after
-            # the id, the changing fields and 14 bytes of the TCP header.
-            cut = (4 if kind == _V4_TCP else 2) + 14
-            if (kind != _V4_TCP and kind != _V6_TCP) or len(payload) < cut:
-                raise ProtocolError("bad_compact")
-            payload = payload[:cut] + _TRIM_GAP + payload[cut:]
         size = len(payload)
+        cut = 0
+        if trimmed:
+            # The urgent pointer (0) and the timestamp option's prefix go back after the
+            # id, the changing fields and 14 bytes of the TCP header (joined below, in
+            # the one copy that builds the packet).
+            cut = (4 if kind == _V4_TCP else 2) + 14
+            if (kind != _V4_TCP and kind != _V6_TCP) or size < cut:
+                raise ProtocolError("bad_compact")
+            size += len(_TRIM_GAP)
         # (Shorter than the ingress makes them, from packets of 28 or 48 bytes at least:
         # bad_compact.)
         if kind <= _V4_UDP:
@@ -324,6 +324,9 @@ class Decompressor:
             header = _V4_HEAD.pack(0x45, tos, total, ident, head, ~s & 0xFFFF, tail)
             self.expanded += 1
             if kind == _V4_TCP:
+                if cut:
+                    view = memoryview(payload)
+                    return b"".join((header, view[4:cut], _TRIM_GAP, view[cut:]))
                 return header + payload[4:]
             return header + _U16.pack(total - 20) + payload[4:]
         if size < (6 if kind == _V6_TCP else 4):
@@ -333,5 +336,8 @@ class Decompressor:
         packed = _V6_HEAD.pack(0x60 | tc >> 4, (tc & 0x0F) << 4 | base, head, length, tail)
         self.expanded += 1
         if kind == _V6_TCP:
+            if cut:
+                view = memoryview(payload)
+                return b"".join((packed, view[2:cut], _TRIM_GAP, view[cut:]))
             return packed + payload[2:]
         return packed + _U16.pack(length) + payload[2:]

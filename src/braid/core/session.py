@@ -3177,10 +3177,14 @@ def _auto_count(count: int, lost: int, total: int, active: bool) -> int:
     over (> 0: to on, < 0: to off), given `lost` of `total` datagrams."""
     if total < NACK_AUTO_MIN_SAMPLES:
         return count
-    loss = lost / total
     if not active:
-        return count + 1 if loss >= NACK_AUTO_ON and lost >= NACK_AUTO_MIN_LOST else 0
-    return count - 1 if loss < NACK_AUTO_OFF else 0
+        return count + 1 if _lossy(lost, total) else 0
+    return count - 1 if lost / total < NACK_AUTO_OFF else 0
+
+
+def _lossy(lost: int, total: int) -> bool:
+    """An interval whose loss would turn `nack = "auto"` on (NACK_AUTO_ON)."""
+    return lost / total >= NACK_AUTO_ON and lost >= NACK_AUTO_MIN_LOST
 
 
 def _auto_start(run: int, lost: int, total: int) -> int:
@@ -3188,7 +3192,7 @@ def _auto_start(run: int, lost: int, total: int) -> int:
     row, -1 once the start is over): NACK_AUTO_ON_INTERVALS lossy ones end it."""
     if run < 0 or total < NACK_AUTO_MIN_SAMPLES:
         return run
-    if lost / total >= NACK_AUTO_ON and lost >= NACK_AUTO_MIN_LOST:
+    if _lossy(lost, total):
         run += 1
         return -1 if run >= NACK_AUTO_ON_INTERVALS else run
     return 0
