@@ -76,6 +76,9 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
     assert session["counters"]["equalize_flows"] == 0
     assert session["counters"]["equalize_ahead"] == 0
     assert session["parameters"]["clamp_mss"] == 0 and session["counters"]["mss_clamped"] == 0
+    # ACK filtering, on by default (the harness's traffic is UDP: none filtered).
+    assert session["parameters"]["ack_filter"] is True
+    assert session["counters"]["acks_filtered"] == 0
     # Header compression, on by default: the local portal said it takes it.
     assert session["parameters"]["compress_headers"] is True
     assert session["parameters"]["peer_compacts"] is True
@@ -124,6 +127,7 @@ def test_show_gives_the_mss_clamp(capsys: pytest.CaptureFixture[str]) -> None:
     how many SYNs it lowered (the harness's traffic is UDP: none)."""
     out = _show_local(capsys, clamp_mss=1360)
     assert "TCP MSS clamping: to 1360, 0 SYNs clamped" in out, out
+    assert "ACK filtering: on, 0 acknowledgements replaced a queued one" in out, out
 
 
 def test_show_says_when_the_peer_does_not_hold(capsys: pytest.CaptureFixture[str]) -> None:

@@ -774,6 +774,15 @@ def test_equalize_reaches_the_core_and_a_bad_mode_names_the_choices() -> None:
         parse_config(REMOTE + "[session]\nequalize = 1\n")
 
 
+def test_ack_filter_reaches_the_core() -> None:
+    """`[session] ack_filter` (on by default) reaches the core; a bad value is one line."""
+    assert parse_config(REMOTE).session.to_session_config().ack_filter is True
+    settings = parse_config(REMOTE + "[session]\nack_filter = false\n").session
+    assert settings.to_session_config().ack_filter is False
+    with pytest.raises(ConfigError, match=r"session\.ack_filter: .*expected true or false"):
+        parse_config(REMOTE + "[session]\nack_filter = 1\n")
+
+
 def test_compress_headers_reaches_the_core() -> None:
     # Header compression, on by default; a value that is not a boolean names the field.
     assert parse_config(REMOTE).session.to_session_config().compress_headers is True

@@ -34,6 +34,7 @@ class Bottleneck:
     mtu: int | None = None  # larger datagrams vanish (a path MTU black hole, issue 7)
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     lost: int = 0
+    extra: float = 0.0  # seconds more on the way, as if queued behind other traffic
 
     def transmit(self, size: int, now: float) -> float | None:
         """The arrival time of a datagram of `size` bytes sent now (None: dropped)."""
@@ -51,7 +52,7 @@ class Bottleneck:
         if self.loss and self.rng.random() < self.loss:
             self.lost += 1
             return None
-        return depart + self.delay
+        return depart + self.delay + self.extra
 
 
 class RateNet:

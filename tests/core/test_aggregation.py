@@ -113,6 +113,28 @@ def test_capacity_drop_is_followed_within_two_seconds() -> None:
 
 
 @pytest.mark.parametrize("hints", [True, False])
+def test_a_queue_on_the_way_back_does_not_slow_the_paths(hints: bool) -> None:
+    """From 3 s on, everything coming back (the feedback) waits 80 ms more on both links,
+    as behind a download's acknowledgements on a narrow upload. The paths' round trips
+    grow by that, their one-way delays forward do not: each path keeps its rate. (Before
+    the controller left the feedback's own wait out, the RTT inflation read as a standing
+    queue and the window kept 80 ms of delivered data counted in flight: 28 -> 6 Mbit/s
+    in 9 s.)"""
+    links = {0: (1_250_000.0, 0.010), 1: (625_000.0, 0.020)}
+    net = RateNet(links, hints=hints)
+    net.run_until(3.0)
+    before = net.goodput(2.0, 3.0)
+    assert before >= 0.9 * 1_875_000 * PAYLOAD
+    for bottleneck in net.down.values():
+        bottleneck.extra = 0.080
+    net.run_until(10.0)
+    srtt = [path.srtt or 0.0 for path in net.local.statistics().paths]
+    assert srtt[0] > 0.1 and srtt[1] > 0.12  # the round trips did grow
+    for second in range(4, 10):
+        assert net.goodput(second, second + 1) >= 0.9 * before
+
+
+@pytest.mark.parametrize("hints", [True, False])
 def test_capacity_drop_is_followed_while_the_tunnel_is_not_full(hints: bool) -> None:
     # 2 x 20 Mbit/s 10 ms carrying 30 Mbit/s; link 1 fades to 5. Each path is fed below
     # its estimate (app-limited), so its delivery rate says nothing about its capacity,

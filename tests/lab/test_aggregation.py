@@ -105,6 +105,28 @@ def test_braid_aggregates_unequal_links(
     assert sum(samples) / len(samples) >= 0.85 * total
 
 
+def test_a_download_over_links_with_a_narrow_upload(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped `agg-narrow-upload` (a CUBIC download over 2 x 20 Mbit/s down, 0.5
+    up), braid only, once, 15 s. The acknowledgements fill the uploads: with each in a
+    tunnel datagram of its own they held the download to 21 Mbit/s of the links' 38,
+    with a backlog of them queued in the tunnel. With `ack_filter` a newer one takes
+    the place of a queued one (30-35 Mbit/s by hand), and the remote portal's paths keep
+    their rate though their feedback queues on the way back (`back_queue`)."""
+    stats = tmp_path / "stats"
+    stats.mkdir()
+    monkeypatch.setenv("BRAID_LAB_STATS", str(stats))
+    series = _run(tmp_path, capsys, _braid_only("agg-narrow-upload", duration=15, equalize=None))
+    local = [
+        line["sessions"][0]
+        for line in map(json.loads, (stats / "local.jsonl").read_text().splitlines())
+        if line.get("sessions")
+    ][-1]
+    assert local["acks_filtered"] > 1000, local["acks_filtered"]
+    assert series["braid"]["mbps"] >= 26.0, series["braid"]["mbps"]
+
+
 def test_braid_aggregates_a_download_over_four_links(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -753,6 +753,13 @@ def _render(portal: dict[str, Any], sessions: list[dict[str, Any]], *, detail: b
                 else "off"
             )
             console.print(f"  [bold]TCP MSS clamping[/]: {clamp}")
+        if "ack_filter" in params:
+            acks = (
+                f"on, {c.get('acks_filtered', 0)} acknowledgements replaced a queued one"
+                if params["ack_filter"]
+                else "off"
+            )
+            console.print(f"  [bold]ACK filtering[/]: {acks}")
         if "nack" in params:
             console.print(f"  [bold]loss recovery[/]: {_nack_text(params, c)}")
         if e.get("egress"):

@@ -95,6 +95,7 @@ class SessionSettings:
     delay_floor: float = 0.0
     equalize: str = "bulk"
     compress_headers: bool = True
+    ack_filter: bool = True
     clamp_mss: bool = True
     """TCP SYNs entering the tunnel get an MSS that fits the TUN MTU (the core's
     `clamp_mss` = tunnel MTU - 40, set by `braid.control.up`)."""
@@ -128,6 +129,7 @@ class SessionSettings:
             delay_floor=self.delay_floor,
             equalize=self.equalize,
             compress_headers=self.compress_headers,
+            ack_filter=self.ack_filter,
             bod_upper=self.bod_upper,
             bod_lower=self.bod_lower,
             classes=self.classes,
@@ -966,6 +968,7 @@ class _Validator:
         equalize = self.choice(t, "equalize", EQUALIZE_MODES, default=defaults.equalize)
         compress = self.boolean(t, "compress_headers")
         clamp = self.boolean(t, "clamp_mss")
+        ack_filter = self.boolean(t, "ack_filter")
         bod_upper = self.number(
             t,
             "bod_upper",
@@ -1050,6 +1053,7 @@ class _Validator:
             equalize=equalize,
             compress_headers=defaults.compress_headers if compress is None else compress,
             clamp_mss=True if clamp is None else clamp,
+            ack_filter=defaults.ack_filter if ack_filter is None else ack_filter,
             bod_upper=bod_upper,
             bod_lower=bod_lower,
             silence_timeout_min=silence,

@@ -101,6 +101,12 @@ _SESSION_COUNTERS = (
         "braid_session_mss_clamped",
         "TCP SYNs whose MSS option was lowered to fit the tunnel (clamp_mss)",
     ),
+    (
+        "acks_filtered",
+        "braid_session_acks_filtered",
+        "Pure TCP acknowledgements that took the place of an older one of their flow "
+        "still queued (ack_filter)",
+    ),
 )
 
 

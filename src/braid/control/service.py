@@ -295,6 +295,7 @@ class PortalService:
                 ),
                 "compress_headers": config.compress_headers,
                 "clamp_mss": config.clamp_mss,
+                "ack_filter": config.ack_filter,
                 # ... and whether it takes compressed headers (then this portal sends them)
                 "peer_compacts": (
                     None
@@ -350,6 +351,7 @@ class PortalService:
                 "equalize_flows": stats.equalize_flows,
                 "equalize_ahead": stats.equalize_ahead,
                 "mss_clamped": stats.mss_clamped,
+                "acks_filtered": stats.acks_filtered,
                 "compacted": stats.compacted,
                 "compact_saved": stats.compact_saved,
                 "compact_contexts": stats.compact_contexts,

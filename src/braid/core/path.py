@@ -331,8 +331,13 @@ class PathState:
             self.tracker.on_sent(seq, size + LINK_OVERHEAD, now, not self.queue)
         return seq
 
-    def on_feedback(self, entry: FeedbackEntry, now: float) -> None:
-        """Apply one FEEDBACK entry about this path (the peer's view of what we sent)."""
+    def on_feedback(self, entry: FeedbackEntry, now: float, back_queue: float = 0.0) -> None:
+        """Apply one FEEDBACK entry about this path (the peer's view of what we sent).
+
+        `back_queue`: seconds the FEEDBACK itself spent queued on its way back (its one-way
+        delay over its path's minimum). The controller's RTT sample leaves it out: a queue
+        on the way back (a narrow upload full of a download's acknowledgements) is not
+        this path's congestion and must not slow it. The path's own RTT keeps it."""
         highest = unwrap32(entry.highest_seq, max(self.acked_highest, 0))
         if highest < self.acked_highest or highest >= self.next_seq or highest < 0:
             return  # stale (reordered) feedback, or acknowledges something never sent
@@ -360,8 +365,10 @@ class PathState:
             self.delivered = delivered
             self.lost = highest + 1 - delivered
         if fresh:
+            if rtt is not None and back_queue > 0.0:
+                rtt = max(rtt - back_queue, self.min_rtt.value or 0.0)
             sample = self.tracker.on_feedback(
-                highest, max(self.lost - lost_before, 0), rtt, self.min_rtt.value, now
+                highest, max(self.lost - lost_before, 0), rtt, self.min_rtt.value, now, back_queue
             )
             self.cc.on_feedback(sample, now)
 

@@ -60,6 +60,12 @@ class RetransmitBuffer:
             if len(times) > self.max_packets:
                 self._drop_oldest()
 
+    def replace(self, seq: int, packet: Any) -> None:
+        """What a resend of number `seq` sends, if it is still held (`ack_filter` put a
+        newer acknowledgement in its place)."""
+        if seq in self._buf:
+            self._buf[seq] = packet
+
     def _drop_oldest(self) -> None:
         seq, _ = self._buf.popitem(last=False)
         self._times.popleft()

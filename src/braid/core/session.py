@@ -94,6 +94,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Final, Literal
 
+from braid.core.ackfilter import is_pure_ack, supersedes
 from braid.core.classify import (
     TrafficClass,
     clamp_mss,
@@ -224,6 +225,9 @@ _BURST: Final = 0.004
 _QUANTUM: Final = 0.002
 """The pacer releases what is due within this many seconds in one batch: one wake-up of
 the driver sends a few datagrams instead of one (a wake-up costs more than a datagram)."""
+_ACK_SCAN: Final = 64
+"""`ack_filter` looks for a flow's queued acknowledgement among the last this many packets
+of its path's queue (where the newest packet of a queue is)."""
 _HEALTH_MIN_SAMPLES: Final = 20
 """Datagrams a health check needs before it judges a path (a quarter for a degraded one:
 it carries only probes)."""
@@ -377,6 +381,12 @@ class SessionConfig:
     """Inner header compression: toward a peer that takes it (FEATURES), a TCP or UDP
     packet travels without the header fields its flow repeats (20 bytes of IPv4, 42 of
     IPv6; braid.core.compact). Either way this portal takes compressed packets."""
+    ack_filter: bool = True
+    """While a flow's newest packet waiting in a path queue is a pure TCP acknowledgement,
+    a newer one that says everything it says takes its place instead of queueing behind it
+    (braid.core.ackfilter): a narrow upload carries the newest acknowledgement, not a
+    backlog of stale ones that holds a download back. Never with FEC (its parities cover
+    the bytes queued)."""
     clamp_mss: int = 0
     """TCP SYNs (and SYN-ACKs) entering the tunnel carry an MSS of at most this over IPv4
     and 20 less over IPv6 (0: left alone). The portal sets it to its TUN MTU - 40, so a
@@ -650,6 +660,9 @@ class SessionStatistics:
     """(ingress, "bulk") TCP flows marked ahead of their first PROBE_RTT (they left the
     paths partly unused; `braid.core.equalize.ANTICIPATE_AT`)."""
     mss_clamped: int
+    acks_filtered: int
+    """(ingress, `ack_filter`) pure TCP acknowledgements that took the place of an older
+    one of their flow still queued (not sent on their own)."""
     """(ingress, `clamp_mss`) TCP SYNs whose MSS option was lowered to fit the tunnel."""
     peer_features: int | None
     """The peer's FEATURES bit mask (bit 0: its egress holds DATA flagged *hold*); None:
@@ -852,6 +865,11 @@ class TunnelSession:
         self._compressor = Compressor() if config.compress_headers else None
         self._clamp_mss = config.clamp_mss
         self._mss_clamped = 0
+        self._ack_filter = config.ack_filter and self._fec is None
+        self._ack_queued: dict[int, tuple[PathState, int]] = {}
+        """(`ack_filter`) flow bucket -> the path and session number of its newest queued
+        packet, while that is a pure acknowledgement sent on one path only."""
+        self._acks_filtered = 0
         self._compress = False
         self._compact_settle = SETTLE_MAX
         self._decompressor = Decompressor()
@@ -1124,6 +1142,16 @@ class TunnelSession:
                     rtx = None
                 protect = self._class_fec[index]
         bucket = flow_bucket(ip_packet)
+        pure_ack = False
+        if self._ack_filter:
+            if is_pure_ack(ip_packet):
+                queued_ack = self._ack_queued.get(bucket)
+                if queued_ack is not None and self._replace_ack(queued_ack, ip_packet, rtx):
+                    self._acks_filtered += 1
+                    return True
+                pure_ack = True
+            elif self._ack_queued:
+                self._ack_queued.pop(bucket, None)
         backlog = self._backlog
         bulk = self._bulk
         if bulk is not None:
@@ -1214,6 +1242,11 @@ class TunnelSession:
             backlog[bucket] = backlog.get(bucket, 0) + 1
             if len(queue) == 1 or urgent:
                 self._release(path, now)
+        if pure_ack:
+            if len(chosen) == 1 and pair is None:
+                self._ack_queued[bucket] = (chosen[0], session_seq)
+            else:
+                self._ack_queued.pop(bucket, None)
         if pair is not None:
             # issue 7: in two pieces on two slow paths (a resend goes whole).
             first, second, cut = pair
@@ -1241,6 +1274,32 @@ class TunnelSession:
                 if due < self._timer:
                     self._timer = due
         return True
+
+    def _replace_ack(
+        self, queued: tuple[PathState, int], ip_packet: bytes, rtx: RetransmitBuffer | None
+    ) -> bool:
+        """`ack_filter`: put pure acknowledgement `ip_packet` in the place of its flow's
+        newest queued packet, the pure acknowledgement `queued` (path, session number), if
+        that still waits near the tail of its path's queue and `ip_packet` supersedes it."""
+        path, seq = queued
+        queue = path.queue
+        size = len(queue)
+        for index in range(size - 1, max(size - _ACK_SCAN, 0) - 1, -1):
+            item = queue[index]
+            if item[0] != seq:
+                continue
+            old = item[3]
+            if not supersedes(ip_packet, old):
+                return False
+            new_item = (seq, item[1], item[2], ip_packet, item[4])
+            queue[index] = new_item
+            grown = len(ip_packet) - len(old)
+            path.queued_bytes += grown
+            self._queued_bytes += grown
+            if rtx is not None:
+                rtx.replace(seq, new_item)
+            return True
+        return False  # sent already (or moved to another path)
 
     def _check_bulk(self, now: float) -> None:
         """equalize "bulk", at the ingress: whether the usable up paths (within
@@ -1558,6 +1617,8 @@ class TunnelSession:
             if self._local:
                 path.hello_acked = True
             paths = self._paths
+            lowest = path.owd_min.value
+            back_queue = self._eq_owd - lowest if lowest is not None else 0.0
             for entry in frame.entries:
                 target = paths.get(entry.path_id)
                 if target is not None:
@@ -1565,7 +1626,7 @@ class TunnelSession:
                     # direction works (a NACK or a download's DATA on the path proves
                     # only the way back).
                     target.awaiting = None
-                    target.on_feedback(entry, now)
+                    target.on_feedback(entry, now, back_queue)
                     pmtu = target.pmtu
                     if pmtu is not None and pmtu.probe_size is not None:
                         # (the probe's answer: sent at once, its highest is the probe)
@@ -1941,6 +2002,7 @@ class TunnelSession:
             equalize_flows=len(self._bulk.marked) if self._bulk is not None else 0,
             equalize_ahead=self._bulk.ahead if self._bulk is not None else 0,
             mss_clamped=self._mss_clamped,
+            acks_filtered=self._acks_filtered,
             peer_features=self._peer_features,
             compacted=compressor.compacted if compressor is not None else 0,
             compact_saved=compressor.saved if compressor is not None else 0,

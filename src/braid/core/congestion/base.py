@@ -51,6 +51,10 @@ class RateSample:
     ack_elapsed: float = 0.0
     """...and over which their delivery was reported: longer means the path delivered
     them slower than they were sent (a queue grew at its bottleneck)."""
+    back_queue: float = 0.0
+    """Seconds the feedback itself waited in a queue on its way back (its one-way delay
+    over the minimum), already left out of `rtt`: the bytes delivered in that time are
+    still counted in flight."""
 
 
 class CongestionControl(Protocol):
@@ -126,7 +130,13 @@ class DeliveryTracker:
             self.inflight -= log.popleft()[1]
 
     def on_feedback(
-        self, highest: int, lost_delta: int, rtt: float | None, min_rtt: float | None, now: float
+        self,
+        highest: int,
+        lost_delta: int,
+        rtt: float | None,
+        min_rtt: float | None,
+        now: float,
+        back_queue: float = 0.0,
     ) -> RateSample:
         """Cover every datagram up to `highest` and take a rate sample from the newest."""
         log = self.log
@@ -171,6 +181,7 @@ class DeliveryTracker:
             self.inflight,
             send_elapsed,
             ack_elapsed,
+            back_queue,
         )
 
     def expire(self, older_than: float) -> None:

@@ -124,6 +124,7 @@ class BbrLike:
         self._probe_base = math.inf  # btl_bw when the last probing round began
         self._probe_gain = CYCLE[0]
         self._min_rtt = INITIAL_RTT
+        self._back_queue = 0.0  # the latest feedback's wait on the way back (seconds)
         self.adjustments = 0
         """Times the filter restarted because of a standing queue (statistics)."""
         self._cap = math.inf
@@ -163,6 +164,7 @@ class BbrLike:
         """Update the model from one feedback's rate sample."""
         if sample.min_rtt is not None:
             self._min_rtt = sample.min_rtt
+        self._back_queue = sample.back_queue
         rate = sample.delivery_rate
         if rate is not None and rate > self._round_max_all:
             self._round_max_all = rate
@@ -294,7 +296,7 @@ class BbrLike:
 
     def _update_cycle(self, sample: RateSample, now: float) -> None:
         # Inflight includes up to ACK_DELAY of unreported data: the drained target too.
-        target = self.btl_bw * (self._min_rtt + ACK_DELAY)
+        target = self.btl_bw * (self._min_rtt + ACK_DELAY + self._back_queue)
         if self._state == _DRAIN:
             if sample.inflight <= target:
                 self._state = _PROBE_BW
@@ -333,4 +335,7 @@ class BbrLike:
             gain = self._probe_gain if self._cycle_index == 0 else CYCLE[self._cycle_index]
         self.pacing_rate = max(gain * bw, MIN_RATE)
         cwnd_gain = STARTUP_GAIN if state == _STARTUP else CWND_GAIN
-        self.cwnd = max(cwnd_gain * bw * (self._min_rtt + ACK_DELAY), MIN_CWND)
+        # (plus what was delivered while its report waits in a queue on the way back)
+        self.cwnd = max(
+            cwnd_gain * bw * (self._min_rtt + ACK_DELAY) + bw * self._back_queue, MIN_CWND
+        )
