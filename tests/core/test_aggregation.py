@@ -117,9 +117,8 @@ def test_a_queue_on_the_way_back_does_not_slow_the_paths(hints: bool) -> None:
     """From 3 s on, everything coming back (the feedback) waits 80 ms more on both links,
     as behind a download's acknowledgements on a narrow upload. The paths' round trips
     grow by that, their one-way delays forward do not: each path keeps its rate. (Before
-    the controller left the feedback's own wait out, the RTT inflation read as a standing
-    queue and the window kept 80 ms of delivered data counted in flight: 28 -> 6 Mbit/s
-    in 9 s.)"""
+    the window counted the data delivered while the feedback waited, those 80 ms of it
+    stayed in flight and capped the paths: 28 -> 6 Mbit/s in 9 s.)"""
     links = {0: (1_250_000.0, 0.010), 1: (625_000.0, 0.020)}
     net = RateNet(links, hints=hints)
     net.run_until(3.0)

@@ -335,9 +335,10 @@ class PathState:
         """Apply one FEEDBACK entry about this path (the peer's view of what we sent).
 
         `back_queue`: seconds the FEEDBACK itself spent queued on its way back (its one-way
-        delay over its path's minimum). The controller's RTT sample leaves it out: a queue
-        on the way back (a narrow upload full of a download's acknowledgements) is not
-        this path's congestion and must not slow it. The path's own RTT keeps it."""
+        delay over its path's minimum), for the controller: what the path delivered in
+        that time is not reported yet, so its window must cover it too (a queue on the
+        way back, such as a narrow upload full of a download's acknowledgements, would
+        otherwise cap the path)."""
         highest = unwrap32(entry.highest_seq, max(self.acked_highest, 0))
         if highest < self.acked_highest or highest >= self.next_seq or highest < 0:
             return  # stale (reordered) feedback, or acknowledges something never sent
@@ -365,8 +366,6 @@ class PathState:
             self.delivered = delivered
             self.lost = highest + 1 - delivered
         if fresh:
-            if rtt is not None and back_queue > 0.0:
-                rtt = max(rtt - back_queue, self.min_rtt.value or 0.0)
             sample = self.tracker.on_feedback(
                 highest, max(self.lost - lost_before, 0), rtt, self.min_rtt.value, now, back_queue
             )

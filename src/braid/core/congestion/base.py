@@ -53,8 +53,7 @@ class RateSample:
     them slower than they were sent (a queue grew at its bottleneck)."""
     back_queue: float = 0.0
     """Seconds the feedback itself waited in a queue on its way back (its one-way delay
-    over the minimum), already left out of `rtt`: the bytes delivered in that time are
-    still counted in flight."""
+    over the minimum): the bytes delivered in that time are still counted in flight."""
 
 
 class CongestionControl(Protocol):

@@ -4,7 +4,9 @@
 # and BW_WINDOW_TIME seconds
 # (app-limited samples only count when they raise it); `min_rtt` comes from the path's
 # windowed minimum. The path paces at `gain x btl_bw` and keeps at most
-# `CWND_GAIN x btl_bw x (min_rtt + ACK_DELAY)` bytes in flight (feedback is delayed).
+# `CWND_GAIN x btl_bw x (min_rtt + ACK_DELAY) + btl_bw x back_queue` bytes in flight
+# (feedback is delayed; `back_queue`: the latest feedback's wait in a queue on its way
+# back, during which the path delivered data still counted in flight).
 #
 # States: STARTUP (gain 2.885, exits when btl_bw grew < 25 % over 3 rounds that were not
 # app-limited, or on a round that was not app-limited and lost > 2 %), DRAIN (gain 1/2.885 until inflight <= BDP), then
