@@ -107,7 +107,7 @@ def test_asymmetric_rates_and_tcp_goodput(one_link) -> None:  # type: ignore[no-
     topo, emulator = one_link
     emulator.set_link(1, rate_up_bps=10e6, rate_down_bps=40e6)
     results = {}
-    with IperfServer(topo):
+    with IperfServer(topo, interval=0.5):
         for direction in ("up", "down"):
             argv = iperf_client_argv(
                 TrafficSpec("tcp"), direction=direction, cc="cubic", duration=3, interval=0.5
@@ -116,10 +116,29 @@ def test_asymmetric_rates_and_tcp_goodput(one_link) -> None:  # type: ignore[no-
             results[direction] = parse_iperf(
                 report, direction=direction, traffic=TrafficSpec("tcp")
             ).mbps
-    print(f"\nTCP goodput over 10 up / 40 down: {results}")
+        # Both at once (direction "both", iperf3 --bidir): each direction as its
+        # receiver saw it, the goodput and samples their sums.
+        argv = iperf_client_argv(
+            TrafficSpec("tcp"), direction="both", cc="cubic", duration=3, interval=0.5
+        )
+        assert "--bidir" in argv
+        report = json.loads(run(ns_cmd(topo.client, argv), timeout=30))
+        both = parse_iperf(report, direction="both", traffic=TrafficSpec("tcp"), interval=0.5)
+    print(f"\nTCP goodput over 10 up / 40 down: {results}; both at once: {both.both}")
     # TCP goodput is about 1448/1514 of the line rate.
     assert results["up"] == pytest.approx(10 * 0.956, rel=0.05)
     assert results["down"] == pytest.approx(40 * 0.956, rel=0.05)
+    # At once, each link direction also carries the other flow's acknowledgements, and
+    # the download's wait behind the upload's data in the 10 Mbit/s queue (measured:
+    # 8.7 up and 28.4 down in 3 s).
+    assert both.both is not None
+    up, down = both.both
+    assert 0.7 * results["up"] <= up <= 1.02 * results["up"]
+    assert 0.5 * results["down"] <= down <= 1.02 * results["down"]
+    assert both.mbps == pytest.approx(up + down)
+    assert len(both.samples) >= 4 and both.retransmits is not None
+    steady = [v for t, v in both.samples if t > 1.0]
+    assert sum(steady) / len(steady) == pytest.approx(up + down, rel=0.15)
     # Each run starts from the same TCP state: the kernel kept no ssthresh, cwnd or RTT
     # of these connections for the next one to the same address (by default it does, and
     # the next series' flow would leave slow start at this link's window).

@@ -33,7 +33,14 @@ from braid.lab.scenario import (
     parse_scenario,
 )
 from braid.lab.topology import Topology
-from braid.lab.traffic import RunResult, TrafficSpec, parse_iperf, percentile, summarise_ping
+from braid.lab.traffic import (
+    RunResult,
+    TrafficSpec,
+    iperf_client_argv,
+    parse_iperf,
+    percentile,
+    summarise_ping,
+)
 from braid.lab.units import format_rate, parse_duration, parse_percent, parse_rate
 
 ISSUE_3_FORM = """
@@ -112,7 +119,10 @@ def test_issue_3_form_is_accepted() -> None:
         ("[[link]]\nup='5mbit'", "[[link]] 1: down: required"),
         ("traffic='tcp:x'\n[[link]]\nrate='1mbit'", "traffic: expected"),
         ("cc='vegas'\n[[link]]\nrate='1mbit'", "cc: expected one of cubic, bbr"),
-        ("direction='sideways'\n[[link]]\nrate='1mbit'", "direction: expected one of up, down"),
+        (
+            "direction='sideways'\n[[link]]\nrate='1mbit'",
+            "direction: expected one of up, down, both",
+        ),
         ("series=['links','quic']\n[[link]]\nrate='1mbit'", "series: expected"),
         ("series=['link-3']\n[[link]]\nrate='1mbit'", "series: link-3 but the scenario has 1"),
         ("[[link]]\nrate='1mbit'\n[[event]]\nat=1\nlink=2\naction='cut'", "[[event]] 1: link:"),
@@ -187,6 +197,54 @@ def test_parse_iperf_takes_receiver_samples() -> None:
     assert (up.retransmits, up.cc) == (7, "cubic")
     down = parse_iperf(IPERF_UP, direction="down", traffic=TrafficSpec("tcp"), interval=0.5)
     assert down.samples == [(0.5, 25.0)]  # client side when the client receives
+
+
+IPERF_BIDIR = {
+    # The shape of iperf3 3.12 --bidir -J --get-server-output: the client's intervals
+    # hold its sending ("sum") and its receiving ("sum_bidir_reverse"), the server's the
+    # other way round.
+    "end": {
+        "sum_sent": {"bits_per_second": 10e6, "retransmits": 3},
+        "sum_received": {"bits_per_second": 9e6},
+        "sum_sent_bidir_reverse": {"bits_per_second": 31e6},
+        "sum_received_bidir_reverse": {"bits_per_second": 30e6},
+        "sender_tcp_congestion": "cubic",
+    },
+    "intervals": [
+        {
+            "sum": {"end": 0.5, "seconds": 0.5, "bits_per_second": 50e6, "sender": True},
+            "sum_bidir_reverse": {"end": 0.5, "seconds": 0.5, "bits_per_second": 28e6},
+        },
+        {
+            "sum": {"end": 1.0, "seconds": 0.5, "bits_per_second": 50e6, "sender": True},
+            "sum_bidir_reverse": {"end": 1.0, "seconds": 0.5, "bits_per_second": 31e6},
+        },
+    ],
+    "server_output_json": {
+        "intervals": [
+            {
+                "sum": {"end": 0.5, "seconds": 0.5, "bits_per_second": 8e6},
+                "sum_bidir_reverse": {"end": 0.5, "seconds": 0.5, "bits_per_second": 60e6},
+            },
+            {
+                "sum": {"end": 1.0, "seconds": 0.5, "bits_per_second": 9.5e6},
+                "sum_bidir_reverse": {"end": 1.0, "seconds": 0.5, "bits_per_second": 60e6},
+            },
+        ],
+        "end": {"sum_sent_bidir_reverse": {"bits_per_second": 31e6, "retransmits": 5}},
+    },
+}
+
+
+def test_parse_iperf_both_ways_sums_what_each_receiver_saw() -> None:
+    both = parse_iperf(IPERF_BIDIR, direction="both", traffic=TrafficSpec("tcp"), interval=0.5)
+    assert both.both == pytest.approx((9.0, 30.0)) and both.mbps == pytest.approx(39.0)
+    assert both.samples == [(0.5, pytest.approx(36.0)), (1.0, pytest.approx(40.5))]
+    assert (both.retransmits, both.cc) == (8, "cubic")
+    assert both.to_json()["up_mbps"] == 9.0 and both.to_json()["down_mbps"] == 30.0
+    assert "--bidir" in iperf_client_argv(
+        TrafficSpec("tcp"), direction="both", cc="cubic", duration=5, interval=0.5
+    )
 
 
 def test_ping_summary_and_percentiles() -> None:

@@ -286,6 +286,16 @@ CASES = (
         ("agg-drop", "agg-drop-bbr"),
     ),
     Case(
+        "agg-asym",
+        "Aggregation: a narrow upload, and both directions at once",
+        "Issue 5: a download over 2 x 20 Mbit/s links whose upload is 0.5 Mbit/s (ADSL-like), "
+        "where the download's acknowledgements fill the upload; and an upload and a download "
+        "at once over 2 x 20 Mbit/s (goodput: the two directions' sum), where each direction's "
+        "acknowledgements and the tunnel's feedback queue behind the other's data. One CUBIC "
+        "flow each way.",
+        ("agg-narrow-upload", "agg-both-2x20"),
+    ),
+    Case(
         "agg-ping",
         "Aggregation: ping through the saturated tunnel",
         "Issue 5: ping p95 through the saturated tunnel at most the fastest link's RTT (20 ms) "

@@ -183,6 +183,8 @@ class Lab:
                         if run.lost_packets is not None and run.packets is not None:
                             lost += f" ({run.lost_packets}/{run.packets} datagrams)"
                     ping = f", ping p50 {run.ping_ms['p50']:.1f} ms" if run.ping_ms else ""
+                    if run.both is not None:
+                        ping = f" ({run.both[0]:.1f} up, {run.both[1]:.1f} down)" + ping
                     cpu = ", ".join(f"{k} {v:.0f} %" for k, v in run.cpu_percent.items())
                     self.progress(
                         f"{name} run {index + 1}/{scenario.repeat}: "

@@ -20,7 +20,7 @@ from braid.lab.traffic import TrafficSpec
 from braid.lab.units import format_duration, format_rate, parse_duration, parse_percent, parse_rate
 
 SERIES_FIXED = ("mptcp", "braid")
-DIRECTIONS = ("up", "down")
+DIRECTIONS = ("up", "down", "both")
 CONGESTION = ("cubic", "bbr", "reno")
 ACTIONS = ("cut", "restore")
 TOP_KEYS = {

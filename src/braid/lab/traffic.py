@@ -95,6 +95,7 @@ class RunResult:
     lost_packets: int | None = None  # UDP: datagrams the receiver never got ...
     packets: int | None = None  # ... of this many (the receiver's count, lost included)
     cpu_percent: dict[str, float] = field(default_factory=dict)  # of one core, by process
+    both: tuple[float, float] | None = None  # direction "both": (up, down) Mbit/s
 
     def to_json(self) -> dict[str, Any]:
         """The run in the --json schema of issue 3 (UDP runs add their datagram loss)."""
@@ -104,6 +105,8 @@ class RunResult:
             "retransmits": self.retransmits,
             "ping_ms": self.ping_ms,
         }
+        if self.both is not None:
+            data["up_mbps"], data["down_mbps"] = (round(v, 3) for v in self.both)
         if self.lost_percent is not None:
             data["lost_percent"] = round(self.lost_percent, 4)
             data["lost_packets"] = self.lost_packets
@@ -180,6 +183,8 @@ def iperf_client_argv(
         argv += ["-C", cc]
     if direction == "down":
         argv.append("-R")
+    elif direction == "both":
+        argv.append("--bidir")
     argv += traffic.iperf_args()
     if mptcp:
         argv = ["mptcpize", "run", *argv]
@@ -197,6 +202,8 @@ def parse_iperf(
     """Goodput, receiver-side samples, retransmits and congestion control of an iperf3 run."""
     if "error" in report and "end" not in report:
         raise LabError(f"iperf3: {report['error']}")
+    if direction == "both":
+        return _parse_bidir(report, traffic=traffic, interval=interval)
     end = report.get("end", {})
     received = end.get("sum_received") or end.get("sum") or {}
     mbps = float(received.get("bits_per_second", 0.0)) / 1e6
@@ -235,6 +242,46 @@ def parse_iperf(
         lost_percent=lost,
         lost_packets=lost_packets,
         packets=packets,
+    )
+
+
+def _samples(
+    intervals: list[dict[str, Any]], key: str, interval: float
+) -> list[tuple[float, float]]:
+    return [
+        (float(i[key]["end"]), float(i[key]["bits_per_second"]) / 1e6)
+        for i in intervals
+        if i.get(key) and not i[key].get("omitted") and _full_interval(i[key], interval)
+    ]
+
+
+def _parse_bidir(report: dict[str, Any], *, traffic: TrafficSpec, interval: float) -> RunResult:
+    """An iperf3 --bidir run (direction "both"): client -> server and server -> client
+    at once. Goodput and samples are the two directions' sums, each as its receiver saw
+    it (the server's intervals for the upload, the client's reverse ones for the
+    download); `both` keeps them apart; retransmits are both senders'."""
+    end = report.get("end", {})
+    server = report.get("server_output_json") or {}
+    up = float((end.get("sum_received") or {}).get("bits_per_second", 0.0)) / 1e6
+    down = float((end.get("sum_received_bidir_reverse") or {}).get("bits_per_second", 0.0)) / 1e6
+    up_samples = _samples(server.get("intervals", []), "sum", interval)
+    down_samples = _samples(report.get("intervals", []), "sum_bidir_reverse", interval)
+    # (paired by the end of their interval: the server must report as often as the client)
+    ups = {round(t / interval): u for t, u in up_samples}
+    samples = [(t, ups[k] + d) for t, d in down_samples if (k := round(t / interval)) in ups]
+    retransmits: int | None = None
+    cc: str | None = None
+    if traffic.kind == "tcp":
+        counts = [
+            _count((end.get("sum_sent") or {}).get("retransmits")),
+            _count(
+                ((server.get("end") or {}).get("sum_sent_bidir_reverse") or {}).get("retransmits")
+            ),
+        ]
+        retransmits = None if None in counts else sum(c or 0 for c in counts)
+        cc = end.get("sender_tcp_congestion")
+    return RunResult(
+        mbps=up + down, samples=samples, retransmits=retransmits, cc=cc, both=(up, down)
     )
 
 
