@@ -225,6 +225,9 @@ _BURST: Final = 0.004
 _QUANTUM: Final = 0.002
 """The pacer releases what is due within this many seconds in one batch: one wake-up of
 the driver sends a few datagrams instead of one (a wake-up costs more than a datagram)."""
+_ACK_FLOWS: Final = 1024
+"""`ack_filter` remembers the queued acknowledgement of at most this many flows (it starts
+afresh beyond: an entry outlives its acknowledgement once that is sent)."""
 _ACK_SCAN: Final = 64
 """`ack_filter` looks for a flow's queued acknowledgement among the last this many packets
 of its path's queue (where the newest packet of a queue is)."""
@@ -1083,6 +1086,7 @@ class TunnelSession:
         stranded = self._drop_queue(path)
         self._reorder.forget_path(path_id)
         self._eq_seen.pop(path_id, None)
+        self._ack_queued.clear()  # (some may name the path)
         self._rebuild_usable()
         if stranded:
             self._fail_over([], stranded, 0.0, now)
@@ -1243,10 +1247,13 @@ class TunnelSession:
             if len(queue) == 1 or urgent:
                 self._release(path, now)
         if pure_ack:
+            acks = self._ack_queued
             if len(chosen) == 1 and pair is None:
-                self._ack_queued[bucket] = (chosen[0], session_seq)
+                if len(acks) >= _ACK_FLOWS and bucket not in acks:
+                    acks.clear()  # (most are stale: sent long ago; they only cost memory)
+                acks[bucket] = (chosen[0], session_seq)
             else:
-                self._ack_queued.pop(bucket, None)
+                acks.pop(bucket, None)
         if pair is not None:
             # issue 7: in two pieces on two slow paths (a resend goes whole).
             first, second, cut = pair
