@@ -663,10 +663,10 @@ class SessionStatistics:
     """(ingress, "bulk") TCP flows marked ahead of their first PROBE_RTT (they left the
     paths partly unused; `braid.core.equalize.ANTICIPATE_AT`)."""
     mss_clamped: int
+    """(ingress, `clamp_mss`) TCP SYNs whose MSS option was lowered to fit the tunnel."""
     acks_filtered: int
     """(ingress, `ack_filter`) pure TCP acknowledgements that took the place of an older
     one of their flow still queued (not sent on their own)."""
-    """(ingress, `clamp_mss`) TCP SYNs whose MSS option was lowered to fit the tunnel."""
     peer_features: int | None
     """The peer's FEATURES bit mask (bit 0: its egress holds DATA flagged *hold*); None:
     none received (not yet, or a portal older than FEATURES: then nothing is marked)."""
