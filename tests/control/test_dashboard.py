@@ -120,6 +120,8 @@ def test_page_loads_and_charts_update_under_traffic(harness: Harness, browser) -
         "return document.querySelector('#sessions tbody tr')"
         f".querySelectorAll('td')[{mss_column}].textContent === '1360, 1 SYN clamped'",
     )
+    # ACK filtering, on by default (the harness's traffic is UDP: none replaced).
+    assert cells[headers.index("ACKs")] == "on, 0 replaced", cells[headers.index("ACKs")]
     # Loss recovery: the setting, the losses this egress had resent, the packets resent.
     recovery = cells[headers.index("loss recovery")]
     assert re.fullmatch(r"on, \d+ recovered, \d+ resent", recovery), recovery

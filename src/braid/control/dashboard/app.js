@@ -76,6 +76,12 @@
     const n = counters.mss_clamped || 0;
     return `${params.clamp_mss}, ${n} SYN${n === 1 ? "" : "s"} clamped`;
   }
+  // "on, 120 replaced" or "off" (empty for a portal without ACK filtering).
+  function fmtAcks(params, counters) {
+    if (params.ack_filter == null) return "–";
+    if (!params.ack_filter) return "off";
+    return `on, ${counters.acks_filtered || 0} replaced`;
+  }
   const pathKey = (p) => p.path_id + (p.name ? " " + p.name : "");
   function cell(tr, text, cls) { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; tr.appendChild(td); return td; }
 
@@ -178,6 +184,7 @@
       cell(tr, fmtEqualize(s.parameters, s.counters));
       cell(tr, fmtCompression(s.parameters, s.counters));
       cell(tr, fmtMss(s.parameters, s.counters));
+      cell(tr, fmtAcks(s.parameters, s.counters));
       cell(tr, fmtNack(s.parameters, s.counters));
       cell(tr, s.paths.filter((p) => p.state === "up").length + "/" + s.paths.length + " up");
       cell(tr, fmtBytes(s.counters.bytes_sent)); cell(tr, fmtBytes(s.counters.bytes_delivered));
