@@ -186,9 +186,11 @@ def test_capacity_coming_back_is_followed_within_one_second(hints: bool) -> None
     assert net.local.statistics().paths[1].btl_bw >= 0.85 * 2_500_000.0
     net.run_until(12.0)
     assert net.goodput(9.0, 10.0) >= 0.9 * 5_000_000.0 * PAYLOAD
-    # Steady again: the link's own queue stays short (no probing on and on).
+    # Steady again: the link's own queue stays short (no probing on and on). (The median
+    # wait without hints: 3.1 ms with feedback every 16 datagrams, 11.6 with every 32,
+    # the default since 2026-11-30; the controller lets up to 20 ms stand.)
     late = sorted(wait for at, wait in net.up[1].backlog_samples if at > 11.0)
-    assert late[len(late) // 2] < 0.010
+    assert late[len(late) // 2] < 0.015
 
 
 def test_earliest_arrival_spills_over_by_queue_and_cutoff() -> None:

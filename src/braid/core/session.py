@@ -430,7 +430,12 @@ class SessionConfig:
     doubles, up to 16 x, while the path flaps: back down within 10 s of returning). Short:
     what a path that dies again had in flight is resent on the others anyway."""
     feedback_interval: float = 0.025
-    feedback_every: int = 16
+    feedback_every: int = 32
+    """A path's receiver answers DATA `feedback_interval` after the first unreported one,
+    or at once after this many datagrams. 32 (16 until 2026-11-30): at 1500 datagrams a
+    second a path's feedback comes every 21 ms, still inside the controller's 25 ms
+    allowance for it, and takes half as much of a narrow way back (a 0.5 Mbit/s upload
+    carrying a download's acknowledgements: 33.2 -> 35.9 Mbit/s)."""
     reorder_timeout_min: float = 0.005
     reorder_timeout_max: float = 0.3
     reorder_jitter_factor: float = 4.0
