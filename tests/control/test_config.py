@@ -774,22 +774,15 @@ def test_equalize_reaches_the_core_and_a_bad_mode_names_the_choices() -> None:
         parse_config(REMOTE + "[session]\nequalize = 1\n")
 
 
-def test_ack_filter_reaches_the_core() -> None:
-    """`[session] ack_filter` (on by default) reaches the core; a bad value is one line."""
-    assert parse_config(REMOTE).session.to_session_config().ack_filter is True
-    settings = parse_config(REMOTE + "[session]\nack_filter = false\n").session
-    assert settings.to_session_config().ack_filter is False
-    with pytest.raises(ConfigError, match=r"session\.ack_filter: .*expected true or false"):
-        parse_config(REMOTE + "[session]\nack_filter = 1\n")
-
-
-def test_compress_headers_reaches_the_core() -> None:
-    # Header compression, on by default; a value that is not a boolean names the field.
-    assert parse_config(REMOTE).session.to_session_config().compress_headers is True
-    settings = parse_config(REMOTE + "[session]\ncompress_headers = false\n").session
-    assert settings.to_session_config().compress_headers is False
-    with pytest.raises(ConfigError, match=r"session\.compress_headers: .*expected true or false"):
-        parse_config(REMOTE + '[session]\ncompress_headers = "no"\n')
+@pytest.mark.parametrize(("key", "bad"), [("compress_headers", '"no"'), ("ack_filter", "1")])
+def test_session_switches_reach_the_core(key: str, bad: str) -> None:
+    # Header compression and ACK filtering, on by default; a value that is not a boolean
+    # names the field.
+    assert getattr(parse_config(REMOTE).session.to_session_config(), key) is True
+    settings = parse_config(REMOTE + f"[session]\n{key} = false\n").session
+    assert getattr(settings.to_session_config(), key) is False
+    with pytest.raises(ConfigError, match=rf"session\.{key}: .*expected true or false"):
+        parse_config(REMOTE + f"[session]\n{key} = {bad}\n")
 
 
 def test_clamp_mss_follows_the_tunnel_mtu() -> None:

@@ -160,25 +160,24 @@ def _run(
     now = start
     for packet in packets:
         assert local.send_packet(packet, now=now)
-        local.handle_timer(now=now)
-        remote.handle_timer(now=now)
-        for _, data in local.datagrams_to_send(now=now):
-            remote.receive_datagram(data, now=now)
-        for _, data in remote.datagrams_to_send(now=now):
-            local.receive_datagram(data, now=now)
-        delivered += remote.packets_to_deliver()
+        delivered += _step(local, remote, now)
         now += gap
     end = now + 2.0
     while now < end:
-        local.handle_timer(now=now)
-        remote.handle_timer(now=now)
-        for _, data in local.datagrams_to_send(now=now):
-            remote.receive_datagram(data, now=now)
-        for _, data in remote.datagrams_to_send(now=now):
-            local.receive_datagram(data, now=now)
-        delivered += remote.packets_to_deliver()
+        delivered += _step(local, remote, now)
         now += 0.005
     return delivered
+
+
+def _step(local: TunnelSession, remote: TunnelSession, now: float) -> list[bytes]:
+    """Timers, then everything each portal sends to the other; what the remote delivers."""
+    local.handle_timer(now=now)
+    remote.handle_timer(now=now)
+    for _, data in local.datagrams_to_send(now=now):
+        remote.receive_datagram(data, now=now)
+    for _, data in remote.datagrams_to_send(now=now):
+        local.receive_datagram(data, now=now)
+    return remote.packets_to_deliver()
 
 
 def _acked(packet: bytes) -> int:
