@@ -112,8 +112,9 @@ def test_a_download_over_links_with_a_narrow_upload(
     up), braid only, once, 15 s. The acknowledgements fill the uploads: with each in a
     tunnel datagram of its own they held the download to 21 Mbit/s of the links' 38,
     with a backlog of them queued in the tunnel. With `ack_filter` a newer one takes
-    the place of a queued one (30-35 Mbit/s by hand), and the remote portal's paths keep
-    their rate though their feedback queues on the way back (`back_queue`)."""
+    the place of a queued one, the remote portal's paths count what they delivered while
+    their feedback queued on the way back (`back_queue`), and that feedback comes every
+    32 datagrams: 35.3-35.7 Mbit/s in the evaluation (20 s runs)."""
     stats = tmp_path / "stats"
     stats.mkdir()
     monkeypatch.setenv("BRAID_LAB_STATS", str(stats))
