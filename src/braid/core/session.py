@@ -874,9 +874,10 @@ class TunnelSession:
         self._clamp_mss = config.clamp_mss
         self._mss_clamped = 0
         self._ack_filter = config.ack_filter and self._fec is None
-        self._ack_queued: dict[int, tuple[PathState, int]] = {}
-        """(`ack_filter`) flow bucket -> the path and session number of its newest queued
-        packet, while that is a pure acknowledgement sent on one path only."""
+        self._ack_queued: dict[int, tuple[PathState, int, int]] = {}
+        """(`ack_filter`) flow bucket -> the path, session and bucket numbers of the last
+        pure acknowledgement it queued on one path only (it is still the flow's newest
+        packet while its bucket number is the flow's last)."""
         self._acks_filtered = 0
         self._compress = False
         self._compact_settle = SETTLE_MAX
@@ -1151,16 +1152,12 @@ class TunnelSession:
                     rtx = None
                 protect = self._class_fec[index]
         bucket = flow_bucket(ip_packet)
-        pure_ack = False
-        if self._ack_filter:
-            if is_pure_ack(ip_packet):
-                queued_ack = self._ack_queued.get(bucket)
-                if queued_ack is not None and self._replace_ack(queued_ack, ip_packet, rtx):
-                    self._acks_filtered += 1
-                    return True
-                pure_ack = True
-            elif self._ack_queued:
-                self._ack_queued.pop(bucket, None)
+        pure_ack = self._ack_filter and is_pure_ack(ip_packet)
+        if pure_ack:
+            queued_ack = self._ack_queued.get(bucket)
+            if queued_ack is not None and self._replace_ack(queued_ack, bucket, ip_packet, rtx):
+                self._acks_filtered += 1
+                return True
         backlog = self._backlog
         bulk = self._bulk
         if bulk is not None:
@@ -1256,7 +1253,7 @@ class TunnelSession:
             if len(chosen) == 1 and pair is None:
                 if len(acks) >= _ACK_FLOWS and bucket not in acks:
                     acks.clear()  # (most are stale: sent long ago; they only cost memory)
-                acks[bucket] = (chosen[0], session_seq)
+                acks[bucket] = (chosen[0], session_seq, bucket_seq)
             else:
                 acks.pop(bucket, None)
         if pair is not None:
@@ -1288,12 +1285,19 @@ class TunnelSession:
         return True
 
     def _replace_ack(
-        self, queued: tuple[PathState, int], ip_packet: bytes, rtx: RetransmitBuffer | None
+        self,
+        queued: tuple[PathState, int, int],
+        bucket: int,
+        ip_packet: bytes,
+        rtx: RetransmitBuffer | None,
     ) -> bool:
-        """`ack_filter`: put pure acknowledgement `ip_packet` in the place of its flow's
-        newest queued packet, the pure acknowledgement `queued` (path, session number), if
-        that still waits near the tail of its path's queue and `ip_packet` supersedes it."""
-        path, seq = queued
+        """`ack_filter`: put pure acknowledgement `ip_packet` in the place of the one its
+        flow queued last, `queued` (path, session and bucket numbers), if that is still the
+        flow's newest packet (no later one took a bucket number), still waits near the
+        tail of its path's queue, and `ip_packet` supersedes it."""
+        path, seq, bucket_seq = queued
+        if (self._tx_bucket_seqs.get(bucket, 0) - bucket_seq) & MASK32 != 1:
+            return False  # a later packet of the flow is queued (or sent) behind it
         queue = path.queue
         size = len(queue)
         for index in range(size - 1, max(size - _ACK_SCAN, 0) - 1, -1):
