@@ -54,6 +54,16 @@ def _run(tmp_path: Path, capsys: pytest.CaptureFixture[str], scenario: str) -> d
     return series
 
 
+def _last_session(stats: Path, role: str) -> dict[str, Any]:
+    """The session as the `role` portal's last statistics line had it (BRAID_LAB_STATS)."""
+    sessions: list[dict[str, Any]] = [
+        line["sessions"][0]
+        for line in map(json.loads, (stats / f"{role}.jsonl").read_text().splitlines())
+        if line.get("sessions")
+    ]
+    return sessions[-1]
+
+
 def _braid_only(name: str, *, duration: int, equalize: str | None) -> str:
     """The shipped scenario `name` (20 s x 3, links, MPTCP and braid) as one run of braid
     alone, `duration` seconds, with `equalize` on both portals (None: braid's default)."""
@@ -89,11 +99,7 @@ def test_braid_aggregates_unequal_links(
     total = series["link-1"]["mbps"] + series["link-2"]["mbps"]
     braid = series["braid"]
     for role in ("local", "remote"):
-        last = [
-            line["sessions"][0]
-            for line in map(json.loads, (stats / f"{role}.jsonl").read_text().splitlines())
-            if line.get("sessions")
-        ][-1]
+        last = _last_session(stats, role)
         assert last["mss_clamped"] >= 1, role  # (iperf3's SYN, or its SYN-ACK)
     # The first window was not resent (it is 10 segments; a few losses may come later).
     assert braid["runs"][0]["retransmits"] < 10, braid["runs"][0]["retransmits"]
@@ -119,11 +125,7 @@ def test_a_download_over_links_with_a_narrow_upload(
     stats.mkdir()
     monkeypatch.setenv("BRAID_LAB_STATS", str(stats))
     series = _run(tmp_path, capsys, _braid_only("agg-narrow-upload", duration=15, equalize=None))
-    local = [
-        line["sessions"][0]
-        for line in map(json.loads, (stats / "local.jsonl").read_text().splitlines())
-        if line.get("sessions")
-    ][-1]
+    local = _last_session(stats, "local")
     assert local["acks_filtered"] > 1000, local["acks_filtered"]
     assert series["braid"]["mbps"] >= 26.0, series["braid"]["mbps"]
 
@@ -186,16 +188,7 @@ def test_bulk_equalization_holds_a_bbr_download_from_its_probe_rtt_on(
     stats.mkdir()
     monkeypatch.setenv("BRAID_LAB_STATS", str(stats))
     braid = _run(tmp_path, capsys, scenario)["braid"]
-
-    def last_session(role: str) -> dict[str, Any]:
-        sessions: list[dict[str, Any]] = [
-            line["sessions"][0]
-            for line in map(json.loads, (stats / f"{role}.jsonl").read_text().splitlines())
-            if line.get("sessions")
-        ]
-        return sessions[-1]
-
-    remote, local = last_session("remote"), last_session("local")
+    remote, local = _last_session(stats, "remote"), _last_session(stats, "local")
     print(
         f"remote ingress: {remote['equalize_trials']} trials, {remote['equalize_ahead']}"
         f" flow(s) marked ahead, {remote['equalize_flows']} flow(s) marked; local egress:"

@@ -212,11 +212,7 @@ def parse_iperf(
         intervals = server.get("intervals") or report.get("intervals", [])
     else:
         intervals = report.get("intervals", [])
-    samples = [
-        (float(i["sum"]["end"]), float(i["sum"]["bits_per_second"]) / 1e6)
-        for i in intervals
-        if i.get("sum") and not i["sum"].get("omitted") and _full_interval(i["sum"], interval)
-    ]
+    samples = _samples(intervals, "sum", interval)
     retransmits: int | None = None
     cc: str | None = None
     lost: float | None = None
@@ -248,6 +244,8 @@ def parse_iperf(
 def _samples(
     intervals: list[dict[str, Any]], key: str, interval: float
 ) -> list[tuple[float, float]]:
+    """(end, Mbit/s) of each full, not omitted interval's `key` sum ("sum", or
+    "sum_bidir_reverse" for the other direction of a --bidir run)."""
     return [
         (float(i[key]["end"]), float(i[key]["bits_per_second"]) / 1e6)
         for i in intervals
