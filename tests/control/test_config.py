@@ -767,7 +767,7 @@ def test_equalize_reaches_the_core_and_a_bad_mode_names_the_choices() -> None:
         assert settings.to_session_config().equalize == mode
     with pytest.raises(
         ConfigError,
-        match=r'session\.equalize: "slow" is unknown; expected one of "bulk", "tcp", "all"',
+        match=r'session\.equalize: "slow" is unknown; expected one of "bulk", "tcp", "ack", "all"',
     ):
         parse_config(REMOTE + '[session]\nequalize = "slow"\n')
     with pytest.raises(ConfigError, match=r"session\.equalize: 1 is an integer"):

@@ -109,5 +109,63 @@ def test_all_holds_every_flow_and_a_bad_mode_is_refused() -> None:
     _, flows = _run("all")
     assert statistics.median(d for _, d in flows[UDP_FLOW]) >= SLOW - 0.001
     assert statistics.median(d for _, d in flows[ACK_FLOW]) >= SLOW - 0.001
-    with pytest.raises(ValueError, match="equalize: must be one of bulk, tcp, all, off"):
+    with pytest.raises(ValueError, match="equalize: must be one of bulk, tcp, ack, all, off"):
         SessionConfig(equalize="slow")
+
+
+@pytest.mark.parametrize("mode", ["ack", "bulk"])
+def test_ack_holds_the_acknowledgement_instead_of_the_segment(mode: str) -> None:
+    """A light TCP flow on the 5 ms path, acknowledged by the far end as each segment
+    arrives: with "ack" the segment is delivered at once and its acknowledgement reaches
+    the sender as if the segment had come over the 40 ms path (the round trip BBR must
+    see from its first sample); a SYN-ACK waits for its SYN's time. "bulk" holds neither."""
+    net = PairNet(
+        11,
+        {0: LinkProfile(delay=FAST), 1: LinkProfile(delay=SLOW)},
+        config=SessionConfig(equalize=mode),
+        rates={0: 10_000_000, 1: 40_000_000},
+    )
+    net.run_until(1.0)
+    # The SYN at sequence number 999; segment k (1160 bytes of data) at 1000 + 1160 k.
+    net.schedule(LOCAL, 1.0, tcp_packet(TCP_FLOW, 999, size=40, flags=0x02))
+    sent = {}
+    for seq in range(200):  # every 2 ms: 4.8 Mbit/s, fits the fast path
+        sent[1000 + 1160 * (seq + 1)] = 1.1 + seq * 0.002
+        packet = bytearray(tcp_packet(TCP_FLOW, seq))
+        packet[24:28] = (1000 + 1160 * seq).to_bytes(4, "big")
+        net.schedule(LOCAL, 1.1 + seq * 0.002, bytes(packet))
+    delays = []
+    acked: dict[int, float] = {}
+    answered = 0
+    now = 1.0
+    while now < 1.8:
+        now += 0.0005
+        net.run_until(now)
+        for at, packet in net.delivered[REMOTE][answered:]:
+            answered += 1
+            syn = packet[33] == 0x02
+            end = int.from_bytes(packet[24:28], "big") + (1 if syn else len(packet) - 40)
+            if end in sent:
+                delays.append(at - sent[end] + 0.0)
+            # From the receiver back: addresses and ports swapped, acknowledging the end.
+            reply = bytearray(tcp_packet(TCP_FLOW, 5000, size=40, flags=0x12 if syn else 0x10))
+            reply[12:20] = packet[16:20] + packet[12:16]
+            reply[20:24] = packet[22:24] + packet[20:22]
+            reply[28:32] = end.to_bytes(4, "big")
+            net.schedule(REMOTE, now, bytes(reply))
+        for at, packet in net.delivered[LOCAL]:
+            acked.setdefault(int.from_bytes(packet[28:32], "big"), at)
+    syn_ack = acked[1000] - 1.0
+    rtts = [acked[end] - at for end, at in sent.items() if end in acked]
+    assert len(delays) == 200 and len(rtts) == 200
+    assert max(delays) < FAST + 0.003, max(delays)  # delivered at once either way
+    stats = net.session(REMOTE).statistics()
+    if mode == "ack":
+        assert syn_ack >= SLOW + FAST - 0.002, syn_ack
+        assert min(rtts) >= SLOW + FAST - 0.002, min(rtts)
+        assert statistics.median(rtts) < SLOW + FAST + 0.004, statistics.median(rtts)
+        assert stats.equalized >= 200  # the SYN-ACK and every acknowledgement
+    else:
+        assert syn_ack < 2 * FAST + 0.003, syn_ack
+        assert max(rtts) < 2 * FAST + 0.004, max(rtts)
+        assert stats.equalized == 0

@@ -95,6 +95,7 @@ from enum import Enum
 from typing import Final, Literal
 
 from braid.core.ackfilter import is_pure_ack, supersedes
+from braid.core.ackhold import AckHold
 from braid.core.classify import (
     TrafficClass,
     clamp_mss,
@@ -294,7 +295,7 @@ for a measured reason and NACK_AUTO_OFF_INTERVALS apply. (A flow's slow start ov
 a link for an interval or two; that is no reason to keep resending.)"""
 NACK_AUTO_MIN_SAMPLES: Final = 50
 """An interval with fewer datagrams on the paths counts neither way."""
-EQUALIZE_MODES: Final = ("bulk", "tcp", "all", "off")
+EQUALIZE_MODES: Final = ("bulk", "tcp", "ack", "all", "off")
 _EQUALIZE_REFRESH: Final = 0.05
 """Seconds between two computations of the egress's equalization delay (`equalize`)."""
 _EQ_EXEMPT: Final = -_INF
@@ -379,7 +380,12 @@ class SessionConfig:
     whichever path carried it. A TCP flow's minimum round trip then covers every path: BBR
     sizes its window by it and otherwise cannot fill the slower paths. "tcp" and "all"
     make a short TCP exchange (a web request) wait for the slowest path each way; "bulk"
-    never holds one (docs/design.md, "Delay equalization")."""
+    never holds one. "ack" gives every TCP flow the round trip "tcp" gives it by holding,
+    at this portal's ingress, the acknowledgements (and SYN-ACKs) of the segments its
+    egress received early, instead of the segments: the data is delivered at once, and
+    a short exchange pays the slowest path's delay in its handshake and in each round
+    trip its sender waits for acknowledgements (braid.core.ackhold; docs/design.md,
+    "Delay equalization")."""
     compress_headers: bool = True
     """Inner header compression: toward a peer that takes it (FEATURES), a TCP or UDP
     packet travels without the header fields its flow repeats (20 bytes of IPv4, 42 of
@@ -860,6 +866,9 @@ class TunnelSession:
         # received carries FLAG_HOLD, and per flow the time until which its unmarked
         # packets stay behind its held ones (in order).
         self._bulk = BulkFlows() if config.equalize == "bulk" else None
+        # equalize "ack": segments' due times (egress) and the acknowledgements held until
+        # then (ingress).
+        self._ack_hold = AckHold() if config.equalize == "ack" else None
         # FEATURES: what this portal does (sent on every path as it comes up) and what the
         # peer said it does (None: nothing yet; a portal older than FEATURES never says).
         # The ingress marks flows *hold* only for a peer whose egress holds them: an older
@@ -1139,6 +1148,26 @@ class TunnelSession:
             if clamped is not None:
                 ip_packet = clamped
                 self._mss_clamped += 1
+        ack_hold = self._ack_hold
+        if ack_hold is not None:
+            if ack_hold:
+                self._release_acks(now)  # (what is due goes first: order)
+            if ack_hold.hold(ip_packet, now):
+                return True
+        return self._send_now(ip_packet, now)
+
+    def _release_acks(self, now: float) -> None:
+        """equalize "ack": send the held packets that are due."""
+        if self._ack_hold is not None:
+            for packet in self._ack_hold.release(now):
+                self._send_now(packet, now)
+
+    def _send_now(self, ip_packet: bytes, now: float) -> bool:
+        """`send_packet` after MSS clamping and equalize "ack"."""
+        paths = self._usable
+        if not paths:
+            self._send_no_path += 1
+            return False
         scheduler = self._scheduler
         urgent = False
         rtx = self._rtx
@@ -1713,6 +1742,8 @@ class TunnelSession:
         self._now = now
         if self._closed:
             return
+        if self._ack_hold:
+            self._release_acks(now)
         config = self.config
         local = self._local
         dead_interval = config.dead_interval
@@ -1963,6 +1994,8 @@ class TunnelSession:
                 timer = held
         if self._gap_due < timer:
             timer = self._gap_due
+        if self._ack_hold and (next_ack := self._ack_hold.due()) is not None and next_ack < timer:
+            timer = next_ack
         if self._fec_due < timer:
             timer = self._fec_due
         return None if timer == _INF else timer
@@ -2011,7 +2044,7 @@ class TunnelSession:
             fragmented=self._fragmented,
             split=self._split,
             reassembled=self._reassembler.completed if self._reassembler is not None else 0,
-            equalized=self._equalized,
+            equalized=self._equalized + (self._ack_hold.held if self._ack_hold is not None else 0),
             equalize_delay=self._eq_spread,
             equalize_overflow=self._equalize_overflow,
             equalize_trials=self._bulk.trials if self._bulk is not None else 0,
@@ -2130,7 +2163,15 @@ class TunnelSession:
             # The packet's delivery time: as if it had come over the slowest path.
             hold = self._eq_target - self._eq_owd
             mode = self._eq_mode
-            if mode == "all":
+            if mode == "ack":
+                # Nothing held here: this portal's ingress holds the acknowledgement.
+                if self._ack_hold is not None:
+                    cap = self.config.delay_cutoff
+                    self._ack_hold.on_data(
+                        payload, now + (hold if hold < cap else cap) if hold > 0.0 else now
+                    )
+                holds = False
+            elif mode == "all":
                 holds = True
             elif mode == "tcp":
                 holds = is_tcp_data(payload)

@@ -280,6 +280,22 @@ CASES = (
         ),
     ),
     Case(
+        "agg-ack",
+        'Aggregation: equalize = "ack" (the round trip of every TCP flow covers every path)',
+        'Issue 5: with `equalize = "ack"` each portal holds the acknowledgements (and SYN-ACKs) '
+        "of the TCP segments its egress received early until they would have come over the "
+        "slowest path, so a BBR flow's smallest round trip covers every path from its first "
+        "sample (with the default \"bulk\", only after its first PROBE_RTT, 10 s in). BBR "
+        "over the four links both ways and over 10 + 40 Mbit/s down, CUBIC over the four "
+        "links (target: at least 90 %; braid >= MPTCP).",
+        (
+            "agg-four-bbr-ack",
+            "agg-four-down-bbr-ack",
+            "agg-unequal-10-40-down-bbr-ack",
+            "agg-four-ack",
+        ),
+    ),
+    Case(
         "agg-drop",
         "Aggregation: a link drops from 40 to 10 Mbit/s",
         "Issue 5: does the flow follow within 2 s, without a stall?",

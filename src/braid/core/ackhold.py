@@ -1,0 +1,181 @@
+"""Delay equalization by acknowledgements (`equalize = "ack"`).
+
+A TCP sender sizes its window by the round trips it measures: BBR keeps twice its rate
+times the *smallest* round trip of the last 10 s in flight, and CUBIC's slow start ends
+once a round trip grows by a few milliseconds. Through paths of unequal delay a flow's
+first packets take the fastest path, so its smallest round trip is that path's, while in
+bulk the in-order egress gives every packet the slowest used path's delay: BBR's window
+then cannot fill the slower paths (56 % of four links of 5 to 40 ms one way) until its
+first PROBE_RTT, and CUBIC leaves slow start early.
+
+"tcp" holds every data segment at the egress to the slowest path's delay, which also
+delays every request and response. "ack" holds the *acknowledgements* instead: the egress
+notes, for each TCP segment that arrives, when it would have arrived over the slowest
+usable path (`on_data`); the same portal's ingress holds the receiver's acknowledgement
+of that segment until then (`hold`). The sender's round trip is the same as with "tcp",
+from its first sample, but the data reaches the receiver as early as it can. A SYN-ACK
+is held like an acknowledgement of its SYN (the initiator's first sample is the
+handshake's); so is a segment of a connection behind its held acknowledgements (order).
+
+The cost: a connection's handshake and each round trip in which the sender waits for
+acknowledgements (slow start, Nagle) take the slowest path's delay.
+
+Sans-I/O: `on_data` at the egress (a segment and the time it would have arrived over the
+slowest path), `hold` at the ingress (None: send now; else the packet is kept), `due` /
+`release` for the timer.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from typing import Final
+
+FLOW_LIMIT: Final = 4096
+"""Flows whose segments are remembered (beyond, the oldest remembered goes first)."""
+SEGMENT_LIMIT: Final = 4096
+"""Segments remembered per flow (a window of 5.5 MB of 1348-byte segments)."""
+PENDING_LIMIT: Final = 4096
+"""Connections with held packets tracked for order before stale ones are swept."""
+LINE_LIMIT: Final = 8192
+"""Packets held at most (beyond, a packet goes at once: `overflow`)."""
+EARLY: Final = 0.0005
+"""A packet due within this many seconds goes at once."""
+
+_HALF32: Final = 1 << 31
+_MASK32: Final = (1 << 32) - 1
+_SYN: Final = 0x02
+_FIN: Final = 0x01
+_ACK: Final = 0x10
+
+
+def _tcp(packet: bytes) -> int:
+    """The TCP header's offset in an IPv4 packet (not a fragment) or an IPv6 packet with
+    TCP next, or 0."""
+    size = len(packet)
+    if not size:
+        return 0
+    lead = packet[0]
+    if lead >> 4 == 4:
+        start = (lead & 0x0F) << 2
+        if start < 20 or size < start + 20 or packet[9] != 6 or packet[6] & 0x3F or packet[7]:
+            return 0
+        return start
+    if lead >> 4 == 6 and size >= 60 and packet[6] == 6:
+        return 40
+    return 0
+
+
+def _addresses(packet: bytes) -> tuple[bytes, bytes]:
+    if packet[0] >> 4 == 4:
+        return packet[12:16], packet[16:20]
+    return packet[8:24], packet[24:40]
+
+
+class AckHold:
+    """Both halves of `equalize = "ack"` in one portal: the segments' due times noted at
+    the egress, the acknowledgements held at the ingress."""
+
+    def __init__(
+        self,
+        *,
+        flow_limit: int = FLOW_LIMIT,
+        segment_limit: int = SEGMENT_LIMIT,
+        pending_limit: int = PENDING_LIMIT,
+        line_limit: int = LINE_LIMIT,
+    ) -> None:
+        self._line_limit = line_limit
+        self._flow_limit = flow_limit
+        self._segment_limit = segment_limit
+        self._pending_limit = pending_limit
+        # connection (source, destination, ports of the segment) -> (end, due) in order
+        self._segments: dict[bytes, deque[tuple[int, float]]] = {}
+        # connection of a held packet -> the due time of its last held packet
+        self._pending: dict[bytes, float] = {}
+        self._line: list[tuple[float, int, bytes]] = []
+        self._count = 0
+        self.held = 0
+        """Packets held (acknowledgements, SYN-ACKs and segments behind them)."""
+        self.overflow = 0
+        """Packets sent at once that were due later, because `line_limit` were held."""
+
+    def __len__(self) -> int:
+        return len(self._line)
+
+    def on_data(self, packet: bytes, due: float) -> None:
+        """A TCP segment arrived at the egress; over the slowest path it would have arrived
+        at `due`. Only what occupies sequence space (data, SYN, FIN) is noted; a SYN-ACK
+        is not (the initiator's acknowledgement of it is not held: the SYN-ACK was)."""
+        start = _tcp(packet)
+        if not start:
+            return
+        flags = packet[start + 13]
+        length = len(packet) - start - ((packet[start + 12] >> 4) << 2)
+        if flags & _FIN or flags & (_SYN | _ACK) == _SYN:
+            length += 1
+        if length <= 0:
+            return
+        source, destination = _addresses(packet)
+        key = source + destination + packet[start : start + 4]
+        end = (int.from_bytes(packet[start + 4 : start + 8], "big") + length) & _MASK32
+        segments = self._segments.get(key)
+        if segments is None:
+            if len(self._segments) >= self._flow_limit:
+                del self._segments[next(iter(self._segments))]
+            segments = self._segments[key] = deque(maxlen=self._segment_limit)
+        segments.append((end, due))
+
+    def hold(self, packet: bytes, now: float) -> bool:
+        """Whether the ingress keeps `packet` (to `release` it later) instead of sending it
+        now: a pure acknowledgement or a SYN-ACK of a segment due later, or any packet of a
+        connection with packets held before it."""
+        start = _tcp(packet)
+        if not start:
+            return False
+        source, destination = _addresses(packet)
+        ports = packet[start : start + 4]
+        key = source + destination + ports
+        last = self._pending.get(key)
+        due = last if last is not None and last > now else 0.0
+        flags = packet[start + 13]
+        if (
+            flags & _ACK
+            and not flags & ~(_SYN | _ACK) & 0x3F
+            and len(packet) == start + ((packet[start + 12] >> 4) << 2)
+        ):
+            segments = self._segments.get(destination + source + ports[2:] + ports[:2])
+            if segments:
+                ack = int.from_bytes(packet[start + 8 : start + 12], "big")
+                # Everything this acknowledges is done with; the last of it sets the time.
+                while segments and (ack - segments[0][0]) & _MASK32 < _HALF32:
+                    last = segments.popleft()[1]
+                    if last > due:
+                        due = last
+        if due <= now + EARLY:
+            return False
+        if len(self._line) >= self._line_limit:
+            self.overflow += 1
+            return False
+        pending = self._pending
+        if len(pending) >= self._pending_limit and key not in pending:
+            for old in [k for k, t in pending.items() if t <= now]:
+                del pending[old]
+        pending[key] = due
+        self._count += 1
+        heapq.heappush(self._line, (due, self._count, packet))
+        self.held += 1
+        return True
+
+    def due(self) -> float | None:
+        """When the next held packet is due (None: none held)."""
+        return self._line[0][0] if self._line else None
+
+    def release(self, now: float) -> list[bytes]:
+        """The held packets due by `now`, in order (per connection, as they came)."""
+        line = self._line
+        out = []
+        while line and line[0][0] <= now + EARLY:
+            out.append(heapq.heappop(line)[2])
+        if not line:
+            self._pending.clear()
+        return out
