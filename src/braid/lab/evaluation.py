@@ -285,7 +285,7 @@ CASES = (
         'Issue 5: with `equalize = "ack"` each portal holds the acknowledgements (and SYN-ACKs) '
         "of the TCP segments its egress received early until they would have come over the "
         "slowest path, so a BBR flow's smallest round trip covers every path from its first "
-        "sample (with the default \"bulk\", only after its first PROBE_RTT, 10 s in). BBR "
+        'sample (with the default "bulk", only after its first PROBE_RTT, 10 s in). BBR '
         "over the four links both ways and over 10 + 40 Mbit/s down, CUBIC over the four "
         "links (target: at least 90 %; braid >= MPTCP).",
         (
