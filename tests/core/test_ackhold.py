@@ -54,16 +54,16 @@ def ack4(ack: int, flags: int = ACK, data: int = 0) -> bytes:
 
 def test_an_acknowledgement_waits_for_the_slow_paths_time_of_what_it_acknowledges() -> None:
     hold = AckHold()
-    hold.on_data(data4(1000), due=1.040)  # came over the fast path at 1.005
-    hold.on_data(data4(2000), due=1.041)
+    hold.on_data(data4(1000), due=1.040, now=1.005)  # came over the fast path at 1.005
+    hold.on_data(data4(2000), due=1.041, now=1.006)
     assert hold.hold(ack4(2000), now=1.006)  # the first segment's time
     assert hold.due() == 1.040
     assert hold.release(1.030) == []
     assert hold.release(1.040) == [ack4(2000)]
     # A delayed acknowledgement of both waits for the later one's; one that acknowledges
     # nothing new (a duplicate) waits for nothing.
-    hold.on_data(data4(3000), due=1.060)
-    hold.on_data(data4(4000), due=1.061)
+    hold.on_data(data4(3000), due=1.060, now=1.025)
+    hold.on_data(data4(4000), due=1.061, now=1.026)
     assert hold.hold(ack4(5000), now=1.050) and hold.due() == 1.061
     assert hold.release(1.061) == [ack4(5000)]
     assert not hold.hold(ack4(5000), now=1.062)
@@ -72,7 +72,7 @@ def test_an_acknowledgement_waits_for_the_slow_paths_time_of_what_it_acknowledge
 
 def test_a_segment_that_came_late_enough_is_acknowledged_at_once() -> None:
     hold = AckHold()
-    hold.on_data(data4(1000), due=2.0)  # over the slowest path: due when it arrived
+    hold.on_data(data4(1000), due=2.0, now=2.0)  # over the slowest path: due when it arrived
     assert not hold.hold(ack4(2000), now=2.0)
     assert not hold.hold(ack4(2000), now=2.0004)  # (within EARLY)
     assert hold.held == 0
@@ -81,12 +81,12 @@ def test_a_segment_that_came_late_enough_is_acknowledged_at_once() -> None:
 def test_a_syn_ack_waits_for_its_syns_time_and_the_final_ack_does_not() -> None:
     local, remote = AckHold(), AckHold()
     # The client's SYN reached the remote portal over the fast path: due 30 ms later.
-    remote.on_data(segment(CLIENT4, SERVER4, 40000, 443, seq=99, flags=SYN), due=1.035)
+    remote.on_data(segment(CLIENT4, SERVER4, 40000, 443, seq=99, flags=SYN), due=1.035, now=1.000)
     syn_ack = segment(SERVER4, CLIENT4, 443, 40000, seq=499, ack=100, flags=SYN | ACK)
     assert remote.hold(syn_ack, now=1.006) and remote.due() == 1.035
     # At the local portal the SYN-ACK takes no sequence space worth holding for: the
     # server's first sample already includes the wait above.
-    local.on_data(syn_ack, due=1.070)
+    local.on_data(syn_ack, due=1.070, now=1.035)
     assert not local.hold(ack4(500), now=1.041)
     # Nor is a pure SYN (a new connection) ever held, nor a RST.
     assert not local.hold(segment(CLIENT4, SERVER4, 40001, 443, seq=7, flags=SYN), now=1.05)
@@ -95,7 +95,7 @@ def test_a_syn_ack_waits_for_its_syns_time_and_the_final_ack_does_not() -> None:
 
 def test_later_packets_of_a_connection_stay_behind_its_held_ones() -> None:
     hold = AckHold()
-    hold.on_data(data4(1000), due=1.040)
+    hold.on_data(data4(1000), due=1.040, now=1.005)
     assert hold.hold(ack4(2000), now=1.005)
     request = ack4(2000, flags=ACK | PSH, data=300)  # data of the same connection
     assert hold.hold(request, now=1.006)
@@ -108,7 +108,7 @@ def test_later_packets_of_a_connection_stay_behind_its_held_ones() -> None:
 def test_ipv6_and_fin() -> None:
     hold = AckHold()
     fin = segment(SERVER6, CLIENT6, 443, 40000, seq=5000, flags=ACK | FIN, data=200)
-    hold.on_data(fin, due=3.040)  # 200 bytes and the FIN: 5201
+    hold.on_data(fin, due=3.040, now=3.005)  # 200 bytes and the FIN: 5201
     ack = segment(CLIENT6, SERVER6, 40000, 443, ack=5201)
     assert hold.hold(ack, now=3.001)
     assert hold.release(3.040) == [ack]
@@ -116,7 +116,7 @@ def test_ipv6_and_fin() -> None:
 
 def test_sequence_numbers_wrap() -> None:
     hold = AckHold()
-    hold.on_data(data4(0xFFFFFF00, size=1000), due=1.050)  # ends at 0x2E8
+    hold.on_data(data4(0xFFFFFF00, size=1000), due=1.050, now=1.015)  # ends at 0x2E8
     assert hold.hold(ack4(0x2E8), now=1.010) and hold.due() == 1.050
 
 
@@ -124,7 +124,9 @@ def test_memory_is_bounded() -> None:
     hold = AckHold(flow_limit=8, segment_limit=16, pending_limit=4, line_limit=32)
     for port in range(100):
         for seq in range(0, 40_000, 1000):
-            hold.on_data(segment(SERVER4, CLIENT4, 443, port, seq=seq, data=1000), due=10.0)
+            hold.on_data(
+                segment(SERVER4, CLIENT4, 443, port, seq=seq, data=1000), due=10.0, now=9.965
+            )
     assert len(hold._segments) == 8
     assert all(len(s) <= 16 for s in hold._segments.values())
     # Acknowledged segments are forgotten.
@@ -133,7 +135,9 @@ def test_memory_is_bounded() -> None:
     # The held packets: at most `line_limit`; then packets go at once and are counted.
     for port in range(92, 100):
         for seq in range(0, 40_000, 1000):
-            hold.on_data(segment(SERVER4, CLIENT4, 443, port, seq=seq, data=1000), due=10.0)
+            hold.on_data(
+                segment(SERVER4, CLIENT4, 443, port, seq=seq, data=1000), due=10.0, now=9.965
+            )
     sent_now = 0
     for port in range(92, 100):
         for seq in range(1000, 17_000, 1000):
@@ -144,9 +148,23 @@ def test_memory_is_bounded() -> None:
     assert len(hold.release(10.0)) == 32 and not hold._pending
 
 
+def test_stale_segments_and_connections_are_forgotten_first() -> None:
+    hold = AckHold(flow_limit=2)
+    busy = segment(SERVER4, CLIENT4, 443, 1, seq=0, data=100)
+    idle = segment(SERVER4, CLIENT4, 443, 2, seq=0, data=100)
+    hold.on_data(busy, due=0.6, now=0.5)
+    hold.on_data(idle, due=1.0, now=1.0)
+    hold.on_data(segment(SERVER4, CLIENT4, 443, 1, seq=100, data=100), due=4.6, now=4.5)
+    # (the busy connection's segment due at 0.6 is over 1 s old: forgotten)
+    assert [end for end, _ in hold._segments[SERVER4 + CLIENT4 + bytes((1, 187, 0, 1))]] == [200]
+    hold.on_data(segment(SERVER4, CLIENT4, 443, 3, seq=0, data=100), due=5.1, now=5.0)
+    ports = sorted(key[-1] for key in hold._segments)
+    assert ports == [1, 3]  # the idle one went, though noted after the busy one
+
+
 @given(st.binary(max_size=120), st.floats(0, 10), st.floats(0, 10))
 def test_no_input_raises(packet: bytes, due: float, now: float) -> None:
     hold = AckHold()
-    hold.on_data(packet, due)
+    hold.on_data(packet, due, now)
     hold.hold(packet, now)
     hold.release(now)

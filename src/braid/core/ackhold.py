@@ -32,9 +32,14 @@ from collections import deque
 from typing import Final
 
 FLOW_LIMIT: Final = 4096
-"""Flows whose segments are remembered (beyond, the oldest remembered goes first)."""
+"""Connections whose segments are remembered (beyond, one with nothing noted for `STALE`
+goes first, else the oldest)."""
 SEGMENT_LIMIT: Final = 4096
-"""Segments remembered per flow (a window of 5.5 MB of 1348-byte segments)."""
+"""Segments remembered per connection (a window of 5.5 MB of 1348-byte segments)."""
+STALE: Final = 1.0
+"""A segment due this many seconds ago is forgotten (its acknowledgement, if it comes
+now, is not held anyway)."""
+_SCAN: Final = 64
 PENDING_LIMIT: Final = 4096
 """Connections with held packets tracked for order before stale ones are swept."""
 LINE_LIMIT: Final = 8192
@@ -102,9 +107,9 @@ class AckHold:
     def __len__(self) -> int:
         return len(self._line)
 
-    def on_data(self, packet: bytes, due: float) -> None:
-        """A TCP segment arrived at the egress; over the slowest path it would have arrived
-        at `due`. Only what occupies sequence space (data, SYN, FIN) is noted; a SYN-ACK
+    def on_data(self, packet: bytes, due: float, now: float) -> None:
+        """A TCP segment arrived at the egress at `now`; over the slowest path it would have
+        arrived at `due`. Only what occupies sequence space (data, SYN, FIN) is noted; a SYN-ACK
         is not (the initiator's acknowledgement of it is not held: the SYN-ACK was)."""
         start = _tcp(packet)
         if not start:
@@ -118,12 +123,30 @@ class AckHold:
         source, destination = _addresses(packet)
         key = source + destination + packet[start : start + 4]
         end = (int.from_bytes(packet[start + 4 : start + 8], "big") + length) & _MASK32
-        segments = self._segments.get(key)
+        flows = self._segments
+        segments = flows.get(key)
         if segments is None:
-            if len(self._segments) >= self._flow_limit:
-                del self._segments[next(iter(self._segments))]
-            segments = self._segments[key] = deque(maxlen=self._segment_limit)
+            if len(flows) >= self._flow_limit:
+                self._evict(now)
+            segments = flows[key] = deque(maxlen=self._segment_limit)
+        else:
+            stale = now - STALE
+            while segments and segments[0][1] < stale:
+                segments.popleft()
         segments.append((end, due))
+
+    def _evict(self, now: float) -> None:
+        """Forget one connection: the first found with nothing due in the last `STALE`
+        seconds among the oldest noted (the busy ones go to the end), else the oldest."""
+        flows = self._segments
+        stale = now - STALE
+        for _ in range(min(_SCAN, len(flows))):
+            key = next(iter(flows))
+            segments = flows.pop(key)
+            if not segments or segments[-1][1] < stale:
+                return
+            flows[key] = segments
+        del flows[next(iter(flows))]
 
     def hold(self, packet: bytes, now: float) -> bool:
         """Whether the ingress keeps `packet` (to `release` it later) instead of sending it

@@ -2168,7 +2168,7 @@ class TunnelSession:
                 if self._ack_hold is not None:
                     cap = self.config.delay_cutoff
                     self._ack_hold.on_data(
-                        payload, now + (hold if hold < cap else cap) if hold > 0.0 else now
+                        payload, now + (hold if hold < cap else cap) if hold > 0.0 else now, now
                     )
                 holds = False
             elif mode == "all":
