@@ -762,9 +762,18 @@ def test_equalize_reaches_the_core_and_a_bad_mode_names_the_choices() -> None:
     # issue 5: egress delay equalization, "bulk" by default (with or without [session]).
     assert parse_config(REMOTE).session.to_session_config().equalize == "bulk"
     assert parse_config(REMOTE + "[session]\n").session.to_session_config().equalize == "bulk"
-    for mode in ("all", "tcp", "bulk"):
+    for mode in ("all", "tcp", "ack", "bulk"):
         settings = parse_config(REMOTE + f'[session]\nequalize = "{mode}"\n').session
         assert settings.to_session_config().equalize == mode
+    # A class's own "ack" or "off" for its TCP connections.
+    text = REMOTE + '[[class]]\nname = "backup"\nequalize = "ack"\n[class.match]\nports = 873\n'
+    core = parse_config(text).session.to_session_config()
+    assert core.equalize == "bulk" and core.classes[0].equalize == "ack"
+    assert parse_config(text.replace('"ack"', '"off"')).session.classes[0].equalize == "off"
+    with pytest.raises(
+        ConfigError, match=r'class\[0\]\.equalize: "tcp" is unknown; expected "ack" or "off"'
+    ):
+        parse_config(text.replace('"ack"', '"tcp"'))
     with pytest.raises(
         ConfigError,
         match=r'session\.equalize: "slow" is unknown; expected one of "bulk", "tcp", "ack", "all"',

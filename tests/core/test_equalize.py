@@ -9,6 +9,7 @@ import statistics
 
 import pytest
 
+from braid.core.classify import TrafficClass
 from braid.core.session import SessionConfig
 
 from .pairnet import LOCAL, REMOTE, LinkProfile, PairNet, parse_packet, tcp_packet, udp_packet
@@ -113,16 +114,23 @@ def test_all_holds_every_flow_and_a_bad_mode_is_refused() -> None:
         SessionConfig(equalize="slow")
 
 
-@pytest.mark.parametrize("mode", ["ack", "bulk"])
-def test_ack_holds_the_acknowledgement_instead_of_the_segment(mode: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "own", "held"),
+    [("ack", None, True), ("bulk", None, False), ("bulk", "ack", True), ("ack", "off", False)],
+)
+def test_ack_holds_the_acknowledgement_instead_of_the_segment(
+    mode: str, own: str | None, held: bool
+) -> None:
     """A light TCP flow on the 5 ms path, acknowledged by the far end as each segment
     arrives: with "ack" the segment is delivered at once and its acknowledgement reaches
     the sender as if the segment had come over the 40 ms path (the round trip BBR must
-    see from its first sample); a SYN-ACK waits for its SYN's time. "bulk" holds neither."""
+    see from its first sample); a SYN-ACK waits for its SYN's time. "bulk" holds neither.
+    A traffic class of the flow's port with its own `equalize` overrides the session's."""
+    classes = () if own is None else (TrafficClass("mine", ports=frozenset({5201}), equalize=own),)
     net = PairNet(
         11,
         {0: LinkProfile(delay=FAST), 1: LinkProfile(delay=SLOW)},
-        config=SessionConfig(equalize=mode),
+        config=SessionConfig(equalize=mode, classes=classes),
         rates={0: 10_000_000, 1: 40_000_000},
     )
     net.run_until(1.0)
@@ -160,7 +168,7 @@ def test_ack_holds_the_acknowledgement_instead_of_the_segment(mode: str) -> None
     assert len(delays) == 200 and len(rtts) == 200
     assert max(delays) < FAST + 0.003, max(delays)  # delivered at once either way
     stats = net.session(REMOTE).statistics()
-    if mode == "ack":
+    if held:
         assert syn_ack >= SLOW + FAST - 0.002, syn_ack
         assert min(rtts) >= SLOW + FAST - 0.002, min(rtts)
         assert statistics.median(rtts) < SLOW + FAST + 0.004, statistics.median(rtts)

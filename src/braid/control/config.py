@@ -1124,6 +1124,15 @@ class _Validator:
                 )
             class_nack = self.boolean(t, "nack")  # issue 7
             class_fec = self.boolean(t, "fec")
+            class_equalize = self.string(
+                t, "equalize", default=None, expected='"ack" or "off" (the session\'s if absent)'
+            )
+            if class_equalize is not None and class_equalize not in ("ack", "off"):
+                self.fail(
+                    t.field("equalize"),
+                    f'{_show(class_equalize)} is unknown; expected "ack" or "off" (a class'
+                    " overrides the session's equalize for its TCP connections)",
+                )
             t.finish()
             classes.append(
                 TrafficClass(
@@ -1136,6 +1145,7 @@ class _Validator:
                     scheduler=scheduler,
                     nack=class_nack,
                     fec=class_fec,
+                    equalize=class_equalize,
                 )
             )
         return tuple(classes)

@@ -114,6 +114,9 @@ class TrafficClass:
     fec: bool | None = None
     """issue 7: True protects the class's packets with FEC parity (sized like fec = "on"
     when the session's fec is "off"), False never (None: the session's `fec`)."""
+    equalize: str | None = None
+    """issue 5: "ack" or "off" in place of the session's `equalize` for the class's TCP
+    connections (None: the session's)."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -126,6 +129,8 @@ class TrafficClass:
             raise ValueError("ports: values must be 0..65535")
         if self.max_size is not None and self.max_size < 1:
             raise ValueError("max_size: must be a positive number of bytes")
+        if self.equalize not in (None, "ack", "off"):
+            raise ValueError('equalize: a class takes "ack" or "off"')
 
 
 def packet_fields(packet: bytes) -> tuple[int, int, int, int]:

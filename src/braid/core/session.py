@@ -868,7 +868,11 @@ class TunnelSession:
         self._bulk = BulkFlows() if config.equalize == "bulk" else None
         # equalize "ack": segments' due times (egress) and the acknowledgements held until
         # then (ingress).
-        self._ack_hold = AckHold() if config.equalize == "ack" else None
+        self._class_equalize = tuple(c.equalize for c in config.classes)
+        self._eq_classes = any(e is not None for e in self._class_equalize)
+        self._ack_hold = (
+            AckHold() if config.equalize == "ack" or "ack" in self._class_equalize else None
+        )
         # FEATURES: what this portal does (sent on every path as it comes up) and what the
         # peer said it does (None: nothing yet; a portal older than FEATURES never says).
         # The ingress marks flows *hold* only for a peer whose egress holds them: an older
@@ -1172,6 +1176,7 @@ class TunnelSession:
         urgent = False
         rtx = self._rtx
         protect = self._fec_protect
+        own_equalize = False
         if self._classes:
             index = match_class(ip_packet, self._classes)
             if index is not None:
@@ -1180,6 +1185,7 @@ class TunnelSession:
                 if not self._class_nack[index]:
                     rtx = None
                 protect = self._class_fec[index]
+                own_equalize = self._class_equalize[index] is not None
         bucket = flow_bucket(ip_packet)
         pure_ack = self._ack_filter and is_pure_ack(ip_packet)
         if pure_ack:
@@ -1192,7 +1198,11 @@ class TunnelSession:
         if bulk is not None:
             if now >= self._bulk_check:
                 self._check_bulk(now)
-            if self._bulk_spread and (tcp_seq := tcp_data_seq(ip_packet)) >= 0:
+            if (
+                self._bulk_spread
+                and not own_equalize  # (a class's own "ack" or "off": never marked)
+                and (tcp_seq := tcp_data_seq(ip_packet)) >= 0
+            ):
                 bulk.on_packet(bucket, len(ip_packet), now, backlog.get(bucket, 0), tcp_seq)
         if not urgent and self._sparse and bucket not in backlog:
             urgent = True  # a sparse flow: to the head of the queue
@@ -2152,7 +2162,7 @@ class TunnelSession:
             if nack is not None and len(nack) > nack.outstanding:
                 self._nack_proven(now)
             reorder.on_path_progress(path.path_id, seq)
-        if self._eq_mode != "off" and now >= self._eq_refresh:
+        if (self._eq_mode != "off" or self._eq_classes) and now >= self._eq_refresh:
             self._refresh_equalize(now)
         # With NACKs, real-time flows do not wait for resends (see ReorderBuffer).
         patient = not self._send_nacks or waits_for_resends(payload)
@@ -2163,7 +2173,13 @@ class TunnelSession:
             # The packet's delivery time: as if it had come over the slowest path.
             hold = self._eq_target - self._eq_owd
             mode = self._eq_mode
-            if mode == "ack":
+            if self._eq_classes:
+                index = match_class(payload, self._classes)
+                if index is not None and (own := self._class_equalize[index]) is not None:
+                    mode = own  # (the class's "ack" or "off")
+            if mode == "off":
+                holds = False
+            elif mode == "ack":
                 # Nothing held here: this portal's ingress holds the acknowledgement.
                 if self._ack_hold is not None:
                     cap = self.config.delay_cutoff
