@@ -385,7 +385,8 @@ class SessionConfig:
     egress received early, instead of the segments: the data is delivered at once, and
     a short exchange pays the slowest path's delay in its handshake and in each round
     trip its sender waits for acknowledgements (braid.core.ackhold; docs/design.md,
-    "Delay equalization")."""
+    "Delay equalization"). A traffic class may set its own ("ack" or "off",
+    `TrafficClass.equalize`) for its TCP connections."""
     compress_headers: bool = True
     """Inner header compression: toward a peer that takes it (FEATURES), a TCP or UDP
     packet travels without the header fields its flow repeats (20 bytes of IPv4, 42 of
