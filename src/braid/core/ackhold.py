@@ -21,13 +21,14 @@ The cost: a connection's handshake and each round trip in which the sender waits
 acknowledgements (slow start, Nagle) take the slowest path's delay.
 
 Sans-I/O: `on_data` at the egress (a segment and the time it would have arrived over the
-slowest path), `hold` at the ingress (None: send now; else the packet is kept), `due` /
+slowest path), `hold` at the ingress (True: the packet is kept; False: send it now), `due` /
 `release` for the timer.
 """
 
 from __future__ import annotations
 
 import heapq
+import struct
 from collections import deque
 from typing import Final
 
@@ -49,6 +50,7 @@ EARLY: Final = 0.0005
 
 _HALF32: Final = 1 << 31
 _MASK32: Final = (1 << 32) - 1
+_U32: Final = struct.Struct("!I").unpack_from
 _SYN: Final = 0x02
 _FIN: Final = 0x01
 _ACK: Final = 0x10
@@ -71,10 +73,19 @@ def _tcp(packet: bytes) -> int:
     return 0
 
 
-def _addresses(packet: bytes) -> tuple[bytes, bytes]:
-    if packet[0] >> 4 == 4:
-        return packet[12:16], packet[16:20]
-    return packet[8:24], packet[24:40]
+def _connection(packet: bytes, start: int) -> bytes:
+    """Source and destination addresses, then ports, of a packet `_tcp` found at `start`."""
+    if start == 40:
+        return packet[8:44]  # (IPv6: contiguous)
+    if start == 20:
+        return packet[12:24]  # (IPv4 without options: contiguous)
+    return packet[12:20] + packet[start : start + 4]
+
+
+def _reverse(connection: bytes) -> bytes:
+    """The same connection seen from the other end."""
+    half = (len(connection) - 4) // 2
+    return connection[half : 2 * half] + connection[:half] + connection[-2:] + connection[-4:-2]
 
 
 class AckHold:
@@ -102,7 +113,8 @@ class AckHold:
         self.held = 0
         """Packets held (acknowledgements, SYN-ACKs and segments behind them)."""
         self.overflow = 0
-        """Packets sent at once that were due later, because `line_limit` were held."""
+        """Packets sent at once that were due later, because `line_limit` were held (the
+        session counts them in `equalize_overflow`)."""
 
     def __len__(self) -> int:
         return len(self._line)
@@ -120,9 +132,8 @@ class AckHold:
             length += 1
         if length <= 0:
             return
-        source, destination = _addresses(packet)
-        key = source + destination + packet[start : start + 4]
-        end = (int.from_bytes(packet[start + 4 : start + 8], "big") + length) & _MASK32
+        key = _connection(packet, start)
+        end = (_U32(packet, start + 4)[0] + length) & _MASK32
         flows = self._segments
         segments = flows.get(key)
         if segments is None:
@@ -155,20 +166,21 @@ class AckHold:
         start = _tcp(packet)
         if not start:
             return False
-        source, destination = _addresses(packet)
-        ports = packet[start : start + 4]
-        key = source + destination + ports
-        last = self._pending.get(key)
-        due = last if last is not None and last > now else 0.0
         flags = packet[start + 13]
-        if (
+        ack_only = (
             flags & _ACK
             and not flags & ~(_SYN | _ACK) & 0x3F
             and len(packet) == start + ((packet[start + 12] >> 4) << 2)
-        ):
-            segments = self._segments.get(destination + source + ports[2:] + ports[:2])
+        )
+        if not ack_only and not self._pending:
+            return False  # (data with nothing held: the common case, nothing built)
+        key = _connection(packet, start)
+        last = self._pending.get(key)
+        due = last if last is not None and last > now else 0.0
+        if ack_only:
+            segments = self._segments.get(_reverse(key))
             if segments:
-                ack = int.from_bytes(packet[start + 8 : start + 12], "big")
+                ack = _U32(packet, start + 8)[0]
                 # Everything this acknowledges is done with; the last of it sets the time.
                 while segments and (ack - segments[0][0]) & _MASK32 < _HALF32:
                     last = segments.popleft()[1]
