@@ -665,7 +665,9 @@ class SessionStatistics:
     """(egress) how much later than over the fastest usable path a held packet leaves at
     most, in seconds: the paths' one-way delay spread (0 with one path or `equalize` off)."""
     equalize_overflow: int
-    """(egress) held packets released early because the delay line was full."""
+    """(egress) held packets released early because the delay line was full; with
+    `equalize = "ack"` (ingress) also acknowledgements sent at once, due later, because
+    `braid.core.ackhold.LINE_LIMIT` were held."""
     equalize_trials: int
     """(ingress, `equalize = "bulk"`) pauses after a bulk run that marked a TCP flow."""
     equalize_flows: int
@@ -1156,16 +1158,15 @@ class TunnelSession:
         ack_hold = self._ack_hold
         if ack_hold is not None:
             if ack_hold:
-                self._release_acks(now)  # (what is due goes first: order)
+                self._release_acks(ack_hold, now)  # (what is due goes first: order)
             if ack_hold.hold(ip_packet, now):
                 return True
         return self._send_now(ip_packet, now)
 
-    def _release_acks(self, now: float) -> None:
+    def _release_acks(self, ack_hold: AckHold, now: float) -> None:
         """equalize "ack": send the held packets that are due."""
-        if self._ack_hold is not None:
-            for packet in self._ack_hold.release(now):
-                self._send_now(packet, now)
+        for packet in ack_hold.release(now):
+            self._send_now(packet, now)
 
     def _send_now(self, ip_packet: bytes, now: float) -> bool:
         """`send_packet` after MSS clamping and equalize "ack"."""
@@ -1754,7 +1755,7 @@ class TunnelSession:
         if self._closed:
             return
         if self._ack_hold:
-            self._release_acks(now)
+            self._release_acks(self._ack_hold, now)
         config = self.config
         local = self._local
         dead_interval = config.dead_interval
@@ -2057,7 +2058,8 @@ class TunnelSession:
             reassembled=self._reassembler.completed if self._reassembler is not None else 0,
             equalized=self._equalized + (self._ack_hold.held if self._ack_hold is not None else 0),
             equalize_delay=self._eq_spread,
-            equalize_overflow=self._equalize_overflow,
+            equalize_overflow=self._equalize_overflow
+            + (self._ack_hold.overflow if self._ack_hold is not None else 0),
             equalize_trials=self._bulk.trials if self._bulk is not None else 0,
             equalize_flows=len(self._bulk.marked) if self._bulk is not None else 0,
             equalize_ahead=self._bulk.ahead if self._bulk is not None else 0,
