@@ -144,8 +144,17 @@ def test_memory_is_bounded() -> None:
             if not hold.hold(segment(CLIENT4, SERVER4, port, 443, ack=seq + 24_000), now=1.0):
                 sent_now += 1
     assert len(hold) == 32 and hold.overflow == sent_now > 0
-    assert len(hold._pending) <= 8  # (all still due later: none stale to sweep)
     assert len(hold.release(10.0)) == 32 and not hold._pending
+    # Connections with held packets, for order: past `pending_limit`, those whose held
+    # packets are all due are swept (here the four of the first round, never released).
+    track = AckHold(pending_limit=4)
+    for port in range(4):
+        track.on_data(segment(SERVER4, CLIENT4, 443, port, seq=0, data=100), due=2.0, now=1.0)
+        assert track.hold(segment(CLIENT4, SERVER4, port, 443, ack=100), now=1.0)
+    assert len(track._pending) == 4
+    track.on_data(segment(SERVER4, CLIENT4, 443, 9, seq=0, data=100), due=4.0, now=3.0)
+    assert track.hold(segment(CLIENT4, SERVER4, 9, 443, ack=100), now=3.0)
+    assert list(track._pending.values()) == [4.0]
 
 
 def test_stale_segments_and_connections_are_forgotten_first() -> None:
