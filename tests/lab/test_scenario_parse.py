@@ -138,6 +138,10 @@ def test_issue_3_form_is_accepted() -> None:
         ("repeat=0\n[[link]]\nrate='1mbit'", "repeat: expected a whole number"),
         ("interval=0.01\n[[link]]\nrate='1mbit'", "interval: iperf3 samples"),
         ("[braid]\nscheduler={a=1}\n[[link]]\nrate='1mbit'", "braid.scheduler"),
+        ("[[link]]\nrate='1mbit'\n[[class]]\nname='b'\nequalize='ak'", "class[0].equalize:"),
+        ("[[link]]\nrate='1mbit'\n[[class]]\nequalize='ack'", "class[0].name: missing"),
+        ("[[link]]\nrate='1mbit'\n[[class]]\nname='b'\nmatch={port=[1]}", "class[0].match.port"),
+        ("class=3\n[[link]]\nrate='1mbit'", "class: 3 is an integer"),
         ("duration=3", "link: at least one [[link]]"),
     ],
 )
@@ -326,6 +330,35 @@ def test_portal_configs_are_valid_braid_configs(tmp_path: Path) -> None:
     remote = config.parse_config(remote_config({}, keys))
     assert remote.role == "remote" and remote.listen is not None
     assert remote.listen.port == 7100
+
+
+def test_a_scenarios_classes_reach_both_portals() -> None:
+    """[[class]] tables of a scenario (as in agg-four-bbr-class) go into both configs as
+    they are, and each portal's parser reads them back."""
+    config = pytest.importorskip("braid.control.config")
+    scenario = parse(
+        "[[link]]\nrate='1mbit'\n[[class]]\nname='bulk'\nmatch={ports=[5201,873], dscp=8}\n"
+        "equalize='ack'\n[[class]]\nname='voice'\npriority=1\nscheduler='redundant'\n"
+    )
+    assert [c["name"] for c in scenario.classes] == ["bulk", "voice"]
+    topo = Topology(1, tag="abcdef")
+    keys = PortalKeys.generate()
+    shapes = [LinkShape(20e6, 20e6)]
+    for text in (
+        local_config(topo, shapes, {}, keys, classes=scenario.classes),
+        remote_config({"equalize": "bulk"}, keys, classes=scenario.classes),
+    ):
+        portal = config.parse_config(text)
+        bulk, voice = portal.session.classes
+        assert (bulk.name, bulk.ports, bulk.dscp, bulk.equalize) == (
+            "bulk",
+            frozenset({5201, 873}),
+            frozenset({8}),
+            "ack",
+        )
+        assert (voice.priority, voice.scheduler, voice.equalize) == (1, "redundant", None)
+    assert load_scenario("agg-four-bbr-class").classes[0]["equalize"] == "ack"
+    assert parse("[[link]]\nrate='1mbit'").classes == ()
 
 
 def test_each_portal_gets_its_own_gap_trace(tmp_path: Path) -> None:

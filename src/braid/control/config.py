@@ -258,6 +258,13 @@ def parse_config(text: str, *, source: str = "<config>") -> PortalConfig:
     return _Validator(source).portal(data)
 
 
+def parse_classes(raw: Any, *, source: str = "<config>") -> tuple[TrafficClass, ...]:
+    """Validate the value of a config's `class` key (a list of [[class]] tables) alone, as
+    `parse_config` would; raise `ConfigError` (one line, field ``class[N]...``)."""
+    validator = _Validator(source)
+    return validator.classes(_Table(validator, "", {"class": raw}))
+
+
 def _toml_error(text: str) -> tuple[str, str]:
     first = text.splitlines()[0] if text else "invalid TOML"
     match = _TOML_POS_RE.match(first)

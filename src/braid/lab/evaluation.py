@@ -287,9 +287,11 @@ CASES = (
         "slowest path, so a BBR flow's smallest round trip covers every path from its first "
         'sample (with the default "bulk", only after its first PROBE_RTT, 10 s in). BBR '
         "over the four links both ways and over 10 + 40 Mbit/s down, CUBIC over the four "
-        "links (target: at least 90 %; braid >= MPTCP).",
+        "links (target: at least 90 %; braid >= MPTCP); and the BBR upload again with the "
+        'session\'s default "bulk" and a traffic class of its port given "ack".',
         (
             "agg-four-bbr-ack",
+            "agg-four-bbr-class",
             "agg-four-down-bbr-ack",
             "agg-unequal-10-40-down-bbr-ack",
             "agg-four-ack",
@@ -621,9 +623,11 @@ def _header(minutes: float, quick: bool) -> str:
 
 def _settings(result: ScenarioResult) -> str:
     braid_settings = result.scenario.braid
-    if not braid_settings:
-        return "braid's defaults"
-    return ", ".join(f"{key} = {value!r}" for key, value in braid_settings.items())
+    parts = [f"{key} = {value!r}" for key, value in braid_settings.items()]
+    for table in result.scenario.classes:
+        fields = ", ".join(f"{k} = {v!r}" for k, v in table.items() if k != "name")
+        parts.append(f"class {table.get('name')!r} ({fields})")
+    return ", ".join(parts) if parts else "braid's defaults"
 
 
 def _section(case: Case, results: dict[str, ScenarioResult], img_dir: Path, root: Path) -> str:

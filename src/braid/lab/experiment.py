@@ -162,7 +162,7 @@ class Lab:
                 topo.route_via(None)
                 emulator.reset(scenario.shapes())
                 self.progress(f"{name}: starting both portals")
-                portals = Portals(topo, scenario.shapes(), scenario.braid)
+                portals = Portals(topo, scenario.shapes(), scenario.braid, classes=scenario.classes)
                 portals.start()
             with IperfServer(topo, mptcp=mptcp, interval=scenario.interval):
                 for index in range(scenario.repeat):

@@ -65,7 +65,7 @@ class PortalKeys:
 
 
 def toml_value(value: Any) -> str:
-    """A scalar or list as TOML (enough for portal configs)."""
+    """A scalar, list or table as TOML (a table inline; enough for portal configs)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -74,6 +74,8 @@ def toml_value(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
@@ -104,6 +106,18 @@ def _session_table(session: dict[str, Any]) -> list[str]:
     return ["", "[session]", *(f"{key} = {toml_value(value)}" for key, value in session.items())]
 
 
+def class_tables(classes: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> list[str]:
+    """[[class]] tables (a scenario's, the same for both portals) as config lines."""
+    lines: list[str] = []
+    for table in classes:
+        lines += [
+            "",
+            "[[class]]",
+            *(f"{key} = {toml_value(value)}" for key, value in table.items()),
+        ]
+    return lines
+
+
 def local_config(
     topology: Topology,
     shapes: list[LinkShape],
@@ -114,6 +128,7 @@ def local_config(
     transports: list[str] | None = None,
     outer6: list[bool] | None = None,
     port: int = PORT,
+    classes: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
 ) -> str:
     """The local portal's config: one link per lab link, the remote portal as its peer.
 
@@ -130,6 +145,7 @@ def local_config(
         f"mtu = {TUNNEL_MTU}",
         f"routes = {toml_value([SERVER_LAN, SERVER_LAN6] if topology.ipv6 else [SERVER_LAN])}",
         *_session_table(role_session(session, "local")),
+        *class_tables(classes),
     ]
     for link, shape in zip(topology.links, shapes, strict=True):
         v6 = bool(outer6 and outer6[link.index - 1])
@@ -161,6 +177,7 @@ def remote_config(
     tcp: bool = False,
     ipv6: bool = False,
     port: int = PORT,
+    classes: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
 ) -> str:
     """The remote portal's config: listen on every address, the local portal as its peer
     (a ``gap_trace`` in `session` becomes the remote portal's own file)."""
@@ -174,6 +191,7 @@ def remote_config(
         f"mtu = {TUNNEL_MTU}",
         f"routes = {toml_value([CLIENT_LAN, CLIENT_LAN6] if ipv6 else [CLIENT_LAN])}",
         *_session_table(role_session(session, "remote")),
+        *class_tables(classes),
         "",
         "[listen]",
         f"address = {toml_value('::' if ipv6 else '0.0.0.0')}",
@@ -209,8 +227,11 @@ class Portals:
         stats_dir: Path | None = None,
         port: int = PORT,
         label: str = "",
+        classes: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
     ) -> None:
         self.topology = topology
+        self.classes = tuple(classes)
+        """[[class]] tables written into both portals' configs."""
         self.port = port
         """The remote portal's UDP (and TCP) port."""
         self.label = label
@@ -264,6 +285,7 @@ class Portals:
                     transports=self.transports,
                     outer6=self.outer6,
                     port=self.port,
+                    classes=self.classes,
                 ),
             ),
             (
@@ -274,6 +296,7 @@ class Portals:
                     tcp="tcp" in (self.transports or []),
                     ipv6=topo.ipv6,
                     port=self.port,
+                    classes=self.classes,
                 ),
             ),
         ):

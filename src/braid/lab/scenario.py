@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from braid.control.config import ConfigError, parse_classes
 from braid.lab.emulator import LinkShape
 from braid.lab.topology import MAX_LINKS
 from braid.lab.traffic import TrafficSpec
@@ -36,6 +37,7 @@ TOP_KEYS = {
     "link",
     "event",
     "braid",
+    "class",
 }
 LINK_KEYS = {
     "name",
@@ -132,6 +134,8 @@ class Scenario:
     events: tuple[Event, ...] = ()
     braid: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    classes: tuple[dict[str, Any], ...] = ()
+    """[[class]] tables, as in a portal config, given to both portals."""
 
     def series_names(self) -> list[str]:
         """The series to run, "links" expanded into link-1 ... link-N."""
@@ -415,6 +419,12 @@ def parse_scenario(data: dict[str, Any], *, name: str = "scenario", source: str 
         for key, value in braid.items():
             if not _braid_value(value):
                 raise ScenarioError(f"braid.{key}: expected a string, number, boolean or list")
+        raw_classes = data.get("class")
+        if raw_classes is not None:
+            try:
+                parse_classes(raw_classes, source="scenario")
+            except ConfigError as exc:
+                raise ScenarioError(f"{exc.field}: {exc.message}") from None
         interval = _get(data, "interval", "", _positive_seconds, 0.5)
         if interval < 0.1:
             raise ScenarioError("interval: iperf3 samples at most every 0.1 s")
@@ -431,6 +441,7 @@ def parse_scenario(data: dict[str, Any], *, name: str = "scenario", source: str 
             cc=_get(data, "cc", "", _choice(CONGESTION), "cubic"),
             events=events,
             braid=dict(braid),
+            classes=tuple(dict(table) for table in raw_classes or ()),
         )
     except ScenarioError as exc:
         raise ScenarioError(f"{prefix}{exc}") from None
