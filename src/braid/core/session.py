@@ -95,7 +95,7 @@ from enum import Enum
 from typing import Final, Literal
 
 from braid.core.ackfilter import is_pure_ack, supersedes
-from braid.core.ackhold import AckHold
+from braid.core.ackhold import ACK_HOLD_SHARE, AckHold
 from braid.core.classify import (
     TrafficClass,
     clamp_mss,
@@ -663,7 +663,9 @@ class SessionStatistics:
     """(egress) inner packets held to the slowest usable path's delay (`equalize`)."""
     equalize_delay: float
     """(egress) how much later than over the fastest usable path a held packet leaves at
-    most, in seconds: the paths' one-way delay spread (0 with one path or `equalize` off)."""
+    most, in seconds: the paths' one-way delay spread (0 with one path or `equalize` off);
+    with `equalize = "ack"` how much an acknowledgement waits at most, half the spread
+    (`braid.core.ackhold.ACK_HOLD_SHARE`)."""
     equalize_overflow: int
     """(egress) held packets released early because the delay line was full; with
     `equalize = "ack"` (ingress) also acknowledgements sent at once, due later, because
@@ -2057,7 +2059,7 @@ class TunnelSession:
             split=self._split,
             reassembled=self._reassembler.completed if self._reassembler is not None else 0,
             equalized=self._equalized + (self._ack_hold.held if self._ack_hold is not None else 0),
-            equalize_delay=self._eq_spread,
+            equalize_delay=self._eq_spread * (ACK_HOLD_SHARE if self._eq_mode == "ack" else 1.0),
             equalize_overflow=self._equalize_overflow
             + (self._ack_hold.overflow if self._ack_hold is not None else 0),
             equalize_trials=self._bulk.trials if self._bulk is not None else 0,
@@ -2186,6 +2188,7 @@ class TunnelSession:
                 # Nothing held here: this portal's ingress holds the acknowledgement.
                 if self._ack_hold is not None:
                     cap = self.config.delay_cutoff
+                    hold *= ACK_HOLD_SHARE  # (enough for BBR's window: see ackhold)
                     self._ack_hold.on_data(
                         payload, now + (hold if hold < cap else cap) if hold > 0.0 else now, now
                     )
