@@ -21,8 +21,8 @@ behind its held acknowledgements (order).
 The cost: a connection's handshake and each round trip in which the sender waits for
 acknowledgements (slow start, Nagle) take half the paths' delay spread more.
 
-Sans-I/O: `on_data` at the egress (a segment and the time it would have arrived over the
-slowest path), `hold` at the ingress (True: the packet is kept; False: send it now), `due` /
+Sans-I/O: `on_data` at the egress (a segment and the time its acknowledgement may leave),
+`hold` at the ingress (True: the packet is kept; False: send it now), `due` /
 `release` for the timer.
 """
 
@@ -131,8 +131,9 @@ class AckHold:
         return len(self._line)
 
     def on_data(self, packet: bytes, due: float, now: float) -> None:
-        """A TCP segment arrived at the egress at `now`; over the slowest path it would have
-        arrived at `due`. Only what occupies sequence space (data, SYN, FIN) is noted; a SYN-ACK
+        """A TCP segment arrived at the egress at `now`; its acknowledgement may leave at
+        `due` (the session gives `ACK_HOLD_SHARE` of the way to when the segment would
+        have arrived over the slowest path). Only what occupies sequence space (data, SYN, FIN) is noted; a SYN-ACK
         is not (the initiator's acknowledgement of it is not held: the SYN-ACK was)."""
         start = _tcp(packet)
         if not start:
