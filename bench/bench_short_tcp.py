@@ -9,7 +9,7 @@ rounds interleaved: the median TCP connect time and total time of fetching 10 kB
 and 2 MB (`--fetches` each, 0.2 s apart). With "tcp" the SYN, the SYN-ACK and every data
 segment wait for the slowest path's delay, so a short exchange pays the spread each way.
 Mode "class" is the session's default "bulk" with a [[class]] of iperf3's port (5201)
-given "ack". `--background down` (or "up") runs one BBR iperf3 flow on port 5201 during
+given "ack"; a mode followed by "+fq" (say "bulk+fq") also sets `fair_queue = true`. `--background down` (or "up") runs one BBR iperf3 flow on port 5201 during
 the fetches, started 3 s before them, and prints its mean throughput: a site's bulk
 transfer while people browse. Everything is torn down on exit. The results are in
 docs/design-notes.md, "Delay equalization" and "Holding the acknowledgement".
@@ -66,11 +66,15 @@ def _fetch_times(client: str, name: str) -> tuple[float, float]:
     return float(out[0]) * 1000, float(out[1]) * 1000
 
 
-def _session(mode: str) -> tuple[dict[str, str], list[dict[str, object]]]:
-    """The [session] table and [[class]] tables of a mode."""
-    if mode == "class":
-        return {"equalize": "bulk"}, [BULK_CLASS]
-    return {"equalize": mode}, []
+def _session(mode: str) -> tuple[dict[str, object], list[dict[str, object]]]:
+    """The [session] table and [[class]] tables of a mode ("+fq": with `fair_queue`)."""
+    base, _, extra = mode.partition("+")
+    session: dict[str, object] = {"equalize": "bulk" if base == "class" else base}
+    if extra == "fq":
+        session["fair_queue"] = True
+    elif extra:
+        raise SystemExit(f'mode {mode!r}: after "+" only "fq" (fair_queue = true)')
+    return session, [BULK_CLASS] if base == "class" else []
 
 
 def run_mode(
@@ -140,7 +144,7 @@ def main() -> None:
             for mode in args.modes.split(","):
                 result, rate = run_mode(mode, www, args.fetches, args.background)
                 print(
-                    f"equalize {mode:>5}: "
+                    f"equalize {mode:>8}: "
                     + "; ".join(
                         f"{name} connect {c:.1f} ms, total {t:.1f} ms"
                         for name, (c, t) in result.items()

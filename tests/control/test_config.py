@@ -164,6 +164,12 @@ def test_resilience_and_priority_settings_reach_the_core() -> None:
         parse_config(REMOTE + '[session]\nsparse_priority = "yes"\n')
     with pytest.raises(ConfigError, match=r"session\.return_holddown: .*expected seconds"):
         parse_config(REMOTE + "[session]\nreturn_holddown = -1\n")
+    # fair_queue: off by default, on when asked.
+    assert defaults.fair_queue is False and core.fair_queue is False
+    fair = parse_config(REMOTE + "[session]\nfair_queue = true\n").session.to_session_config()
+    assert fair.fair_queue is True
+    with pytest.raises(ConfigError, match=r"session\.fair_queue: .*expected true or false"):
+        parse_config(REMOTE + "[session]\nfair_queue = 1\n")
 
 
 def test_tcp_transport_and_listener() -> None:

@@ -106,6 +106,7 @@ class SessionSettings:
     silence_timeout_min: float = 0.3
     return_holddown: float = 0.2
     sparse_priority: bool = True
+    fair_queue: bool = False
     # -- issue 7 (loss recovery)
     nack: str = "auto"
     loss_predictor: bool = True
@@ -136,6 +137,7 @@ class SessionSettings:
             silence_timeout_min=min(self.silence_timeout_min, self.dead_interval),
             return_holddown=self.return_holddown,
             sparse_priority=self.sparse_priority,
+            fair_queue=self.fair_queue,
             nack=self.nack,
             loss_predictor=self.loss_predictor,
             loss_model=self.loss_model,
@@ -1015,6 +1017,7 @@ class _Validator:
             expected="seconds, 0..60",
         )
         sparse = self.boolean(t, "sparse_priority")
+        fair = self.boolean(t, "fair_queue")
         # -- issue 7 keys
         nack = self.switch(t, "nack", NACK_MODES, default=defaults.nack_mode)
         predictor = self.boolean(t, "loss_predictor")
@@ -1066,6 +1069,7 @@ class _Validator:
             silence_timeout_min=silence,
             return_holddown=holddown,
             sparse_priority=defaults.sparse_priority if sparse is None else sparse,
+            fair_queue=defaults.fair_queue if fair is None else fair,
             nack=nack,
             loss_predictor=defaults.loss_predictor if predictor is None else predictor,
             loss_model=model,

@@ -246,6 +246,15 @@ _FLAP_HOLD_MAX: Final = 16
 """A flapping path's hold-down doubles up to this many times return_holddown."""
 _QUEUE_FLOOR: Final = 64 * 1024
 """The queue limit in bytes is never below this (a few packets per path)."""
+_FqEntry = tuple[bytes, int, Scheduler, RetransmitBuffer | None, bool, bool]
+"""`fair_queue`: a waiting packet, its bucket, scheduler, resend buffer, FEC protection
+and whether it is a pure acknowledgement."""
+_FQ_MARGIN: Final = 0.005
+"""`fair_queue`: seconds of the paths' summed rate queued on the paths beyond the spread."""
+_FQ_FLOOR: Final = 4 * 1500
+"""`fair_queue`: bytes the paths may always hold queued."""
+_FQ_QUANTUM: Final = 1514
+"""`fair_queue`: bytes a flow may send per turn (deficit round robin)."""
 _EARLY_QUIET_MAX: Final = 60.0
 """Seconds after a path went down during which `early_drop` stays off while it is down
 (queue control by the limit alone). A cut link usually returns within this, and an inner
@@ -424,6 +433,12 @@ class SessionConfig:
     path where it arrives first, like fq_codel's new flows: pings, DNS, keystrokes and
     calls do not wait behind a bulk transfer's queue (off while a `redundant` scheduler
     is in use)."""
+    fair_queue: bool = False
+    """With the `earliest-arrival` scheduler: the session's backlog beyond what the paths
+    need queued (each path the delay spread's worth of its rate, plus `_FQ_MARGIN`) waits
+    in one queue per flow (bucket), served in turn by deficit round robin, instead of in
+    the paths' FIFO queues: a fetch next to a bulk download gets an equal share of the
+    paths, not what the download leaves. Sparse and real-time packets still go first."""
     degraded_loss: float = 0.25
     """A path losing more than this fraction of what it sends (measured each
     `health_interval` over at least 20 datagrams) is *degraded*: it carries no DATA while
@@ -740,6 +755,15 @@ class TunnelSession:
         )
         self._queued_bytes = 0
         self._backlog: dict[int, int] = {}  # bucket -> DATA queued (sparse_priority)
+        # fair_queue: bucket -> packets waiting for a path (with what dispatch needs), the
+        # buckets in turn, their deficits, the bytes waiting, and what the paths may hold.
+        self._fair = config.fair_queue and isinstance(self._scheduler, EarliestArrivalScheduler)
+        self._fq: dict[int, deque[_FqEntry]] = {}
+        self._fq_turns: deque[int] = deque()
+        self._fq_deficit: dict[int, int] = {}
+        self._fq_bytes = 0
+        self._fq_target = _FQ_FLOOR
+        self._fq_pumping = False
         self._last_data_time = -_INF
         self._pass_interval = config.pass_interval
         self._queue_limit = _QUEUE_FLOOR
@@ -1192,7 +1216,7 @@ class TunnelSession:
                 own_equalize = self._class_equalize[index] is not None
         bucket = flow_bucket(ip_packet)
         pure_ack = self._ack_filter and is_pure_ack(ip_packet)
-        if pure_ack:
+        if pure_ack and bucket not in self._fq:  # (fair_queue: not past its flow's waiting)
             queued_ack = self._ack_queued.get(bucket)
             if queued_ack is not None and self._replace_ack(queued_ack, bucket, ip_packet, rtx):
                 self._acks_filtered += 1
@@ -1236,6 +1260,80 @@ class TunnelSession:
         if (not urgent and queued >= self._queue_limit) or len(self._out) >= self._max_queued:
             self._send_queue_full += 1
             return False
+        if self._fair and not urgent and (self._fq_bytes or queued >= self._fq_target):
+            # fair_queue: wait in the flow's own queue (counted as queued already).
+            size = len(ip_packet)
+            waiting = self._fq.get(bucket)
+            if waiting is None:
+                waiting = self._fq[bucket] = deque()
+                self._fq_turns.append(bucket)
+            waiting.append((ip_packet, bucket, scheduler, rtx, protect, pure_ack))
+            self._fq_bytes += size
+            self._queued_bytes += size
+            backlog[bucket] = backlog.get(bucket, 0) + 1
+            self._fq_pump(now)
+            return True
+        return self._dispatch(ip_packet, bucket, scheduler, rtx, protect, urgent, pure_ack, now)
+
+    def _fq_pump(self, now: float) -> None:
+        """`fair_queue`: hand waiting packets to the scheduler, a flow at a time (deficit
+        round robin), while the paths hold less than `_fq_target` queued."""
+        if self._fq_pumping:
+            return
+        self._fq_pumping = True
+        try:
+            fq = self._fq
+            turns = self._fq_turns
+            deficit = self._fq_deficit
+            backlog = self._backlog
+            while turns and self._queued_bytes - self._fq_bytes < self._fq_target:
+                bucket = turns[0]
+                waiting = fq[bucket]
+                entry = waiting.popleft()
+                size = len(entry[0])
+                credit = deficit.get(bucket, 0)
+                if credit < size:
+                    credit += _FQ_QUANTUM
+                credit -= size
+                if not waiting:
+                    del fq[bucket]
+                    deficit.pop(bucket, None)
+                    turns.popleft()
+                elif credit < len(waiting[0][0]):
+                    deficit[bucket] = credit
+                    turns.rotate(-1)  # its turn is over
+                else:
+                    deficit[bucket] = credit
+                self._fq_bytes -= size
+                self._queued_bytes -= size  # (_dispatch counts it again, on its path)
+                left = backlog[bucket] - 1
+                if left:
+                    backlog[bucket] = left
+                else:
+                    del backlog[bucket]
+                ip_packet, _, scheduler, rtx, protect, pure_ack = entry
+                self._dispatch(ip_packet, bucket, scheduler, rtx, protect, False, pure_ack, now)
+        finally:
+            self._fq_pumping = False
+
+    def _dispatch(
+        self,
+        ip_packet: bytes,
+        bucket: int,
+        scheduler: Scheduler,
+        rtx: RetransmitBuffer | None,
+        protect: bool,
+        urgent: bool,
+        pure_ack: bool,
+        now: float,
+    ) -> bool:
+        """`_send_now` once the packet is admitted: choose its path(s), number it, queue
+        it there (and protect it with a parity)."""
+        paths = self._usable
+        if not paths:
+            self._send_no_path += 1
+            return False
+        backlog = self._backlog
         size = len(ip_packet)
         pair = (
             self._split_pair(paths, scheduler, size, bucket, now)
@@ -1517,6 +1615,8 @@ class TunnelSession:
             self._datagrams_sent += path.datagrams_sent - count
             if not path.standby:
                 self._bod_sent += sent_bytes
+            if self._fq_bytes:
+                self._fq_pump(now)
 
     def _release_all(self, now: float) -> None:
         for path in self._paths.values():
@@ -1582,6 +1682,27 @@ class TunnelSession:
         self._rtx_burst = limit if limit > _RESEND_BURST else _RESEND_BURST
         if self._delay_floor:
             self._update_holds()
+        if self._fair:
+            self._update_fair_target()
+
+    def _update_fair_target(self) -> None:
+        """`fair_queue`: what the paths may hold queued. The scheduler sends a packet
+        where it arrives first, so a faster path must have the delay spread's worth of its
+        rate queued before a slower one takes any: each usable up path its rate times the
+        slowest's delay less its own, plus `_FQ_MARGIN` of it (at most `queue_limit`; a
+        path beyond `delay_cutoff` is used only while the others are full, so with one
+        the paths may hold all of it)."""
+        ups = [p for p in self._usable if p.up]
+        target = 0.0
+        if ups:
+            delays = [path_delay(p) for p in ups]
+            top = max(delays)
+            for path, delay in zip(ups, delays, strict=True):
+                target += path.cc.pacing_rate * (top - delay + _FQ_MARGIN)
+        limit = self._queue_limit
+        self._fq_target = int(min(max(target, _FQ_FLOOR), limit))
+        if self._fq_bytes:
+            self._fq_pump(self._now)
 
     def _update_holds(self) -> None:
         """`delay_floor`: each usable path's hold for bulk DATA, so that a packet's round
