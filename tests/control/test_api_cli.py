@@ -79,6 +79,9 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
     # ACK filtering, on by default (the harness's traffic is UDP: none filtered).
     assert session["parameters"]["ack_filter"] is True
     assert session["counters"]["acks_filtered"] == 0
+    # Fair queueing, off by default: nothing waits in flow queues.
+    assert session["parameters"]["fair_queue"] is False
+    assert session["counters"]["fair_waiting"] == 0 and session["counters"]["fair_flows"] == 0
     # Header compression, on by default: the local portal said it takes it.
     assert session["parameters"]["compress_headers"] is True
     assert session["parameters"]["peer_compacts"] is True
@@ -128,6 +131,14 @@ def test_show_gives_the_mss_clamp(capsys: pytest.CaptureFixture[str]) -> None:
     out = _show_local(capsys, clamp_mss=1360)
     assert "TCP MSS clamping: to 1360, 0 SYNs clamped" in out, out
     assert "ACK filtering: on, 0 acknowledgements replaced a queued one" in out, out
+    assert "fair queueing: off" in out, out
+
+
+def test_show_gives_fair_queueing_when_on(capsys: pytest.CaptureFixture[str]) -> None:
+    """With `fair_queue` on, `braid show` says how many flows wait in their own queues (the
+    harness's light traffic never fills the paths: none)."""
+    out = _show_local(capsys, fair_queue=True)
+    assert re.search(r"fair queueing: on, \d+ flows waiting \(\d+ bytes\)", out), out
 
 
 def test_show_says_when_the_peer_does_not_hold(capsys: pytest.CaptureFixture[str]) -> None:

@@ -44,6 +44,8 @@ def test_per_path_and_per_session_series(harness: Harness) -> None:
     assert families["braid_tun_queue_length"][0].value == 0  # in-memory TUN (the lab: 64/1000)
     nack = families["braid_session_nack_active"]  # "auto": 1 at first, 0 once clean
     assert [s.labels["session"] for s in nack] == [sid] and nack[0].value in (0, 1)
+    fair = families["braid_session_fair_waiting_bytes"]  # (fair_queue off: none waits)
+    assert [(s.labels["session"], s.value) for s in fair] == [(sid, 0)]
     first = next(s.value for s in families["braid_session_sent_bytes"] if s.name.endswith("_total"))
     time.sleep(0.3)
     again = scrape(harness, harness.local_url)

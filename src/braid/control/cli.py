@@ -760,6 +760,13 @@ def _render(portal: dict[str, Any], sessions: list[dict[str, Any]], *, detail: b
                 else "off"
             )
             console.print(f"  [bold]ACK filtering[/]: {acks}")
+        if "fair_queue" in params:
+            fair = (
+                f"on, {c.get('fair_flows', 0)} flows waiting ({c.get('fair_waiting', 0)} bytes)"
+                if params["fair_queue"]
+                else "off"
+            )
+            console.print(f"  [bold]fair queueing[/]: {fair}")
         if "nack" in params:
             console.print(f"  [bold]loss recovery[/]: {_nack_text(params, c)}")
         if e.get("egress"):

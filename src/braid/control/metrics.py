@@ -179,8 +179,14 @@ class BraidCollector:
             "1 while the egress NACKs lost packets (nack on, or auto and the paths lose)",
             labels=s_labels,
         )
+        s_fair = GaugeMetricFamily(
+            "braid_session_fair_waiting_bytes",
+            "Bytes waiting in the flows' own queues now (fair_queue)",
+            labels=s_labels,
+        )
         for session in stats.sessions:
             sid = f"{session.session_id:08x}"
+            s_fair.add_metric([sid], session.fair_waiting)
             for attr, family in s_counters.items():
                 family.add_metric([sid], getattr(session, attr))
             for reason, count in session.drops.items():
@@ -203,6 +209,7 @@ class BraidCollector:
         yield s_drops
         yield s_paths
         yield s_nack
+        yield s_fair
         yield up
         yield rate
         yield metric

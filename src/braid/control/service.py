@@ -296,6 +296,7 @@ class PortalService:
                 "compress_headers": config.compress_headers,
                 "clamp_mss": config.clamp_mss,
                 "ack_filter": config.ack_filter,
+                "fair_queue": config.fair_queue,
                 # ... and whether it takes compressed headers (then this portal sends them)
                 "peer_compacts": (
                     None
@@ -352,6 +353,8 @@ class PortalService:
                 "equalize_ahead": stats.equalize_ahead,
                 "mss_clamped": stats.mss_clamped,
                 "acks_filtered": stats.acks_filtered,
+                "fair_waiting": stats.fair_waiting,
+                "fair_flows": stats.fair_flows,
                 "compacted": stats.compacted,
                 "compact_saved": stats.compact_saved,
                 "compact_contexts": stats.compact_contexts,

@@ -698,6 +698,11 @@ class SessionStatistics:
     acks_filtered: int
     """(ingress, `ack_filter`) pure TCP acknowledgements that took the place of an older
     one of their flow still queued (not sent on their own)."""
+    fair_waiting: int
+    """(ingress, `fair_queue`) bytes waiting in the flows' own queues now (part of
+    `queued_bytes`)."""
+    fair_flows: int
+    """(ingress, `fair_queue`) flows with packets waiting there now."""
     peer_features: int | None
     """The peer's FEATURES bit mask (bit 0: its egress holds DATA flagged *hold*); None:
     none received (not yet, or a portal older than FEATURES: then nothing is marked)."""
@@ -2188,6 +2193,8 @@ class TunnelSession:
             equalize_ahead=self._bulk.ahead if self._bulk is not None else 0,
             mss_clamped=self._mss_clamped,
             acks_filtered=self._acks_filtered,
+            fair_waiting=self._fq_bytes,
+            fair_flows=len(self._fq),
             peer_features=self._peer_features,
             compacted=compressor.compacted if compressor is not None else 0,
             compact_saved=compressor.saved if compressor is not None else 0,
