@@ -746,27 +746,28 @@ def _render(portal: dict[str, Any], sessions: list[dict[str, Any]], *, detail: b
         compression = _compression_text(params, c)
         if compression is not None:
             console.print(f"  [bold]header compression[/]: {compression}")
-        if "clamp_mss" in params:
-            clamp = (
-                f"to {params['clamp_mss']}, {c.get('mss_clamped', 0)} SYNs clamped"
-                if params["clamp_mss"]
-                else "off"
-            )
-            console.print(f"  [bold]TCP MSS clamping[/]: {clamp}")
-        if "ack_filter" in params:
-            acks = (
-                f"on, {c.get('acks_filtered', 0)} acknowledgements replaced a queued one"
-                if params["ack_filter"]
-                else "off"
-            )
-            console.print(f"  [bold]ACK filtering[/]: {acks}")
-        if "fair_queue" in params:
-            fair = (
-                f"on, {c.get('fair_flows', 0)} flows waiting ({c.get('fair_waiting', 0)} bytes)"
-                if params["fair_queue"]
-                else "off"
-            )
-            console.print(f"  [bold]fair queueing[/]: {fair}")
+        # Switches: the line's label, and what it says when on (a portal older than the
+        # switch does not report it: no line).
+        switches = (
+            (
+                "clamp_mss",
+                "TCP MSS clamping",
+                f"to {params.get('clamp_mss')}, {c.get('mss_clamped', 0)} SYNs clamped",
+            ),
+            (
+                "ack_filter",
+                "ACK filtering",
+                f"on, {c.get('acks_filtered', 0)} acknowledgements replaced a queued one",
+            ),
+            (
+                "fair_queue",
+                "fair queueing",
+                f"on, {c.get('fair_flows', 0)} flows waiting ({c.get('fair_waiting', 0)} bytes)",
+            ),
+        )
+        for key, label, on in switches:
+            if key in params:
+                console.print(f"  [bold]{label}[/]: {on if params[key] else 'off'}")
         if "nack" in params:
             console.print(f"  [bold]loss recovery[/]: {_nack_text(params, c)}")
         if e.get("egress"):
