@@ -23,7 +23,7 @@ from braid.lab.report import cut_shortfall, longest_stall, recovery_time, window
 pytestmark = pytest.mark.root
 
 SCENARIO = """
-duration = 20
+duration = {duration}
 interval = 0.25
 series = ["braid"]
 traffic = "tcp"
@@ -57,7 +57,10 @@ def test_flow_survives_a_link_cut_and_uses_the_link_again(
     before_ns = set(list_netns())
     monkeypatch.setenv("BRAID_LAB_STATS", str(tmp_path))
     path = tmp_path / "cut.toml"
-    path.write_text(SCENARIO.format(cc=cc))
+    # A BBR flow runs 26 s: it takes the returned link only once its next PROBE_RTT (about
+    # 20 s in) is held (below).
+    duration = 20 if cc == "cubic" else 26
+    path.write_text(SCENARIO.format(cc=cc, duration=duration))
     out_json = tmp_path / "r.json"
     code = main(["run", str(path), "--json", str(out_json)])
     print(capsys.readouterr().out)
@@ -81,7 +84,12 @@ def test_flow_survives_a_link_cut_and_uses_the_link_again(
     assert before > 1.25 * 19.0, samples
     assert during > 0.7 * 19.0, samples  # the 20 Mbit/s link alone carries on
     # The returned link carries traffic again: clearly more than the remaining link alone.
-    after = window_mean(samples, 13.0, 20.0)
+    # A BBR flow (braid's default "bulk" equalization) may not use it before its next
+    # PROBE_RTT: its first came during the cut, over one path, so its minimum RTT is the
+    # 10 ms link's and its window fits that link alone until the flow is held again (a
+    # clean-clone suite, 2026-11-30: 19.7 Mbit/s from 13 to 20 s; by hand, back at 90 %
+    # 2.75-7.0 s after the return or not within 7 s, docs/design-notes.md).
+    after = window_mean(samples, 13.0, float(duration))
     assert after is not None and after > 1.25 * during, samples
     if cc == "cubic":
         # The issue asks for the full aggregate within 3 s; the flow's own congestion
