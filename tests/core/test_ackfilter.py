@@ -219,6 +219,20 @@ def test_off_data_in_between_and_fec_keep_every_acknowledgement() -> None:
     assert delivered == mixed
 
 
+def test_with_fair_queueing_no_acknowledgement_overtakes_its_flows_waiting_data() -> None:
+    """`fair_queue`: a segment with data that waits in its flow's own queue has no number
+    yet; the next acknowledgement must queue behind it, not take the place of the one
+    before it (which would deliver it ahead of the data)."""
+    local, remote = _pair(SessionConfig(fair_queue=True))
+    mixed = [tcp(1000 + 2696 * i, payload=b"d" * 100 if i % 3 == 1 else b"") for i in range(150)]
+    delivered = _run(local, remote, mixed)
+    assert local.statistics().fair_flows == 0  # (all sent by the end)
+    assert [_acked(p) for p in delivered] == sorted(_acked(p) for p in delivered)
+    assert [p for p in delivered if len(p) > 60] == [p for p in mixed if len(p) > 60]
+    assert all(p in mixed for p in delivered)
+    assert len(delivered) + local.statistics().acks_filtered == len(mixed)
+
+
 def test_what_it_remembers_stays_bounded_over_many_flows() -> None:
     """Each flow's entry outlives its acknowledgement once that is sent: over 1500
     short flows the session keeps at most 1024 entries, and filtering goes on."""

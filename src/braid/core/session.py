@@ -246,9 +246,9 @@ _FLAP_HOLD_MAX: Final = 16
 """A flapping path's hold-down doubles up to this many times return_holddown."""
 _QUEUE_FLOOR: Final = 64 * 1024
 """The queue limit in bytes is never below this (a few packets per path)."""
-_FqEntry = tuple[bytes, int, Scheduler, RetransmitBuffer | None, bool, bool]
-"""`fair_queue`: a waiting packet, its bucket, scheduler, resend buffer, FEC protection
-and whether it is a pure acknowledgement."""
+_FqEntry = tuple[bytes, Scheduler, RetransmitBuffer | None, bool, bool]
+"""`fair_queue`: a waiting packet, its scheduler, resend buffer, FEC protection and whether
+it is a pure acknowledgement."""
 _FQ_MARGIN: Final = 0.005
 """`fair_queue`: seconds of the paths' summed rate queued on the paths beyond the spread."""
 _FQ_FLOOR: Final = 4 * 1500
@@ -1221,7 +1221,7 @@ class TunnelSession:
                 own_equalize = self._class_equalize[index] is not None
         bucket = flow_bucket(ip_packet)
         pure_ack = self._ack_filter and is_pure_ack(ip_packet)
-        if pure_ack and bucket not in self._fq:  # (fair_queue: not past its flow's waiting)
+        if pure_ack:
             queued_ack = self._ack_queued.get(bucket)
             if queued_ack is not None and self._replace_ack(queued_ack, bucket, ip_packet, rtx):
                 self._acks_filtered += 1
@@ -1272,7 +1272,7 @@ class TunnelSession:
             if waiting is None:
                 waiting = self._fq[bucket] = deque()
                 self._fq_turns.append(bucket)
-            waiting.append((ip_packet, bucket, scheduler, rtx, protect, pure_ack))
+            waiting.append((ip_packet, scheduler, rtx, protect, pure_ack))
             self._fq_bytes += size
             self._queued_bytes += size
             backlog[bucket] = backlog.get(bucket, 0) + 1
@@ -1316,7 +1316,7 @@ class TunnelSession:
                     backlog[bucket] = left
                 else:
                     del backlog[bucket]
-                ip_packet, _, scheduler, rtx, protect, pure_ack = entry
+                ip_packet, scheduler, rtx, protect, pure_ack = entry
                 self._dispatch(ip_packet, bucket, scheduler, rtx, protect, False, pure_ack, now)
         finally:
             self._fq_pumping = False
@@ -1439,11 +1439,14 @@ class TunnelSession:
     ) -> bool:
         """`ack_filter`: put pure acknowledgement `ip_packet` in the place of the one its
         flow queued last, `queued` (path, session and bucket numbers), if that is still the
-        flow's newest packet (no later one took a bucket number), still waits near the
-        tail of its path's queue, and `ip_packet` supersedes it."""
+        flow's newest packet (no later one took a bucket number or waits in the flow's
+        fair queue), still waits near the tail of its path's queue, and `ip_packet`
+        supersedes it."""
         path, seq, bucket_seq = queued
-        if (self._tx_bucket_seqs.get(bucket, 0) - bucket_seq) & MASK32 != 1:
-            return False  # a later packet of the flow is queued (or sent) behind it
+        if (self._tx_bucket_seqs.get(bucket, 0) - bucket_seq) & MASK32 != 1 or bucket in self._fq:
+            # A later packet of the flow is queued (or sent) behind it, or waits in the
+            # flow's own queue (fair_queue: numbered only when it leaves).
+            return False
         queue = path.queue
         size = len(queue)
         for index in range(size - 1, max(size - _ACK_SCAN, 0) - 1, -1):
