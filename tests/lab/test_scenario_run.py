@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,7 @@ import pytest
 
 from braid.lab.cli import main
 from braid.lab.netns import WORKDIR_PREFIX, list_netns, owner_alive, tag_of, workdir
+from braid.lab.traffic import IperfNoStart, TrafficSpec, parse_iperf
 
 pytestmark = pytest.mark.root
 
@@ -80,7 +82,7 @@ rate = "10mbit"
 delay = "5ms"
 
 [[event]]
-at = 0.5
+at = 1.0
 link = 1
 set = { loss = "10%", loss_burst = 4 }
 """
@@ -89,8 +91,9 @@ set = { loss = "10%", loss_burst = 4 }
 def test_voice_udp_reports_receiver_loss(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """50 x 200-byte datagrams/s; bursty loss from 0.5 s (after iperf3's UDP handshake, which
-    it never resends): the run prints and records the receiver's lost/total datagrams."""
+    """50 x 200-byte datagrams/s; bursty loss from 1 s (after iperf3's UDP handshake, which
+    it never resends; a run whose iperf3 hangs or fails anyway is tried again): the run
+    prints and records the receiver's lost/total datagrams."""
     path = tmp_path / "voice.toml"
     path.write_text(VOICE)
     out_json = tmp_path / "v.json"
@@ -101,7 +104,7 @@ def test_voice_udp_reports_receiver_loss(
     assert "lost %" in printed and "datagrams)" in printed
     run = json.loads(out_json.read_text())["series"]["link-1"]["runs"][0]
     print(run["lost_percent"], run["lost_packets"], run["packets"])
-    assert 180 <= run["packets"] <= 220  # 50 a second for 4 s
+    assert 180 <= run["packets"] <= 220  # 50 a second for 4 s (a failed try would be 0)
     assert 0 < run["lost_packets"] < run["packets"] * 0.3
     # iperf3's own figures: its percentage is sometimes taken over the datagrams the
     # client sent, a few more than the receiver's total (11 of 197 came with 5.5 %, 22
@@ -114,6 +117,50 @@ def test_voice_udp_reports_receiver_loss(
     # bound still tells the receiver's figure from the sender's 0.08.
     expected = 0.08 * (1 - run["lost_percent"] / 100)
     assert 0.4 * expected <= run["mbps"] <= 1.1 * expected, run["samples"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_an_iperf3_run_that_never_started_is_an_error_not_zero() -> None:
+    """Real iperf3 failures before any data: both reports carry an "end" (empty), which
+    once read as a 0 Mbit/s run (a CI retry after a hung UDP run "measured" 0.000)."""
+    port = _free_port()
+    udp = TrafficSpec.parse("udp:80kbit:200")
+    client = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-J", "-u", "-b", "80k"]
+    refused = subprocess.run(
+        [*client, "-t", "1", "--connect-timeout", "500"], capture_output=True, text=True
+    )
+    with pytest.raises(IperfNoStart, match="unable to connect"):
+        parse_iperf(json.loads(refused.stdout), direction="up", traffic=udp)
+    server = subprocess.Popen(
+        ["iperf3", "-s", "-p", str(port), "-B", "127.0.0.1"], stdout=subprocess.DEVNULL
+    )
+    first: subprocess.Popen[str] | None = None
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # until it listens
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        first = subprocess.Popen(
+            [*client, "-t", "3"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        time.sleep(1.0)
+        busy = subprocess.run([*client, "-t", "1"], capture_output=True, text=True, timeout=20)
+        with pytest.raises(IperfNoStart, match="busy"):
+            parse_iperf(json.loads(busy.stdout), direction="up", traffic=udp)
+        # (the refused client also stops the server's running UDP test: the first client's
+        # report then counts 1 datagram received; iperf3 3.12, not checked here)
+    finally:
+        for proc in (first, server):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def _default_sigint() -> None:

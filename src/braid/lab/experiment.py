@@ -30,6 +30,7 @@ from braid.lab.portals import Portals
 from braid.lab.scenario import Event, Scenario
 from braid.lab.topology import Topology
 from braid.lab.traffic import (
+    IperfNoStart,
     IperfServer,
     RunResult,
     iperf_client_argv,
@@ -164,7 +165,7 @@ class Lab:
                 self.progress(f"{name}: starting both portals")
                 portals = Portals(topo, scenario.shapes(), scenario.braid, classes=scenario.classes)
                 portals.start()
-            with IperfServer(topo, mptcp=mptcp, interval=scenario.interval):
+            with IperfServer(topo, mptcp=mptcp, interval=scenario.interval) as server:
                 for index in range(scenario.repeat):
                     emulator.reset(scenario.shapes())
                     time.sleep(SETTLE)
@@ -175,7 +176,9 @@ class Lab:
                     watch = {"relay": emulator.relay_pid or 0}
                     if portals is not None:
                         watch.update(portals.pids())
-                    run = self._one_run_retrying(scenario, emulator, mptcp=mptcp, watch=watch)
+                    run = self._one_run_retrying(
+                        scenario, emulator, server, mptcp=mptcp, watch=watch
+                    )
                     series.runs.append(run)
                     lost = ""
                     if run.lost_percent is not None:
@@ -205,22 +208,35 @@ class Lab:
         return series
 
     def _one_run_retrying(
-        self, scenario: Scenario, emulator: Emulator, *, mptcp: bool, watch: dict[str, int]
+        self,
+        scenario: Scenario,
+        emulator: Emulator,
+        server: IperfServer,
+        *,
+        mptcp: bool,
+        watch: dict[str, int],
     ) -> RunResult:
-        """One run; a UDP run that hangs is tried again (UDP_TRIES in all).
+        """One run; a UDP run that hangs, or whose iperf3 fails before any data arrives,
+        is tried again (UDP_TRIES in all).
 
         iperf3 (3.12) opens a UDP test with one datagram each way that it never resends: on
         a lossy path the run can hang before any data flows. That is the tool's fault, not
-        the path's, so such a run is repeated rather than failing the series.
+        the path's, so such a run is repeated, with a new server (a CI run's retry once
+        met a server that answered nothing, recorded as 0 Mbit/s), rather than failing the
+        series.
         """
         tries = UDP_TRIES if scenario.traffic.kind == "udp" else 1
         for attempt in range(1, tries + 1):
             try:
                 return self._one_run(scenario, emulator, mptcp=mptcp, watch=watch)
-            except IperfHang:
+            except (IperfHang, IperfNoStart) as exc:
                 if attempt == tries:
                     raise
-                self.progress(f"[yellow]iperf3 hung (try {attempt} of {tries}); again[/yellow]")
+                self.progress(
+                    f"[yellow]iperf3 failed (try {attempt} of {tries}: {exc}); again, "
+                    "with a new server[/yellow]"
+                )
+                server.restart()
                 emulator.reset(scenario.shapes())
                 time.sleep(SETTLE)
         raise AssertionError("unreachable")

@@ -125,6 +125,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
+class IperfNoStart(LabError):
+    """iperf3 gave up before any data arrived (it could not connect, the server was busy
+    with an earlier test, ...): the tool failed, nothing was measured."""
+
+
 class IperfServer:
     """An iperf3 server in the server namespace (MPTCP-enabled with ``mptcpize`` if asked)."""
 
@@ -165,6 +170,14 @@ class IperfServer:
             self.topology.stop(self._proc, grace=1.0)
             self._proc = None
 
+    def restart(self) -> None:
+        """Stop the server and start a fresh one on the same port.
+
+        After a client hung or failed, a new server makes sure no half-open test of the
+        old one answers the next client "the server is busy"."""
+        self.__exit__()
+        self.__enter__()
+
 
 def iperf_client_argv(
     traffic: TrafficSpec,
@@ -200,7 +213,14 @@ def parse_iperf(
     report: dict[str, Any], *, direction: str, traffic: TrafficSpec, interval: float = 1.0
 ) -> RunResult:
     """Goodput, receiver-side samples, retransmits and congestion control of an iperf3 run."""
-    if "error" in report and "end" not in report:
+    if "error" in report:
+        # iperf3 writes an "end", empty or all zeros, even when the test never ran (e.g.
+        # "unable to connect to server", "the server is busy running a test"): a report
+        # with an error is never a measurement.
+        end = report.get("end") or {}
+        received = end.get("sum_received") or end.get("sum") or {}
+        if not received.get("bytes"):
+            raise IperfNoStart(f"iperf3: {report['error']}")
         raise LabError(f"iperf3: {report['error']}")
     if direction == "both":
         return _parse_bidir(report, traffic=traffic, interval=interval)
