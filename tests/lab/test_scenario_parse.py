@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from braid.lab.emulator import LinkShape
-from braid.lab.evaluation import CASES
+from braid.lab.evaluation import CASES, event_finding
 from braid.lab.experiment import ScenarioResult, SeriesResult
 from braid.lab.netns import LabError
 from braid.lab.portals import PortalKeys, local_config, remote_config, role_trace_path
@@ -714,3 +714,40 @@ def test_cut_summary_times_each_run_from_the_cut() -> None:
     assert "longest stall 0.25 s, 500 TCP retransmissions; mptcp 1.00 s" in text, text
     del results["res-cut-late-down"]
     assert "res-cut-late-down (download): no result" in case.summary(case, results)
+
+
+def test_event_finding_compares_the_level_after_a_drop_with_the_links_alone() -> None:
+    """agg-drop-bbr: link 2 falls from 40 to 10 Mbit/s at 10 s. A braid run stuck at link
+    1's 18 Mbit/s after it reaches "80 % of its own level" at once; measured against what
+    the links carried alone after the drop (19 + 9.5), it is 63 % and never reaches 80 %
+    of it, while a run that climbs to 27 does so 3 s after the drop."""
+    scenario = load_scenario("agg-drop-bbr")
+    assert [(e.at, e.link) for e in scenario.events] == [(10, 2)]
+    result = ScenarioResult(scenario)
+
+    def run(before: float, after: float, climb_at: float | None = None) -> RunResult:
+        samples = []
+        for k in range(1, 81):
+            t = k * 0.25
+            if t <= 10:
+                v = before
+            elif climb_at is not None and t > 10 + climb_at:
+                v = 27.0
+            else:
+                v = after
+            samples.append((t, v))
+        return RunResult(mbps=30.0, samples=samples)
+
+    result.series["link-1"] = SeriesResult("link-1", [run(19.0, 19.0)] * 3)
+    result.series["link-2"] = SeriesResult("link-2", [run(38.0, 9.5)] * 3)
+    result.series["braid"] = SeriesResult("braid", [run(55.0, 18.0)] * 3)
+    result.series["mptcp"] = SeriesResult("mptcp", [run(55.0, 18.0, climb_at=3.0)] * 3)
+    text = event_finding(result)
+    lines = {line.split(":")[0]: line for line in text.splitlines()}
+    assert "reached 80 % of the level after the event 0.25 s after it" in lines["- braid"]
+    assert (
+        "(63 % of the links' 28.5 alone after it; 80 % of theirs never after it)"
+        in (lines["- braid"])
+    ), text
+    assert "80 % of theirs 3.25 s after it" in lines["- mptcp"], text
+    assert "links'" not in lines["- link-1"]

@@ -411,18 +411,30 @@ def event_finding(result: ScenarioResult) -> str:
     end = result.scenario.duration
     second = events[1].at if len(events) > 1 else None
     interval = result.scenario.interval
-    lines = []
-    for name, entry in result.series.items():
-        if not entry.runs:
-            continue
-        spans = [(1.0, first), (first + 1.0, second if second is not None else end)]
-        if second is not None:
-            spans.append((second + 3.0, end))
+    spans = [(1.0, first), (first + 1.0, second if second is not None else end)]
+    if second is not None:
+        spans.append((second + 3.0, end))
+
+    def levels(entry: SeriesResult) -> list[float | None]:
         windows = []
         for start, stop in spans:
             values = [window_mean(r.samples, start, stop) for r in entry.runs]
             known = [v for v in values if v is not None]
             windows.append(sum(known) / len(known) if known else None)
+        return windows
+
+    # What the links carried alone after the (first) event, summed: a series whose own
+    # level after it is low (a flow stuck on the links that were left) then shows it.
+    links = [e for n, e in result.series.items() if n.startswith("link-") and e.runs]
+    afters = [levels(e)[1] for e in links]
+    links_after = sum(a for a in afters if a is not None) if afters else None
+    if None in afters or not links_after:
+        links_after = None
+    lines = []
+    for name, entry in result.series.items():
+        if not entry.runs:
+            continue
+        windows = levels(entry)
         text = " → ".join("-" if v is None else f"{v:.1f}" for v in windows)
         if second is not None:
             what = "before, during, after; the first second after each event left out"
@@ -433,6 +445,14 @@ def event_finding(result: ScenarioResult) -> str:
         if before and during:
             down = [recovery_time(r.samples, first, 0.8 * during, interval) for r in entry.runs]
             line += f"; reached 80 % of the level after the event {_seconds(down)} after it"
+            if links_after is not None and not name.startswith("link-") and len(links) > 1:
+                full = [
+                    recovery_time(r.samples, first, 0.8 * links_after, interval) for r in entry.runs
+                ]
+                line += (
+                    f" ({100 * during / links_after:.0f} % of the links' {links_after:.1f} "
+                    f"alone after it; 80 % of theirs {_seconds(full)} after it)"
+                )
             if second is not None:
                 back = [
                     recovery_time(r.samples, second, 0.9 * before, interval) for r in entry.runs
