@@ -14,6 +14,7 @@ import pytest
 from apiharness import CONFIG, Harness
 
 from braid.control.cli import _equalize_text, main
+from braid.core.equalize import END_REASONS
 from braid.core.session import SessionConfig
 
 
@@ -75,6 +76,7 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
     assert session["counters"]["equalize_trials"] == 0
     assert session["counters"]["equalize_flows"] == 0
     assert session["counters"]["equalize_ahead"] == 0
+    assert session["counters"]["equalize_ends"] == dict.fromkeys(END_REASONS, 0)
     assert session["parameters"]["clamp_mss"] == 0 and session["counters"]["mss_clamped"] == 0
     # ACK filtering, on by default (the harness's traffic is UDP: none filtered).
     assert session["parameters"]["ack_filter"] is True

@@ -77,6 +77,7 @@ def test_a_hiccup_a_pause_or_a_slow_trickle_lets_the_flow_go() -> None:
     assert flows.marked == {1} and flows.trials == 1
     _feed(flows, 1, _bulk(2.0054, 0.01), 0)
     assert flows.marked == set() and flows.held == 0
+    assert flows.ends["hiccup"] == 1 and sum(flows.ends.values()) == 1
     # ... and its run goes on: the next PROBE_RTT is caught.
     _feed(flows, 1, _bulk(2.02, 0.5))
     _feed(flows, 1, _probe_rtt(2.56), 0)
@@ -91,11 +92,21 @@ def test_a_hiccup_a_pause_or_a_slow_trickle_lets_the_flow_go() -> None:
     _feed(flows, 3, [2.05, 2.06, 2.21, 2.22], 0)
     _feed(flows, 3, _bulk(2.3, 1.0))
     assert 3 not in flows.marked
+    assert flows.ends["pause"] == 1
     # A trickle that goes on (a slow flow now): let go after a second.
     _feed(flows, 4, _bulk(0.0, 2.0))
     _feed(flows, 4, [2.05 + 0.02 * i for i in range(80)], 0)
     assert 4 not in flows.marked
     assert flows.held == 1
+    assert flows.ends["long"] == 1
+    # A retransmission (a sequence number below one seen) ends a trial at once.
+    for k, at in enumerate(_bulk(0.0, 2.0)):
+        flows.on_packet(6, SIZE, at, 20, seq=1 + k * SIZE)
+    flows.on_packet(6, SIZE, 2.05, 0, seq=10_000_000)
+    assert 6 in flows.marked
+    flows.on_packet(6, SIZE, 2.06, 0, seq=1 + SIZE)
+    assert 6 not in flows.marked and flows.ends["resend"] == 1
+    assert sum(flows.ends.values()) == flows.trials - flows.held == 4
 
 
 def test_short_exchanges_and_bulk_that_keeps_a_queue_are_never_marked() -> None:
@@ -136,6 +147,7 @@ def test_a_flow_that_leaves_the_paths_unused_is_marked_ahead_of_its_first_probe_
     # A hiccup in the window is a trial that fails: the flow stays marked ahead.
     _feed(flows, 7, hiccup, 0)
     assert flows.marked == {7} and flows.trials == 1 and flows.held == 0
+    assert flows.ends["hiccup"] == 1
     _feed(flows, 7, probe, 0)
     _feed(flows, 7, again, 0)
     assert flows.marked == {7} and flows.held == 1 and flows.trials == 2
@@ -153,11 +165,13 @@ def test_a_flow_marked_ahead_without_a_probe_rtt_is_let_go_once() -> None:
     assert flows.marked == {1} and flows.ahead == 1
     _feed(flows, 1, _bulk(ANTICIPATE_AT + ANTICIPATE_FOR, 20.0), 0)
     assert flows.marked == set() and flows.ahead == 1 and flows.held == 0
+    assert flows.ends["ahead_expired"] == 1
     # An application's pause while marked ahead: let go.
     _feed(flows, 2, _bulk(0.0, ANTICIPATE_AT + 1.0), 0)
     assert 2 in flows.marked
     _feed(flows, 2, _bulk(ANTICIPATE_AT + 1.6, 1.0), 0)
     assert 2 not in flows.marked and flows.ahead == 2
+    assert flows.ends["ahead_pause"] == 1 and sum(flows.ends.values()) == 2
     # Never marked ahead: a flow that keeps a queue (its PROBE_RTT starts a trial), one
     # that fills the paths (at 3/4 of their rate or more), one in short runs (an
     # application's pauses every second).

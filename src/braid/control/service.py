@@ -351,6 +351,7 @@ class PortalService:
                 "equalize_trials": stats.equalize_trials,
                 "equalize_flows": stats.equalize_flows,
                 "equalize_ahead": stats.equalize_ahead,
+                "equalize_ends": dict(stats.equalize_ends),
                 "mss_clamped": stats.mss_clamped,
                 "acks_filtered": stats.acks_filtered,
                 "fair_waiting": stats.fair_waiting,

@@ -70,6 +70,11 @@ ANTICIPATE_SHARE: Final = 0.75
 packet that keeps no queue (fewer than `RUN_QUEUED` of its packets found one) at less
 than this share of the usable paths' summed rate is marked for this long ahead of its
 first PROBE_RTT."""
+END_REASONS: Final = ("resend", "hiccup", "pause", "long", "ahead_pause", "ahead_expired")
+"""Why a trial ended without holding its flow: a retransmission (`RTX_QUIET`); bulk again
+before `TRIAL_MIN` (a hiccup); a silence of `IDLE_GAP` (an application's pause); no bulk
+by `TRIAL_MAX` (a slow flow now); marked ahead, a silence of `ANTICIPATE_GAP` or the
+window's end with no PROBE_RTT."""
 ANTICIPATE_GAP: Final = 0.5
 """Marked ahead, a flow's PROBE_RTT drains a held round trip (130-196 ms in the lab's
 four-link runs when a held BBR flow kept a queue; 45 ms without one): a silence longer
@@ -143,6 +148,9 @@ class BulkFlows:
         """Trials that looked like PROBE_RTT: flows held from then on."""
         self.ahead = 0
         """Flows marked ahead of their first PROBE_RTT (`ANTICIPATE_AT`)."""
+        self.ends: dict[str, int] = dict.fromkeys(END_REASONS, 0)
+        """Trials and windows ahead that ended without holding the flow, by reason (see
+        `END_REASONS`)."""
         self.capacity = 0.0
         """The usable paths' summed rate in bytes per second (0: unknown; nothing is
         marked ahead), kept current by the session."""
@@ -170,7 +178,7 @@ class BulkFlows:
                 # A sequence number below one already seen: a retransmission.
                 flow.rtx = now
                 if state == _TRIAL:
-                    self._end_trial(flow, bucket, now)
+                    self._end_trial(flow, bucket, now, "resend")
                 flow.run_bytes += size
                 flow.run_packets += 1
                 return
@@ -179,7 +187,9 @@ class BulkFlows:
                 # No PROBE_RTT in time (not BBR, or its minimum is younger), or an
                 # application's pause: let go.
                 flow.until = 0.0
-                self._end_trial(flow, bucket, now)
+                self._end_trial(
+                    flow, bucket, now, "ahead_pause" if gap >= ANTICIPATE_GAP else "ahead_expired"
+                )
                 flow.restart(now, size)
             elif gap >= TRIGGER_GAP and queued <= TRIGGER_QUEUED and now - flow.rtx >= RTX_QUIET:
                 self._start_trial(flow, now)
@@ -198,12 +208,12 @@ class BulkFlows:
                     return
                 if elapsed < TRIAL_MIN:
                     # In bulk again at once: a hiccup. The flow's run goes on.
-                    self._end_trial(flow, bucket, now)
+                    self._end_trial(flow, bucket, now, "hiccup")
                     flow.run_bytes += size
                     flow.run_packets += 1
                     return
             # An application's pause, or a trickle too long: a run must start afresh.
-            self._end_trial(flow, bucket, now)
+            self._end_trial(flow, bucket, now, "pause" if gap >= IDLE_GAP else "long")
             flow.restart(now, size)
             return
         if gap >= IDLE_GAP:
@@ -245,9 +255,10 @@ class BulkFlows:
         flow.burst = 0
         self.trials += 1
 
-    def _end_trial(self, flow: _Flow, bucket: int, now: float) -> None:
+    def _end_trial(self, flow: _Flow, bucket: int, now: float, reason: str) -> None:
         """A trial that was not PROBE_RTT (or a window ahead that saw none, `until` 0):
         the flow is unmarked, or goes on marked ahead while its window lasts."""
+        self.ends[reason] += 1
         if now < flow.until:
             flow.state = _AHEAD
             return

@@ -693,6 +693,9 @@ class SessionStatistics:
     equalize_ahead: int
     """(ingress, "bulk") TCP flows marked ahead of their first PROBE_RTT (they left the
     paths partly unused; `braid.core.equalize.ANTICIPATE_AT`)."""
+    equalize_ends: dict[str, int]
+    """(ingress, "bulk") trials (and windows ahead) that ended without holding their flow,
+    by reason (`braid.core.equalize.END_REASONS`)."""
     mss_clamped: int
     """(ingress, `clamp_mss`) TCP SYNs whose MSS option was lowered to fit the tunnel."""
     acks_filtered: int
@@ -2194,6 +2197,7 @@ class TunnelSession:
             equalize_trials=self._bulk.trials if self._bulk is not None else 0,
             equalize_flows=len(self._bulk.marked) if self._bulk is not None else 0,
             equalize_ahead=self._bulk.ahead if self._bulk is not None else 0,
+            equalize_ends=dict(self._bulk.ends) if self._bulk is not None else {},
             mss_clamped=self._mss_clamped,
             acks_filtered=self._acks_filtered,
             fair_waiting=self._fq_bytes,
