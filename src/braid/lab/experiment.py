@@ -221,10 +221,9 @@ class Lab:
 
         iperf3 (3.12) opens a UDP test with one datagram each way that it never resends: on
         a lossy path the run can hang before any data flows. That is the tool's fault, not
-        the path's, so such a run is repeated, with a new server (a CI run's retry once
-        met a server that answered nothing, recorded as 0 Mbit/s), rather than failing the
-        series.
-        """
+        the path's, so such a run is repeated rather than failing the series, with a new
+        server, so that no half-open test of the old one answers "busy" (a CI run's retry
+        once got an error report, which was then read as 0 Mbit/s)."""
         tries = UDP_TRIES if scenario.traffic.kind == "udp" else 1
         for attempt in range(1, tries + 1):
             try:
