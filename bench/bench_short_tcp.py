@@ -30,7 +30,13 @@ from braid.lab.emulator import Emulator, LinkShape
 from braid.lab.netns import ns_cmd
 from braid.lab.portals import Portals
 from braid.lab.topology import SERVER_IP, Topology
-from braid.lab.traffic import IperfServer, TrafficSpec, http_server_argv, iperf_client_argv
+from braid.lab.traffic import (
+    IperfServer,
+    TrafficSpec,
+    curl_fetch,
+    http_server_argv,
+    iperf_client_argv,
+)
 
 LINKS = [
     LinkShape(rate_up_bps=10e6, rate_down_bps=10e6, delay=0.010),
@@ -38,32 +44,14 @@ LINKS = [
 ]
 FILES = {"10k": 10_000, "200k": 200_000, "2m": 2_000_000}
 HTTP_PORT = 8091
-BULK_CLASS = {"name": "bulk", "match": {"ports": [5201]}, "equalize": "ack"}
+BULK_CLASS: dict[str, object] = {"name": "bulk", "match": {"ports": [5201]}, "equalize": "ack"}
 LEAD = 3.0  # seconds of background flow before the first fetch
 
 
 def _fetch_times(client: str, name: str) -> tuple[float, float]:
     """(connect, total) in ms of one curl fetch of `name`."""
-    out = subprocess.run(
-        ns_cmd(
-            client,
-            [
-                "curl",
-                "--silent",
-                "--fail",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{time_connect} %{time_total}",
-                f"http://{SERVER_IP}:{HTTP_PORT}/{name}",
-            ],
-        ),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    ).stdout.split()
-    return float(out[0]) * 1000, float(out[1]) * 1000
+    fetch = curl_fetch(client, f"http://{SERVER_IP}:{HTTP_PORT}/{name}")
+    return fetch.connect * 1000, fetch.total * 1000
 
 
 def _session(mode: str) -> tuple[dict[str, object], list[dict[str, object]]]:

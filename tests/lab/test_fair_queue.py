@@ -25,7 +25,13 @@ from braid.lab.emulator import Emulator, LinkShape
 from braid.lab.netns import ns_cmd
 from braid.lab.portals import Portals
 from braid.lab.topology import SERVER_IP, Topology
-from braid.lab.traffic import IperfServer, TrafficSpec, http_server_argv, iperf_client_argv
+from braid.lab.traffic import (
+    IperfServer,
+    TrafficSpec,
+    curl_fetch,
+    http_server_argv,
+    iperf_client_argv,
+)
 
 pytestmark = pytest.mark.root
 
@@ -39,30 +45,9 @@ SIZE = 2_000_000
 
 def _fetch(client: str) -> float:
     """Seconds to fetch the 2 MB file once."""
-    out = subprocess.run(
-        ns_cmd(
-            client,
-            [
-                "curl",
-                "--silent",
-                "--show-error",
-                "--fail",
-                "--max-time",
-                "20",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{time_total} %{size_download}",
-                f"http://{SERVER_IP}:{HTTP_PORT}/file",
-            ],
-        ),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    ).stdout.split()
-    assert int(out[1]) == SIZE
-    return float(out[0])
+    fetch = curl_fetch(client, f"http://{SERVER_IP}:{HTTP_PORT}/file", timeout=20)
+    assert fetch.size == SIZE
+    return fetch.total
 
 
 def test_a_fetch_next_to_a_bbr_download_gets_its_share(tmp_path: Path) -> None:

@@ -324,6 +324,30 @@ def http_server_argv(directory: str, port: int, *, bind: str = SERVER_IP) -> lis
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """One HTTP fetch by curl: seconds to connect and in all, and the bytes it got."""
+
+    connect: float
+    total: float
+    size: int
+
+
+def curl_fetch(namespace: str, url: str, *, timeout: float = 30.0) -> Fetch:
+    """Fetch `url` once with curl from `namespace` (the body discarded); raises
+    `subprocess.CalledProcessError` if curl fails (HTTP errors included)."""
+    argv = ["curl", "--silent", "--show-error", "--fail", "--max-time", f"{timeout:g}"]
+    argv += ["-o", "/dev/null", "-w", "%{time_connect} %{time_total} %{size_download}", url]
+    out = subprocess.run(
+        ns_cmd(namespace, argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout + 10,
+        check=True,
+    ).stdout.split()
+    return Fetch(connect=float(out[0]), total=float(out[1]), size=int(out[2]))
+
+
 def ping_argv(*, duration: float, interval: float = 0.1, dest: str = SERVER_IP) -> list[str]:
     """The command that pings ``dest`` for ``duration`` (run in the client namespace)."""
     return python_cmd(
