@@ -425,11 +425,9 @@ def event_finding(result: ScenarioResult) -> str:
 
     # What the links carried alone after the (first) event, summed: a series whose own
     # level after it is low (a flow stuck on the links that were left) then shows it.
-    links = [e for n, e in result.series.items() if n.startswith("link-") and e.runs]
-    afters = [levels(e)[1] for e in links]
-    links_after = sum(a for a in afters if a is not None) if afters else None
-    if None in afters or not links_after:
-        links_after = None
+    afters = [levels(e)[1] for n, e in result.series.items() if n.startswith("link-") and e.runs]
+    known = [a for a in afters if a is not None]
+    links_after = sum(known) if known and len(known) == len(afters) else None
     lines = []
     for name, entry in result.series.items():
         if not entry.runs:
@@ -445,7 +443,7 @@ def event_finding(result: ScenarioResult) -> str:
         if before and during:
             down = [recovery_time(r.samples, first, 0.8 * during, interval) for r in entry.runs]
             line += f"; reached 80 % of the level after the event {_seconds(down)} after it"
-            if links_after is not None and not name.startswith("link-") and len(links) > 1:
+            if links_after and not name.startswith("link-"):
                 full = [
                     recovery_time(r.samples, first, 0.8 * links_after, interval) for r in entry.runs
                 ]
