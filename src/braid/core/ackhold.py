@@ -133,8 +133,9 @@ class AckHold:
     def on_data(self, packet: bytes, due: float, now: float) -> None:
         """A TCP segment arrived at the egress at `now`; its acknowledgement may leave at
         `due` (the session gives `ACK_HOLD_SHARE` of the way to when the segment would
-        have arrived over the slowest path). Only what occupies sequence space (data, SYN, FIN) is noted; a SYN-ACK
-        is not (the initiator's acknowledgement of it is not held: the SYN-ACK was)."""
+        have arrived over the slowest path). Only what occupies sequence space (data,
+        SYN, FIN) is noted; a SYN-ACK is not (the initiator's acknowledgement of it is not
+        held: the SYN-ACK was)."""
         start = _tcp(packet)
         if not start:
             return
