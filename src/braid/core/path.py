@@ -167,6 +167,7 @@ class PathState:
         "feedback_due",
         "feedback_pending",
         "flagged",
+        "health_adjustments",
         "health_delivered",
         "health_lost",
         "hello_acked",
@@ -314,6 +315,9 @@ class PathState:
         self.degraded_until = -_INF
         self.health_delivered = 0
         self.health_lost = 0
+        self.health_adjustments = 0
+        """The controller's `adjustments` at the last health check: a loss it answered by
+        lowering its estimate (it overfed the link) does not degrade the path."""
 
     # -- send side ---------------------------------------------------------------------
 

@@ -2853,13 +2853,21 @@ class TunnelSession:
             if total >= _HEALTH_MIN_SAMPLES or (degraded and total >= _HEALTH_MIN_SAMPLES // 4):
                 path.health_delivered = path.delivered
                 path.health_lost = path.lost
+                # Losses of an interval in which the controller lowered its estimate were
+                # its own overshoot (the link's capacity fell, its queue overflowed), not a
+                # bad link: they do not degrade the path.
+                adjustments = getattr(path.cc, "adjustments", 0)
+                overshoot = adjustments != path.health_adjustments
+                path.health_adjustments = adjustments
                 sum_lost += max(lost, 0)
                 sum_total += total
                 loss = max(lost, 0) / total
                 excess = (
                     path.srtt - best_rtt if path.srtt is not None and best_rtt is not None else 0.0
                 )
-                if not degraded and (loss > config.degraded_loss or excess > config.degraded_rtt):
+                if not degraded and (
+                    (loss > config.degraded_loss and not overshoot) or excess > config.degraded_rtt
+                ):
                     path.degraded_until = _INF
                     self._degraded_count += 1
                     changed = True

@@ -21,6 +21,17 @@
 # capacity and the estimate is trimmed by 10 %. Then one round is paced at 0.875 x
 # to drain it.
 #
+# A heavy loss answers sooner: when, since a feedback that reported a loss, at least a
+# fifth of the datagrams covered (and 8) were lost while every RTT sample was inflated
+# (min_rtt + max(min_rtt / 4, 10 ms)) and the bytes were reported over more time than
+# they were sent in, the link's queue overflows: its capacity fell far below the
+# estimate (a 40 Mbit/s link at 10). The estimate restarts at once from what the path
+# delivered since that first loss (its queue was full, so that is the capacity; not
+# below a quarter), and samples of datagrams sent before then are ignored. A 4x fall is
+# followed in one round trip and a queue's length instead of three rounds and 0.2 s,
+# halving at most per step (in fake time, 160-180 ms and 250-390 datagrams lost instead
+# of 0.5-1.2 s and 965-1490). Random loss delays nothing, so it does not count.
+#
 # A path fed below its estimate (app-limited: the tunnel is not full, or the scheduler
 # prefers other paths) says nothing about its capacity through its delivery rate, but
 # its link can still be overfed: its rounds count as a standing queue too when the RTT
@@ -90,6 +101,33 @@ below this fraction of the estimate (each time)."""
 MIN_STREAK: Final = 0.1
 """Seconds: the shortest span that delivery rate is taken over (the streak lasts at least
 INFLATION_TIME anyway)."""
+HEAVY_LOSS: Final = 0.2
+"""A burst of feedback that counts this fraction of the path's datagrams lost (and at least
+HEAVY_MIN_LOST), while the path delivered them slower than they were sent, is the link's
+queue overflowing: its capacity fell far below the estimate. The estimate restarts at once
+from the rate delivered since the first loss, not after INFLATION_ROUNDS."""
+HEAVY_MIN_LOST: Final = 8
+HEAVY_MIN_SPAN: Final = 0.02
+"""Seconds: the shortest span the delivery rate is taken over after a heavy loss."""
+HEAVY_MARGIN: Final = 0.010
+"""...and every RTT sample of the burst at least this much (and INFLATION_FACTOR of the
+minimum) above the minimum: the link's queue is full. Random loss delays nothing."""
+
+
+class _Burst:
+    """A run of feedback since a loss (the heavy-loss rule)."""
+
+    __slots__ = ("ack_span", "covered", "delivered", "lost", "min_rtt", "send_span", "start")
+
+    def __init__(self, start: float, delivered: int) -> None:
+        self.start = start
+        self.delivered = delivered  # the path's `delivered` at the first loss
+        self.lost = 0
+        self.covered = 0
+        self.send_span = 0.0
+        self.ack_span = 0.0
+        self.min_rtt = math.inf
+
 
 _STARTUP = 0
 _DRAIN = 1
@@ -119,6 +157,12 @@ class BbrLike:
         self._round_start = now  # when the round began, and `delivered` then
         self._round_start_delivered = 0
         self._streak_start = (now, 0)  # the same when the inflated streak began
+        # A burst of losses (None without one); `delivered` at the last heavy restart
+        # (losses of datagrams sent before it do not count again).
+        self._burst: _Burst | None = None
+        self._heavy_after = 0
+        self.heavy_restarts = 0
+        """Times a heavy loss restarted the estimate at once (statistics)."""
         self._full_bw = 0.0
         self._full_bw_count = 0
         self._cycle_index = 0
@@ -168,6 +212,8 @@ class BbrLike:
             self._min_rtt = sample.min_rtt
         self._back_queue = sample.back_queue
         rate = sample.delivery_rate
+        if sample.prior_delivered < self._heavy_after:
+            rate = None  # sent before a heavy loss was answered: at the old capacity
         if rate is not None and rate > self._round_max_all:
             self._round_max_all = rate
         if (
@@ -184,6 +230,8 @@ class BbrLike:
         self._round_lost += sample.lost
         self._round_send_span += sample.send_elapsed
         self._round_ack_span += sample.ack_elapsed
+        if self._state != _DRAIN and (sample.lost or self._burst is not None):
+            self._check_burst(sample, now)
         if sample.acked and sample.prior_delivered >= self._next_round_delivered:
             self._end_round(sample, now)
         self._update_cycle(sample, now)
@@ -197,6 +245,63 @@ class BbrLike:
         self._round_min_rtt = float("inf")
 
     # -- internals ----------------------------------------------------------------------
+
+    def _check_burst(self, sample: RateSample, now: float) -> None:
+        """A heavy loss: restart the estimate from what the link delivered since it began."""
+        burst = self._burst
+        if burst is None:
+            if sample.prior_delivered < self._heavy_after:
+                return  # sent before the last restart: its loss is already answered
+            # From the first loss on the link's queue is full: it delivers at capacity.
+            self._burst = _Burst(now, sample.delivered)
+            return
+        burst.lost += sample.lost
+        burst.covered += sample.acked
+        burst.send_span += sample.send_elapsed
+        burst.ack_span += sample.ack_elapsed
+        if sample.rtt is not None and sample.rtt < burst.min_rtt:
+            burst.min_rtt = sample.rtt
+        span = now - burst.start
+        if span > 2 * self._min_rtt + INFLATION_TIME:
+            self._burst = None  # never heavy
+            return
+        lost = burst.lost
+        min_rtt = self._min_rtt
+        if (
+            span < HEAVY_MIN_SPAN
+            or lost < HEAVY_MIN_LOST
+            or lost < HEAVY_LOSS * burst.covered
+            or burst.ack_span * OVERFED <= burst.send_span
+            # A full queue delays every datagram that gets through; random loss does not.
+            or burst.min_rtt <= min_rtt + max(INFLATION_FACTOR * min_rtt, HEAVY_MARGIN)
+        ):
+            return
+        restart = (sample.delivered - burst.delivered) / span
+        # (Below the estimate, also in startup, which overshoots on purpose: the rate is
+        # what the link delivered with its queue full, so startup's estimate is not trimmed.)
+        trim = 1.0 if self._state == _STARTUP else QUEUE_TRIM
+        restart = min(max(restart, OVERFED_FLOOR * self.btl_bw), trim * self.btl_bw)
+        filt = self._bw_filter
+        filt.clear()
+        filt.append((self._round, now, restart))
+        self.btl_bw = min(max(restart, MIN_RATE), self._cap)
+        self.heavy_restarts += 1
+        self.adjustments += 1
+        self._burst = None
+        # The round so far measured the old capacity and counted the losses just answered.
+        self._round_max = 0.0
+        self._round_max_all = 0.0
+        self._round_acked = 0
+        self._round_lost = 0
+        self._round_send_span = 0.0
+        self._round_ack_span = 0.0
+        self._heavy_after = sample.delivered
+        self._inflated_rounds = 0
+        if self._state == _STARTUP:
+            self._state = _DRAIN
+        else:
+            self._cycle_index = 1  # one round below 1 to drain the queue
+            self._cycle_start = now
 
     def _end_round(self, sample: RateSample, now: float) -> None:
         self._next_round_delivered = sample.delivered
