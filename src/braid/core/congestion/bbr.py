@@ -289,12 +289,7 @@ class BbrLike:
         self.adjustments += 1
         self._burst = None
         # The round so far measured the old capacity and counted the losses just answered.
-        self._round_max = 0.0
-        self._round_max_all = 0.0
-        self._round_acked = 0
-        self._round_lost = 0
-        self._round_send_span = 0.0
-        self._round_ack_span = 0.0
+        self._clear_round_counts()
         self._heavy_after = sample.delivered
         self._inflated_rounds = 0
         if self._state == _STARTUP:
@@ -391,15 +386,19 @@ class BbrLike:
                 self._full_bw_count += 1
                 if self._full_bw_count >= 3:
                     self._state = _DRAIN
+        self._clear_round_counts()
+        self._round_min_rtt = float("inf")
+        self._round_start = now
+        self._round_start_delivered = sample.delivered
+
+    def _clear_round_counts(self) -> None:
+        """Start the round's rate, loss and span counts again."""
         self._round_max = 0.0
         self._round_max_all = 0.0  # including app-limited samples
-        self._round_min_rtt = float("inf")
         self._round_acked = 0
         self._round_lost = 0
         self._round_send_span = 0.0
         self._round_ack_span = 0.0
-        self._round_start = now
-        self._round_start_delivered = sample.delivered
 
     def _update_cycle(self, sample: RateSample, now: float) -> None:
         # Inflight includes up to ACK_DELAY of unreported data: the drained target too.
