@@ -2856,7 +2856,7 @@ class TunnelSession:
                 # Losses of an interval in which the controller lowered its estimate were
                 # its own overshoot (the link's capacity fell, its queue overflowed), not a
                 # bad link: they do not degrade the path.
-                adjustments = getattr(path.cc, "adjustments", 0)
+                adjustments = path.cc.adjustments
                 overshoot = adjustments != path.health_adjustments
                 path.health_adjustments = adjustments
                 sum_lost += max(lost, 0)

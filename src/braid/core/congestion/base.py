@@ -66,6 +66,9 @@ class CongestionControl(Protocol):
     """Bytes that may be in flight (sent, not yet covered by feedback)."""
     btl_bw: float
     """The estimated bottleneck rate, bytes per second (for scheduling and queue limits)."""
+    adjustments: int
+    """Times the controller lowered its estimate because it overfed the link (a standing
+    queue or a heavy loss): losses then were its own, not the link's (health checks)."""
 
     @property
     def state(self) -> str:

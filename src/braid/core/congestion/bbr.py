@@ -172,7 +172,7 @@ class BbrLike:
         self._min_rtt = INITIAL_RTT
         self._back_queue = 0.0  # the latest feedback's wait on the way back (seconds)
         self.adjustments = 0
-        """Times the filter restarted because of a standing queue (statistics)."""
+        """Times the filter restarted because of a standing queue or a heavy loss."""
         self._cap = math.inf
         self.btl_bw = INITIAL_RATE
         self._state = _STARTUP

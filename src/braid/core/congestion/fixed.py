@@ -23,6 +23,7 @@ class FixedRate:
         self.btl_bw = rate
         self.pacing_rate = rate
         self.cwnd = math.inf
+        self.adjustments = 0  # (never adapts)
 
     @property
     def state(self) -> str:
