@@ -120,11 +120,12 @@ def test_a_heavy_loss_lowers_the_estimate_within_a_round_trip(
     """20 Mbit/s 10 ms + 40 Mbit/s 30 ms, the lab's agg-drop; link 1 falls to 10 Mbit/s
     and its 50 ms queue overflows. The estimate restarts from what the link delivered since
     its first loss as soon as a fifth of a burst is lost with every RTT sample inflated:
-    160-180 ms after the fall, and the link dropped 247-389 datagrams. Before, after three
-    inflated rounds and 0.2 s, halving at most each time: 0.5-1.2 s and 965-1490
-    datagrams, with a saturating source or one of 50 Mbit/s. The loss was the tunnel's own
-    overshoot, so the path is not degraded either (it was without a hint: 25 % lost in a
-    health interval, no DATA for it until the next)."""
+    within 1.3 x of the new rate 0.16-0.17 s after the fall, and the link dropped 262-447
+    datagrams. Before, after three inflated rounds and 0.2 s, halving at most each time:
+    0.55-1.19 s and 1094-1628 datagrams, with a saturating source or one of 50 Mbit/s. The
+    loss was the tunnel's own overshoot, so the path is not degraded either (it was in all
+    four cases: over 25 % lost in a health interval, no DATA for it until the next; 20.8-25.7
+    Mbit/s from 1 to 3 s after the fall, now 28.9-29.9)."""
     net = _net({0: (2_500_000.0, 0.010), 1: (5_000_000.0, 0.030)}, hints=hints)
     if source is not None:
         net.limit_source(source)

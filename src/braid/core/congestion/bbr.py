@@ -29,8 +29,8 @@
 # delivered since that first loss (its queue was full, so that is the capacity; not
 # below a quarter), and samples of datagrams sent before then are ignored. A 4x fall is
 # followed in one round trip and a queue's length instead of three rounds and 0.2 s,
-# halving at most per step (in fake time, 160-180 ms and 250-390 datagrams lost instead
-# of 0.5-1.2 s and 965-1490). Random loss delays nothing, so it does not count.
+# halving at most per step (in fake time, 0.16-0.17 s and 262-447 datagrams lost instead
+# of 0.55-1.19 s and 1094-1628). Random loss delays nothing, so it does not count.
 #
 # A path fed below its estimate (app-limited: the tunnel is not full, or the scheduler
 # prefers other paths) says nothing about its capacity through its delivery rate, but
