@@ -3,13 +3,17 @@
 Each path direction is a bottleneck: `rate` bytes/s (changeable at run time), one-way
 `delay`, a drop-tail queue of `queue_time` seconds at the rate (like the lab's tbf). The local portal's source is saturating and
 respects queue control like the runtime does: it sends while `session.writable`. It is not
-a TCP (it never backs off), so the default config has no early drops.
+a TCP (it never backs off), so the default config has no early drops. `stop_source` turns
+it off; `start_window_flow` puts a window-limited, BBR-like sender in its place
+(`WindowSender`).
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 import random
+from collections import deque
 from dataclasses import dataclass, field
 
 from braid.core.session import SessionConfig, TunnelSession
@@ -55,6 +59,90 @@ class Bottleneck:
         return depart + self.delay + self.extra
 
 
+class WindowSender:
+    """A BBR-like TCP sender's window (fake time): it keeps at most twice the largest
+    delivery rate it measured over its last ten smallest round trips times that smallest
+    round trip in flight (2.885 x in startup, which ends when that rate grew less than 25 %
+    in three round trips), and paces at 2.885 x, then 1 x, that rate. Its acknowledgements
+    come back `back` seconds after the remote portal delivered a packet. The tunnel
+    delivers a flow in order, so a packet delivered means those sent before it that are
+    still missing are lost (no retransmission: goodput counts what arrived)."""
+
+    def __init__(self, now: float, size: int, back: float) -> None:
+        self.size = size
+        self.back = back
+        self.sent: dict[int, tuple[float, int, float]] = {}  # seq: (time, delivered, then)
+        self.delivered = 0
+        self.delivered_at = now
+        self.min_rtt = math.inf
+        self.bw = 0.0
+        self.samples: deque[tuple[float, float]] = deque()
+        self.startup = True
+        self.full_bw = 0.0
+        self.full_count = 0
+        self.next_round = 0
+        self.inflight = 0
+        self.next_send = now
+        self.acks: list[tuple[float, int]] = []
+
+    def pacing_rate(self) -> float:
+        if not self.bw:
+            return 10 * self.size / 0.01  # ten packets per 10 ms before any sample
+        return (2.885 if self.startup else 1.0) * self.bw
+
+    def window(self) -> float:
+        if not self.bw:
+            return 10 * self.size
+        return max((2.885 if self.startup else 2.0) * self.bw * self.min_rtt, 4 * self.size)
+
+    def may_send(self, now: float) -> bool:
+        return self.inflight + self.size <= self.window() and self.next_send <= now
+
+    def on_sent(self, seq: int, now: float) -> None:
+        self.sent[seq] = (now, self.delivered, self.delivered_at)
+        self.inflight += self.size
+        self.next_send = max(self.next_send, now) + self.size / self.pacing_rate()
+
+    def on_delivered(self, seq: int, now: float) -> None:
+        if seq in self.sent:
+            heapq.heappush(self.acks, (now + self.back, seq))
+
+    def next_time(self, writable: bool) -> float | None:
+        """When the sender next has something to do (an acknowledgement, or a send if the
+        tunnel takes packets)."""
+        times = [self.acks[0][0]] if self.acks else []
+        if writable and self.inflight + self.size <= self.window():
+            times.append(self.next_send)
+        return min(times) if times else None
+
+    def on_acks(self, now: float) -> None:
+        while self.acks and self.acks[0][0] <= now:
+            _, seq = heapq.heappop(self.acks)
+            if seq not in self.sent:
+                continue
+            for lost in [s for s in self.sent if s < seq]:
+                del self.sent[lost]
+                self.inflight -= self.size
+            sent_at, prior, prior_at = self.sent.pop(seq)
+            self.inflight -= self.size
+            self.delivered += self.size
+            self.delivered_at = now
+            self.min_rtt = min(self.min_rtt, now - sent_at)
+            rate = (self.delivered - prior) / max(now - prior_at, 1e-4)
+            self.samples.append((now, rate))
+            while self.samples[0][0] < now - 10 * self.min_rtt:
+                self.samples.popleft()
+            self.bw = max(r for _, r in self.samples)
+            if prior >= self.next_round:
+                self.next_round = self.delivered
+                if self.startup and self.bw >= 1.25 * self.full_bw:
+                    self.full_bw = self.bw
+                    self.full_count = 0
+                elif self.startup:
+                    self.full_count += 1
+                    self.startup = self.full_count < 3
+
+
 class RateNet:
     """Local and remote sessions over rate-limited paths; a saturating local source."""
 
@@ -90,6 +178,19 @@ class RateNet:
         self.deliver_seqs: list[int] = []
         self.sent_at: list[float] = []  # (by source sequence number)
         self.refused = 0
+        self.source_on = True
+        self.flow: WindowSender | None = None
+
+    def stop_source(self) -> None:
+        """From now on the source sends nothing."""
+        self.source_on = False
+        self.flow = None
+
+    def start_window_flow(self, back: float = 0.010) -> WindowSender:
+        """From now on a `WindowSender` is the source; its acknowledgements take `back`."""
+        self.source_on = False
+        self.flow = WindowSender(self.now, self.packet_size, back)
+        return self.flow
 
     def limit_source(self, rate: float | None) -> None:
         """From now on the source offers `rate` bytes/s (None: saturating again)."""
@@ -113,7 +214,10 @@ class RateNet:
         if side == "remote":
             for packet in session.packets_to_deliver():
                 self.delivered.append((now, len(packet)))
-                self.deliver_seqs.append(int.from_bytes(packet[32:36], "big"))
+                seq = int.from_bytes(packet[32:36], "big")
+                self.deliver_seqs.append(seq)
+                if self.flow is not None:
+                    self.flow.on_delivered(seq, now)
         else:
             session.packets_to_deliver()
         while session.next_event() is not None:
@@ -121,6 +225,19 @@ class RateNet:
 
     def _source(self, now: float) -> None:
         local = self.local
+        flow = self.flow
+        if flow is not None:
+            flow.on_acks(now)
+            while flow.may_send(now) and local.writable:
+                if not local.send_packet(udp_packet(1, self.sent, self.packet_size), now=now):
+                    self.refused += 1
+                    break
+                flow.on_sent(self.sent, now)
+                self.sent_at.append(now)
+                self.sent += 1
+            return
+        if not self.source_on:
+            return
         if self.source_rate is None:
             while local.writable:
                 if not local.send_packet(udp_packet(1, self.sent, self.packet_size), now=now):
@@ -147,7 +264,10 @@ class RateNet:
                 timer = session.get_timer()
                 if timer is not None:
                     candidates.append(timer)
-            if self.source_rate is not None:
+            if self.flow is not None:
+                if (flow_next := self.flow.next_time(self.local.writable)) is not None:
+                    candidates.append(flow_next)
+            elif self.source_rate is not None and self.source_on:
                 candidates.append(self.next_source)
             now = max(min(candidates), self.now)
             if now >= end and not (self.events and self.events[0][0] <= end):

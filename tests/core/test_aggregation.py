@@ -154,6 +154,74 @@ def test_random_loss_is_not_a_heavy_loss() -> None:
     assert net.local.statistics().paths[1].state == "degraded"
 
 
+def _fall_then_idle(recovered: float, hints: bool = True) -> tuple[RateNet, int]:
+    """20 Mbit/s 10 ms + 40 Mbit/s 30 ms; link 1 falls to 10 Mbit/s at 3 s under a
+    saturating source, the source stops at 5 s, the link is back at `recovered` while the
+    tunnel is idle, and at 7 s a window-limited, BBR-like flow starts (with the link's
+    datagrams dropped so far)."""
+    net = _net({0: (2_500_000.0, 0.010), 1: (5_000_000.0, 0.030)}, hints=hints)
+    net.run_until(3.0)
+    net.set_rate(1, 1_250_000.0)
+    net.run_until(5.0)
+    net.stop_source()
+    net.set_rate(1, recovered)
+    net.run_until(7.0)
+    assert net.local.statistics().paths[1].btl_bw <= 1.3 * 1_250_000.0
+    dropped = net.up[1].dropped
+    net.start_window_flow()
+    return net, dropped
+
+
+def test_a_link_recovered_while_idle_is_found_when_traffic_resumes() -> None:
+    """The next flow after a fall, over a link that recovered while the tunnel was idle.
+    Such a flow's window fits what the paths deliver as it starts, and the path's estimate
+    grows only with what the flow asks of it: before, 24.8, 29.5, 34.0, 40.4, 44.7, 48.4,
+    50.9, 53.8 Mbit/s in its first eight half seconds (in the lab, 3.5-6 s to 90 % of the
+    links). The path probes in startup again, up to the rate it had, when it is fed after a
+    second idle: 31.9, then 56.5-58.5."""
+    net, _ = _fall_then_idle(5_000_000.0)
+    net.run_until(9.0)
+    assert net.goodput(7.5, 9.0) >= 0.9 * 7_500_000.0 * PAYLOAD
+    assert net.local.statistics().paths[1].btl_bw >= 0.9 * 5_000_000.0
+    cc = net.local._paths[1].cc
+    assert isinstance(cc, BbrLike)
+    assert cc.reprobes == 1
+
+
+def test_a_link_still_slow_after_idle_costs_nothing_to_probe() -> None:
+    """The same, but the link is still at 10 Mbit/s when the flow starts: the probe ends at
+    its first inflated round trip (no datagram dropped) and the flow gets what it did
+    without the probe (24.4, 28.5, 28.3 Mbit/s ... before; 24.1, 28.2, 28.5 ...)."""
+    net, dropped = _fall_then_idle(1_250_000.0)
+    net.run_until(10.0)
+    cc = net.local._paths[1].cc
+    assert isinstance(cc, BbrLike)
+    assert cc.reprobes == 1
+    assert cc.state == "probe_bw"
+    assert net.local.statistics().paths[1].btl_bw <= 1.3 * 1_250_000.0
+    assert net.up[1].dropped - dropped <= 10
+    assert net.goodput(7.5, 10.0) >= 0.9 * 3_500_000.0 * PAYLOAD
+
+
+def test_an_idle_path_at_its_rate_or_long_slow_is_not_probed_again() -> None:
+    """No probe after idle for a path at the rate it had, nor for one whose last minute
+    of use was all below it (a link slower than its hint: it would overshoot each time)."""
+    # (2 + 4 Mbit/s, link 1 at 1 Mbit/s for a minute: a tenth of the others' rates, for speed)
+    net = _net({0: (250_000.0, 0.010), 1: (500_000.0, 0.030)})
+    net.run_until(3.0)
+    net.set_rate(1, 125_000.0)
+    net.run_until(65.0)
+    assert net.local.statistics().paths[1].btl_bw <= 1.3 * 125_000.0
+    net.stop_source()
+    net.run_until(67.0)
+    net.start_window_flow()
+    net.run_until(69.0)
+    for path_id in (0, 1):
+        cc = net.local._paths[path_id].cc
+        assert isinstance(cc, BbrLike)
+        assert cc.reprobes == 0
+
+
 @pytest.mark.parametrize("hints", [True, False])
 def test_a_queue_on_the_way_back_does_not_slow_the_paths(hints: bool) -> None:
     """From 3 s on, everything coming back (the feedback) waits 80 ms more on both links,

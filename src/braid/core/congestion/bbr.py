@@ -46,6 +46,17 @@
 # next probe at once instead of six cruising rounds, each twice as far above the
 # estimate as the one before (1.125, 1.25, 1.5, then MAX_PROBE_GAIN).
 #
+# A capacity that came back while the path was idle is not seen by probing: the flows that
+# start next are window-limited (a window fitted to what the paths deliver as they start)
+# and feed a path little beyond its estimate. So a path fed again after a second of idle
+# (samples below a tenth of its estimate) with its estimate below 0.8 of the highest it
+# held in its last minute of use, or of its hint, probes in startup again, pacing no
+# faster than that rate, until it is back there (then cruises), or its first round with
+# the RTT inflated or a loss (the link did not recover), or 0.5 s. In fake time, a BBR-like
+# flow over 20 + 40 Mbit/s after the 40 fell to 10 and came back while idle: 58.5 Mbit/s
+# from its second half second instead of climbing from 24.8 to 53.8 over four seconds;
+# over the link still at 10, the same goodput and no datagram dropped.
+#
 # With a rate hint (the link's configured rate) the controller starts cruising at it and
 # btl_bw never exceeds it.
 #
@@ -112,6 +123,24 @@ HEAVY_MIN_SPAN: Final = 0.02
 HEAVY_MARGIN: Final = 0.010
 """...and every RTT sample of the burst at least this much (and INFLATION_FACTOR of the
 minimum) above the minimum: the link's queue is full. Random loss delays nothing."""
+REPROBE_IDLE: Final = 1.0
+QUIET: Final = 0.1
+REPROBE_BELOW: Final = 0.8
+PEAK_MEMORY: Final = 60.0
+"""A path idle for this many seconds (every sample below `QUIET` of its estimate: keepalive
+probes only) whose estimate is below `REPROBE_BELOW` of the highest it held in its last
+`PEAK_MEMORY` seconds of use (or of its rate hint) probes in startup again when it is fed
+again: its link may have recovered while idle (a 4G link after a fade), and a
+window-limited flow would find that only slowly, as its demand grows only with what the
+paths deliver (3.5-6 s to 90 % of 20 + 40 Mbit/s in the lab, instead of 0.25 s)."""
+REPROBE_DONE: Final = 0.95
+"""That startup paces no faster than the rate the path had (the link is known not to carry
+more) and ends, cruising, once the estimate is back at this fraction of it..."""
+REPROBE_TIME: Final = 0.5
+REPROBE_ROUNDS: Final = 4
+"""...or as startup does, or at its first round with the RTT inflated or a loss above 2 %
+(the link has not recovered), or after this long and this many min RTTs (the path is fed
+below its pacing rate, so its rounds are app-limited and its startup might not end)."""
 
 
 class _Burst:
@@ -174,7 +203,14 @@ class BbrLike:
         self.adjustments = 0
         """Times the filter restarted because of a standing queue or a heavy loss."""
         self._cap = math.inf
+        self._active_at = now  # the last sample of a path in use (QUIET)
+        self.reprobes = 0
+        """Times the path probed in startup again after an idle period (statistics)."""
         self.btl_bw = INITIAL_RATE
+        self._peak = INITIAL_RATE  # the highest estimate of the last PEAK_MEMORY seconds
+        self._peak_at = now
+        self._reprobe_to = 0.0  # pacing ceiling of a startup after idle (0: none)...
+        self._reprobe_until = now  # ...and its end
         self._state = _STARTUP
         self.pacing_rate = STARTUP_GAIN * INITIAL_RATE
         self.cwnd = float(max(CWND_GAIN * self.btl_bw * INITIAL_RTT, MIN_CWND))
@@ -192,6 +228,8 @@ class BbrLike:
             return
         self._cap = max(rate_hint, MIN_RATE)
         self.btl_bw = self._cap
+        self._peak = self._cap
+        self._peak_at = now
         self._bw_filter.clear()
         self._bw_filter.append((self._round, now, self.btl_bw))
         self._state = _PROBE_BW
@@ -210,6 +248,14 @@ class BbrLike:
         """Update the model from one feedback's rate sample."""
         if sample.min_rtt is not None:
             self._min_rtt = sample.min_rtt
+        if sample.delivery_rate is not None and sample.delivery_rate >= QUIET * self.btl_bw:
+            if (
+                now - self._active_at >= REPROBE_IDLE
+                and self._state == _PROBE_BW
+                and self.btl_bw < REPROBE_BELOW * min(self._peak, self._cap)
+            ):
+                self._reprobe(min(self._peak, self._cap), now)
+            self._active_at = now
         self._back_queue = sample.back_queue
         rate = sample.delivery_rate
         if sample.prior_delivered < self._heavy_after:
@@ -235,6 +281,11 @@ class BbrLike:
         if sample.acked and sample.prior_delivered >= self._next_round_delivered:
             self._end_round(sample, now)
         self._update_cycle(sample, now)
+        if self._reprobe_to and self._state == _STARTUP and now >= self._reprobe_until:
+            self._state = _DRAIN  # it found no more: drain what the probe queued
+        if self.btl_bw >= self._peak or now - self._peak_at > PEAK_MEMORY:
+            self._peak = self.btl_bw
+            self._peak_at = now
         self._update_rates()
 
     def on_path_down(self, now: float) -> None:
@@ -245,6 +296,17 @@ class BbrLike:
         self._round_min_rtt = float("inf")
 
     # -- internals ----------------------------------------------------------------------
+
+    def _reprobe(self, target: float, now: float) -> None:
+        """Probe in startup again from the current estimate (the link may have recovered),
+        pacing no faster than `target`, the rate it had."""
+        self._reprobe_to = target
+        self._reprobe_until = now + max(REPROBE_TIME, REPROBE_ROUNDS * self._min_rtt)
+        self._state = _STARTUP
+        self._full_bw = self.btl_bw
+        self._full_bw_count = 0
+        self._inflated_rounds = 0
+        self.reprobes += 1
 
     def _check_burst(self, sample: RateSample, now: float) -> None:
         """A heavy loss: restart the estimate from what the link delivered since it began."""
@@ -374,11 +436,20 @@ class BbrLike:
                 self._cycle_start = now
         if filt:
             self.btl_bw = min(max(max(r for _, _, r in filt), MIN_RATE), self._cap)
-        if self._state == _STARTUP and lossy and round_max > 0:
+        if self._reprobe_to and self._state == _STARTUP and (inflated or lossy):
+            # Probing after idle (below the rate the path had): the first sign of a queue
+            # at the link says it has not recovered; drain what the probe queued.
+            self._state = _DRAIN
+        elif self._state == _STARTUP and lossy and round_max > 0:
             # Startup overshot (drops at the bottleneck): the pipe is full. Keep the
             # estimate (like BBR) and drain what the overshoot queued.
             self._state = _DRAIN
-        elif self._state == _STARTUP and not sample.app_limited and round_max > 0:
+        elif (
+            self._state == _STARTUP
+            and not self._reprobe_to  # (its rounds may plateau at what the flows ask)
+            and not sample.app_limited
+            and round_max > 0
+        ):
             if self.btl_bw >= self._full_bw * 1.25:
                 self._full_bw = self.btl_bw
                 self._full_bw_count = 0
@@ -433,15 +504,24 @@ class BbrLike:
     def _update_rates(self) -> None:
         bw = self.btl_bw
         state = self._state
+        target = self._reprobe_to
+        if target:
+            if state != _STARTUP:
+                self._reprobe_to = target = 0.0
+            elif bw >= REPROBE_DONE * target:
+                # The rate it had is back: cruise (it never paced above it).
+                self._state = state = _PROBE_BW
+                self._cycle_index = 2
+                self._reprobe_to = target = 0.0
         if state == _STARTUP:
             gain = STARTUP_GAIN
         elif state == _DRAIN:
             gain = DRAIN_GAIN
         else:
             gain = self._probe_gain if self._cycle_index == 0 else CYCLE[self._cycle_index]
-        self.pacing_rate = max(gain * bw, MIN_RATE)
-        cwnd_gain = STARTUP_GAIN if state == _STARTUP else CWND_GAIN
+        self.pacing_rate = max(gain * bw if not target else min(gain * bw, target), MIN_RATE)
+        window = (STARTUP_GAIN if state == _STARTUP else CWND_GAIN) * bw
+        if target and window > CWND_GAIN * target:
+            window = CWND_GAIN * target
         # (plus what was delivered while its report waits in a queue on the way back)
-        self.cwnd = max(
-            cwnd_gain * bw * (self._min_rtt + ACK_DELAY) + bw * self._back_queue, MIN_CWND
-        )
+        self.cwnd = max(window * (self._min_rtt + ACK_DELAY) + bw * self._back_queue, MIN_CWND)
