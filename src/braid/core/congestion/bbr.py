@@ -281,8 +281,14 @@ class BbrLike:
         if sample.acked and sample.prior_delivered >= self._next_round_delivered:
             self._end_round(sample, now)
         self._update_cycle(sample, now)
-        if self._reprobe_to and self._state == _STARTUP and now >= self._reprobe_until:
-            self._state = _DRAIN  # it found no more: drain what the probe queued
+        if self._reprobe_to and self._state == _STARTUP:
+            if self.btl_bw >= REPROBE_DONE * self._reprobe_to:
+                # The rate it had is back: cruise (it never paced above it).
+                self._state = _PROBE_BW
+                self._cycle_index = 2
+                self._cycle_start = now
+            elif now >= self._reprobe_until:
+                self._state = _DRAIN  # it found no more: drain what the probe queued
         if self.btl_bw >= self._peak or now - self._peak_at > PEAK_MEMORY:
             self._peak = self.btl_bw
             self._peak_at = now
@@ -505,14 +511,8 @@ class BbrLike:
         bw = self.btl_bw
         state = self._state
         target = self._reprobe_to
-        if target:
-            if state != _STARTUP:
-                self._reprobe_to = target = 0.0
-            elif bw >= REPROBE_DONE * target:
-                # The rate it had is back: cruise (it never paced above it).
-                self._state = state = _PROBE_BW
-                self._cycle_index = 2
-                self._reprobe_to = target = 0.0
+        if target and state != _STARTUP:
+            self._reprobe_to = target = 0.0  # the probe after idle is over
         if state == _STARTUP:
             gain = STARTUP_GAIN
         elif state == _DRAIN:
