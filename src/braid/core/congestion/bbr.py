@@ -207,8 +207,8 @@ class BbrLike:
         self.reprobes = 0
         """Times the path probed in startup again after an idle period (statistics)."""
         self.btl_bw = INITIAL_RATE
-        self._peak = INITIAL_RATE  # the highest estimate of the last PEAK_MEMORY seconds
-        self._peak_at = now
+        self._peak = INITIAL_RATE  # the highest estimate of the last PEAK_MEMORY seconds...
+        self._used = 0.0  # ...of use (seconds the path was in use since it was set)
         self._reprobe_to = 0.0  # pacing ceiling of a startup after idle (0: none)...
         self._reprobe_until = now  # ...and its end
         self._state = _STARTUP
@@ -229,7 +229,7 @@ class BbrLike:
         self._cap = max(rate_hint, MIN_RATE)
         self.btl_bw = self._cap
         self._peak = self._cap
-        self._peak_at = now
+        self._used = 0.0
         self._bw_filter.clear()
         self._bw_filter.append((self._round, now, self.btl_bw))
         self._state = _PROBE_BW
@@ -249,10 +249,11 @@ class BbrLike:
         if sample.min_rtt is not None:
             self._min_rtt = sample.min_rtt
         if sample.delivery_rate is not None and sample.delivery_rate >= QUIET * self.btl_bw:
-            if (
-                now - self._active_at >= REPROBE_IDLE
-                and self._state == _PROBE_BW
-                and self.btl_bw < REPROBE_BELOW * min(self._peak, self._cap)
+            idle = now - self._active_at
+            if idle < REPROBE_IDLE:
+                self._used += idle  # (the peak is as old as the path's use since)
+            elif self._state == _PROBE_BW and self.btl_bw < REPROBE_BELOW * min(
+                self._peak, self._cap
             ):
                 self._reprobe(min(self._peak, self._cap), now)
             self._active_at = now
@@ -289,9 +290,9 @@ class BbrLike:
                 self._cycle_start = now
             elif now >= self._reprobe_until:
                 self._state = _DRAIN  # it found no more: drain what the probe queued
-        if self.btl_bw >= self._peak or now - self._peak_at > PEAK_MEMORY:
+        if self.btl_bw >= self._peak or self._used > PEAK_MEMORY:
             self._peak = self.btl_bw
-            self._peak_at = now
+            self._used = 0.0
         self._update_rates()
 
     def on_path_down(self, now: float) -> None:
