@@ -133,6 +133,14 @@ _PATH_SCHEMA: dict[str, Any] = {
         "inflight_bytes": {"type": "integer"},
         "queued_bytes": {"type": "integer", "description": "waiting in braid's pacer"},
         "standby": {"type": "boolean", "description": "bandwidth-on-demand standby"},
+        "estimate_restarts": {
+            "type": "integer",
+            "description": "times the estimate was lowered: the link's queue stood or overflowed",
+        },
+        "reprobes": {
+            "type": "integer",
+            "description": "times the path probed again, after idle, for the rate it had",
+        },
     },
 }
 

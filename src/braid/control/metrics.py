@@ -27,6 +27,12 @@ _PATH_COUNTERS = (
     ("bytes_received", "braid_path_received_bytes", "Bytes received on the path"),
     ("delivered", "braid_path_delivered_datagrams", "Sent datagrams the peer reported received"),
     ("lost", "braid_path_lost_datagrams", "Sent datagrams the peer reported lost"),
+    (
+        "estimate_restarts",
+        "braid_path_estimate_restarts",
+        "Times the path's estimate was lowered because the link's queue stood or overflowed",
+    ),
+    ("reprobes", "braid_path_reprobes", "Times the path probed again, after idle, for its rate"),
 )
 _PATH_GAUGES = (
     ("srtt", "braid_path_rtt_seconds", "Smoothed round-trip time of the path"),

@@ -398,6 +398,8 @@ class PortalService:
             "inflight_bytes": p.inflight,
             "queued_bytes": p.queued_bytes,
             "standby": p.standby,
+            "estimate_restarts": p.estimate_restarts,
+            "reprobes": p.reprobes,
         }
 
     def path(self, key: str, path_id: int) -> dict[str, Any]:
@@ -920,4 +922,6 @@ def _disabled_entry(path_id: int, link: PathLink, endpoint: str | None) -> dict[
         "inflight_bytes": 0,
         "queued_bytes": 0,
         "standby": False,
+        "estimate_restarts": 0,
+        "reprobes": 0,
     }

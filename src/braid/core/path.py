@@ -136,6 +136,12 @@ class PathStatistics:
     path); larger inner packets travel in fragments."""
     download_bps: int | None = None
     """Local portal: the link's download rate hint, told to the remote portal (PATH_INFO)."""
+    estimate_restarts: int = 0
+    """Times the congestion controller lowered its estimate because the link's queue stood
+    or overflowed (the link's capacity fell)."""
+    reprobes: int = 0
+    """Times it probed again, after idle, for the rate the path had (the link may have
+    recovered)."""
 
     @property
     def loss_rate(self) -> float:
@@ -483,6 +489,8 @@ class PathState:
             state=self.state(),
             mtu=self.mtu if self.mtu < NO_LIMIT else None,
             download_bps=self.download_bps,
+            estimate_restarts=self.cc.adjustments,
+            reprobes=self.cc.reprobes,
         )
 
     def state(self, now: float | None = None) -> str:

@@ -69,6 +69,8 @@ class CongestionControl(Protocol):
     adjustments: int
     """Times the controller lowered its estimate because it overfed the link (a standing
     queue or a heavy loss): losses then were its own, not the link's (health checks)."""
+    reprobes: int
+    """Times the controller probed for the rate the path had again, after idle."""
 
     @property
     def state(self) -> str:

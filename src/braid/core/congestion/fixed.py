@@ -24,6 +24,7 @@ class FixedRate:
         self.pacing_rate = rate
         self.cwnd = math.inf
         self.adjustments = 0  # (never adapts)
+        self.reprobes = 0
 
     @property
     def state(self) -> str:
