@@ -178,7 +178,7 @@ def test_a_link_recovered_while_idle_is_found_when_traffic_resumes(idle: float) 
     """The next flow after a fall, over a link that recovered while the tunnel was idle.
     Such a flow's window fits what the paths deliver as it starts, and the path's estimate
     grows only with what the flow asks of it: before, 24.8, 29.5, 34.0, 40.4, 44.7, 48.4,
-    50.9, 53.8 Mbit/s in its first eight half seconds (in the lab, 3.5-6 s to 90 % of the
+    50.9, 53.8 Mbit/s in its first eight half seconds (in the lab, 3.25 s to over 6 s to 90 % of the
     links). The path probes in startup again, up to the rate it had, when it is fed after a
     second idle: 31.9, then 56.5-58.5. Two idle minutes do not age the rate the path had
     (its last minute of *use* counts)."""

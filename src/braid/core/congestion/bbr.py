@@ -132,7 +132,7 @@ probes only) whose estimate is below `REPROBE_BELOW` of the highest it held in i
 `PEAK_MEMORY` seconds of use (or of its rate hint) probes in startup again when it is fed
 again: its link may have recovered while idle (a 4G link after a fade), and a
 window-limited flow would find that only slowly, as its demand grows only with what the
-paths deliver (3.5-6 s to 90 % of 20 + 40 Mbit/s in the lab, instead of 0.25 s)."""
+paths deliver (3.25 s to over 6 s to 90 % of 20 + 40 Mbit/s in the lab; 0.25-0.75 s with it)."""
 REPROBE_DONE: Final = 0.95
 """That startup paces no faster than the rate the path had (the link is known not to carry
 more) and ends, cruising, once the estimate is back at this fraction of it..."""
