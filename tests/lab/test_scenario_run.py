@@ -101,7 +101,8 @@ def test_each_run_after_an_event_starts_with_fresh_portals(
     """The first run's fall (link 2 to 10 Mbit/s) is undone between runs behind the
     tunnel's back. With the same portals the second run started over a link the tunnel
     believed at 10 Mbit/s, and a BBR flow climbed for 4-6 s (26-27 Mbit/s at first,
-    against 54); fresh portals give every run the same start."""
+    against 54; since the controller probes an idle path again, 0.25-0.75 s); fresh
+    portals give every run the same start."""
     path = tmp_path / "fall.toml"
     path.write_text(FALL)
     out_json = tmp_path / "r.json"
