@@ -88,6 +88,7 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
     assert session["parameters"]["compress_headers"] is True
     assert session["parameters"]["peer_compacts"] is True
     assert session["parameters"]["peer_trims"] is True
+    assert session["parameters"]["peer_packs"] is True
     for name in ("compacted", "compact_saved", "compact_contexts", "expanded"):
         assert isinstance(session["counters"][name], int)
     # Loss recovery by default: "auto" (on at a session's start, then while the

@@ -16,6 +16,7 @@ from braid.core.compact import (
     DEFINE_COUNT,
     IDLE_REDEFINE,
     REFRESH,
+    REFS,
     RETRY_AFTER,
     REUSE_AFTER,
     SETTLE_MIN,
@@ -25,9 +26,11 @@ from braid.core.compact import (
 from braid.core.session import SessionConfig, TunnelSession
 from braid.core.wire import (
     FEATURE_COMPACT,
+    FEATURE_PACK,
     FEATURE_TRIM,
     FLAG_COMPACT,
     FLAG_CONTEXT,
+    FLAG_PACKED,
     FLAG_TRIMMED,
     ProtocolError,
 )
@@ -106,6 +109,7 @@ def udp(sport: int, data: bytes, *, length: int | None = None) -> bytes:
 
 TIMESTAMPS = b"\x01\x01\x08\x0a" + bytes(range(8))
 TRIMMED = FLAG_COMPACT | FLAG_TRIMMED
+PACKED = TRIMMED | FLAG_PACKED
 
 
 def _send(
@@ -119,12 +123,16 @@ def _send(
         assert decompressor.expand(bucket, payload) == packet
     elif flags == TRIMMED:
         assert decompressor.expand(bucket, payload, trimmed=True) == packet
+    elif flags == PACKED:
+        assert decompressor.expand(bucket, payload, trimmed=True, packed=True) == packet
     else:
         assert payload is packet
     return flags, len(payload)
 
 
-@pytest.mark.parametrize("trim", [False, True], ids=["", "trim"])
+@pytest.mark.parametrize(
+    ("trim", "pack"), [(False, False), (True, False), (True, True)], ids=["", "trim", "pack"]
+)
 @pytest.mark.parametrize(
     ("make", "saved", "tcp_ts"),
     [
@@ -137,14 +145,20 @@ def _send(
     ids=["ipv4-tcp", "ipv4-udp", "ipv6-tcp", "ipv6-udp", "ipv4-tcp-no-options"],
 )
 def test_a_flow_goes_whole_while_it_settles_then_compact(
-    make: Callable[[int], bytes], saved: int, tcp_ts: bool, trim: bool
+    make: Callable[[int], bytes], saved: int, tcp_ts: bool, trim: bool, pack: bool
 ) -> None:
     """A flow's packets go whole (*context*, one byte longer: the id) for `settle`
     seconds, then compact (IPv4 TCP 20 bytes shorter, UDP 22; IPv6 42 and 44), every
     REFRESH-th packet whole again; each one rebuilt to the same bytes. Toward a peer that
-    takes them (`trim`), TCP packets with timestamps go *trimmed*: 6 bytes shorter still."""
-    compressor, decompressor = Compressor(trim=trim), Decompressor()
-    compact, saved = (TRIMMED, saved + 6) if trim and tcp_ts else (FLAG_COMPACT, saved)
+    takes them (`trim`), TCP packets with timestamps go *trimmed*: 6 bytes shorter still;
+    and (`pack`) *packed*: 6 bytes shorter again (IPv4 32 in all, IPv6 54)."""
+    compressor, decompressor = Compressor(trim=trim, pack=pack), Decompressor()
+    if pack and tcp_ts:
+        compact, saved = PACKED, saved + 12
+    elif trim and tcp_ts:
+        compact, saved = TRIMMED, saved + 6
+    else:
+        compact = FLAG_COMPACT
     forms = []
     for i in range(3 * REFRESH):
         packet = make(i)
@@ -159,6 +173,7 @@ def test_a_flow_goes_whole_while_it_settles_then_compact(
     assert compressor.compacted == 3 * REFRESH - settled - 3
     assert compressor.saved == saved * compressor.compacted
     assert decompressor.expanded == compressor.compacted and len(compressor) == 1
+    assert compressor.packed == (compressor.compacted if compact == PACKED else 0)
 
 
 @settings(max_examples=300, deadline=None)
@@ -175,6 +190,7 @@ def test_a_flow_goes_whole_while_it_settles_then_compact(
     urgent=st.sampled_from([0, 1, 0x100]),
     data=st.binary(max_size=1400),
     trim=st.booleans(),
+    pack=st.booleans(),
 )
 def test_any_tcp_or_udp_packet_is_rebuilt_byte_for_byte(
     version: int,
@@ -189,19 +205,24 @@ def test_any_tcp_or_udp_packet_is_rebuilt_byte_for_byte(
     urgent: int,
     data: bytes,
     trim: bool,
+    pack: bool,
 ) -> None:
     body = tcp(sport, seq, data, options=options, urgent=urgent) if proto == 6 else udp(sport, data)
     if version == 4:
         packet = ipv4(proto, body, tos=tos, ident=ident, ttl=ttl, frag=0x4000 if df else 0)
     else:
         packet = ipv6(proto, body, tc=tos, flow=ident * 13)
-    compressor, decompressor = Compressor(trim=trim), Decompressor()
+    compressor, decompressor = Compressor(trim=trim, pack=pack), Decompressor()
     for _ in range(DEFINE_COUNT):
         assert _send(compressor, decompressor, packet, 0.0)[0] == FLAG_CONTEXT
     flags, _ = _send(compressor, decompressor, packet, 1.0)
-    # Trimmed: TCP whose urgent pointer is 0 and whose options begin like timestamps.
+    # Trimmed: TCP whose urgent pointer is 0 and whose options begin like timestamps;
+    # packed: those with the 8 bytes after the prefix (the same numbers as the context's).
     trimmable = proto == 6 and not urgent and options[:4] == TIMESTAMPS[:4]
-    assert flags == (TRIMMED if trim and trimmable else FLAG_COMPACT)
+    if trim and trimmable:
+        assert flags == (PACKED if pack and len(body) >= 32 else TRIMMED)
+    else:
+        assert flags == FLAG_COMPACT
 
 
 def test_what_would_not_rebuild_exactly_goes_as_it_is() -> None:
@@ -259,6 +280,151 @@ def test_a_compact_packet_without_its_context_is_dropped_not_rebuilt() -> None:
     with pytest.raises(ProtocolError) as exc:
         decompressor.learn(9, b"\x00" + ipv4(1, b"ping"))
     assert exc.value.reason == "bad_compact"
+
+
+def _flow(
+    seq: int, ack: int, tsval: int, tsecr: int, ident: int, *, version: int = 4, size: int = 1348
+) -> bytes:
+    """A full-size TCP segment with timestamps (numbers taken modulo their width)."""
+    body = struct.pack(
+        "!HHIIBBHHH", 4000, 443, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 0x80, 0x10, 502, 0xBEEF, 0
+    )
+    body += _stamps(tsval, tsecr) + bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+    return ipv4(6, body, ident=ident & 0xFFFF) if version == 4 else ipv6(6, body, flow=0x54321)
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_packed_numbers_rebuild_from_any_recent_context_else_the_packet_goes_trimmed(
+    version: int,
+) -> None:
+    """A *packed* packet carries the low bits of its sequence and acknowledgement numbers
+    (24) and timestamps (16): the egress takes the rest from the context it holds. The ingress packs a packet only if it rebuilds from each of the last
+    REFS *context* packets (the egress may hold any of them: the newest lost or late);
+    a number further away than the bits reach, on either side, sends it trimmed instead.
+    Numbers that wrap past 2^32 rebuild too."""
+    base = (2**32 - 3000, 2**32 - 10, 2**32 - 5, 2**32 - 2, 0xFFF0)
+    compressor = Compressor(trim=True, pack=True)
+    contexts: list[bytes] = []
+    for _ in range(DEFINE_COUNT):
+        flags, payload = compressor.compress(9, _flow(*base, version=version), 0.0, SETTLE)
+        assert flags == FLAG_CONTEXT
+        contexts.append(payload)
+    # Every egress holding one of the last REFS context packets rebuilds the same bytes.
+    egresses = []
+    for held in contexts[-REFS:]:
+        egress = Decompressor()
+        egress.learn(9, held)
+        egresses.append(egress)
+
+    def send(numbers: tuple[int, ...]) -> int:
+        packet = _flow(*numbers, version=version)
+        flags, payload = compressor.compress(9, packet, 1.0, SETTLE)
+        assert flags in (PACKED, TRIMMED)
+        for egress in egresses:
+            assert egress.expand(9, payload, True, flags == PACKED) == packet
+        return flags
+
+    seq, ack, tsval, tsecr, ident = base
+    assert send(base) == PACKED
+    # Further on, across the wrap of every number: packed.
+    assert send((seq + 4000, ack + 20, tsval + 10, tsecr + 3, ident + 20)) == PACKED
+    far = {
+        0: (2**23, -(2**23) - 1),
+        1: (2**23, -(2**23) - 1),
+        2: (2**15, -(2**15) - 1),
+        3: (2**15, -(2**15) - 1),
+    }
+    for field, jumps in far.items():
+        for jump in jumps:
+            near = jump - 1 if jump > 0 else jump + 1
+            for offset, form in ((near, PACKED), (jump, TRIMMED)):
+                numbers = list(base)
+                numbers[field] += offset
+                assert send(tuple(numbers)) == form, (field, offset)
+    # The IPv4 identification travels whole: any value.
+    assert send((seq, ack, tsval, tsecr, ident + 30000)) == PACKED
+
+
+@pytest.mark.parametrize("field", [0, 1, 2, 3])
+def test_a_packed_number_must_rebuild_from_the_oldest_recent_context_too(field: int) -> None:
+    """Context packets whose numbers move on (a flow's refresh every REFRESH packets): a
+    number near the newest context's but out of reach of the oldest one still recent goes
+    trimmed, since the egress may hold that one; one within reach of both goes packed and
+    rebuilds from each."""
+    step = 3 << 20 if field < 2 else 3 << 12  # (3/8 of each number's reach)
+    compressor = Compressor(trim=True, pack=True)
+    held = []
+    for i in range(DEFINE_COUNT):
+        numbers = [7, 8, 9, 10, 11]
+        numbers[field] += i * step
+        flags, payload = compressor.compress(9, _flow(*numbers), 0.0, SETTLE)
+        assert flags == FLAG_CONTEXT
+        held.append(payload)
+    egresses = [Decompressor() for _ in range(REFS)]
+    for egress, payload in zip(egresses, held[-REFS:], strict=True):
+        egress.learn(9, payload)
+    for ahead, form in ((step * (DEFINE_COUNT - 2), PACKED), (step * (DEFINE_COUNT + 1), TRIMMED)):
+        numbers = [7, 8, 9, 10, 11]
+        numbers[field] += ahead
+        packet = _flow(*numbers)
+        flags, payload = compressor.compress(9, packet, 1.0, SETTLE)
+        assert flags == form
+        for egress in egresses:
+            assert egress.expand(9, payload, True, flags == PACKED) == packet
+
+
+def test_a_packed_packet_whose_context_has_no_numbers_is_a_miss() -> None:
+    """The egress holds a context from a TCP packet too short to give the numbers (a SYN
+    the ingress meant another context packet to replace): `compact_miss`, never a guess.
+    A packed packet on a UDP context, or too short: `bad_compact`."""
+    compressor = Compressor(trim=True, pack=True)
+    packet = _flow(1000, 2000, 3000, 4000, 5)
+    for _ in range(DEFINE_COUNT):
+        _, context = compressor.compress(9, packet, 0.0, SETTLE)
+    flags, payload = compressor.compress(9, packet, 1.0, SETTLE)
+    assert flags == PACKED
+    egress = Decompressor()
+    egress.learn(9, bytes((payload[0],)) + ipv4(6, tcp(4000, 1, b"")))  # 40 bytes
+    with pytest.raises(ProtocolError, match="compact_miss"):
+        egress.expand(9, payload, True, True)
+    egress.learn(9, context)
+    assert egress.expand(9, payload, True, True) == packet
+    with pytest.raises(ProtocolError, match="bad_compact"):
+        egress.expand(9, payload[:18], True, True)
+    egress.learn(9, bytes((payload[0],)) + ipv4(17, udp(4000, b"x" * 40)))
+    with pytest.raises(ProtocolError, match="bad_compact"):
+        egress.expand(9, payload, True, True)
+
+
+def test_nothing_is_packed_toward_a_peer_that_does_not_say_it_takes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A remote from before *packed* DATA says FEATURE_TRIM without FEATURE_PACK: the
+    local portal sends trimmed DATA, never packed, and every packet arrives whole; the
+    remote, told FEATURE_PACK, packs its own."""
+    init = TunnelSession.__init__
+
+    def older_remote(self: TunnelSession, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if self.role == "remote":
+            self._features &= ~FEATURE_PACK  # (what a portal before the flag says)
+
+    monkeypatch.setattr(TunnelSession, "__init__", older_remote)
+    net = PairNet(
+        25, {0: LinkProfile(delay=0.005), 1: LinkProfile(delay=0.02)}, config=PACED, rates=RATES
+    )
+    up = _mixed(net, LOCAL, 0.5, 2.0)
+    down = _mixed(net, REMOTE, 0.5, 2.0)
+    net.run_until(3.0)
+    assert {packet for _, packet in net.delivered[REMOTE]} == set(up)
+    assert {packet for _, packet in net.delivered[LOCAL]} == set(down)
+    local = net.local.statistics()
+    assert local.peer_features is not None and not local.peer_features & FEATURE_PACK
+    assert local.peer_features & FEATURE_TRIM
+    sent = {data[2] & (PACKED | FLAG_CONTEXT) for _, _, data, _ in net.data_sent(LOCAL)}
+    assert TRIMMED in sent and PACKED not in sent
+    back = {data[2] & (PACKED | FLAG_CONTEXT) for _, _, data, _ in net.data_sent(REMOTE)}
+    assert PACKED in back
 
 
 def test_flows_that_share_a_bucket_get_their_own_ids() -> None:
@@ -363,6 +529,11 @@ RATES = {0: 4_000_000, 1: 8_000_000}
 """Paths paced at 4 and 8 Mbit/s: a burst of 40 packets waits in their queues."""
 
 
+def _stamps(tsval: int, tsecr: int) -> bytes:
+    """TCP options: NOP, NOP, timestamps."""
+    return TIMESTAMPS[:4] + struct.pack("!II", tsval & 0xFFFFFFFF, tsecr & 0xFFFFFFFF)
+
+
 def _mixed(net: PairNet, side: str, start: float, stop: float, *, burst: int = 40) -> list[bytes]:
     """TCP segments of 1200 bytes and UDP of 160 over IPv4 and IPv6, 12 flows, 8.6 Mbit/s
     in bursts of `burst` packets (1: one every 0.8 ms, each sent at once)."""
@@ -370,10 +541,14 @@ def _mixed(net: PairNet, side: str, start: float, stop: float, *, burst: int = 4
     at, k = start, 0
     while at < stop:
         flow = k % 12
-        if flow < 6:
-            packet = tcp_packet(flow, k, 1200)
-        elif flow < 9:
+        if flow >= 6 and flow < 9:
             packet = udp_packet(flow, k, 160)
+        elif flow < 3:
+            packet = tcp_packet(flow, k, 1200)
+        elif flow < 6:
+            data = (b"%d" % k * 400)[:1148]  # (1200 bytes in all)
+            body = tcp(4000 + flow, 1200 * k, data, options=_stamps(k, k // 3))
+            packet = ipv4(6, body, ident=k)
         else:
             packet = ipv6(6, tcp(5000 + flow, k, b"%d" % k * 50, options=TIMESTAMPS))
         net.schedule(side, at, packet)
@@ -407,11 +582,11 @@ def test_sessions_carry_every_packet_compressed_and_rebuild_it_exactly() -> None
         assert got.expanded > 0.95 * out.compacted
         assert got.drops["compact_miss"] == 0 and got.drops["bad_compact"] == 0
         assert out.compact_contexts == 12
-        # 20 bytes a compact IPv4 TCP packet, 22 UDP, 42 IPv6 TCP (48 trimmed).
-        assert 20 * out.compacted <= out.compact_saved <= 48 * out.compacted
-    forms = {data[2] & (TRIMMED | FLAG_CONTEXT) for _, _, data, _ in net.data_sent(LOCAL)}
-    # (0: sent at once, whole; trimmed: the IPv6 TCP flows, which carry timestamps)
-    assert forms == {0, FLAG_COMPACT, FLAG_CONTEXT, TRIMMED}
+        # 20 bytes a compact IPv4 TCP packet, 22 UDP, 42 IPv6 TCP (54 packed).
+        assert 20 * out.compacted <= out.compact_saved <= 54 * out.compacted
+    forms = {data[2] & (PACKED | FLAG_CONTEXT) for _, _, data, _ in net.data_sent(LOCAL)}
+    # (0: sent at once, whole; packed: the TCP flows that carry timestamps)
+    assert forms == {0, FLAG_COMPACT, FLAG_CONTEXT, PACKED}
 
 
 def test_only_packets_that_wait_for_a_path_are_compressed() -> None:
@@ -489,6 +664,9 @@ def test_nothing_is_trimmed_toward_a_peer_that_does_not_say_it_takes_it(
     context=st.sampled_from(
         [
             ipv4(6, tcp(1, 2, b"x" * 40)),
+            ipv4(6, tcp(1, 2, b"x" * 8, options=TIMESTAMPS), ident=0xFFFF),
+            ipv6(6, tcp(1, 2**32 - 1, b"x" * 8, options=TIMESTAMPS)),
+            ipv4(6, tcp(1, 2, b"")),
             ipv4(17, udp(1, b"x" * 40)),
             ipv6(6, tcp(1, 2, b"x" * 40)),
             ipv6(17, udp(1, b"x" * 40)),
@@ -497,9 +675,10 @@ def test_nothing_is_trimmed_toward_a_peer_that_does_not_say_it_takes_it(
     payload=st.binary(min_size=1, max_size=80),
     learned=st.binary(min_size=1, max_size=80),
     trimmed=st.booleans(),
+    packed=st.booleans(),
 )
 def test_any_payload_is_rebuilt_or_refused_never_raises_otherwise(
-    context: bytes, payload: bytes, learned: bytes, trimmed: bool
+    context: bytes, payload: bytes, learned: bytes, trimmed: bool, packed: bool
 ) -> None:
     """Whatever an authenticated peer sends as *context* or *compact*: a packet, or
     ProtocolError ("bad_compact", "compact_miss"); the rebuilt packet's lengths agree."""
@@ -510,7 +689,7 @@ def test_any_payload_is_rebuilt_or_refused_never_raises_otherwise(
     except ProtocolError as exc:
         assert exc.reason == "bad_compact"
     try:
-        packet = decompressor.expand(3, payload, trimmed)
+        packet = decompressor.expand(3, payload, trimmed, packed)
     except ProtocolError as exc:
         assert exc.reason in ("bad_compact", "compact_miss")
         return

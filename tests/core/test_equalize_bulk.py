@@ -15,6 +15,7 @@ from braid.core.session import SessionConfig
 from braid.core.wire import (
     FEATURE_COMPACT,
     FEATURE_HOLD,
+    FEATURE_PACK,
     FEATURE_TRIM,
     FLAG_HOLD,
     DataFrame,
@@ -293,8 +294,8 @@ def test_the_ingress_marks_nothing_for_a_peer_that_does_not_hold() -> None:
     for remote in ("off", "tcp"):
         net, flows = _run_bulk(remote)
         local, peer = net.session(LOCAL).statistics(), net.session(REMOTE).statistics()
-        assert local.peer_features == FEATURE_COMPACT | FEATURE_TRIM
-        assert peer.peer_features == FEATURE_HOLD | FEATURE_COMPACT | FEATURE_TRIM
+        assert local.peer_features == FEATURE_COMPACT | FEATURE_TRIM | FEATURE_PACK
+        assert peer.peer_features == FEATURE_HOLD | FEATURE_COMPACT | FEATURE_TRIM | FEATURE_PACK
         assert local.equalize_trials == 0 and local.equalize_flows == 0
         assert peer.drops["bad_flags"] == 0
         bulk = flows[BULK]
@@ -308,7 +309,9 @@ def test_the_ingress_marks_nothing_for_a_peer_that_does_not_hold() -> None:
     net, _ = _run_bulk()
     local, peer = net.session(LOCAL).statistics(), net.session(REMOTE).statistics()
     assert (
-        local.peer_features == peer.peer_features == FEATURE_HOLD | FEATURE_COMPACT | FEATURE_TRIM
+        local.peer_features
+        == peer.peer_features
+        == FEATURE_HOLD | FEATURE_COMPACT | FEATURE_TRIM | FEATURE_PACK
     )
 
 

@@ -19,6 +19,7 @@ from braid.core.wire import (
     DROP_REASONS,
     FEATURE_COMPACT,
     FEATURE_HOLD,
+    FEATURE_PACK,
     FEATURE_TRIM,
     ControlFrame,
     ControlKind,
@@ -99,8 +100,14 @@ def test_features_go_three_times_at_path_up_and_ask_nothing() -> None:
         runs[config.equalize] = (features, keepalives, local, remote)
     features, keepalives, local, remote = runs["bulk"]
     assert features == {"local": [0.0, 0.25, 0.5], "remote": [0.0, 0.25, 0.5]}
-    assert local.statistics().peer_features == FEATURE_HOLD | FEATURE_COMPACT | FEATURE_TRIM
-    assert remote.statistics().peer_features == FEATURE_HOLD | FEATURE_COMPACT | FEATURE_TRIM
+    assert (
+        local.statistics().peer_features
+        == FEATURE_HOLD | FEATURE_COMPACT | FEATURE_TRIM | FEATURE_PACK
+    )
+    assert (
+        remote.statistics().peer_features
+        == FEATURE_HOLD | FEATURE_COMPACT | FEATURE_TRIM | FEATURE_PACK
+    )
     quiet_features, quiet_keepalives, quiet_local, _ = runs["off"]
     assert quiet_features == {"local": [], "remote": []}
     assert quiet_local.statistics().peer_features is None

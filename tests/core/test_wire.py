@@ -46,6 +46,7 @@ FRAMES: list[wire.Frame] = [
     DataFrame(3, 1, 5, 6, 7, 8, 9, b"\x45resent", resent=True),
     DataFrame(3, 1, 5, 6, 7, 8, 9, b"\x45both", jumped=True, resent=True),
     DataFrame(3, 1, 5, 6, 7, 8, 9, b"\x07trimmed", compact=True, trimmed=True),
+    DataFrame(3, 1, 5, 6, 7, 8, 9, b"\x07packed", compact=True, trimmed=True, packed=True),
     NackFrame(0, 2, 3, 4, (5, 0xFFFFFFFF)),
     NackFrame(1, 2, 3, 4, tuple(range(64)), gone=True),
     FecFrame(2, 3, 4, 5, (7, 8), 0x1234, b"\x01parity"),
@@ -149,7 +150,8 @@ def test_bad_version_type_flags() -> None:
     assert reason(bytes([2]) + good[1:]) == "bad_version"
     for bad_type in (0, 5, 255):
         assert reason(good[:1] + bytes([bad_type]) + good[2:]) == "bad_type"
-    for flags in (1, 0x80, 0x40, 0x60):  # (trimmed: only with compact)
+    # (trimmed: only with compact; packed: only with compact and trimmed)
+    for flags in (1, 0x80, 0x40, 0x60, 0x90, 0xC0, 0xE0):
         assert reason(good[:2] + bytes([flags]) + good[3:]) == "bad_flags"
     probe = encode(ProbeFrame(0, 2, 3, 4, reply_requested=True))
     assert reason(probe[:2] + b"\x02" + probe[3:]) == "bad_flags"

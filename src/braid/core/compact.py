@@ -9,7 +9,11 @@ IPv6: traffic class) and the packet from the TCP header's sequence number (UDP: 
 checksum) on. The egress rebuilds the packet byte for byte. A TCP packet over IPv4 saves
 20 bytes, over IPv6 42; UDP 22 and 44. Toward a peer that takes them (`trim`), a compact
 TCP packet whose urgent pointer is 0 and whose options begin `01 01 08 0a` (timestamps)
-goes *trimmed*, without those 6 bytes as well.
+goes *trimmed*, without those 6 bytes as well. Toward a peer that takes them (`pack`),
+a trimmed packet whose numbers lie near its context's goes *packed* too: the sequence and
+acknowledgement numbers in 3 bytes, the two timestamps in 2 and the IPv4 identification
+(their low bits; the egress takes the rest from the numbers of the context packet it
+holds): 6 bytes less.
 
 Nothing is guessed from order: a compact packet names its context, so loss and reordering
 across paths cannot misapply one. The ingress defines a context with at least
@@ -36,7 +40,7 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from braid.core.wire import FLAG_COMPACT, FLAG_CONTEXT, FLAG_TRIMMED, ProtocolError
+from braid.core.wire import FLAG_COMPACT, FLAG_CONTEXT, FLAG_PACKED, FLAG_TRIMMED, ProtocolError
 
 DEFINE_COUNT: Final = 4
 """A context's first this-many packets go whole (one may be lost, or a TCP SYN resent)."""
@@ -54,6 +58,10 @@ RETRY_AFTER: Final = 0.1
 """After a new context found no room (`INGRESS_LIMIT` contexts in use, or all 256 ids of
 its bucket), new flows travel whole this many seconds before the next try (each try
 scans up to 64 contexts or 256 ids)."""
+REFS: Final = 3
+"""A *packed* packet's numbers must rebuild from the numbers of each of its context's last
+this-many *context* packets (the egress holds the last that arrived, older ones if the
+newest were lost or are still on their way)."""
 SETTLE_MIN: Final = 0.02
 SETTLE_MAX: Final = 2.0
 _SCAN: Final = 64
@@ -64,6 +72,7 @@ _V6_TCP: Final = 2
 _V6_UDP: Final = 3
 
 _TRIMMED: Final = FLAG_COMPACT | FLAG_TRIMMED
+_PACKED: Final = FLAG_COMPACT | FLAG_TRIMMED | FLAG_PACKED
 _TS_PREFIX: Final = b"\x01\x01\x08\x0a"
 """NOP, NOP, then the timestamp option's kind and length: how Linux (and most stacks)
 begin the options of every TCP packet of a connection with timestamps."""
@@ -77,6 +86,47 @@ _V6_HEAD = struct.Struct("!BB2sH38s")  # version/TC/flow, payload length, nh .. 
 _U16 = struct.Struct("!H")
 _WORDS4 = struct.Struct("!HH")
 _WORDS8 = struct.Struct("!HHHH")
+_NUMBERS = struct.Struct("!II")
+_PACKED_V4 = struct.Struct("!BB2s3s3s6sHH")  # id, TOS, identification, seq, ack, .., TS
+_PACKED_V6 = struct.Struct("!BB3s3s6sHH")  # id, traffic class, seq, ack, .., TS
+_REBUILT = struct.Struct("!II6s6sII")  # seq, ack, .., urgent pointer and TS prefix, TS
+_M32: Final = 0xFFFFFFFF
+_H24: Final = 1 << 23
+_H16: Final = 1 << 15
+
+
+def _numbers(packet: bytes, rest: int) -> tuple[int, int, int, int] | None:
+    """The numbers a *packed* TCP packet carries in part: sequence, acknowledgement, and
+    the two 4-byte words after the timestamp option's prefix (TSval, TSecr: taken as
+    numbers whatever they hold); None if the packet is too short to hold them."""
+    if len(packet) < rest + 28:
+        return None
+    seq, ack = _NUMBERS.unpack_from(packet, rest)
+    tsval, tsecr = _NUMBERS.unpack_from(packet, rest + 20)
+    return seq, ack, tsval, tsecr
+
+
+def _near(numbers: tuple[int, int, int, int], refs: list[tuple[int, ...] | None]) -> bool:
+    """True if every number rebuilds from its low bits against every reference: within
+    -2^23..2^23-1 (sequence, acknowledgement) and -2^15..2^15-1 (timestamps) of it,
+    modulo 2^32."""
+    seq, ack, tsval, tsecr = numbers
+    for ref in refs:
+        if ref is None:
+            return False
+        if (
+            (seq - ref[0] + _H24) & _M32 >= 2 * _H24
+            or (ack - ref[1] + _H24) & _M32 >= 2 * _H24
+            or (tsval - ref[2] + _H16) & _M32 >= 2 * _H16
+            or (tsecr - ref[3] + _H16) & _M32 >= 2 * _H16
+        ):
+            return False
+    return True
+
+
+def _widen(low: int, ref: int, half: int) -> int:
+    """The 32-bit number nearest `ref` whose low bits (2 * half of them) are `low`."""
+    return (ref + ((low - ref + half) & (2 * half - 1)) - half) & _M32
 
 
 def _parse(packet: bytes) -> tuple[bytes, bytes, int] | None:
@@ -117,7 +167,17 @@ def _parse(packet: bytes) -> tuple[bytes, bytes, int] | None:
 
 
 class _Entry:
-    __slots__ = ("bucket", "cid", "count", "defined", "last_used", "settled", "tag", "whole")
+    __slots__ = (
+        "bucket",
+        "cid",
+        "count",
+        "defined",
+        "last_used",
+        "refs",
+        "settled",
+        "tag",
+        "whole",
+    )
 
     def __init__(self, bucket: int, cid: int, now: float) -> None:
         self.bucket = bucket
@@ -131,6 +191,8 @@ class _Entry:
         """Until when its packets go whole."""
         self.whole = DEFINE_COUNT
         """How many more go whole at least."""
+        self.refs: list[tuple[int, ...] | None] = []
+        """The numbers (`_numbers`) of its last `REFS` *context* packets, oldest first."""
 
     def define(self, now: float) -> None:
         self.defined = self.settled = now
@@ -140,16 +202,22 @@ class _Entry:
 class Compressor:
     """The ingress side: which packets go whole, which compact, under which id."""
 
-    def __init__(self, limit: int = INGRESS_LIMIT, *, trim: bool = False) -> None:
+    def __init__(
+        self, limit: int = INGRESS_LIMIT, *, trim: bool = False, pack: bool = False
+    ) -> None:
         self._limit = limit
         self.trim = trim
         """Also send TCP packets *trimmed* (the peer said it takes them: FEATURE_TRIM)."""
+        self.pack = pack
+        """Also send trimmed packets *packed* (the peer said it takes them: FEATURE_PACK)."""
         self._entries: dict[bytes, _Entry] = {}
         self._ids: dict[int, dict[int, bytes]] = {}
         self._next: dict[int, int] = {}
         self._retry = -1.0
         self.compacted = 0
         """Packets sent compact."""
+        self.packed = 0
+        """Of those, packets sent packed."""
         self.saved = 0
         """Bytes the compact packets saved."""
 
@@ -191,9 +259,9 @@ class Compressor:
             until = entry.defined + min(max(settle, SETTLE_MIN), SETTLE_MAX)
             if until > entry.settled:
                 entry.settled = until
-            return FLAG_CONTEXT, entry.tag + packet
+            return self._context(entry, key, packet, rest)
         if whole or not count % REFRESH:
-            return FLAG_CONTEXT, entry.tag + packet
+            return self._context(entry, key, packet, rest)
         self.compacted += 1
         if (
             self.trim
@@ -203,10 +271,57 @@ class Compressor:
             and packet[rest + 15] == 0
             and packet[rest + 16 : rest + 20] == _TS_PREFIX
         ):
+            if self.pack:
+                numbers = _numbers(packet, rest)
+                if numbers is not None and entry.refs and _near(numbers, entry.refs):
+                    return _PACKED, self._packed(entry, changing, packet, rest, numbers)
             self.saved += rest - len(changing) - 1 + len(_TRIM_GAP)
             return _TRIMMED, entry.tag + changing + packet[rest : rest + 14] + packet[rest + 20 :]
         self.saved += rest - len(changing) - 1
         return FLAG_COMPACT, entry.tag + changing + packet[rest:]
+
+    def _context(self, entry: _Entry, key: bytes, packet: bytes, rest: int) -> tuple[int, bytes]:
+        """A *context* packet; its numbers join the entry's references (TCP only)."""
+        if key[3] == 6:
+            refs = entry.refs
+            refs.append(_numbers(packet, rest))
+            if len(refs) > REFS:
+                del refs[0]
+        return FLAG_CONTEXT, entry.tag + packet
+
+    def _packed(
+        self,
+        entry: _Entry,
+        changing: bytes,
+        packet: bytes,
+        rest: int,
+        numbers: tuple[int, int, int, int],
+    ) -> bytes:
+        seq, ack, tsval, tsecr = numbers
+        self.packed += 1
+        if rest == 24:
+            head = _PACKED_V4.pack(
+                entry.cid,
+                changing[0],
+                changing[1:3],
+                (seq & 0xFFFFFF).to_bytes(3, "big"),
+                (ack & 0xFFFFFF).to_bytes(3, "big"),
+                packet[32:38],
+                tsval & 0xFFFF,
+                tsecr & 0xFFFF,
+            )
+        else:
+            head = _PACKED_V6.pack(
+                entry.cid,
+                changing[0],
+                (seq & 0xFFFFFF).to_bytes(3, "big"),
+                (ack & 0xFFFFFF).to_bytes(3, "big"),
+                packet[52:58],
+                tsval & 0xFFFF,
+                tsecr & 0xFFFF,
+            )
+        self.saved += rest + 28 - len(head)
+        return head + packet[rest + 28 :]
 
     def _allocate(self, key: bytes, bucket: int, now: float) -> _Entry | None:
         if now < self._retry:
@@ -261,8 +376,9 @@ class Decompressor:
     def __init__(self, limit: int = EGRESS_LIMIT) -> None:
         self._limit = limit
         # (bucket << 8 | id) -> (kind, IPv4: checksum base / IPv6: flow label's high
-        # nibble, the bytes before the checksum / the flow label's low bytes, the rest)
-        self._contexts: dict[int, tuple[int, int, bytes, bytes]] = {}
+        # nibble, the bytes before the checksum / the flow label's low bytes, the rest,
+        # TCP: the context packet's numbers for *packed* packets, or None)
+        self._contexts: dict[int, tuple[int, int, bytes, bytes, tuple[int, ...] | None]] = {}
         self.expanded = 0
         """Compact packets rebuilt."""
 
@@ -277,13 +393,16 @@ class Decompressor:
         if parsed is None:
             raise ProtocolError("bad_compact")
         static = parsed[0]
-        context: tuple[int, int, bytes, bytes]
+        numbers = _numbers(packet, parsed[2]) if static[3] == 6 else None
+        context: tuple[int, int, bytes, bytes, tuple[int, ...] | None]
         if len(static) == 16:
             # IPv4: the checksum's fixed part (version/IHL, flags .. protocol, addresses).
             base = 0x4500 + sum(_WORDS4.unpack_from(static)) + sum(_WORDS8.unpack_from(static, 4))
-            context = (_V4_TCP if static[3] == 6 else _V4_UDP, base, static[:4], static[4:])
+            kind = _V4_TCP if static[3] == 6 else _V4_UDP
+            context = (kind, base, static[:4], static[4:], numbers)
         else:
-            context = (_V6_TCP if static[3] == 6 else _V6_UDP, static[0], static[1:3], static[3:])
+            kind = _V6_TCP if static[3] == 6 else _V6_UDP
+            context = (kind, static[0], static[1:3], static[3:], numbers)
         key = bucket << 8 | payload[0]
         contexts = self._contexts
         contexts.pop(key, None)
@@ -292,14 +411,23 @@ class Decompressor:
             del contexts[next(iter(contexts))]
         return packet
 
-    def expand(self, bucket: int, payload: bytes, trimmed: bool = False) -> bytes:
-        """The inner packet a compact DATA payload stands for (`trimmed`: flagged so).
-        Raises ProtocolError("compact_miss") without its context, ("bad_compact") if
-        short, or trimmed and not TCP."""
+    def expand(
+        self, bucket: int, payload: bytes, trimmed: bool = False, packed: bool = False
+    ) -> bytes:
+        """The inner packet a compact DATA payload stands for (`trimmed`, `packed`: flagged
+        so). Raises ProtocolError("compact_miss") without its context (or, packed, without
+        the numbers of a TCP context), ("bad_compact") if short, or trimmed and not TCP."""
         context = self._contexts.get(bucket << 8 | payload[0])
         if context is None:
             raise ProtocolError("compact_miss")
-        kind, base, head, tail = context
+        kind, base, head, tail, numbers = context
+        if packed:
+            if kind != _V4_TCP and kind != _V6_TCP:
+                raise ProtocolError("bad_compact")
+            if numbers is None:
+                raise ProtocolError("compact_miss")  # (a context the ingress did not mean)
+            payload = self._unpack(kind, payload, numbers)
+            trimmed = False
         size = len(payload)
         cut = 0
         if trimmed:
@@ -333,11 +461,37 @@ class Decompressor:
             raise ProtocolError("bad_compact")
         tc = payload[1]
         length = size + 2 if kind == _V6_TCP else size + 4
-        packed = _V6_HEAD.pack(0x60 | tc >> 4, (tc & 0x0F) << 4 | base, head, length, tail)
+        fixed = _V6_HEAD.pack(0x60 | tc >> 4, (tc & 0x0F) << 4 | base, head, length, tail)
         self.expanded += 1
         if kind == _V6_TCP:
             if cut:
                 view = memoryview(payload)
-                return b"".join((packed, view[2:cut], _TRIM_GAP, view[cut:]))
-            return packed + payload[2:]
-        return packed + _U16.pack(length) + payload[2:]
+                return b"".join((fixed, view[2:cut], _TRIM_GAP, view[cut:]))
+            return fixed + payload[2:]
+        return fixed + _U16.pack(length) + payload[2:]
+
+    @staticmethod
+    def _unpack(kind: int, payload: bytes, numbers: tuple[int, ...]) -> bytes:
+        """The compact (untrimmed) payload a *packed* one stands for."""
+        seq, ack, tsval, tsecr = numbers
+        if kind == _V4_TCP:
+            if len(payload) < _PACKED_V4.size:
+                raise ProtocolError("bad_compact")
+            cut = _PACKED_V4.size
+            front = payload[:4]  # id, TOS, identification
+            low_seq, low_ack, middle, low_tsval, low_tsecr = _PACKED_V4.unpack_from(payload)[3:]
+        else:
+            if len(payload) < _PACKED_V6.size:
+                raise ProtocolError("bad_compact")
+            cut = _PACKED_V6.size
+            front = payload[:2]  # id, traffic class
+            low_seq, low_ack, middle, low_tsval, low_tsecr = _PACKED_V6.unpack_from(payload)[2:]
+        numbers_part = _REBUILT.pack(
+            _widen(int.from_bytes(low_seq, "big"), seq, _H24),
+            _widen(int.from_bytes(low_ack, "big"), ack, _H24),
+            middle,
+            _TRIM_GAP,
+            _widen(low_tsval, tsval, _H16),
+            _widen(low_tsecr, tsecr, _H16),
+        )
+        return b"".join((front, numbers_part, payload[cut:]))

@@ -137,6 +137,7 @@ from braid.core.wire import (
     DROP_REASONS,
     FEATURE_COMPACT,
     FEATURE_HOLD,
+    FEATURE_PACK,
     FEATURE_TRIM,
     FEATURES_VALUE,
     FEEDBACK_ENTRY_SIZE,
@@ -144,6 +145,7 @@ from braid.core.wire import (
     FLAG_CONTEXT,
     FLAG_HOLD,
     FLAG_JUMPED,
+    FLAG_PACKED,
     FLAG_RESENT,
     FLAG_TRIMMED,
     FRAG_HEADER_SIZE,
@@ -206,7 +208,13 @@ _HALF32: Final = 1 << 31
 _FAST_DATA: Final = frozenset(
     bytes((VERSION, FrameType.DATA, hold | form))
     for hold in (0, FLAG_HOLD)
-    for form in (0, FLAG_COMPACT, FLAG_CONTEXT, FLAG_COMPACT | FLAG_TRIMMED)
+    for form in (
+        0,
+        FLAG_COMPACT,
+        FLAG_CONTEXT,
+        FLAG_COMPACT | FLAG_TRIMMED,
+        FLAG_COMPACT | FLAG_TRIMMED | FLAG_PACKED,
+    )
 )
 """The first 3 bytes of the DATA the receive path decodes without a frame object."""
 _FORMS: Final = FLAG_COMPACT | FLAG_CONTEXT
@@ -915,7 +923,7 @@ class TunnelSession:
         # The ingress marks flows *hold* only for a peer whose egress holds them: an older
         # one would drop such DATA (`bad_flags`).
         self._features = (FEATURE_HOLD if config.equalize == "bulk" else 0) | (
-            FEATURE_COMPACT | FEATURE_TRIM if config.compress_headers else 0
+            FEATURE_COMPACT | FEATURE_TRIM | FEATURE_PACK if config.compress_headers else 0
         )
         self._peer_features: int | None = None
         # Header compression: the ingress's contexts (used once the peer said it takes
@@ -1848,7 +1856,11 @@ class TunnelSession:
             if frame.compact or frame.context:
                 rebuilt = self._uncompact(
                     path,
-                    (FLAG_COMPACT | (FLAG_TRIMMED if frame.trimmed else 0))
+                    (
+                        FLAG_COMPACT
+                        | (FLAG_TRIMMED if frame.trimmed else 0)
+                        | (FLAG_PACKED if frame.packed else 0)
+                    )
                     if frame.compact
                     else FLAG_CONTEXT,
                     frame.bucket,
@@ -2379,7 +2391,9 @@ class TunnelSession:
         counted (`compact_miss`: its context never came; `bad_compact`)."""
         try:
             if flags & FLAG_COMPACT:
-                return self._decompressor.expand(bucket, payload, bool(flags & FLAG_TRIMMED))
+                return self._decompressor.expand(
+                    bucket, payload, bool(flags & FLAG_TRIMMED), bool(flags & FLAG_PACKED)
+                )
             return self._decompressor.learn(bucket, payload)
         except ProtocolError as exc:
             self._drops[exc.reason] += 1
@@ -2443,6 +2457,7 @@ class TunnelSession:
             self._compress = compressor is not None and bool(features & FEATURE_COMPACT)
             if compressor is not None:
                 compressor.trim = bool(features & FEATURE_TRIM)
+                compressor.pack = bool(features & FEATURE_PACK)
                 # (The peer sends FEATURES as a path comes up: it may have restarted and
                 # lost its contexts.)
                 compressor.reset()

@@ -54,6 +54,10 @@ the egress keeps under that id for later *compact* DATA of the same bucket."""
 FLAG_TRIMMED: Final = 0x40
 """DATA, with FLAG_COMPACT only: the compact TCP packet also leaves out its urgent pointer
 (zero) and its timestamp option's first 4 bytes (01 01 08 0a) (braid.core.compact)."""
+FLAG_PACKED: Final = 0x80
+"""DATA, with FLAG_COMPACT and FLAG_TRIMMED only: the trimmed TCP packet also carries its
+sequence and acknowledgement numbers in 3 bytes and its timestamps in 2: their low bits
+(braid.core.compact)."""
 FLAG_GONE: Final = 0x01
 """NACK: the sender no longer has these packets (stop waiting for them)."""
 MAX_NACK_ENTRIES: Final = 64
@@ -120,6 +124,8 @@ FEATURE_COMPACT: Final = 0x02
 (`compress_headers`)."""
 FEATURE_TRIM: Final = 0x04
 """FEATURES bit 2: the sender's egress also takes *compact* DATA flagged *trimmed*."""
+FEATURE_PACK: Final = 0x08
+"""FEATURES bit 3: the sender's egress also takes *trimmed* DATA flagged *packed*."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +186,8 @@ class DataFrame:
     """FLAG_CONTEXT was set: `payload` is a context id and a whole packet."""
     trimmed: bool = False
     """FLAG_TRIMMED was set (with FLAG_COMPACT): see FLAG_TRIMMED."""
+    packed: bool = False
+    """FLAG_PACKED was set (with FLAG_COMPACT and FLAG_TRIMMED): see FLAG_PACKED."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +316,7 @@ def encode_data(
     compact: bool = False,
     context: bool = False,
     trimmed: bool = False,
+    packed: bool = False,
 ) -> bytes:
     """Encode a DATA datagram (payload must be non-empty)."""
     return (
@@ -319,7 +328,8 @@ def encode_data(
             | (FLAG_HOLD if hold else 0)
             | (FLAG_COMPACT if compact else 0)
             | (FLAG_CONTEXT if context else 0)
-            | (FLAG_TRIMMED if trimmed else 0),
+            | (FLAG_TRIMMED if trimmed else 0)
+            | (FLAG_PACKED if packed else 0),
             path_id,
             session_id,
             path_seq,
@@ -487,6 +497,7 @@ def encode(frame: Frame) -> bytes:
             compact=frame.compact,
             context=frame.context,
             trimmed=frame.trimmed,
+            packed=frame.packed,
         )
     if isinstance(frame, FragFrame):
         return encode_frag(
@@ -570,8 +581,9 @@ def is_data(data: Buffer) -> bool:
 
 
 _DATA_FLAGS: Final = (
-    FLAG_JUMPED | FLAG_RESENT | FLAG_HOLD | FLAG_COMPACT | FLAG_CONTEXT | FLAG_TRIMMED
+    FLAG_JUMPED | FLAG_RESENT | FLAG_HOLD | FLAG_COMPACT | FLAG_CONTEXT | FLAG_TRIMMED | FLAG_PACKED
 )
+_PACKED_FORM: Final = FLAG_COMPACT | FLAG_TRIMMED | FLAG_PACKED
 _BOTH_FORMS: Final = FLAG_COMPACT | FLAG_CONTEXT
 
 
@@ -591,6 +603,7 @@ def decode_datagram(data: Buffer) -> Frame:
             flags & ~_DATA_FLAGS
             or flags & _BOTH_FORMS == _BOTH_FORMS
             or flags & (FLAG_TRIMMED | FLAG_COMPACT) == FLAG_TRIMMED
+            or (flags & FLAG_PACKED and flags & _PACKED_FORM != _PACKED_FORM)
         ):
             raise ProtocolError("bad_flags")
         if size < DATA_HEADER_SIZE:
@@ -615,6 +628,7 @@ def decode_datagram(data: Buffer) -> Frame:
             bool(flags & FLAG_COMPACT),
             bool(flags & FLAG_CONTEXT),
             bool(flags & FLAG_TRIMMED),
+            bool(flags & FLAG_PACKED),
         )
     if frame_type == FrameType.FRAG:
         if flags & ~(FLAG_JUMPED | FLAG_RESENT):
