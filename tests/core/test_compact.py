@@ -577,8 +577,12 @@ def test_sessions_carry_every_packet_compressed_and_rebuild_it_exactly() -> None
         assert len(delivered) == len(set(delivered))
         out = net.session(sender).statistics()
         got = net.session(side).statistics()
-        # (A burst's first few packets go at once: the pacer's credit.)
-        assert out.compacted > 0.5 * len(sent), (out.compacted, len(sent))
+        # (A burst's first few packets go at once: the pacer's credit. The remote has no
+        # configured rates: its estimates, 10 Mbit/s a path, are above the 8.6 Mbit/s
+        # offered, so only some of each burst waits: 11-72 % of its packets go compact,
+        # by seed, in runs of seeds 21-28.)
+        share = 0.5 if sender == LOCAL else 0.05
+        assert out.compacted > share * len(sent), (out.compacted, len(sent))
         assert got.expanded > 0.95 * out.compacted
         assert got.drops["compact_miss"] == 0 and got.drops["bad_compact"] == 0
         assert out.compact_contexts == 12

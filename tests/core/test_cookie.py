@@ -134,7 +134,7 @@ def test_cookie_round_trip_and_mac2() -> None:
     assert not checker.check_mac2(msg, SRC, now=0.0)  # no cookie yet: MAC2 is zero
     reply = checker.create_reply(msg, SRC, now=0.0)
     assert len(reply) == COOKIE_REPLY_LEN == 52 < INITIATION_LEN  # no amplification
-    assert reply[:8] == bytes([2, 7, 0, 1, 0, 0, 0, 9])
+    assert reply[:8] == bytes([3, 7, 0, 1, 0, 0, 0, 9])
     assert p.jar.consume_reply(reply, mac1=pending.mac1, now=0.1)
     msg2, _ = p.initiation(now=0.2)
     assert checker.check_mac2(msg2, SRC, now=0.2)

@@ -97,11 +97,11 @@ def remac(msg: bytes, key: bytes) -> bytes:
 
 
 def assert_keys_match(a: SessionKeys, b: SessionKeys) -> None:
-    header = bytes(16) + bytes(8)
+    header = bytes(16) + bytes(1)
     for sender, receiver in ((a, b), (b, a)):
-        c = sender.next_counter(1)
+        c = sender.claim(1, 0)
         sealed = sender.seal(header, b"payload", c)
-        assert receiver.open(header, sealed, c) == b"payload"
+        assert receiver.open(header, sealed, 1, 0) == b"payload"
 
 
 # ---------------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ def test_initiation_and_response_match_an_independent_derivation() -> None:
         rng=fixed(e_i),
         auth_only=True,
     )
-    header = bytes([2, 5, 0, 4, 1, 2, 3, 4])
+    header = bytes([3, 5, 0, 4, 1, 2, 3, 4])
     noise = NoiseIKpsk2(
         initiator=True,
         prologue=b"braid v2 multipath bonding tunnel",
@@ -224,7 +224,7 @@ def test_initiation_and_response_match_an_independent_derivation() -> None:
     assert (init.session_id, init.key_id, init.path_id, init.auth_only) == (0x01020304, 9, 4, True)
     resp, r_keys = create_response(init, now=1.0, rng=fixed(e_r))
     assert len(resp) == RESPONSE_LEN == 96
-    r_header = bytes([2, 6, 0, 4, 1, 2, 3, 4])
+    r_header = bytes([3, 6, 0, 4, 1, 2, 3, 4])
     resp_noise = NoiseIKpsk2(
         initiator=False, prologue=IDENTIFIER, static_private=pair.remote.private_key
     )
@@ -261,9 +261,9 @@ def test_each_handshake_gives_fresh_keys() -> None:
         msg, pending = pair.initiation(wall=WALL + i, now=float(i))
         resp, _ = create_response(pair.consume(msg, now=float(i)), now=float(i), rng=pair.rng)
         keys.append(consume_response(resp, pending, identity=pair.local, now=float(i)))
-    header = bytes(24)
-    c = keys[0].next_counter(0)
-    assert keys[0].seal(header, b"x", c) != keys[1].seal(header, b"x", keys[1].next_counter(0))
+    header = bytes(17)
+    c = keys[0].claim(0, 0)
+    assert keys[0].seal(header, b"x", c) != keys[1].seal(header, b"x", keys[1].claim(0, 0))
 
 
 # ---------------------------------------------------------------------------------------
@@ -437,7 +437,7 @@ def test_mac1_rejects_garbage_without_any_dh(monkeypatch: pytest.MonkeyPatch) ->
     pair = Pair(seed=17)
     calls = count_dh(monkeypatch)
     rnd = random.Random(17)
-    header = bytes([2, 5, 0, 0]) + bytes(4)
+    header = bytes([3, 5, 0, 0]) + bytes(4)
     for _ in range(2000):
         garbage = header + rnd.randbytes(INITIATION_LEN - HEADER_LEN)
         with pytest.raises(HandshakeError) as err:

@@ -40,8 +40,15 @@ def rng_of(seed: int) -> Callable[[int], bytes]:
     return random.Random(seed).randbytes
 
 
-def header(path_id: int = 1, session_id: int = 0xABCDEF01, seq: int = 0) -> bytes:
-    return struct.pack(">BBBBIII", 2, 1, 0, path_id, session_id, seq, 1234)
+_NUMBERS: dict[int, int] = {}
+
+
+def header(path_id: int = 1, session_id: int = 0xABCDEF01, seq: int | None = None) -> bytes:
+    """A clear common header; `seq` None: the path's next number (as the session gives)."""
+    if seq is None:
+        seq = _NUMBERS.get(path_id, 0)
+        _NUMBERS[path_id] = (seq + 1) & 0xFFFFFFFF
+    return struct.pack(">BBBBIII", 3, 1, 0, path_id, session_id, seq, 1234)
 
 
 def key_pair(
@@ -136,104 +143,119 @@ def test_text_form_is_identical_to_wg() -> None:
 def test_seal_open_round_trip(auth_only: bool) -> None:
     init, resp = key_pair(auth_only=auth_only)
     payload = bytes(range(256)) * 5
-    hdr = header() + bytes(8)
-    c = init.next_counter(1)
+    hdr = header(seq=0) + b"\x03"
+    c = init.claim(1, 0)
     body = init.seal(hdr, payload, c)
     assert len(body) == len(payload) + 16
     if auth_only:
         assert body[:-16] == payload  # in clear
     else:
         assert payload[:64] not in body
-    assert resp.open(hdr, body, c) == payload
+    assert resp.open(hdr, body, 1, 0) == payload
     assert resp.messages_received == 1 and init.messages_sent == 1
 
 
 @pytest.mark.parametrize("auth_only", [False, True])
-def test_wrong_key_header_or_counter_fails(auth_only: bool) -> None:
+def test_wrong_key_header_or_number_fails(auth_only: bool) -> None:
     init, resp = key_pair(auth_only=auth_only)
     other, _ = key_pair(auth_only=auth_only, seed=2)
-    hdr = header() + bytes(8)
-    c = init.next_counter(1)
+    hdr = header(seq=5) + b"\x03"
+    c = init.claim(1, 5)
     body = init.seal(hdr, b"hello", c)
-    for hdr2, body2, c2 in (
-        (hdr, other.seal(hdr, b"hello", c), c),  # another key
-        (header(session_id=1) + bytes(8), body, c),  # another header
-        (hdr, body, c + 1),  # another counter
-        (hdr, body, k.nonce_counter(2, 0)),  # another path
+    for hdr2, body2, path, seq in (
+        (hdr, other.seal(hdr, b"hello", c), 1, 5),  # another key
+        (header(session_id=1, seq=5) + b"\x03", body, 1, 5),  # another header
+        (hdr, body, 1, 6),  # another number
+        (hdr, body, 2, 5),  # another path
     ):
         with pytest.raises(CryptoError) as err:
-            resp.open(hdr2, body2, c2)
+            resp.open(hdr2, body2, path, seq)
         assert err.value.reason == "auth"
-    assert resp.open(hdr, body, c) == b"hello"
+    assert resp.open(hdr, body, 1, 5) == b"hello"
 
 
 def test_auth_only_and_encrypted_do_not_interoperate() -> None:
     enc, _ = key_pair(auth_only=False)
     _, auth = key_pair(auth_only=True)
-    hdr = header() + bytes(8)
-    c = enc.next_counter(0)
+    hdr = header(seq=0) + b"\x03"
+    c = enc.claim(0, 0)
     with pytest.raises(CryptoError):
-        auth.open(hdr, enc.seal(hdr, b"x" * 40, c), c)
+        auth.open(hdr, enc.seal(hdr, b"x" * 40, c), 0, 0)
 
 
-def test_nonce_counters_are_per_path_and_never_repeat() -> None:
+def test_a_nonce_is_claimed_once_per_path_and_numbers_only_move_on() -> None:
+    """The nonce is the path id and its path_seq: unique across paths; a number not after
+    the last sealed on its path (by less than 2^31, modulo 2^32) is refused
+    (`counter_reuse`), so a nonce is never sealed twice whatever the session numbers;
+    numbers may skip (a datagram that was not sealed) and wrap past 2^32; a path's
+    numbering may advance by less than 2^32 - 2^16 under one keypair (`exhausted`)."""
     init, _ = key_pair()
     seen = set()
-    for _ in range(100):
+    for seq in range(100):
         for path in (0, 1, 254):
-            c = init.next_counter(path)
-            assert c >> 56 == path
+            c = init.claim(path, seq)
+            assert c >> 32 == path and c & 0xFFFFFFFF == seq
             assert c not in seen
             seen.add(c)
-    assert init.next_counter(7) == k.nonce_counter(7, 0)
-    assert init.next_counter(0) == k.nonce_counter(0, 100)
-    init._counters[5] = k.REJECT_AFTER_MESSAGES_PER_PATH
+    for path, seq in ((0, 99), (0, 50), (0, 99 + 2**31), (1, 0)):
+        with pytest.raises(CryptoError) as err:
+            init.claim(path, seq)
+        assert err.value.reason == "counter_reuse"
+    assert init.claim(0, 105) == k.nonce_counter(0, 105)  # (a skip)
+    assert init.claim(7, 2**32 - 1) == k.nonce_counter(7, 2**32 - 1)
+    assert init.claim(7, 3) == k.nonce_counter(7, 3)  # (wrapped)
+    assert init.max_path_counter() == 105
+    init.claim(9, 0)
+    init._used[9] = k.REJECT_AFTER_MESSAGES_PER_PATH - 1
     with pytest.raises(CryptoError) as err:
-        init.next_counter(5)
+        init.claim(9, 1)
     assert err.value.reason == "exhausted"
 
 
 def test_replay_window_per_path() -> None:
     init, resp = key_pair()
-    hdr = header() + bytes(8)
     sealed = []
-    for _ in range(10000):
-        c = init.next_counter(1)
-        sealed.append((c, init.seal(hdr, b"p", c)))
-    c2 = init.next_counter(2)
-    other_path = (c2, init.seal(hdr, b"q", c2))
+    start = 2**32 - 5000  # (the numbers wrap on the way)
+    for i in range(10000):
+        seq = (start + i) & 0xFFFFFFFF
+        hdr = header(seq=seq) + b"\x03"
+        sealed.append((hdr, seq, init.seal(hdr, b"p", init.claim(1, seq))))
+    hdr2 = header(path_id=2, seq=0) + b"\x03"
+    other_path = (hdr2, init.seal(hdr2, b"q", init.claim(2, 0)))
     # Deliver out of order within the window: all accepted once.
     order = list(range(9000, 10000)) + list(range(1808, 9000))
     for i in order:
-        assert resp.open(hdr, sealed[i][1], sealed[i][0]) == b"p"
+        hdr, seq, body = sealed[i]
+        assert resp.open(hdr, body, 1, seq) == b"p"
     for i in (9999, 5000, 1808):  # duplicates
+        hdr, seq, body = sealed[i]
         with pytest.raises(CryptoError) as err:
-            resp.open(hdr, sealed[i][1], sealed[i][0])
+            resp.open(hdr, body, 1, seq)
         assert err.value.reason == "replay"
     with pytest.raises(CryptoError) as err:  # older than the 8192-wide window
-        resp.open(hdr, sealed[1807][1], sealed[1807][0])
+        hdr, seq, body = sealed[1807]
+        resp.open(hdr, body, 1, seq)
     assert err.value.reason == "replay"
-    # Path 2's counter 0 is far behind path 1's, yet new on its own window.
-    assert resp.open(hdr, other_path[1], other_path[0]) == b"q"
+    # Path 2's number 0 is far from path 1's, yet new on its own window.
+    assert resp.open(hdr2, other_path[1], 2, 0) == b"q"
 
 
 def test_forgery_does_not_move_the_replay_window() -> None:
     init, resp = key_pair()
-    hdr = header() + bytes(8)
-    c = init.next_counter(1)
-    body = init.seal(hdr, b"real", c)
-    forged_counter = k.nonce_counter(1, 10**9)
+    hdr = header(seq=7) + b"\x03"
+    body = init.seal(hdr, b"real", init.claim(1, 7))
+    far = header(seq=7 + 10**9) + b"\x03"
     with pytest.raises(CryptoError) as err:
-        resp.open(hdr, b"\0" * 40, forged_counter)
+        resp.open(far, b"\0" * 40, 1, 7 + 10**9)
     assert err.value.reason == "auth"
-    assert resp.open(hdr, body, c) == b"real"  # still inside the window
+    assert resp.open(hdr, body, 1, 7) == b"real"  # still inside the window
     assert not resp.confirmed or resp.messages_received == 1
 
 
 def test_auth_only_short_body() -> None:
     _, resp = key_pair(auth_only=True)
     with pytest.raises(CryptoError) as err:
-        resp.open(header() + bytes(8), b"short", 0)
+        resp.open(header(seq=0) + b"\x03", b"short", 1, 0)
     assert err.value.reason == "truncated"
 
 
@@ -257,7 +279,7 @@ def test_every_bit_flip_of_a_datagram_is_refused(auth_only: bool) -> None:
     a, b = rings(auth_only=auth_only)
     body = bytes(range(40))
     data = a.seal_datagram(header(path_id=3), body, now=1.0)
-    assert len(data) == 16 + 8 + len(body) + 16
+    assert len(data) == 16 + 1 + len(body) + 16
     reasons: dict[str, int] = {}
     for bit in range(len(data) * 8):
         bad = bytearray(data)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from braid.core.session import PathDown, SessionConfig, TunnelSession
-from braid.core.wire import DataFrame, decode_datagram
+from braid.core.wire import DataFrame, FrameType, decode_datagram
 
 from .pairnet import udp_packet
 from .test_session import SID, connected, events, exchange
@@ -140,9 +140,11 @@ def test_data_sent_before_a_path_came_up_does_not_time_it_out_when_it_does() -> 
     for _, data in early:
         remote.receive_datagram(data, now=0.4)
     remote.datagrams_to_send(now=0.4)
-    for index in range(8):
+    for index in range(16):
         remote.send_packet(udp_packet(index, index), now=0.45)
-    for _, data in remote.datagrams_to_send(now=0.45):
+    back = remote.datagrams_to_send(now=0.45)
+    assert {pid for pid, data in back if data[1] == FrameType.DATA} == {0, 1}
+    for _, data in back:
         if type(decode_datagram(data)) is DataFrame:
             local.receive_datagram(data, now=0.46)
     assert [p.state for p in local.statistics().paths] == ["up", "up"]

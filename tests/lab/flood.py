@@ -28,7 +28,7 @@ def bogus_initiations(public: bytes, count: int) -> list[bytes]:
     key = mac1_key(public)
     out = []
     for _ in range(count):
-        body = bytes((2, 5, 0, 0)) + os.urandom(4) + os.urandom(120)
+        body = bytes((3, 5, 0, 0)) + os.urandom(4) + os.urandom(120)  # (version 3)
         mac1 = hashlib.blake2s(body, key=key, digest_size=16).digest()
         out.append(body + mac1 + bytes(16))
     return out

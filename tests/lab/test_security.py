@@ -1,4 +1,4 @@
-"""Issue 4 in the lab: real ``braid up`` portals with keys (wire v2), attacked from outside.
+"""Issue 4 in the lab: real ``braid up`` portals with keys (wire v3), attacked from outside.
 
 (a) mismatched keys cannot talk; the right keys do, over every path, through fast rekeys;
 (b) a flood of bogus initiations (>= 50 000/s, from another namespace) does not stop an

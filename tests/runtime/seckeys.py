@@ -1,4 +1,4 @@
-"""Key material for the runtime tests (wire v2): fixed test keys, configs and TOML lines."""
+"""Key material for the runtime tests (wire v3): fixed test keys, configs and TOML lines."""
 
 from __future__ import annotations
 

@@ -284,7 +284,7 @@ def test_remote_survives_garbage_and_forgets_idle_sessions() -> None:
         for junk in (b"", b"\x07hello", b"\x01" * 3, bytes(100)):
             stray.sendto(junk, SERVER)
         # A well-formed sealed DATA datagram for a session that does not exist: no session.
-        stray.sendto(bytes([2, 1, 0, 0]) + bytes(4) + bytes(16) + bytes(30), SERVER)
+        stray.sendto(bytes([3, 1, 0, 0]) + bytes(4) + bytes(16) + bytes(30), SERVER)
         await until(lambda: server.portal.statistics().counters.datagrams_received == 5)
         counters = server.portal.statistics().counters
         assert (counters.malformed, counters.unknown_session) == (4, 1)

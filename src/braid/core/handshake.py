@@ -41,7 +41,7 @@ IDENTIFIER = b"braid v2 multipath bonding tunnel"
 LABEL_MAC1 = b"mac1----"
 LABEL_COOKIE = b"cookie--"
 
-VERSION = 2
+VERSION = 3
 TYPE_INITIATION = 5
 TYPE_RESPONSE = 6
 TYPE_COOKIE_REPLY = 7
@@ -575,7 +575,7 @@ def consume_response(
 
 
 def peek_type(message: bytes) -> int | None:
-    """The message type of a v2 datagram (handshake or transport), or None if too short."""
+    """The message type of a v3 datagram (handshake or transport), or None if too short."""
     if len(message) < HEADER_LEN or message[0] != VERSION:
         return None
     return message[1]

@@ -2,10 +2,13 @@
 #
 # Invariants:
 # - A (key, nonce) pair is never used twice to seal. The 64-bit nonce counter of a datagram
-#   is `path_id << 56 | c`, where `c` is a per-keypair, per-path, per-direction counter owned
-#   by `SessionKeys.next_counter` (starts at 0, +1 per datagram, < 2^56). Nonces are unique
-#   across paths (different top byte) and across re-added paths (the counter lives in the
-#   keypair, not in the path). The two directions use different keys.
+#   is `path_id << 32 | path_seq`: its path and the 32-bit path sequence number of its
+#   clear header (the session numbers every datagram of a path and direction, from 0, and
+#   keeps numbering a path it removes and adds again where it left off). `SessionKeys.claim`
+#   refuses a path_seq not after the last one sealed on that path with that keypair
+#   (`counter_reuse`), and more than 2^32 - 2^16 of them (`exhausted`), so even a session
+#   that numbered a path again from 0 could not seal a nonce twice. Nonces are unique
+#   across paths (different path id). The two directions use different keys.
 # - `open` checks the replay window before any AEAD work and updates it only after the tag
 #   verified, so forged datagrams cannot move the window.
 # - The associated data of every datagram is its clear header (everything before the body),
@@ -43,21 +46,24 @@ REJECT_AFTER_TIME = 180.0
 REKEY_AFTER_MESSAGES = 2**60
 PREVIOUS_KEY_GRACE = 30.0
 
-# Per-path nonce counter space: 56 bits (the top byte of the nonce is the path id).
-COUNTER_BITS = 56
+# Per-path nonce counter space: the 32-bit path_seq (above it in the nonce, the path id).
+COUNTER_BITS = 32
 COUNTER_MASK = (1 << COUNTER_BITS) - 1
-REJECT_AFTER_MESSAGES_PER_PATH = COUNTER_MASK - 8192
-REKEY_AFTER_MESSAGES_PER_PATH = 1 << (COUNTER_BITS - 1)
+_HALF = 1 << (COUNTER_BITS - 1)
+REJECT_AFTER_MESSAGES_PER_PATH = COUNTER_MASK - (1 << 16)
+"""How far a path's numbering may advance under one keypair (it must never come round)."""
+REKEY_AFTER_MESSAGES_PER_PATH = _HALF
 
 REPLAY_WINDOW = 8192
 """Replay window per path and keypair, in datagrams (reordering within one path)."""
 
 # Transport framing shared with the wire codec: the common header is COMMON_HEADER_LEN bytes
-# with the path id at PATH_ID_OFFSET; the 8-byte key field (key_id << 56 | counter) follows.
+# with the path id at PATH_ID_OFFSET and the path_seq at PATH_SEQ_OFFSET; the 1-byte key
+# field (the key id) follows.
 COMMON_HEADER_LEN = 16
 PATH_ID_OFFSET = 3
-KEY_FIELD = struct.Struct(">Q")
-KEY_FIELD_LEN = KEY_FIELD.size
+PATH_SEQ_OFFSET = 8
+KEY_FIELD_LEN = 1
 SEALED_HEADER_LEN = COMMON_HEADER_LEN + KEY_FIELD_LEN
 OVERHEAD = KEY_FIELD_LEN + TAG_LEN
 """Bytes a sealed datagram carries beyond a clear one: key field and tag."""
@@ -121,9 +127,9 @@ def decode_key(text: str) -> bytes:
 # One keypair
 
 
-def nonce_counter(path_id: int, counter: int) -> int:
-    """The 64-bit nonce counter of the `counter`-th datagram on path `path_id`."""
-    return (path_id << COUNTER_BITS) | counter
+def nonce_counter(path_id: int, path_seq: int) -> int:
+    """The 64-bit nonce counter of the datagram numbered `path_seq` on path `path_id`."""
+    return (path_id << COUNTER_BITS) | path_seq
 
 
 class SessionKeys:
@@ -136,10 +142,11 @@ class SessionKeys:
     """
 
     __slots__ = (
-        "_counters",
+        "_last",
         "_max_counter",
         "_recv",
         "_send",
+        "_used",
         "_windows",
         "auth_only",
         "confirmed",
@@ -168,7 +175,8 @@ class SessionKeys:
             raise ValueError("key_id is one byte")
         self._send = ChaCha20Poly1305(send_key)
         self._recv = ChaCha20Poly1305(receive_key)
-        self._counters = [0] * 256
+        self._last: list[int | None] = [None] * 256
+        self._used = [0] * 256
         self._max_counter = 0
         self._windows: list[ReplayWindow | None] = [None] * 256
         self.key_id = key_id
@@ -191,45 +199,62 @@ class SessionKeys:
         return now >= self.created_at + REJECT_AFTER_TIME
 
     def max_path_counter(self) -> int:
-        """The largest per-path send counter used so far."""
+        """How far the numbering of any path advanced under these keys (sealed ones)."""
         return self._max_counter
 
-    def next_counter(self, path_id: int) -> int:
-        """Allocate the nonce counter of the next datagram sent on `path_id`."""
-        c = self._counters[path_id]
-        if c >= REJECT_AFTER_MESSAGES_PER_PATH:
-            raise CryptoError("exhausted")
-        self._counters[path_id] = c + 1
-        if c >= self._max_counter:
-            self._max_counter = c + 1
+    def claim(self, path_id: int, path_seq: int) -> int:
+        """The nonce counter to seal the datagram numbered `path_seq` on `path_id` with.
+
+        Raises CryptoError("counter_reuse") unless `path_seq` comes after the last one
+        sealed on that path with these keys (by less than 2^31, modulo 2^32), and
+        CryptoError("exhausted") once the path's numbering advanced by
+        REJECT_AFTER_MESSAGES_PER_PATH under them (it would come round to used nonces).
+        """
+        last = self._last[path_id]
+        if last is not None:
+            step = (path_seq - last) & COUNTER_MASK
+            if not 0 < step < _HALF:
+                raise CryptoError("counter_reuse")
+            used = self._used[path_id] + step
+            if used >= REJECT_AFTER_MESSAGES_PER_PATH:
+                raise CryptoError("exhausted")
+            self._used[path_id] = used
+            if used > self._max_counter:
+                self._max_counter = used
+        self._last[path_id] = path_seq
         self.messages_sent += 1
-        return (path_id << COUNTER_BITS) | c
+        return (path_id << COUNTER_BITS) | path_seq
 
     def seal(self, header: bytes, payload: bytes, counter: int) -> bytes:
         """Return the datagram body for `payload`: ciphertext+tag, or payload+tag (auth-only).
 
-        `header` is the associated data; `counter` must come from `next_counter`.
+        `header` is the associated data; `counter` must come from `claim`.
         """
         nonce = _NONCE.pack(counter)
         if self.auth_only:
             return payload + self._send.encrypt(nonce, _EMPTY, header + payload)
         return self._send.encrypt(nonce, payload, header)
 
-    def open(self, header: bytes, body: bytes, counter: int) -> bytes:
-        """Verify and return the payload of a body sealed with `counter`.
+    def open(self, header: bytes, body: bytes, path_id: int, path_seq: int) -> bytes:
+        """Verify and return the payload of a body sealed on `path_id` as `path_seq`.
 
-        Raises CryptoError("replay") for a counter already seen or too old for the window,
+        Raises CryptoError("replay") for a number already seen or too old for the window
+        (numbers are unwrapped against the highest opened on the path),
         CryptoError("auth") when the tag does not verify (wrong key, tampered header/body).
         """
-        path_id = counter >> COUNTER_BITS
-        seq = counter & COUNTER_MASK
         window = self._windows[path_id]
         if window is None:
             window = ReplayWindow(self.replay_window)
             self._windows[path_id] = window
+        highest = window.highest
+        seq = (
+            path_seq
+            if highest is None
+            else highest + ((path_seq - highest + _HALF) & COUNTER_MASK) - _HALF
+        )
         if not window.check(seq):  # cheap: before any AEAD work
             raise CryptoError("replay")
-        nonce = _NONCE.pack(counter)
+        nonce = _NONCE.pack((path_id << COUNTER_BITS) | path_seq)
         try:
             if self.auth_only:
                 if len(body) < TAG_LEN:
@@ -371,8 +396,11 @@ class KeyRing:
         keys = self.current
         if keys is None or now >= keys.created_at + REJECT_AFTER_TIME:
             raise CryptoError("no_key")
-        counter = keys.next_counter(header[PATH_ID_OFFSET])
-        ad = header + KEY_FIELD.pack((keys.key_id << COUNTER_BITS) | (counter & COUNTER_MASK))
+        counter = keys.claim(
+            header[PATH_ID_OFFSET],
+            int.from_bytes(header[PATH_SEQ_OFFSET : COMMON_HEADER_LEN - 4], "big"),
+        )
+        ad = header + bytes((keys.key_id,))
         self._sealed += 1
         return ad + keys.seal(ad, body, counter)
 
@@ -384,12 +412,15 @@ class KeyRing:
         """
         if len(data) < SEALED_HEADER_LEN + TAG_LEN:
             raise CryptoError("truncated")
-        (field,) = KEY_FIELD.unpack_from(data, COMMON_HEADER_LEN)
-        keys = self.receive_keys(field >> COUNTER_BITS, now=now)
+        keys = self.receive_keys(data[COMMON_HEADER_LEN], now=now)
         if keys is None:
             raise CryptoError("unknown_key")
-        counter = (data[PATH_ID_OFFSET] << COUNTER_BITS) | (field & COUNTER_MASK)
-        body = keys.open(data[:SEALED_HEADER_LEN], data[SEALED_HEADER_LEN:], counter)
+        body = keys.open(
+            data[:SEALED_HEADER_LEN],
+            data[SEALED_HEADER_LEN:],
+            data[PATH_ID_OFFSET],
+            int.from_bytes(data[PATH_SEQ_OFFSET : COMMON_HEADER_LEN - 4], "big"),
+        )
         self._opened += 1
         if keys is self.next:
             self.next = None

@@ -2,7 +2,11 @@
 #
 # Invariants:
 # - Sequence numbers are kept unwrapped (plain ints); only the wire carries them modulo
-#   2**32. The first datagram a sender sends on a path has path_seq 0.
+#   2**32. The first datagram a sender sends on a path has path_seq `first_seq` (0, or
+#   where the session's numbering of a path removed before left off: the number is part
+#   of the record's nonce); everything before it counts as delivered. A receiver takes
+#   the first number it sees on a new path as its start (what came before it is not
+#   counted, so never counted twice).
 # - Receive side: a path_seq is counted at most once (a per-path replay window drops link
 #   duplicates), so `rx_received` is the number of distinct datagrams that arrived and the
 #   peer's loss figure `(highest + 1) - received` is exact once reordering settles. After
@@ -41,11 +45,11 @@ RESYNC_AFTER: Final = 64
 at the peer's current numbering (recovers from one corrupt datagram far ahead)."""
 NO_SESSION_SEQ: Final = -(1 << 62)
 """`rx_session_seq` of a path that has passed no session_seq yet."""
-LINK_OVERHEAD: Final = 66
+LINK_OVERHEAD: Final = 59
 """Bytes a session datagram costs on a link beyond its own length: what the security layer
-adds to every record (the 8-byte key field and the 16-byte AEAD tag, docs/protocol.md) and
+adds to every record (the 1-byte key field and the 16-byte AEAD tag, docs/protocol.md) and
 the UDP, IPv4 and Ethernet headers (42). Pacing at a link's rate counts them all: with the
-record's 24 bytes left out, a path paced at its configured rate sent 1.6 % more than the
+record's bytes (24 then) left out, a path paced at its configured rate sent 1.6 % more than the
 link carried, and a queue grew in the link's buffer until the standing-queue rule cut the
 estimate."""
 RTT_MAX: Final = 10.0
@@ -203,6 +207,7 @@ class PathState:
         "rate_bps",
         "reported_lost",
         "rttvar",
+        "rx_floor",
         "rx_highest",
         "rx_highest_time",
         "rx_highest_tx_us",
@@ -229,6 +234,7 @@ class PathState:
         congestion: str = "bbr",
         standby: bool = False,
         download_bps: int | None = None,
+        first_seq: int = 0,
         now: float,
     ) -> None:
         self.path_id = path_id
@@ -259,7 +265,7 @@ class PathState:
         self.up = False
         self.up_since: float | None = None
         # Send side.
-        self.next_seq = 0
+        self.next_seq = first_seq
         self.last_send_time: float | None = None
         self.datagrams_sent = 0
         self.bytes_sent = 0
@@ -267,6 +273,8 @@ class PathState:
         self.rx_window = ReplayWindow(PATH_REPLAY_WINDOW)
         self.rx_highest = -1
         self.rx_received = 0
+        self.rx_floor = 0
+        """The first number counted (below it, datagrams are taken, not counted)."""
         self.rx_restart = False
         """Set when the path went down: the next datagram may start a new numbering."""
         self.rx_stale = 0
@@ -280,8 +288,8 @@ class PathState:
         self.owd_min = WindowedMin(MIN_FILTER_WINDOW)
         self.jitter = 0.0
         # What feedback from the peer taught us.
-        self.acked_highest = -1
-        self.delivered = 0
+        self.acked_highest = first_seq - 1
+        self.delivered = first_seq
         self.lost = 0
         self.srtt: float | None = None
         self.rttvar: float | None = None
@@ -403,16 +411,22 @@ class PathState:
         common frame).
         """
         highest = self.rx_highest
-        ref = highest if highest > 0 else 0
-        seq = ref + ((path_seq - ref + _HALF32) & MASK32) - _HALF32
+        if highest >= 0:
+            seq = highest + ((path_seq - highest + _HALF32) & MASK32) - _HALF32
+        else:
+            # A new path: its numbering starts here (everything before counts as
+            # delivered, as the sender counts it).
+            seq = path_seq
+            highest = self.rx_highest = seq - 1
+            self.rx_received = self.rx_floor = seq
         if self.rx_restart:
             self.rx_restart = False
             if seq <= highest:
                 # The first datagram after the path went down is not newer: the peer
-                # restarted and numbers from scratch. Follow it at once.
+                # numbers from scratch. Follow it at once.
                 self.rx_window.reset()
                 highest = self.rx_highest = seq - 1
-                self.rx_received = 0
+                self.rx_received = self.rx_floor = seq
         if not self.rx_window.check_and_update(seq):
             if highest - seq < PATH_REPLAY_WINDOW:
                 return False  # a duplicate
@@ -425,7 +439,8 @@ class PathState:
             self.rx_window.update(seq)
             highest = self.rx_highest = seq - 1
         self.rx_stale = 0
-        self.rx_received += 1
+        if seq >= self.rx_floor:
+            self.rx_received += 1
         self.datagrams_received += 1
         self.bytes_received += size
         self.last_receive_time = now

@@ -1,11 +1,11 @@
-# The security layer of wire version 2 (docs/protocol.md, docs/security.md), sans-I/O.
+# The security layer of wire version 3 (docs/protocol.md, docs/security.md), sans-I/O.
 #
 #   SecureSession wraps a TunnelSession and keeps its driver contract:
-#     outbound: each version-1 frame the inner session produced is sealed into a version-2
-#       record (version byte 2, the 16-byte header and the key field are associated data);
+#     outbound: each version-1 frame the inner session produced is sealed into a version-3
+#       record (version byte 3, the 16-byte header and the key id are associated data);
 #     inbound: handshake messages are handled here; a transport record is opened (key id,
 #       replay window, tag) and only then handed to the inner session as the version-1
-#       frame it carries (version byte rewritten 2 -> 1; every other byte authenticated).
+#       frame it carries (version byte rewritten 3 -> 1; every other byte authenticated).
 #   SecureServer is the remote portal's side: identity, admission gate, configured peers,
 #   and the table session id -> SecureSession; it answers only authenticated initiations.
 #
@@ -90,7 +90,7 @@ __all__ = [
     "SessionOpened",
 ]
 
-VERSION: Final = 2
+VERSION: Final = 3
 """The wire version this layer speaks (docs/protocol.md)."""
 REHANDSHAKE_AFTER: Final = 3.0
 """The initiator handshakes again after this long without an authenticated datagram."""
@@ -105,7 +105,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = tuple[str, int] | tuple[str, int, int, int]
 
 _V1: Final = bytes((VERSION_1,))
-_V2: Final = bytes((VERSION,))
+_VWIRE: Final = bytes((VERSION,))
 _TRANSPORT_TYPES: Final = frozenset((1, 2, 3, 4, 8, 9, 10))
 
 
@@ -530,9 +530,13 @@ class SecureSession:
         append = out.append
         for path_id, frame in frames:
             try:
-                append((path_id, seal(_V2 + frame[1:COMMON_HEADER_LEN], frame[16:], now=now)))
+                append((path_id, seal(_VWIRE + frame[1:COMMON_HEADER_LEN], frame[16:], now=now)))
             except CryptoError as exc:
                 self._drop(exc.reason)
+                if exc.reason == "counter_reuse" and self.is_initiator and not self._retry.active:
+                    # (A path numbered again from a number these keys sealed: never with
+                    # this session, which numbers on. New keys make it usable again.)
+                    self._retry.start(now)
         return out
 
     def packets_to_deliver(self) -> list[bytes]:

@@ -77,7 +77,9 @@
 # Invariants:
 # - `receive_datagram` never raises: a datagram is either accepted (path id returned) or
 #   counted under exactly one drop reason in `statistics().drops`.
-# - Every counter on the wire starts at 0 (session_seq, each bucket_seq, each path_seq).
+# - Every counter on the wire starts at 0 (session_seq, each bucket_seq, each path_seq),
+#   except that a path removed and added again (or re-created at the remote portal) goes
+#   on numbering where it left off: path_seq is part of the record's nonce (keys.py).
 # - Deadlines are compared as `deadline <= now` with the same expression that computes
 #   them, so after `handle_timer(now)`, `get_timer()` is later than `now` (no busy loop).
 # - No I/O, no clock, no randomness: `now` is passed in; the driver drains the outputs
@@ -940,6 +942,9 @@ class TunnelSession:
         self._compress = False
         self._compact_settle = SETTLE_MAX
         self._decompressor = Decompressor()
+        self._left_off: dict[int, int] = {}
+        """Path id -> the path_seq a removed path would have sent next: a path added again
+        goes on numbering from there (the number is part of the record's nonce)."""
         self._bulk_spread = False  # (the ingress's paths differ in delay: watch flows)
         self._bulk_check = -_INF
         self._eq_flag = False
@@ -1079,6 +1084,7 @@ class TunnelSession:
             congestion=self.config.congestion_control,
             standby=standby,
             download_bps=download_bps,
+            first_seq=self._left_off.pop(path_id, 0),
             now=now,
         )
         self._start_pmtu(path, now)
@@ -1145,6 +1151,7 @@ class TunnelSession:
         path = self._get_path(path_id)
         self._now = now
         del self._paths[path_id]
+        self._left_off[path_id] = path.next_seq
         # What the path had queued goes on the others (what it sent is on its way: the
         # link itself still works).
         stranded = self._drop_queue(path)
@@ -1777,7 +1784,10 @@ class TunnelSession:
                 self._drops["unknown_path"] += 1
                 return None
             path = self._paths[path_id] = PathState(
-                path_id, congestion=self.config.congestion_control, now=now
+                path_id,
+                congestion=self.config.congestion_control,
+                first_seq=self._left_off.pop(path_id, 0),
+                now=now,
             )
             self._start_pmtu(path, now)
         # Relative one-way delay in the session's frame (the clock offset cancels).
@@ -2475,6 +2485,7 @@ class TunnelSession:
                 # in the total that queue control reads).
                 sent, stranded, lost_delay = self._take_stranded(target)
                 del self._paths[target.path_id]
+                self._left_off[target.path_id] = target.next_seq
                 self._reorder.forget_path(target.path_id)
                 self._rebuild_usable()
                 self._update_reorder_live()

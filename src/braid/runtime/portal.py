@@ -12,7 +12,7 @@
           get_timer -> one loop.call_at                     learn inner sources, events, timer
 ```
 
-Every session is a `braid.core.secure.SecureSession` (wire version 2: Noise IKpsk2
+Every session is a `braid.core.secure.SecureSession` (wire version 3: Noise IKpsk2
 handshake, every datagram sealed; docs/security.md) around a `TunnelSession`; the local
 portal initiates, the remote portal's `SecureServer` answers only authenticated
 initiations and creates a session per handshake.
