@@ -396,37 +396,6 @@ def test_a_packed_packet_whose_context_has_no_numbers_is_a_miss() -> None:
         egress.expand(9, payload, True, True)
 
 
-def test_nothing_is_packed_toward_a_peer_that_does_not_say_it_takes_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A remote from before *packed* DATA says FEATURE_TRIM without FEATURE_PACK: the
-    local portal sends trimmed DATA, never packed, and every packet arrives whole; the
-    remote, told FEATURE_PACK, packs its own."""
-    init = TunnelSession.__init__
-
-    def older_remote(self: TunnelSession, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        if self.role == "remote":
-            self._features &= ~FEATURE_PACK  # (what a portal before the flag says)
-
-    monkeypatch.setattr(TunnelSession, "__init__", older_remote)
-    net = PairNet(
-        25, {0: LinkProfile(delay=0.005), 1: LinkProfile(delay=0.02)}, config=PACED, rates=RATES
-    )
-    up = _mixed(net, LOCAL, 0.5, 2.0)
-    down = _mixed(net, REMOTE, 0.5, 2.0)
-    net.run_until(3.0)
-    assert {packet for _, packet in net.delivered[REMOTE]} == set(up)
-    assert {packet for _, packet in net.delivered[LOCAL]} == set(down)
-    local = net.local.statistics()
-    assert local.peer_features is not None and not local.peer_features & FEATURE_PACK
-    assert local.peer_features & FEATURE_TRIM
-    sent = {data[2] & (PACKED | FLAG_CONTEXT) for _, _, data, _ in net.data_sent(LOCAL)}
-    assert TRIMMED in sent and PACKED not in sent
-    back = {data[2] & (PACKED | FLAG_CONTEXT) for _, _, data, _ in net.data_sent(REMOTE)}
-    assert PACKED in back
-
-
 def test_flows_that_share_a_bucket_get_their_own_ids() -> None:
     """Two flows in one bucket (a hash collision) each get a context id; their packets,
     interleaved, rebuild to their own headers."""
@@ -632,18 +601,24 @@ def test_nothing_is_compressed_toward_a_peer_that_does_not_take_it() -> None:
         )
 
 
-def test_nothing_is_trimmed_toward_a_peer_that_does_not_say_it_takes_it(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("withheld", "form", "never"),
+    [(FEATURE_TRIM, FLAG_COMPACT, TRIMMED), (FEATURE_PACK, TRIMMED, PACKED)],
+    ids=["trim", "pack"],
+)
+def test_nothing_is_trimmed_or_packed_toward_a_peer_that_does_not_say_it_takes_it(
+    monkeypatch: pytest.MonkeyPatch, withheld: int, form: int, never: int
 ) -> None:
     """A remote from before *trimmed* DATA says FEATURE_COMPACT without FEATURE_TRIM: the
-    local portal still sends compact DATA, never trimmed, and every packet arrives whole;
-    the remote, told FEATURE_TRIM, trims its own."""
+    local portal still sends compact DATA, never trimmed (nor packed), and every packet
+    arrives whole; one from before *packed* says FEATURE_TRIM without FEATURE_PACK: it gets
+    trimmed DATA, never packed. The remote, told every feature, trims and packs its own."""
     init = TunnelSession.__init__
 
     def older_remote(self: TunnelSession, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
         if self.role == "remote":
-            self._features &= ~FEATURE_TRIM  # (what a portal before the flag says)
+            self._features &= ~withheld  # (what a portal before the flag says)
 
     monkeypatch.setattr(TunnelSession, "__init__", older_remote)
     net = PairNet(
@@ -655,12 +630,12 @@ def test_nothing_is_trimmed_toward_a_peer_that_does_not_say_it_takes_it(
     assert {packet for _, packet in net.delivered[REMOTE]} == set(up)
     assert {packet for _, packet in net.delivered[LOCAL]} == set(down)
     local = net.local.statistics()
-    assert local.peer_features is not None and not local.peer_features & FEATURE_TRIM
+    assert local.peer_features is not None and not local.peer_features & withheld
     assert local.compacted > 0.5 * len(up)
-    sent = {data[2] & (TRIMMED | FLAG_CONTEXT) for _, _, data, _ in net.data_sent(LOCAL)}
-    assert FLAG_COMPACT in sent and TRIMMED not in sent
-    back = {data[2] & (TRIMMED | FLAG_CONTEXT) for _, _, data, _ in net.data_sent(REMOTE)}
-    assert TRIMMED in back
+    sent = {data[2] & (PACKED | FLAG_CONTEXT) for _, _, data, _ in net.data_sent(LOCAL)}
+    assert form in sent and never not in sent and PACKED not in sent
+    back = {data[2] & (PACKED | FLAG_CONTEXT) for _, _, data, _ in net.data_sent(REMOTE)}
+    assert PACKED in back
 
 
 @settings(max_examples=300, deadline=None)

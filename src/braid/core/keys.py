@@ -69,6 +69,7 @@ OVERHEAD = KEY_FIELD_LEN + TAG_LEN
 """Bytes a sealed datagram carries beyond a clear one: key field and tag."""
 
 _NONCE = struct.Struct("<4xQ")  # Noise/WireGuard: 32 zero bits, then the 64-bit counter LE
+_KEY_FIELDS = tuple(bytes((key_id,)) for key_id in range(256))  # (no allocation per record)
 _EMPTY = b""
 
 
@@ -400,7 +401,7 @@ class KeyRing:
             header[PATH_ID_OFFSET],
             int.from_bytes(header[PATH_SEQ_OFFSET : COMMON_HEADER_LEN - 4], "big"),
         )
-        ad = header + bytes((keys.key_id,))
+        ad = header + _KEY_FIELDS[keys.key_id]
         self._sealed += 1
         return ad + keys.seal(ad, body, counter)
 
