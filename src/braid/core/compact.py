@@ -11,9 +11,8 @@ checksum) on. The egress rebuilds the packet byte for byte. A TCP packet over IP
 TCP packet whose urgent pointer is 0 and whose options begin `01 01 08 0a` (timestamps)
 goes *trimmed*, without those 6 bytes as well. Toward a peer that takes them (`pack`),
 a trimmed packet whose numbers lie near its context's goes *packed* too: the sequence and
-acknowledgement numbers in 3 bytes, the two timestamps in 2 and the IPv4 identification
-(their low bits; the egress takes the rest from the numbers of the context packet it
-holds): 6 bytes less.
+acknowledgement numbers in 3 bytes and the two timestamps in 2 (their low bits; the
+egress takes the rest from the numbers of the context packet it holds): 6 bytes less.
 
 Nothing is guessed from order: a compact packet names its context, so loss and reordering
 across paths cannot misapply one. The ingress defines a context with at least
@@ -321,7 +320,7 @@ class Compressor:
                 tsecr & 0xFFFF,
             )
         self.saved += rest + 28 - len(head)
-        return head + packet[rest + 28 :]
+        return b"".join((head, memoryview(packet)[rest + 28 :]))
 
     def _allocate(self, key: bytes, bucket: int, now: float) -> _Entry | None:
         if now < self._retry:
@@ -426,8 +425,7 @@ class Decompressor:
                 raise ProtocolError("bad_compact")
             if numbers is None:
                 raise ProtocolError("compact_miss")  # (a context the ingress did not mean)
-            payload = self._unpack(kind, payload, numbers)
-            trimmed = False
+            return self._unpack(kind, base, head, tail, payload, numbers)
         size = len(payload)
         cut = 0
         if trimmed:
@@ -470,22 +468,29 @@ class Decompressor:
             return fixed + payload[2:]
         return fixed + _U16.pack(length) + payload[2:]
 
-    @staticmethod
-    def _unpack(kind: int, payload: bytes, numbers: tuple[int, ...]) -> bytes:
-        """The compact (untrimmed) payload a *packed* one stands for."""
+    def _unpack(
+        self,
+        kind: int,
+        base: int,
+        head: bytes,
+        tail: bytes,
+        payload: bytes,
+        numbers: tuple[int, ...],
+    ) -> bytes:
+        """The inner packet a *packed* payload stands for, built in one copy."""
         seq, ack, tsval, tsecr = numbers
         if kind == _V4_TCP:
-            if len(payload) < _PACKED_V4.size:
-                raise ProtocolError("bad_compact")
             cut = _PACKED_V4.size
-            front = payload[:4]  # id, TOS, identification
-            low_seq, low_ack, middle, low_tsval, low_tsecr = _PACKED_V4.unpack_from(payload)[3:]
-        else:
-            if len(payload) < _PACKED_V6.size:
+            if len(payload) < cut:
                 raise ProtocolError("bad_compact")
+            _, tos, ident, low_seq, low_ack, middle, low_tsval, low_tsecr = _PACKED_V4.unpack_from(
+                payload
+            )
+        else:
             cut = _PACKED_V6.size
-            front = payload[:2]  # id, traffic class
-            low_seq, low_ack, middle, low_tsval, low_tsecr = _PACKED_V6.unpack_from(payload)[2:]
+            if len(payload) < cut:
+                raise ProtocolError("bad_compact")
+            _, tos, low_seq, low_ack, middle, low_tsval, low_tsecr = _PACKED_V6.unpack_from(payload)
         numbers_part = _REBUILT.pack(
             _widen(int.from_bytes(low_seq, "big"), seq, _H24),
             _widen(int.from_bytes(low_ack, "big"), ack, _H24),
@@ -494,4 +499,16 @@ class Decompressor:
             _widen(low_tsval, tsval, _H16),
             _widen(low_tsecr, tsecr, _H16),
         )
-        return b"".join((front, numbers_part, payload[cut:]))
+        # The TCP header from its sequence number on, then the rest as carried.
+        size = _REBUILT.size + len(payload) - cut
+        if kind == _V4_TCP:
+            total = size + 24  # (the IPv4 header and the ports)
+            word = (ident[0] << 8) | ident[1]
+            s = base + tos + total + word
+            s = (s & 0xFFFF) + (s >> 16)
+            s = (s & 0xFFFF) + (s >> 16)
+            fixed = _V4_HEAD.pack(0x45, tos, total, word, head, ~s & 0xFFFF, tail)
+        else:
+            fixed = _V6_HEAD.pack(0x60 | tos >> 4, (tos & 0x0F) << 4 | base, head, size + 4, tail)
+        self.expanded += 1
+        return b"".join((fixed, numbers_part, memoryview(payload)[cut:]))
