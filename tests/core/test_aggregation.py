@@ -50,7 +50,15 @@ def test_delivery_tracker_rate_sample() -> None:
     assert sample.delivery_rate == pytest.approx(9_000 / 0.030)
     assert sample.lost == 1 and tracker.inflight == 0
     tracker.on_sent(10, 1000, 0.05, True)
-    tracker.expire(0.05)
+    tracker.expire(1.05, 1.0)
+    assert tracker.inflight == 0 and not tracker.log
+    # Due exactly when the session's timer says it is, whatever the rounding: here
+    # (sent + age) - age < sent, and a check of sent <= now - age left it in flight, so
+    # the timer, set for that moment, fired again and again at it.
+    sent, age = 3.818873, 0.26251833548202747
+    assert (sent + age) - age < sent
+    tracker.on_sent(11, 1000, sent, False)
+    tracker.expire(sent + age, age)
     assert tracker.inflight == 0 and not tracker.log
 
 

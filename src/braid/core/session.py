@@ -1506,9 +1506,9 @@ class TunnelSession:
         queue = path.queue
         cc = path.cc
         release = path.next_release
+        if release - _QUANTUM > now:
+            return  # (as `get_timer` computes it: at that timer, this goes on)
         horizon = now + _QUANTUM
-        if release > horizon:
-            return
         floor = now - _BURST
         tracker = path.tracker
         cwnd = cc.cwnd
@@ -1550,7 +1550,7 @@ class TunnelSession:
             if compress is not None
             else 0.0
         )
-        while queue and release <= horizon and tracker.inflight < cwnd:
+        while queue and release - _QUANTUM <= now and tracker.inflight < cwnd:
             if hold:
                 head = queue[0]
                 due = head[4] + hold
@@ -1961,13 +1961,13 @@ class TunnelSession:
             log = path.tracker.log
             if path.queue:
                 if log and path.tracker.inflight >= path.cc.cwnd:
-                    path.tracker.expire(now - _inflight_expiry(path))
+                    path.tracker.expire(now, _inflight_expiry(path))
                 self._release(path, now)
             elif log and log[0][2] + _inflight_expiry(path) <= now:
                 # An idle path's pass PROBEs get no feedback of their own: forget them, or
                 # they pile up as phantom inflight, read as a backlog by the scheduler
                 # (and past the cwnd, the path would never carry DATA again).
-                path.tracker.expire(now - _inflight_expiry(path))
+                path.tracker.expire(now, _inflight_expiry(path))
         # (After every release: DATA released just now makes the idle paths' passes due.)
         for path in self._paths.values():
             if not path.queue and self._pass_due(path) <= now:

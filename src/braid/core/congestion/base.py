@@ -188,10 +188,13 @@ class DeliveryTracker:
             back_queue,
         )
 
-    def expire(self, older_than: float) -> None:
-        """Forget datagrams sent at or before `older_than` (their feedback is not coming)."""
+    def expire(self, now: float, age: float) -> None:
+        """Forget datagrams sent `age` seconds or more before `now` (their feedback is not
+        coming). (Computed as the session computes when that is due: sent + age <= now,
+        which rounds differently from sent <= now - age; that way a timer set for the
+        moment never finds nothing to do, over and over.)"""
         log = self.log
-        while log and log[0][2] <= older_than:
+        while log and log[0][2] + age <= now:
             self.inflight -= log.popleft()[1]
         if self.inflight < 0 or not log:
             self.inflight = 0
