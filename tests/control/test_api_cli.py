@@ -84,6 +84,11 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
     # Fair queueing, off by default: nothing waits in flow queues.
     assert session["parameters"]["fair_queue"] is False
     assert session["counters"]["fair_waiting"] == 0 and session["counters"]["fair_flows"] == 0
+    # Sparse priority, on by default (the harness's light flows: sparse, jumping no queue
+    # beyond the paths' share).
+    assert session["parameters"]["sparse_priority"] is True
+    assert session["counters"]["sparse_queued"] == 0
+    assert isinstance(session["counters"]["sparse_jumps"], int)
     # Header compression, on by default: the local portal said it takes it.
     assert session["parameters"]["compress_headers"] is True
     assert session["parameters"]["peer_compacts"] is True
@@ -135,6 +140,11 @@ def test_show_gives_the_mss_clamp(capsys: pytest.CaptureFixture[str]) -> None:
     assert "TCP MSS clamping: to 1360, 0 SYNs clamped" in out, out
     assert "ACK filtering: on, 0 acknowledgements replaced a queued one" in out, out
     assert "fair queueing: off" in out, out
+    assert re.search(
+        r"sparse priority: on, \d+ packets went ahead of a queue, 0 queued \(the path's share "
+        r"used\)",
+        out,
+    ), out
 
 
 def test_show_gives_fair_queueing_when_on(capsys: pytest.CaptureFixture[str]) -> None:

@@ -764,6 +764,12 @@ def _render(portal: dict[str, Any], sessions: list[dict[str, Any]], *, detail: b
                 "fair queueing",
                 f"on, {c.get('fair_flows', 0)} flows waiting ({c.get('fair_waiting', 0)} bytes)",
             ),
+            (
+                "sparse_priority",
+                "sparse priority",
+                f"on, {c.get('sparse_jumps', 0)} packets went ahead of a queue, "
+                f"{c.get('sparse_queued', 0)} queued (the path's share used)",
+            ),
         )
         for key, label, on in switches:
             if key in params:

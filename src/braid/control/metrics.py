@@ -113,6 +113,17 @@ _SESSION_COUNTERS = (
         "Pure TCP acknowledgements that took the place of an older one of their flow "
         "still queued (ack_filter)",
     ),
+    (
+        "sparse_jumps",
+        "braid_session_sparse_jumps",
+        "Packets of sparse flows put at the head of a path's non-empty queue (sparse_priority)",
+    ),
+    (
+        "sparse_queued",
+        "braid_session_sparse_queued",
+        "Packets of sparse flows queued at the tail: the path had used the share of its "
+        "rate sparse packets may jump its queue with (sparse_priority)",
+    ),
 )
 
 

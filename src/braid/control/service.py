@@ -297,6 +297,7 @@ class PortalService:
                 "clamp_mss": config.clamp_mss,
                 "ack_filter": config.ack_filter,
                 "fair_queue": config.fair_queue,
+                "sparse_priority": config.sparse_priority,
                 # ... and whether it takes compressed headers (then this portal sends them)
                 "peer_compacts": (
                     None
@@ -360,6 +361,8 @@ class PortalService:
                 "equalize_ends": dict(stats.equalize_ends),
                 "mss_clamped": stats.mss_clamped,
                 "acks_filtered": stats.acks_filtered,
+                "sparse_jumps": stats.sparse_jumps,
+                "sparse_queued": stats.sparse_queued,
                 "fair_waiting": stats.fair_waiting,
                 "fair_flows": stats.fair_flows,
                 "compacted": stats.compacted,

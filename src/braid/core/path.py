@@ -186,6 +186,8 @@ class PathState:
         "info_due",
         "info_left",
         "jitter",
+        "jump_at",
+        "jump_tokens",
         "last_receive_time",
         "last_send_time",
         "latest_rtt",
@@ -313,6 +315,11 @@ class PathState:
         self.unacked: deque[tuple[int, tuple[int, int, int, bytes, float]]] = deque()
         self.awaiting: float | None = None
         self.down_since: float | None = None
+        self.jump_tokens = _INF
+        """Bytes sparse packets may still jump a non-empty queue with (the session's
+        bucket, refilled at a share of the pacing rate; full at first)."""
+        self.jump_at = now
+        """When `jump_tokens` was last brought up to date."""
         self.flagged: dict[int, int] = {}
         """Header flags of queued DATA put at the head of the queue, by session seq:
         FLAG_JUMPED (a priority packet) or FLAG_RESENT (a resend answering a NACK)."""

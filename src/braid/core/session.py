@@ -265,6 +265,15 @@ _FQ_FLOOR: Final = 4 * 1500
 """`fair_queue`: bytes the paths may always hold queued."""
 _FQ_QUANTUM: Final = 1514
 """`fair_queue`: bytes a flow may send per turn (deficit round robin)."""
+_SPARSE_SHARE: Final = 0.1
+"""`sparse_priority`: the share of a path's pacing rate that sparse packets may jump its
+non-empty queue with. Each jump delays what is queued behind it, which the scheduler did
+not count when it placed it; unbounded, a new flow at a third of a path's rate put the
+path tens of ms behind the others, past the egress's reorder timeout."""
+_SPARSE_BURST: Final = 0.05
+"""`sparse_priority`: seconds of that share a path may jump at once (the bucket's depth)."""
+_SPARSE_BURST_MIN: Final = 1514
+"""`sparse_priority`: ... and at least this many bytes (a full-size packet)."""
 _EARLY_QUIET_MAX: Final = 60.0
 """Seconds after a path went down during which `early_drop` stays off while it is down
 (queue control by the limit alone). A cut link usually returns within this, and an inner
@@ -711,6 +720,12 @@ class SessionStatistics:
     acks_filtered: int
     """(ingress, `ack_filter`) pure TCP acknowledgements that took the place of an older
     one of their flow still queued (not sent on their own)."""
+    sparse_jumps: int
+    """(ingress, `sparse_priority`) packets of sparse flows put at the head of a path's
+    non-empty queue."""
+    sparse_queued: int
+    """(ingress, `sparse_priority`) packets of sparse flows queued at the tail instead: the
+    path they would have jumped had used its share (`_SPARSE_SHARE` of its rate)."""
     fair_waiting: int
     """(ingress, `fair_queue`) bytes waiting in the flows' own queues now (part of
     `queued_bytes`)."""
@@ -939,6 +954,8 @@ class TunnelSession:
         pure acknowledgement it queued on one path only (it is still the flow's newest
         packet while its bucket number is the flow's last)."""
         self._acks_filtered = 0
+        self._sparse_jumps = 0
+        self._sparse_queued = 0
         self._compress = False
         self._compact_settle = SETTLE_MAX
         self._decompressor = Decompressor()
@@ -1255,8 +1272,9 @@ class TunnelSession:
                 and (tcp_seq := tcp_data_seq(ip_packet)) >= 0
             ):
                 bulk.on_packet(bucket, len(ip_packet), now, backlog.get(bucket, 0), tcp_seq)
+        sparse = False
         if not urgent and self._sparse and bucket not in backlog:
-            urgent = True  # a sparse flow: to the head of the queue
+            urgent = sparse = True  # a sparse flow: to the head of the queue
         queued = self._queued_bytes
         if not self._early_at or now < self._early_quiet_until:
             pass  # early drop off (or quiet: a path is down)
@@ -1296,7 +1314,9 @@ class TunnelSession:
             backlog[bucket] = backlog.get(bucket, 0) + 1
             self._fq_pump(now)
             return True
-        return self._dispatch(ip_packet, bucket, scheduler, rtx, protect, urgent, pure_ack, now)
+        return self._dispatch(
+            ip_packet, bucket, scheduler, rtx, protect, urgent, pure_ack, now, sparse
+        )
 
     def _fq_pump(self, now: float) -> None:
         """`fair_queue`: hand waiting packets to the scheduler, a flow at a time (deficit
@@ -1349,9 +1369,11 @@ class TunnelSession:
         urgent: bool,
         pure_ack: bool,
         now: float,
+        sparse: bool = False,
     ) -> bool:
         """`_send_now` once the packet is admitted: choose its path(s), number it, queue
-        it there (and protect it with a parity)."""
+        it there (and protect it with a parity). `sparse`: `urgent` only as a sparse flow's
+        packet, which jumps a non-empty queue only within the path's share."""
         paths = self._usable
         if not paths:
             self._send_no_path += 1
@@ -1372,6 +1394,11 @@ class TunnelSession:
             chosen = scheduler.select_paths(paths, size, bucket, now=now)
         elif urgent and self._can_jump and isinstance(scheduler, EarliestArrivalScheduler):
             path = scheduler.select_path(paths, size, bucket, now=now, head=True)
+            if sparse and path is not None and path.queue and not self._may_jump(path, size, now):
+                # Its share used: the tail of whichever path it then reaches first.
+                urgent = False
+                self._sparse_queued += 1
+                path = scheduler.select_path(paths, size, bucket, now=now)
             chosen = [path] if path is not None else []
         elif (
             self._delay_floor
@@ -1405,6 +1432,8 @@ class TunnelSession:
                 # proof from it about the older DATA still queued behind it.
                 queue.appendleft((session_seq, bucket, bucket_seq, ip_packet, queue[0][4]))
                 path.flagged[session_seq] = FLAG_JUMPED
+                if sparse:
+                    self._sparse_jumps += 1
             else:
                 queue.append(item)
             path.queued_bytes += size
@@ -1446,6 +1475,23 @@ class TunnelSession:
                 due = self._fec_due = fec.opened + self.config.fec_max_delay
                 if due < self._timer:
                     self._timer = due
+        return True
+
+    def _may_jump(self, path: PathState, size: int, now: float) -> bool:
+        """Whether a sparse packet of `size` bytes may jump `path`'s non-empty queue (and
+        if so, take it from the path's bucket: `_SPARSE_SHARE` of its pacing rate)."""
+        rate = path.cc.pacing_rate * _SPARSE_SHARE
+        depth = rate * _SPARSE_BURST
+        if depth < _SPARSE_BURST_MIN:
+            depth = _SPARSE_BURST_MIN
+        tokens = path.jump_tokens + (now - path.jump_at) * rate
+        path.jump_at = now
+        if tokens > depth:
+            tokens = depth
+        if tokens < size:
+            path.jump_tokens = tokens
+            return False
+        path.jump_tokens = tokens - size
         return True
 
     def _replace_ack(
@@ -2222,6 +2268,8 @@ class TunnelSession:
             equalize_ends=dict(self._bulk.ends) if self._bulk is not None else {},
             mss_clamped=self._mss_clamped,
             acks_filtered=self._acks_filtered,
+            sparse_jumps=self._sparse_jumps,
+            sparse_queued=self._sparse_queued,
             fair_waiting=self._fq_bytes,
             fair_flows=len(self._fq),
             peer_features=self._peer_features,
