@@ -332,6 +332,54 @@ def test_portal_configs_are_valid_braid_configs(tmp_path: Path) -> None:
     assert remote.listen.port == 7100
 
 
+def test_a_scenario_without_rate_hints_gives_the_portal_no_link_rates() -> None:
+    """`rate_hints = false`: the local portal's links have no `rate` or `download` (every
+    path estimates its rate from feedback); by default they have the emulated rates."""
+    config = pytest.importorskip("braid.control.config")
+    topo = Topology(2, tag="abcdef")
+    keys = PortalKeys.generate()
+    text = "[[link]]\nup='10mbit'\ndown='30mbit'\n[[link]]\nrate='40mbit'\n"
+    hinted, bare = parse(text), parse("rate_hints = false\n" + text)
+    assert bare.rate_hints is False and hinted.rate_hints is True
+    rates = {}
+    for scenario in (hinted, bare):
+        portal = config.parse_config(
+            local_config(topo, scenario.shapes(), {}, keys, rate_hints=scenario.rate_hints)
+        )
+        rates[scenario.rate_hints] = [(lk.rate_bps, lk.download_bps) for lk in portal.links]
+    assert rates == {
+        True: [(10_000_000, 30_000_000), (40_000_000, 40_000_000)],
+        False: [(None, None), (None, None)],
+    }
+    with pytest.raises(ScenarioError, match=r"^rate_hints: "):
+        parse("rate_hints = 'no'\n[[link]]\nrate='1mbit'\n")
+
+
+def test_the_norate_scenarios_are_their_twins_without_rate_hints() -> None:
+    """The "agg-norate" case's scenarios: the same links, traffic and events as the case
+    they shadow (agg-rise-norate: agg-drop's links the other way), with `rate_hints`
+    false; every other bundled scenario gives the rates."""
+    twins = {
+        "agg-four-norate": "agg-four",
+        "agg-unequal-10-40-down-norate": "agg-unequal-10-40-down",
+        "agg-drop-norate": "agg-drop",
+    }
+    for name, twin in twins.items():
+        bare, hinted = load_scenario(name), load_scenario(twin)
+        assert not bare.rate_hints and hinted.rate_hints
+        fields = ("links", "traffic", "direction", "cc", "events", "series", "duration")
+        assert [getattr(bare, f) for f in fields] == [getattr(hinted, f) for f in fields]
+    rise = load_scenario("agg-rise-norate")
+    assert not rise.rate_hints and [e.changes for e in rise.events] == [
+        {"rate_up_bps": 40e6, "rate_down_bps": 40e6}
+    ]
+    case = next(c for c in CASES if c.key == "agg-norate")
+    assert set(case.scenarios) == {*twins, "agg-rise-norate"}
+    assert {n for n in bundled_scenarios() if not load_scenario(n).rate_hints} == set(
+        case.scenarios
+    )
+
+
 def test_a_scenarios_classes_reach_both_portals() -> None:
     """[[class]] tables of a scenario (as in agg-four-bbr-class) go into both configs as
     they are, and each portal's parser reads them back."""

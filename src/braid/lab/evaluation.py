@@ -298,6 +298,24 @@ CASES = (
         ),
     ),
     Case(
+        "agg-norate",
+        "Aggregation with no link rates configured",
+        "Issue 5: every case above gives the local portal each link's rates, as a site that "
+        "knows its links would, and a path's estimate never goes above its link's rate. A 4G "
+        "or Starlink link has no fixed rate: here the portals are given none, so every path "
+        "estimates its rate from feedback alone, from the portals' start (each scenario's "
+        "first braid run is the portals' first traffic). The four links (CUBIC up), 10 + 40 "
+        "Mbit/s (CUBIC down: the remote portal learns no rate from the local portal either), "
+        "and a link whose rate drops from 40 to 10 Mbit/s or rises from 10 to 40 (target: "
+        "at least 90 %; braid >= MPTCP; a change followed within 2 s).",
+        (
+            "agg-four-norate",
+            "agg-unequal-10-40-down-norate",
+            "agg-drop-norate",
+            "agg-rise-norate",
+        ),
+    ),
+    Case(
         "agg-drop",
         "Aggregation: a link drops from 40 to 10 Mbit/s",
         "Issue 5: does the flow follow within 2 s, without a stall?",
@@ -645,6 +663,8 @@ def _settings(result: ScenarioResult) -> str:
     for table in result.scenario.classes:
         fields = ", ".join(f"{k} = {v!r}" for k, v in table.items() if k != "name")
         parts.append(f"class {table.get('name')!r} ({fields})")
+    if not result.scenario.rate_hints:
+        parts.append("no link rates configured (every path's rate estimated from feedback)")
     return ", ".join(parts) if parts else "braid's defaults"
 
 

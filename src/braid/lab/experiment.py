@@ -157,7 +157,13 @@ class Lab:
 
         def start_portals() -> Portals:
             self.progress(f"{name}: starting both portals")
-            started = Portals(topo, scenario.shapes(), scenario.braid, classes=scenario.classes)
+            started = Portals(
+                topo,
+                scenario.shapes(),
+                scenario.braid,
+                classes=scenario.classes,
+                rate_hints=scenario.rate_hints,
+            )
             started.start()
             return started
 

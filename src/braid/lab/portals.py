@@ -129,12 +129,14 @@ def local_config(
     outer6: list[bool] | None = None,
     port: int = PORT,
     classes: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
+    rate_hints: bool = True,
 ) -> str:
     """The local portal's config: one link per lab link, the remote portal as its peer.
 
     `session` is the shared [session] table (a ``gap_trace`` becomes the local portal's
     own file, see ``role_session``). With an IPv6 topology the tunnel carries IPv6 too;
-    `outer6[K-1]` puts link K's path on IPv6."""
+    `outer6[K-1]` puts link K's path on IPv6. Each link gets its rates (`rate`,
+    `download`) unless not `rate_hints`."""
     lines = [
         'role = "local"',
         f"private_key = {toml_value(keys.local_private)}",
@@ -163,9 +165,12 @@ def local_config(
                 else []
             ),
             f"remote = {toml_value(remote)}",
-            f"rate = {toml_value(f'{int(shape.rate_up_bps)}bit')}",
-            f"download = {toml_value(f'{int(shape.rate_down_bps)}bit')}",
         ]
+        if rate_hints:
+            lines += [
+                f"rate = {toml_value(f'{int(shape.rate_up_bps)}bit')}",
+                f"download = {toml_value(f'{int(shape.rate_down_bps)}bit')}",
+            ]
     lines += ["", "[[peer]]", 'name = "remote"', f"public_key = {toml_value(keys.remote_public)}"]
     return "\n".join(lines) + "\n"
 
@@ -228,8 +233,11 @@ class Portals:
         port: int = PORT,
         label: str = "",
         classes: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
+        rate_hints: bool = True,
     ) -> None:
         self.topology = topology
+        self.rate_hints = rate_hints
+        """Whether the local portal's config gives each link's rates."""
         self.classes = tuple(classes)
         """[[class]] tables written into both portals' configs."""
         self.port = port
@@ -286,6 +294,7 @@ class Portals:
                     outer6=self.outer6,
                     port=self.port,
                     classes=self.classes,
+                    rate_hints=self.rate_hints,
                 ),
             ),
             (

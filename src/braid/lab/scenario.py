@@ -34,6 +34,7 @@ TOP_KEYS = {
     "traffic",
     "direction",
     "cc",
+    "rate_hints",
     "link",
     "event",
     "braid",
@@ -136,6 +137,10 @@ class Scenario:
     description: str = ""
     classes: tuple[dict[str, Any], ...] = ()
     """[[class]] tables, as in a portal config, given to both portals."""
+    rate_hints: bool = True
+    """Whether the local portal's config gives each link's rates (`rate`, `download`), as a
+    site that knows its links would; False: every path's rate is estimated from feedback
+    alone, from the portals' start."""
 
     def series_names(self) -> list[str]:
         """The series to run, "links" expanded into link-1 ... link-N."""
@@ -442,6 +447,7 @@ def parse_scenario(data: dict[str, Any], *, name: str = "scenario", source: str 
             events=events,
             braid=dict(braid),
             classes=tuple(dict(table) for table in raw_classes or ()),
+            rate_hints=_get(data, "rate_hints", "", _bool, True),
         )
     except ScenarioError as exc:
         raise ScenarioError(f"{prefix}{exc}") from None
