@@ -363,6 +363,7 @@ def test_the_norate_scenarios_are_their_twins_without_rate_hints() -> None:
         "agg-four-norate": "agg-four",
         "agg-unequal-10-40-down-norate": "agg-unequal-10-40-down",
         "agg-drop-norate": "agg-drop",
+        "agg-four-down-bbr-norate": "agg-four-down-bbr",
     }
     for name, twin in twins.items():
         bare, hinted = load_scenario(name), load_scenario(twin)

@@ -304,12 +304,13 @@ CASES = (
         "knows its links would, and a path's estimate never goes above its link's rate. A 4G "
         "or Starlink link has no fixed rate: here the portals are given none, so every path "
         "estimates its rate from feedback alone, from the portals' start (each scenario's "
-        "first braid run is the portals' first traffic). The four links (CUBIC up), 10 + 40 "
-        "Mbit/s (CUBIC down: the remote portal learns no rate from the local portal either), "
-        "and a link whose rate drops from 40 to 10 Mbit/s or rises from 10 to 40 (target: "
-        "at least 90 %; braid >= MPTCP; a change followed within 2 s).",
+        "first braid run is the portals' first traffic). The four links (CUBIC up, and BBR "
+        "down: the remote portal learns no rate from the local portal either), 10 + 40 "
+        "Mbit/s (CUBIC down), and a link whose rate drops from 40 to 10 Mbit/s or rises from "
+        "10 to 40 (target: at least 90 %; braid >= MPTCP; a change followed within 2 s).",
         (
             "agg-four-norate",
+            "agg-four-down-bbr-norate",
             "agg-unequal-10-40-down-norate",
             "agg-drop-norate",
             "agg-rise-norate",
