@@ -303,8 +303,10 @@ CASES = (
         "Issue 5: every case above gives the local portal each link's rates, as a site that "
         "knows its links would, and a path's estimate never goes above its link's rate. A 4G "
         "or Starlink link has no fixed rate: here the portals are given none, so every path "
-        "estimates its rate from feedback alone, from the portals' start (each scenario's "
-        "first braid run is the portals' first traffic). The four links (CUBIC up, and BBR "
+        "estimates its rate from feedback alone, from the portals' start (the portals keep "
+        "what they learnt between the runs of a scenario without events, so its first braid "
+        "run is their first traffic; a scenario with events starts them afresh for every "
+        "run). The four links (CUBIC up, and BBR "
         "down: the remote portal learns no rate from the local portal either), 10 + 40 "
         "Mbit/s (CUBIC down), and a link whose rate drops from 40 to 10 Mbit/s or rises from "
         "10 to 40 (target: at least 90 %; braid >= MPTCP; a change followed within 2 s).",
