@@ -298,7 +298,8 @@ def test_packed_numbers_rebuild_from_any_recent_context_else_the_packet_goes_tri
     version: int,
 ) -> None:
     """A *packed* packet carries the low bits of its sequence and acknowledgement numbers
-    (24) and timestamps (16): the egress takes the rest from the context it holds. The ingress packs a packet only if it rebuilds from each of the last
+    (24) and timestamps (16): the egress takes the rest from the context it holds. The
+    ingress packs a packet only if it rebuilds from each of the last
     REFS *context* packets (the egress may hold any of them: the newest lost or late);
     a number further away than the bits reach, on either side, sends it trimmed instead.
     Numbers that wrap past 2^32 rebuild too."""

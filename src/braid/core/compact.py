@@ -86,7 +86,7 @@ _U16 = struct.Struct("!H")
 _WORDS4 = struct.Struct("!HH")
 _WORDS8 = struct.Struct("!HHHH")
 _NUMBERS = struct.Struct("!II")
-_PACKED_V4 = struct.Struct("!BB2s3s3s6sHH")  # id, TOS, identification, seq, ack, .., TS
+_PACKED_V4 = struct.Struct("!BBH3s3s6sHH")  # id, TOS, identification, seq, ack, .., TS
 _PACKED_V6 = struct.Struct("!BB3s3s6sHH")  # id, traffic class, seq, ack, .., TS
 _REBUILT = struct.Struct("!II6s6sII")  # seq, ack, .., urgent pointer and TS prefix, TS
 _M32: Final = 0xFFFFFFFF
@@ -121,6 +121,21 @@ def _near(numbers: tuple[int, int, int, int], refs: list[tuple[int, ...] | None]
         ):
             return False
     return True
+
+
+def _v4_header(base: int, head: bytes, tail: bytes, tos: int, ident: int, total: int) -> bytes:
+    """An IPv4 header and the ports from a context's fixed part (`base`: its checksum's
+    sum, `head`, `tail`) and the changing fields, its checksum computed."""
+    s = base + tos + total + ident
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return _V4_HEAD.pack(0x45, tos, total, ident, head, ~s & 0xFFFF, tail)
+
+
+def _v6_header(flow: int, head: bytes, tail: bytes, tc: int, length: int) -> bytes:
+    """An IPv6 header and the ports from a context's fixed part (`flow`: the flow label's
+    top bits, `head`, `tail`), the traffic class and the payload length."""
+    return _V6_HEAD.pack(0x60 | tc >> 4, (tc & 0x0F) << 4 | flow, head, length, tail)
 
 
 def _widen(low: int, ref: int, half: int) -> int:
@@ -302,7 +317,7 @@ class Compressor:
             head = _PACKED_V4.pack(
                 entry.cid,
                 changing[0],
-                changing[1:3],
+                changing[1] << 8 | changing[2],
                 (seq & 0xFFFFFF).to_bytes(3, "big"),
                 (ack & 0xFFFFFF).to_bytes(3, "big"),
                 packet[32:38],
@@ -441,13 +456,8 @@ class Decompressor:
         if kind <= _V4_UDP:
             if size < (8 if kind == _V4_TCP else 6):
                 raise ProtocolError("bad_compact")
-            tos = payload[1]
-            ident = (payload[2] << 8) | payload[3]
             total = size + (20 if kind == _V4_TCP else 22)
-            s = base + tos + total + ident
-            s = (s & 0xFFFF) + (s >> 16)
-            s = (s & 0xFFFF) + (s >> 16)
-            header = _V4_HEAD.pack(0x45, tos, total, ident, head, ~s & 0xFFFF, tail)
+            header = _v4_header(base, head, tail, payload[1], payload[2] << 8 | payload[3], total)
             self.expanded += 1
             if kind == _V4_TCP:
                 if cut:
@@ -457,9 +467,8 @@ class Decompressor:
             return header + _U16.pack(total - 20) + payload[4:]
         if size < (6 if kind == _V6_TCP else 4):
             raise ProtocolError("bad_compact")
-        tc = payload[1]
         length = size + 2 if kind == _V6_TCP else size + 4
-        fixed = _V6_HEAD.pack(0x60 | tc >> 4, (tc & 0x0F) << 4 | base, head, length, tail)
+        fixed = _v6_header(base, head, tail, payload[1], length)
         self.expanded += 1
         if kind == _V6_TCP:
             if cut:
@@ -502,13 +511,8 @@ class Decompressor:
         # The TCP header from its sequence number on, then the rest as carried.
         size = _REBUILT.size + len(payload) - cut
         if kind == _V4_TCP:
-            total = size + 24  # (the IPv4 header and the ports)
-            word = (ident[0] << 8) | ident[1]
-            s = base + tos + total + word
-            s = (s & 0xFFFF) + (s >> 16)
-            s = (s & 0xFFFF) + (s >> 16)
-            fixed = _V4_HEAD.pack(0x45, tos, total, word, head, ~s & 0xFFFF, tail)
+            fixed = _v4_header(base, head, tail, tos, ident, size + 24)  # (+ header, ports)
         else:
-            fixed = _V6_HEAD.pack(0x60 | tos >> 4, (tos & 0x0F) << 4 | base, head, size + 4, tail)
+            fixed = _v6_header(base, head, tail, tos, size + 4)
         self.expanded += 1
         return b"".join((fixed, numbers_part, memoryview(payload)[cut:]))
