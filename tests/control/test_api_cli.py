@@ -88,6 +88,11 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
     # beyond the paths' share).
     assert session["parameters"]["sparse_priority"] is True
     assert session["counters"]["sparse_queued"] == 0
+    # Rate probing, on by default: the remote portal's paths have no download rate (the
+    # harness gives none), so it fills them at the start; each path counts the bytes.
+    assert session["parameters"]["probe_rates"] is True
+    assert all(isinstance(p["fill_bytes"], int) for p in session["paths"])
+    assert sum(p["fill_bytes"] for p in session["paths"]) > 0
     assert isinstance(session["counters"]["sparse_jumps"], int)
     # Header compression, on by default: the local portal said it takes it.
     assert session["parameters"]["compress_headers"] is True
@@ -140,6 +145,7 @@ def test_show_gives_the_mss_clamp(capsys: pytest.CaptureFixture[str]) -> None:
     assert "TCP MSS clamping: to 1360, 0 SYNs clamped" in out, out
     assert "ACK filtering: on, 0 acknowledgements replaced a queued one" in out, out
     assert "fair queueing: off" in out, out
+    assert re.search(r"rate probing: on, [\d.]+ [kMG]?B of fill PROBEs sent to find", out), out
     assert re.search(
         r"sparse priority: on, \d+ packets went ahead of a queue, 0 queued \(the path's share "
         r"used\)",

@@ -170,6 +170,12 @@ def test_resilience_and_priority_settings_reach_the_core() -> None:
     assert fair.fair_queue is True
     with pytest.raises(ConfigError, match=r"session\.fair_queue: .*expected true or false"):
         parse_config(REMOTE + "[session]\nfair_queue = 1\n")
+    # probe_rates: on by default, off when asked.
+    assert defaults.probe_rates is True and core.probe_rates is True
+    off = parse_config(REMOTE + "[session]\nprobe_rates = false\n").session.to_session_config()
+    assert off.probe_rates is False
+    with pytest.raises(ConfigError, match=r"session\.probe_rates: .*expected true or false"):
+        parse_config(REMOTE + '[session]\nprobe_rates = "no"\n')
 
 
 def test_tcp_transport_and_listener() -> None:

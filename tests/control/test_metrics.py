@@ -43,6 +43,9 @@ def test_per_path_and_per_session_series(harness: Harness) -> None:
     for name in ("braid_path_estimate_restarts", "braid_path_reprobes"):  # (clean links: 0)
         totals = [s for s in families[name] if s.name.endswith("_total")]
         assert sorted((s.labels["path"], s.value) for s in totals) == [("0", 0), ("1", 0)]
+    # (The local portal's links have rates in the harness: nothing to fill.)
+    fills = [s for s in families["braid_path_fill_bytes"] if s.name.endswith("_total")]
+    assert sorted((s.labels["path"], s.value) for s in fills) == [("0", 0), ("1", 0)]
     assert families["braid_sessions"][0].value == 1
     assert families["braid_tun_queue_length"][0].value == 0  # in-memory TUN (the lab: 64/1000)
     nack = families["braid_session_nack_active"]  # "auto": 1 at first, 0 once clean

@@ -13,6 +13,7 @@ The remote session is created, like the runtime does, by the first HELLO that ar
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 import struct
@@ -108,6 +109,11 @@ def parse_packet(packet: bytes) -> tuple[int, int]:
     return flow, seq
 
 
+def _fill(config: SessionConfig | None, probe_rates: bool) -> SessionConfig:
+    """`config` (the default one for None) with `probe_rates` as given."""
+    return dataclasses.replace(config or SessionConfig(), probe_rates=probe_rates)
+
+
 class PairNet:
     """Two sessions, N paths, fake time."""
 
@@ -122,6 +128,7 @@ class PairNet:
         metrics: dict[int, int] | None = None,
         downloads: dict[int, int] | None = None,
         session_id: int = 0x5EED1234,
+        probe_rates: bool = False,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -132,7 +139,11 @@ class PairNet:
             self.profiles[(UP, path_id)] = up
             self.profiles[(DOWN, path_id)] = down
         self.stats = {key: DirectionStats() for key in self.profiles}
-        self.remote_config = remote_config if remote_config is not None else config
+        # Fill PROBEs (`probe_rates`) look for a link's capacity, which these links do not
+        # have (a startup over them never ends): off unless a test asks for them.
+        remote_config = remote_config if remote_config is not None else config
+        self.remote_config = _fill(remote_config, probe_rates)
+        config = _fill(config, probe_rates)
         self.local = TunnelSession(config, role=LOCAL, session_id=session_id, now=0.0)
         self.remote: TunnelSession | None = None
         self.remote_refused = 0

@@ -18,6 +18,7 @@ from braid.core.session import (
 from braid.core.wire import (
     DROP_REASONS,
     FEATURE_COMPACT,
+    FEATURE_FILL,
     FEATURE_HOLD,
     FEATURE_PACK,
     FEATURE_TRIM,
@@ -56,9 +57,15 @@ def exchange(a: TunnelSession, b: TunnelSession, now: float) -> int:
     return len(out)
 
 
+HAND = SessionConfig(probe_rates=False)
+"""The default config without fill PROBEs: they look for a link's capacity, which these
+hand-driven exchanges do not have (tests/core/test_rate_probe.py covers them)."""
+
+
 def connected(
     paths: tuple[int, ...] = (0, 1), config: SessionConfig | None = None
 ) -> tuple[TunnelSession, TunnelSession]:
+    config = config or HAND
     local = TunnelSession(config, role="local", session_id=SID, now=0.0)
     for path_id in paths:
         local.add_path(path_id, now=0.0)
@@ -70,18 +77,19 @@ def connected(
     return local, remote
 
 
-QUIET = SessionConfig(equalize="off", compress_headers=False)
-"""For the tests that count every datagram on a path: a portal with `equalize = "off"`
-and `compress_headers = false` sends no FEATURES
+QUIET = SessionConfig(equalize="off", compress_headers=False, probe_rates=False)
+"""For the tests that count every datagram on a path: a portal with `equalize = "off"`,
+`compress_headers = false` and `probe_rates = false` sends no FEATURES
 (`test_features_go_three_times_at_path_up_and_ask_nothing`)."""
 
 
 def test_features_go_three_times_at_path_up_and_ask_nothing() -> None:
     """Each portal with `equalize = "bulk"` and `compress_headers` (the defaults) sends
-    FEATURES (bit 0 *hold*, bit 1 *compact*) on a path as it comes up, 3 times `hello_interval` apart. It asks for no answer: the idle
+    FEATURES (bit 0 *hold*, bits 1-3 *compact*, *trim*, *pack*; bit 4 *fill* with
+    `probe_rates`, also a default) on a path as it comes up, 3 times `hello_interval` apart. It asks for no answer: the idle
     path's keepalive PROBEs go at the same times as between portals that send none."""
     runs = {}
-    for config in (SessionConfig(), QUIET):
+    for config in (HAND, QUIET):
         local, remote = connected((0,), config)
         features: dict[str, list[float]] = {"local": [], "remote": []}
         keepalives = []
@@ -112,6 +120,18 @@ def test_features_go_three_times_at_path_up_and_ask_nothing() -> None:
     assert quiet_features == {"local": [], "remote": []}
     assert quiet_local.statistics().peer_features is None
     assert len(keepalives) >= 4 and keepalives == quiet_keepalives
+    # With `probe_rates` (the default) a portal also says bit 4 *fill*: it answers fill
+    # PROBEs (tests/core/test_rate_probe.py).
+    local, remote = connected((0,), SessionConfig())
+    for now in (0.0, 0.25):
+        for a, b in ((local, remote), (remote, local)):
+            a.handle_timer(now=now)
+            exchange(a, b, now)
+    assert (
+        local.statistics().peer_features
+        == remote.statistics().peer_features
+        == (FEATURE_HOLD | FEATURE_COMPACT | FEATURE_TRIM | FEATURE_PACK | FEATURE_FILL)
+    )
 
 
 def test_local_sends_hello_until_feedback() -> None:
@@ -140,7 +160,7 @@ def test_local_sends_hello_until_feedback() -> None:
 
 
 def test_remote_creates_paths_and_checks_ids() -> None:
-    remote = TunnelSession(role="remote", session_id=SID, now=0.0)
+    remote = TunnelSession(HAND, role="remote", session_id=SID, now=0.0)
     probe = encode(ProbeFrame(7, SID, 0, 0, reply_requested=False))
     assert remote.receive_datagram(probe, now=0.0) == 7  # any valid datagram creates a path
     assert remote.path_ids() == (7,)
@@ -150,14 +170,18 @@ def test_remote_creates_paths_and_checks_ids() -> None:
     assert remote.receive_datagram(encode(ProbeFrame(255, SID, 0, 0, False)), now=0.0) is None
     drops = remote.statistics().drops
     assert (drops["unknown_session"], drops["unknown_path"]) == (1, 1)
-    local = TunnelSession(role="local", session_id=SID, now=0.0)
+    local = TunnelSession(HAND, role="local", session_id=SID, now=0.0)
     assert local.receive_datagram(probe, now=0.0) is None  # the local portal knows its paths
     assert local.statistics().drops["unknown_path"] == 1
 
 
 def test_feedback_every_n_datagrams_and_every_interval() -> None:
     config = SessionConfig(
-        feedback_every=4, feedback_interval=0.02, equalize="off", compress_headers=False
+        feedback_every=4,
+        feedback_interval=0.02,
+        equalize="off",
+        compress_headers=False,
+        probe_rates=False,
     )
     local, remote = connected((0,), config)
     for index in range(4):
@@ -304,7 +328,7 @@ def test_remove_path_tells_the_peer() -> None:
 
 
 def test_send_refusals_are_counted() -> None:
-    local = TunnelSession(role="local", session_id=SID, now=0.0)
+    local = TunnelSession(HAND, role="local", session_id=SID, now=0.0)
     assert not local.send_packet(udp_packet(0, 0), now=0.0)
     assert local.statistics().send_no_path == 1
     local.add_path(0, now=0.0)
@@ -324,10 +348,10 @@ def test_send_refusals_are_counted() -> None:
 
 
 def test_backup_metric_path_used_only_while_primary_down() -> None:
-    local = TunnelSession(role="local", session_id=SID, now=0.0)
+    local = TunnelSession(HAND, role="local", session_id=SID, now=0.0)
     local.add_path(0, metric=0, now=0.0)
     local.add_path(1, metric=10, now=0.0)
-    remote = TunnelSession(role="remote", session_id=SID, now=0.0)
+    remote = TunnelSession(HAND, role="remote", session_id=SID, now=0.0)
     exchange(local, remote, 0.0)
     exchange(remote, local, 0.0)
     for index in range(6):
@@ -473,10 +497,10 @@ def test_config_errors_name_the_field() -> None:
     with pytest.raises(ValueError, match=r"^idle_timeout"):
         SessionConfig(idle_timeout=-1)
     with pytest.raises(ValueError, match=r"^role"):
-        TunnelSession(role="middle", session_id=1, now=0.0)  # type: ignore[arg-type]
+        TunnelSession(HAND, role="middle", session_id=1, now=0.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^session_id"):
-        TunnelSession(role="local", session_id=2**32, now=0.0)
-    local = TunnelSession(role="local", session_id=1, now=0.0)
+        TunnelSession(HAND, role="local", session_id=2**32, now=0.0)
+    local = TunnelSession(HAND, role="local", session_id=1, now=0.0)
     with pytest.raises(ValueError, match=r"^path_id"):
         local.add_path(255, now=0.0)
     with pytest.raises(ValueError, match=r"^rate_bps"):
@@ -508,7 +532,7 @@ def test_statistics_are_frozen_snapshots() -> None:
 
 
 def test_idle_path_proves_gaps_with_its_keepalives() -> None:
-    remote = TunnelSession(role="remote", session_id=SID, now=0.0)
+    remote = TunnelSession(HAND, role="remote", session_id=SID, now=0.0)
     hello = encode(ControlFrame(1, SID, 0, 0, ControlKind.HELLO))
     remote.receive_datagram(hello, now=0.0)  # path 1: up, idle
     # Path 0 carries bucket 7: seq 0 lost, seq 1 (session seq 1, sent at 100 ms) arrives.
@@ -523,7 +547,7 @@ def test_idle_path_proves_gaps_with_its_keepalives() -> None:
 
 
 def test_resync_after_a_corrupt_sequence_number_far_ahead() -> None:
-    remote = TunnelSession(role="remote", session_id=SID, now=0.0)
+    remote = TunnelSession(HAND, role="remote", session_id=SID, now=0.0)
 
     def data(path_seq: int, session_seq: int) -> bytes:
         return encode_data(0, SID, path_seq, 0, session_seq, 3, session_seq, b"\x45")
@@ -542,7 +566,7 @@ def test_resync_after_a_corrupt_sequence_number_far_ahead() -> None:
 
 
 def test_update_path_changes_only_what_is_given() -> None:
-    local = TunnelSession(role="local", session_id=SID, now=0.0)
+    local = TunnelSession(HAND, role="local", session_id=SID, now=0.0)
     local.add_path(0, rate_bps=10_000_000, metric=1, now=0.0)
     local.add_path(1, rate_bps=30_000_000, metric=1, now=0.0)
     local.update_path(0, metric=2, now=0.0)  # path 0 becomes the backup, rate kept

@@ -141,6 +141,10 @@ _PATH_SCHEMA: dict[str, Any] = {
             "type": "integer",
             "description": "times the path probed again, after idle, for the rate it had",
         },
+        "fill_bytes": {
+            "type": "integer",
+            "description": "bytes of fill PROBEs sent to find the path's rate (probe_rates)",
+        },
     },
 }
 

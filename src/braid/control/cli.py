@@ -770,6 +770,13 @@ def _render(portal: dict[str, Any], sessions: list[dict[str, Any]], *, detail: b
                 f"on, {c.get('sparse_jumps', 0)} packets went ahead of a queue, "
                 f"{c.get('sparse_queued', 0)} queued (the path's share used)",
             ),
+            (
+                "probe_rates",
+                "rate probing",
+                "on, "
+                + _human_bytes(sum(int(x.get("fill_bytes", 0)) for x in e["paths"]))
+                + " of fill PROBEs sent to find the links' rates",
+            ),
         )
         for key, label, on in switches:
             if key in params:

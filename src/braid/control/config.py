@@ -107,6 +107,7 @@ class SessionSettings:
     return_holddown: float = 0.2
     sparse_priority: bool = True
     fair_queue: bool = False
+    probe_rates: bool = True
     # -- issue 7 (loss recovery)
     nack: str = "auto"
     loss_predictor: bool = True
@@ -138,6 +139,7 @@ class SessionSettings:
             return_holddown=self.return_holddown,
             sparse_priority=self.sparse_priority,
             fair_queue=self.fair_queue,
+            probe_rates=self.probe_rates,
             nack=self.nack,
             loss_predictor=self.loss_predictor,
             loss_model=self.loss_model,
@@ -1018,6 +1020,7 @@ class _Validator:
         )
         sparse = self.boolean(t, "sparse_priority")
         fair = self.boolean(t, "fair_queue")
+        probe_rates = self.boolean(t, "probe_rates")
         # -- issue 7 keys
         nack = self.switch(t, "nack", NACK_MODES, default=defaults.nack_mode)
         predictor = self.boolean(t, "loss_predictor")
@@ -1070,6 +1073,7 @@ class _Validator:
             return_holddown=holddown,
             sparse_priority=defaults.sparse_priority if sparse is None else sparse,
             fair_queue=defaults.fair_queue if fair is None else fair,
+            probe_rates=defaults.probe_rates if probe_rates is None else probe_rates,
             nack=nack,
             loss_predictor=defaults.loss_predictor if predictor is None else predictor,
             loss_model=model,

@@ -33,6 +33,7 @@ _PATH_COUNTERS = (
         "Times the path's estimate was lowered because the link's queue stood or overflowed",
     ),
     ("reprobes", "braid_path_reprobes", "Times the path probed again, after idle, for its rate"),
+    ("fill_bytes", "braid_path_fill_bytes", "Bytes of fill PROBEs sent to find the path's rate"),
 )
 _PATH_GAUGES = (
     ("srtt", "braid_path_rtt_seconds", "Smoothed round-trip time of the path"),

@@ -298,6 +298,7 @@ class PortalService:
                 "ack_filter": config.ack_filter,
                 "fair_queue": config.fair_queue,
                 "sparse_priority": config.sparse_priority,
+                "probe_rates": config.probe_rates,
                 # ... and whether it takes compressed headers (then this portal sends them)
                 "peer_compacts": (
                     None
@@ -409,6 +410,7 @@ class PortalService:
             "standby": p.standby,
             "estimate_restarts": p.estimate_restarts,
             "reprobes": p.reprobes,
+            "fill_bytes": p.fill_bytes,
         }
 
     def path(self, key: str, path_id: int) -> dict[str, Any]:
@@ -933,4 +935,5 @@ def _disabled_entry(path_id: int, link: PathLink, endpoint: str | None) -> dict[
         "standby": False,
         "estimate_restarts": 0,
         "reprobes": 0,
+        "fill_bytes": 0,
     }

@@ -146,6 +146,8 @@ class PathStatistics:
     reprobes: int = 0
     """Times it probed again, after idle, for the rate the path had (the link may have
     recovered)."""
+    fill_bytes: int = 0
+    """Bytes of fill PROBEs sent while the path's rate was unknown (`probe_rates`)."""
 
     @property
     def loss_rate(self) -> float:
@@ -176,6 +178,8 @@ class PathState:
         "features_left",
         "feedback_due",
         "feedback_pending",
+        "fill_bytes",
+        "fill_from",
         "flagged",
         "health_adjustments",
         "health_delivered",
@@ -259,6 +263,10 @@ class PathState:
         self.next_release = now
         self.hold = 0.0  # seconds bulk DATA waits in the queue (session delay_floor)
         self.cwnd_limited = False
+        # Fill PROBEs (padding while the controller finds the path's rate): when the first
+        # went out (None: none yet) and the bytes sent.
+        self.fill_from: float | None = None
+        self.fill_bytes = 0
         self.tracker = DeliveryTracker(now)
         self.cc: CongestionControl = get_congestion_control(
             congestion, rate_hint=rate_bps / 8 if rate_bps else None, now=now
@@ -342,18 +350,21 @@ class PathState:
 
     # -- send side ---------------------------------------------------------------------
 
-    def on_datagram_sent(self, size: int, now: float, *, tracked: bool = True) -> int:
+    def on_datagram_sent(
+        self, size: int, now: float, *, tracked: bool = True, fill: bool = False
+    ) -> int:
         """Account one datagram of `size` bytes sent now; returns its (unwrapped) path_seq.
 
         `tracked` False: nothing acknowledges it (a FEEDBACK: answering one would never
-        end), so it is not in flight; it still takes a path_seq (the peer counts it)."""
+        end), so it is not in flight; it still takes a path_seq (the peer counts it).
+        `fill`: it fills the path (a fill PROBE), so it is not app-limited."""
         seq = self.next_seq
         self.next_seq = seq + 1
         self.datagrams_sent += 1
         self.bytes_sent += size
         self.last_send_time = now
         if tracked:
-            self.tracker.on_sent(seq, size + LINK_OVERHEAD, now, not self.queue)
+            self.tracker.on_sent(seq, size + LINK_OVERHEAD, now, not fill and not self.queue)
         return seq
 
     def on_feedback(self, entry: FeedbackEntry, now: float, back_queue: float = 0.0) -> None:
@@ -392,7 +403,13 @@ class PathState:
             self.lost = highest + 1 - delivered
         if fresh:
             sample = self.tracker.on_feedback(
-                highest, max(self.lost - lost_before, 0), rtt, self.min_rtt.value, now, back_queue
+                highest,
+                max(self.lost - lost_before, 0),
+                rtt,
+                self.min_rtt.value,
+                now,
+                back_queue,
+                entry.echo_hold_us / 1_000_000,
             )
             self.cc.on_feedback(sample, now)
 
@@ -513,6 +530,7 @@ class PathState:
             download_bps=self.download_bps,
             estimate_restarts=self.cc.adjustments,
             reprobes=self.cc.reprobes,
+            fill_bytes=self.fill_bytes,
         )
 
     def state(self, now: float | None = None) -> str:

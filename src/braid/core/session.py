@@ -138,6 +138,7 @@ from braid.core.wire import (
     DATA_HEADER_SIZE,
     DROP_REASONS,
     FEATURE_COMPACT,
+    FEATURE_FILL,
     FEATURE_HOLD,
     FEATURE_PACK,
     FEATURE_TRIM,
@@ -274,6 +275,18 @@ _SPARSE_BURST: Final = 0.05
 """`sparse_priority`: seconds of that share a path may jump at once (the bucket's depth)."""
 _SPARSE_BURST_MIN: Final = 1514
 """`sparse_priority`: ... and at least this many bytes (a full-size packet)."""
+_FILL_SIZE: Final = 1200
+"""`probe_rates`: a fill PROBE's datagram (less than any path's MTU: no MTU search first)."""
+_FILL_FOR: Final = 3.0
+"""`probe_rates`: seconds a path may be filled at most (its startup usually ends sooner)..."""
+_FILL_BUDGET: Final = 16 * 1024 * 1024
+"""...and bytes (a link whose startup would not end: a LAN far faster than the portal)."""
+_FILL_RATE_MAX: Final = 12_500_000.0
+"""`probe_rates`: bytes/s (100 Mbit/s) fill PROBEs pace at most. Over a LAN (veth, the
+lab's unshaped links) startup's rate outgrows what the portal can send, its window
+(2.885 x that rate x 25 ms) went out in bursts of thousands of datagrams, and the fill
+overflowed the socket and took the portal's loop for seconds (18 MB on a path in one
+test). A faster link's rate is found beyond this by the flows, through probing."""
 _EARLY_QUIET_MAX: Final = 60.0
 """Seconds after a path went down during which `early_drop` stays off while it is down
 (queue control by the limit alone). A cut link usually returns within this, and an inner
@@ -452,6 +465,16 @@ class SessionConfig:
     path where it arrives first, like fq_codel's new flows: pings, DNS, keystrokes and
     calls do not wait behind a bulk transfer's queue (off while a `redundant` scheduler
     is in use)."""
+    probe_rates: bool = True
+    """A path without a rate hint finds its rate in its controller's first startup, which
+    needs the path full: the flows may never fill it (a path whose estimate is 1 Mbit/s
+    gets little of their traffic, and a BBR flow asks only for what it measured). While
+    it is finding its rate (`finding_rate`) and carries DATA for the session (a usable
+    path), the pacer fills what its queue leaves with fill PROBEs, padding the peer
+    answers with feedback (FEATURES bit 4), at most `_FILL_FOR` seconds: a few round trips
+    and a few megabytes per link at the start. Off, the portal does not say bit 4 either,
+    so its peer fills nothing toward it: one switch at a site with metered links turns the
+    probing off both ways."""
     fair_queue: bool = False
     """With the `earliest-arrival` scheduler: the session's backlog beyond what the paths
     need queued (each path the delay spread's worth of its rate, plus `_FQ_MARGIN`) waits
@@ -939,10 +962,13 @@ class TunnelSession:
         # peer said it does (None: nothing yet; a portal older than FEATURES never says).
         # The ingress marks flows *hold* only for a peer whose egress holds them: an older
         # one would drop such DATA (`bad_flags`).
-        self._features = (FEATURE_HOLD if config.equalize == "bulk" else 0) | (
-            FEATURE_COMPACT | FEATURE_TRIM | FEATURE_PACK if config.compress_headers else 0
+        self._features = (
+            (FEATURE_HOLD if config.equalize == "bulk" else 0)
+            | (FEATURE_COMPACT | FEATURE_TRIM | FEATURE_PACK if config.compress_headers else 0)
+            | (FEATURE_FILL if config.probe_rates else 0)
         )
         self._peer_features: int | None = None
+        self._fill_ready = False  # (probe_rates, and the peer answers fill PROBEs)
         # Header compression: the ingress's contexts (used once the peer said it takes
         # compact DATA) and the egress's (kept whatever this portal sends).
         self._compressor = Compressor() if config.compress_headers else None
@@ -1894,10 +1920,14 @@ class TunnelSession:
                             unacked.popleft()
                     if target.queue:
                         self._release(target, now)
+                    elif self._fill_ready and self._filling(target, now):
+                        self._fill(target, now)
             self._update_queue_limit()
         elif type(frame) is ProbeFrame:
             if frame.reply_requested:
                 self._send_feedback(path, now)
+            elif frame.padding:
+                self._arm_feedback(path, now)  # a fill PROBE: answered as DATA is
         elif type(frame) is ControlFrame:
             self._receive_control(path, frame, now)
         elif type(frame) is NackFrame:
@@ -2014,6 +2044,10 @@ class TunnelSession:
                 # they pile up as phantom inflight, read as a backlog by the scheduler
                 # (and past the cwnd, the path would never carry DATA again).
                 path.tracker.expire(now, _inflight_expiry(path))
+        if self._fill_ready:
+            for path in self._usable:
+                if not path.queue and self._filling(path, now):
+                    self._fill(path, now)
         # (After every release: DATA released just now makes the idle paths' passes due.)
         for path in self._paths.values():
             if not path.queue and self._pass_due(path) <= now:
@@ -2197,6 +2231,14 @@ class TunnelSession:
                     timer = release
             else:
                 due = self._pass_due(path)
+                if (
+                    self._fill_ready
+                    and path.tracker.inflight < path.cc.cwnd
+                    and self._filling(path, self._now)
+                ):
+                    fill = path.next_release - _QUANTUM
+                    if fill < due:
+                        due = fill
                 if due < timer:
                     timer = due
         deadline = self._reorder.deadline()
@@ -2511,6 +2553,11 @@ class TunnelSession:
         elif kind == ControlKind.FEATURES:
             (features,) = FEATURES_VALUE.unpack(frame.value)
             self._peer_features = features
+            ready = self._fill_ready = self.config.probe_rates and bool(features & FEATURE_FILL)
+            if ready:
+                for usable in self._usable:
+                    if not usable.queue and self._filling(usable, now):
+                        self._fill(usable, now)
             compressor = self._compressor
             self._compress = compressor is not None and bool(features & FEATURE_COMPACT)
             if compressor is not None:
@@ -2593,15 +2640,56 @@ class TunnelSession:
             timeout = max(timeout, 2 * path.srtt + 4 * path.rttvar + 2 * config.feedback_interval)
         return min(timeout, config.dead_interval)
 
+    def _filling(self, path: PathState, now: float) -> bool:
+        """`probe_rates`: whether `path` is to be filled with fill PROBEs now (a usable
+        path finding its rate, for at most _FILL_FOR seconds, toward a peer that answers)."""
+        if not (self._fill_ready and path.up and path.cc.finding_rate and path in self._usable):
+            return False
+        start = path.fill_from
+        return start is None or (now - start < _FILL_FOR and path.fill_bytes < _FILL_BUDGET)
+
+    def _fill(self, path: PathState, now: float) -> None:
+        """Send fill PROBEs on `path` (its queue empty) as its pacer and window allow."""
+        release = path.next_release
+        if release - _QUANTUM > now:
+            return
+        floor = now - _BURST
+        if release < floor:
+            release = floor
+        cc = path.cc
+        tracker = path.tracker
+        cwnd = cc.cwnd
+        if tracker.inflight >= cwnd:
+            return
+        if path.fill_from is None:
+            path.fill_from = now
+        tracker.app_limited_until = 0  # (the path is kept full: its samples count)
+        size = min(_FILL_SIZE, path.mtu)
+        pad = size - HEADER_SIZE
+        rate = min(cc.pacing_rate, _FILL_RATE_MAX)
+        while (
+            release - _QUANTUM <= now and tracker.inflight < cwnd and path.fill_bytes < _FILL_BUDGET
+        ):
+            self._send_probe(path, now, reply=False, padding=pad, fill=True)
+            path.fill_bytes += size
+            release += (size + _OVERHEAD) / rate
+        path.next_release = release
+
     def _send_probe(
-        self, path: PathState, now: float, *, reply: bool = True, padding: int = 0
+        self,
+        path: PathState,
+        now: float,
+        *,
+        reply: bool = True,
+        padding: int = 0,
+        fill: bool = False,
     ) -> int:
         """Send a PROBE (`padding` bytes of body: a path MTU probe); its path_seq (wire).
 
         A pass PROBE (no reply asked) stays in the send log although only later DATA
         feedback covers it: leaving it out made the scheduler load a path that only
         carried passes sooner, and cost 10 % over four unequal links (lab, A/B 3 x 3)."""
-        seq = path.on_datagram_sent(HEADER_SIZE + padding, now)
+        seq = path.on_datagram_sent(HEADER_SIZE + padding, now, fill=fill)
         stamp = _stamp(path, seq, now)
         self._emit(
             path.path_id,

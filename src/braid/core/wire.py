@@ -126,6 +126,10 @@ FEATURE_TRIM: Final = 0x04
 """FEATURES bit 2: the sender's egress also takes *compact* DATA flagged *trimmed*."""
 FEATURE_PACK: Final = 0x08
 """FEATURES bit 3: the sender's egress also takes *trimmed* DATA flagged *packed*."""
+FEATURE_FILL: Final = 0x10
+"""FEATURES bit 4: the sender answers a *fill* PROBE (padding, no reply flag) with
+FEEDBACK as it does DATA, so such PROBEs can find a path's rate (and it takes part: a
+portal with `probe_rates` off does not say it, and gets none)."""
 
 
 @dataclass(frozen=True, slots=True)

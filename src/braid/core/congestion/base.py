@@ -54,6 +54,9 @@ class RateSample:
     back_queue: float = 0.0
     """Seconds the feedback itself waited in a queue on its way back (its one-way delay
     over the minimum): the bytes delivered in that time are still counted in flight."""
+    delivered_at: float | None = None
+    """When the peer had received what this feedback reports, on the sender's clock (its
+    arrival less the peer's hold and the queue on the way back); None: nothing new."""
 
 
 class CongestionControl(Protocol):
@@ -77,6 +80,12 @@ class CongestionControl(Protocol):
         """The controller's phase, for statistics (e.g. "startup", "probe_bw")."""
         ...
 
+    @property
+    def finding_rate(self) -> bool:
+        """True while the controller looks for the path's rate from nothing (no rate hint)
+        and would take padding beyond the flows' traffic to find it (fill PROBEs)."""
+        ...
+
     def set_rate_hint(self, rate_hint: float | None, now: float) -> None:
         """The link's configured rate changed (bytes/s; None: no longer known)."""
         ...
@@ -96,6 +105,7 @@ class DeliveryTracker:
     __slots__ = (
         "app_limited_until",
         "delivered",
+        "delivered_at",
         "delivered_time",
         "first_sent_time",
         "inflight",
@@ -104,11 +114,12 @@ class DeliveryTracker:
 
     def __init__(self, now: float) -> None:
         # (path seq, size, send time, delivered at send, delivered_time at send,
-        #  first_sent_time at send, app limited)
-        self.log: deque[tuple[int, int, float, int, float, float, bool]] = deque()
+        #  first_sent_time at send, app limited, delivered_at at send)
+        self.log: deque[tuple[int, int, float, int, float, float, bool, float]] = deque()
         self.inflight = 0
         self.delivered = 0
-        self.delivered_time = now
+        self.delivered_time = now  # (a feedback's arrival less the peer's hold)...
+        self.delivered_at = now  # ...and less its wait on the way back (on_feedback)
         self.first_sent_time = now
         self.app_limited_until = 0
         """While `delivered` is below this, what is sent is app-limited (BBR's bubble)."""
@@ -126,8 +137,18 @@ class DeliveryTracker:
             # Nothing in flight: the interval for the next sample starts now.
             self.first_sent_time = now
             self.delivered_time = now
+            self.delivered_at = now
         log.append(
-            (seq, size, now, self.delivered, self.delivered_time, self.first_sent_time, app_limited)
+            (
+                seq,
+                size,
+                now,
+                self.delivered,
+                self.delivered_time,
+                self.first_sent_time,
+                app_limited,
+                self.delivered_at,
+            )
         )
         self.inflight += size
         if len(log) > LOG_LIMIT:
@@ -141,12 +162,20 @@ class DeliveryTracker:
         min_rtt: float | None,
         now: float,
         back_queue: float = 0.0,
+        hold: float = 0.0,
     ) -> RateSample:
-        """Cover every datagram up to `highest` and take a rate sample from the newest."""
+        """Cover every datagram up to `highest` and take a rate sample from the newest.
+
+        `hold`: seconds the peer held this feedback after `highest` arrived (its
+        echo_hold), and `back_queue` the seconds it then waited in a queue on its way
+        back. What it reports was delivered by `now - hold - back_queue` (as seen without
+        that queue), and delivery times are taken there: reports bunched by a queue on the
+        way back, or a held report followed by a prompt one, otherwise read as a burst of
+        delivery (fake time, a 2.5 MB/s path filled both ways in startup: 3.0-3.4)."""
         log = self.log
         acked = 0
         acked_bytes = 0
-        last: tuple[int, int, float, int, float, float, bool] | None = None
+        last: tuple[int, int, float, int, float, float, bool, float] | None = None
         while log and log[0][0] <= highest:
             last = log.popleft()
             acked += 1
@@ -155,6 +184,7 @@ class DeliveryTracker:
         app_limited = False
         prior = self.delivered
         send_elapsed = ack_elapsed = 0.0
+        at: float | None = None
         if last is not None:
             self.inflight -= acked_bytes
             if self.inflight < 0:
@@ -163,13 +193,26 @@ class DeliveryTracker:
             if lost_delta:
                 acked_bytes -= acked_bytes * min(lost_delta, acked) // acked
             self.delivered += acked_bytes
-            _, _, sent_at, prior, prior_time, first_sent, app_limited = last
+            _, _, sent_at, prior, prior_time, first_sent, app_limited, prior_at = last
+            # Two clocks for delivery: the feedback's arrival less the peer's hold (exact),
+            # and that less the feedback's wait on the way back (`at`). The second removes
+            # the bunching of a queue on the way back, but its wait is read from the
+            # feedback's one-way delay, which also counts a stamp backdated behind the
+            # peer's queued DATA; each errs in one direction only, so the longer of the
+            # two intervals is taken (a short one reads as a burst of delivery).
+            held = now - hold
+            if held < self.delivered_time:
+                held = self.delivered_time
+            at = held - back_queue
+            if at < self.delivered_at:
+                at = self.delivered_at
             send_elapsed = sent_at - first_sent
-            ack_elapsed = now - prior_time
+            ack_elapsed = max(held - prior_time, at - prior_at)
             interval = max(ack_elapsed, send_elapsed)
             if interval >= MIN_INTERVAL:
                 rate = (self.delivered - prior) / interval
-            self.delivered_time = now
+            self.delivered_time = held
+            self.delivered_at = at
             self.first_sent_time = sent_at
             if self.app_limited_until and self.delivered > self.app_limited_until:
                 self.app_limited_until = 0
@@ -186,6 +229,7 @@ class DeliveryTracker:
             send_elapsed,
             ack_elapsed,
             back_queue,
+            at,
         )
 
     def expire(self, now: float, age: float) -> None:

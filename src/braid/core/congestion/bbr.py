@@ -58,7 +58,12 @@
 # over the link still at 10, the same goodput and no datagram dropped.
 #
 # With a rate hint (the link's configured rate) the controller starts cruising at it and
-# btl_bw never exceeds it.
+# btl_bw never exceeds it. Without one, the path is *finding its rate* during its first
+# startup (`finding_rate`): the session may fill it with padding (fill PROBEs) so that
+# startup sees a full pipe whatever the flows send, and a round that was filled (not
+# app-limited) ends that startup at once when its RTT is inflated or it lost more than
+# 2 %, as the startup after idle does: the first sign of the link's queue says the pipe
+# is full, and the probes must not keep overfilling a link that carries the flows' data.
 #
 # Invariants: pacing_rate >= MIN_RATE; cwnd >= MIN_CWND; rates in bytes/s; no clock.
 
@@ -177,6 +182,7 @@ class BbrLike:
         self._round_max = 0.0
         self._round_max_all = 0.0  # including app-limited samples
         self._round_min_rtt = float("inf")
+        self._round_min_fwd = float("inf")  # ...less the feedback's wait on the way back
         self._round_acked = 0
         self._round_lost = 0
         self._round_send_span = 0.0
@@ -212,6 +218,7 @@ class BbrLike:
         self._reprobe_to = 0.0  # pacing ceiling of a startup after idle (0: none)...
         self._reprobe_until = now  # ...and its end
         self._state = _STARTUP
+        self._first = True  # the first startup, no rate hint yet: finding the rate
         self.pacing_rate = STARTUP_GAIN * INITIAL_RATE
         self.cwnd = float(max(CWND_GAIN * self.btl_bw * INITIAL_RTT, MIN_CWND))
         if rate_hint is not None and rate_hint > 0:
@@ -226,6 +233,7 @@ class BbrLike:
         if rate_hint is None or rate_hint <= 0:
             self._cap = math.inf
             return
+        self._first = False
         self._cap = max(rate_hint, MIN_RATE)
         self.btl_bw = self._cap
         self._peak = self._cap
@@ -243,6 +251,12 @@ class BbrLike:
     def state(self) -> str:
         """The controller's phase: startup, drain or probe_bw."""
         return _STATE_NAMES[self._state]
+
+    @property
+    def finding_rate(self) -> bool:
+        """In the first startup without a rate hint: traffic beyond the flows' (fill
+        PROBEs) lets it find the link's rate (see the module comment)."""
+        return self._first
 
     def on_feedback(self, sample: RateSample, now: float) -> None:
         """Update the model from one feedback's rate sample."""
@@ -271,8 +285,12 @@ class BbrLike:
             self._round_max = rate
             if rate > self.btl_bw:
                 self.btl_bw = min(rate, self._cap)
-        if sample.rtt is not None and sample.rtt < self._round_min_rtt:
-            self._round_min_rtt = sample.rtt
+        if sample.rtt is not None:
+            if sample.rtt < self._round_min_rtt:
+                self._round_min_rtt = sample.rtt
+            forward = sample.rtt - sample.back_queue
+            if forward < self._round_min_fwd:
+                self._round_min_fwd = forward
         self._round_acked += sample.acked
         self._round_lost += sample.lost
         self._round_send_span += sample.send_elapsed
@@ -318,11 +336,14 @@ class BbrLike:
     def _check_burst(self, sample: RateSample, now: float) -> None:
         """A heavy loss: restart the estimate from what the link delivered since it began."""
         burst = self._burst
+        # (Spans from where the peer received what the feedback reports: a queue growing
+        # on the way back would stretch them.)
+        at = now if sample.delivered_at is None else sample.delivered_at
         if burst is None:
             if sample.prior_delivered < self._heavy_after:
                 return  # sent before the last restart: its loss is already answered
             # From the first loss on the link's queue is full: it delivers at capacity.
-            self._burst = _Burst(now, sample.delivered)
+            self._burst = _Burst(at, sample.delivered)
             return
         burst.lost += sample.lost
         burst.covered += sample.acked
@@ -330,7 +351,7 @@ class BbrLike:
         burst.ack_span += sample.ack_elapsed
         if sample.rtt is not None and sample.rtt < burst.min_rtt:
             burst.min_rtt = sample.rtt
-        span = now - burst.start
+        span = at - burst.start
         if span > 2 * self._min_rtt + INFLATION_TIME:
             self._burst = None  # never heavy
             return
@@ -447,6 +468,18 @@ class BbrLike:
             # Probing after idle (below the rate the path had): the first sign of a queue
             # at the link says it has not recovered; drain what the probe queued.
             self._state = _DRAIN
+        elif (
+            self._first
+            and self._state == _STARTUP
+            and round_max > 0  # (a round kept full: the fill PROBEs or the flows)
+            and (
+                lossy
+                or self._round_min_fwd > min_rtt + max(INFLATION_FACTOR * min_rtt, INFLATION_MARGIN)
+            )
+        ):
+            # Finding the rate: the first sign of the link's queue ends startup (the
+            # estimate is what the link delivered with its queue building).
+            self._state = _DRAIN
         elif self._state == _STARTUP and lossy and round_max > 0:
             # Startup overshot (drops at the bottleneck): the pipe is full. Keep the
             # estimate (like BBR) and drain what the overshoot queued.
@@ -466,6 +499,7 @@ class BbrLike:
                     self._state = _DRAIN
         self._clear_round_counts()
         self._round_min_rtt = float("inf")
+        self._round_min_fwd = float("inf")
         self._round_start = now
         self._round_start_delivered = sample.delivered
 
@@ -514,6 +548,8 @@ class BbrLike:
         target = self._reprobe_to
         if target and state != _STARTUP:
             self._reprobe_to = target = 0.0  # the probe after idle is over
+        if state != _STARTUP:
+            self._first = False  # (its rate is found)
         if state == _STARTUP:
             gain = STARTUP_GAIN
         elif state == _DRAIN:

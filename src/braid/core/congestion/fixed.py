@@ -31,6 +31,11 @@ class FixedRate:
         """Always "fixed"."""
         return "fixed"
 
+    @property
+    def finding_rate(self) -> bool:
+        """Never: it finds nothing."""
+        return False
+
     def set_rate_hint(self, rate_hint: float | None, now: float) -> None:
         """Pace at the new configured rate (bytes/s; None: the fallback rate)."""
         rate = rate_hint if rate_hint is not None and rate_hint > 0 else FALLBACK_RATE
