@@ -284,9 +284,9 @@ _FILL_BUDGET: Final = 16 * 1024 * 1024
 _FILL_RATE_MAX: Final = 12_500_000.0
 """`probe_rates`: bytes/s (100 Mbit/s) fill PROBEs pace at most. Over a LAN (veth, the
 lab's unshaped links) startup's rate outgrows what the portal can send, its window
-(2.885 x that rate x 25 ms) went out in bursts of thousands of datagrams, and the fill
-overflowed the socket and took the portal's loop for seconds (18 MB on a path in one
-test). A faster link's rate is found beyond this by the flows, through probing."""
+(2.885 x that rate x 25 ms) went out in bursts of thousands of datagrams: 17-18 MB on one
+path, and a test's exchange through the tunnel failed once. A faster link's rate is found
+beyond this by the flows, through probing."""
 _EARLY_QUIET_MAX: Final = 60.0
 """Seconds after a path went down during which `early_drop` stays off while it is down
 (queue control by the limit alone). A cut link usually returns within this, and an inner

@@ -60,10 +60,13 @@
 # With a rate hint (the link's configured rate) the controller starts cruising at it and
 # btl_bw never exceeds it. Without one, the path is *finding its rate* during its first
 # startup (`finding_rate`): the session may fill it with padding (fill PROBEs) so that
-# startup sees a full pipe whatever the flows send, and a round that was filled (not
-# app-limited) ends that startup at once when its RTT is inflated or it lost more than
-# 2 %, as the startup after idle does: the first sign of the link's queue says the pipe
-# is full, and the probes must not keep overfilling a link that carries the flows' data.
+# startup sees a full pipe whatever the flows send, and a round kept full (by the fill or
+# the flows: a sample not app-limited, or raising the estimate) ends that startup at once
+# when its smallest RTT less the feedback's wait on the way back is inflated, or it lost
+# more than 2 %, as the startup after idle does: the first sign of the link's queue says
+# the pipe is full, and the probes must not keep overfilling a link that carries the
+# flows' data. (Both portals fill at once: the feedback for one direction's fill waits
+# behind the other's, which is not this path's queue.)
 #
 # Invariants: pacing_rate >= MIN_RATE; cwnd >= MIN_CWND; rates in bytes/s; no clock.
 
