@@ -56,7 +56,8 @@ class RateSample:
     over the minimum): the bytes delivered in that time are still counted in flight."""
     delivered_at: float | None = None
     """When the peer had received what this feedback reports, on the sender's clock (its
-    arrival less the peer's hold and the queue on the way back); None: nothing new."""
+    arrival less the peer's hold and its wait on the way back, never earlier than the
+    last); None: nothing new."""
 
 
 class CongestionControl(Protocol):
@@ -168,10 +169,11 @@ class DeliveryTracker:
 
         `hold`: seconds the peer held this feedback after `highest` arrived (its
         echo_hold), and `back_queue` the seconds it then waited in a queue on its way
-        back. What it reports was delivered by `now - hold - back_queue` (as seen without
-        that queue), and delivery times are taken there: reports bunched by a queue on the
-        way back, or a held report followed by a prompt one, otherwise read as a burst of
-        delivery (fake time, a 2.5 MB/s path filled both ways in startup: 3.0-3.4)."""
+        back. The delivery interval is the longer of two readings, from `now - hold` and
+        from `now - hold - back_queue` (see the comment below): reports bunched by a queue
+        on the way back, or a held report followed by a prompt one, otherwise read as a
+        burst of delivery (fake time, a 2.5 MB/s path filled both ways in startup: 3.0-3.4
+        MB/s). The sample's `delivered_at` is the second reading."""
         log = self.log
         acked = 0
         acked_bytes = 0
