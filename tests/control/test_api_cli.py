@@ -89,10 +89,17 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
     assert session["parameters"]["sparse_priority"] is True
     assert session["counters"]["sparse_queued"] == 0
     # Rate probing, on by default: the remote portal's paths have no download rate (the
-    # harness gives none), so it fills them at the start; each path counts the bytes.
+    # harness gives none), so it fills them once the local portal's FEATURES are in; each
+    # path counts the bytes.
     assert session["parameters"]["probe_rates"] is True
     assert all(isinstance(p["fill_bytes"], int) for p in session["paths"])
-    assert sum(p["fill_bytes"] for p in session["paths"]) > 0
+    for _ in range(50):
+        _, later, _ = braid(capsys, "show", "--json", *api(harness, harness.remote_url))
+        if sum(p["fill_bytes"] for p in json.loads(later)["sessions"][0]["paths"]) > 0:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"no fill PROBEs on the remote portal's paths: {later}")
     assert isinstance(session["counters"]["sparse_jumps"], int)
     # Header compression, on by default: the local portal said it takes it.
     assert session["parameters"]["compress_headers"] is True
