@@ -282,11 +282,12 @@ _FILL_FOR: Final = 3.0
 _FILL_BUDGET: Final = 16 * 1024 * 1024
 """...and bytes (a link whose startup would not end: a LAN far faster than the portal)."""
 _FILL_RATE_MAX: Final = 12_500_000.0
-"""`probe_rates`: bytes/s (100 Mbit/s) fill PROBEs pace at most. Over a LAN (veth, the
-lab's unshaped links) startup's rate outgrows what the portal can send, its window
-(2.885 x that rate x 25 ms) went out in bursts of thousands of datagrams: 17-18 MB on one
-path, and a test's exchange through the tunnel failed once. A faster link's rate is found
-beyond this by the flows, through probing."""
+"""`probe_rates`: bytes/s (100 Mbit/s) fill PROBEs pace at most. Over an unshaped veth
+pair (tests/runtime/test_daemon.py) startup's rate outgrew what the portal could send,
+its window (2.885 x that rate x 25 ms) went out in bursts of thousands of datagrams: 17-18
+MB on one path, and the test's exchange through the tunnel failed once. Beyond this a
+link's rate is left to the flows' probing (not measured: the lab's links are 40 Mbit/s at
+most)."""
 _EARLY_QUIET_MAX: Final = 60.0
 """Seconds after a path went down during which `early_drop` stays off while it is down
 (queue control by the limit alone). A cut link usually returns within this, and an inner
@@ -968,7 +969,11 @@ class TunnelSession:
             | (FEATURE_FILL if config.probe_rates else 0)
         )
         self._peer_features: int | None = None
-        self._fill_ready = False  # (probe_rates, and the peer answers fill PROBEs)
+        # Fill PROBEs: probe_rates and the peer answers them; and, as well, some path may
+        # still be filled (checked at each timer, so that the timer and the pacer look
+        # at no path once every rate is found: +300 ns a get_timer over two idle paths).
+        self._peer_fills = False
+        self._fill_ready = False
         # Header compression: the ingress's contexts (used once the peer said it takes
         # compact DATA) and the egress's (kept whatever this portal sends).
         self._compressor = Compressor() if config.compress_headers else None
@@ -1132,6 +1137,7 @@ class TunnelSession:
         )
         self._start_pmtu(path, now)
         self._paths[path_id] = path
+        self._fill_ready = self._peer_fills  # (a new path may have a rate to find)
         if self._local:
             self._send_hello(path, now)
         self._rebuild_usable()
@@ -1855,6 +1861,7 @@ class TunnelSession:
             if self._local or path_id > MAX_PATH_ID:
                 self._drops["unknown_path"] += 1
                 return None
+            self._fill_ready = self._peer_fills  # (a new path may have a rate to find)
             path = self._paths[path_id] = PathState(
                 path_id,
                 congestion=self.config.congestion_control,
@@ -2045,9 +2052,18 @@ class TunnelSession:
                 # (and past the cwnd, the path would never carry DATA again).
                 path.tracker.expire(now, _inflight_expiry(path))
         if self._fill_ready:
-            for path in self._usable:
-                if not path.queue and self._filling(path, now):
-                    self._fill(path, now)
+            waiting = False  # (a path that may still be filled)
+            for path in self._paths.values():
+                if self._filling(path, now):
+                    waiting = True
+                    if not path.queue and path in self._usable:
+                        self._fill(path, now)
+                elif path.cc.finding_rate and (
+                    path.fill_from is None
+                    or (now - path.fill_from < _FILL_FOR and path.fill_bytes < _FILL_BUDGET)
+                ):
+                    waiting = True  # (not usable now: down, standby or a backup)
+            self._fill_ready = waiting
         # (After every release: DATA released just now makes the idle paths' passes due.)
         for path in self._paths.values():
             if not path.queue and self._pass_due(path) <= now:
@@ -2553,7 +2569,9 @@ class TunnelSession:
         elif kind == ControlKind.FEATURES:
             (features,) = FEATURES_VALUE.unpack(frame.value)
             self._peer_features = features
-            ready = self._fill_ready = self.config.probe_rates and bool(features & FEATURE_FILL)
+            ready = self._peer_fills = self._fill_ready = self.config.probe_rates and bool(
+                features & FEATURE_FILL
+            )
             if ready:
                 for usable in self._usable:
                     if not usable.queue and self._filling(usable, now):
