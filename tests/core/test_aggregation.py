@@ -11,6 +11,7 @@ from braid.core.congestion import (
     DeliveryTracker,
     get_congestion_control,
 )
+from braid.core.congestion.base import RateSample
 from braid.core.congestion.bbr import INFLATION_MARGIN, BbrLike
 from braid.core.path import PathState
 from braid.core.scheduler.earliest_arrival import EarliestArrivalScheduler
@@ -67,6 +68,51 @@ def test_bbr_startup_grows_and_respects_hint_cap() -> None:
     assert free.state == "startup" and free.pacing_rate > free.btl_bw
     capped = BbrLike(rate_hint=1_000_000, now=0.0)
     assert capped.state == "probe_bw" and capped.btl_bw == 1_000_000
+
+
+def _trickle(cc: BbrLike, *, seconds: float, rtt: float, lost: int = 0) -> None:
+    """Feed `cc` what a path carrying only acknowledgements reports: a feedback every 20
+    ms for 4 small datagrams sent as they came (app-limited), except that the first of a
+    burst (one round in ten) is not marked so and measures the trickle's own rate."""
+    delivered = 0
+    step = 4 * 80
+    for index in range(int(seconds / 0.02)):
+        now = 0.02 * (index + 1)
+        prior = delivered
+        delivered += step
+        cc.on_feedback(
+            RateSample(
+                step / 0.02,
+                index % 10 != 0,
+                delivered,
+                prior,
+                4,
+                lost,
+                rtt,
+                0.010,
+                step,
+                send_elapsed=0.002,
+                ack_elapsed=0.02,
+            ),
+            now,
+        )
+
+
+def test_a_path_carrying_acknowledgements_only_keeps_its_estimate() -> None:
+    # The lab's CUBIC upload over the four links: the remote portal's paths carried the
+    # acknowledgements only, and the two fastest fell to 0.2-0.4 of their rates (215-438
+    # kB/s of 1.25 and 2.5 MB/s) once the hint's entry aged out of the filter, the first
+    # of a burst's low samples taking its place; a download started next on the same
+    # portals ramped for 3 s instead of 2 (78.8-80.7 against 85.2 Mbit/s over 10 s).
+    quiet = BbrLike(rate_hint=1_250_000.0, now=0.0)
+    _trickle(quiet, seconds=5.0, rtt=0.011)
+    assert quiet.btl_bw == 1_250_000.0
+    # The same rounds with a queue at the link (RTT inflated by 30 ms) or with losses:
+    # the capacity may have fallen, and the estimate follows them as before.
+    for rtt, lost in ((0.040, 0), (0.011, 1)):
+        falling = BbrLike(rate_hint=1_250_000.0, now=0.0)
+        _trickle(falling, seconds=5.0, rtt=rtt, lost=lost)
+        assert falling.btl_bw < 0.25 * 1_250_000.0, (rtt, lost, falling.btl_bw)
 
 
 def _net(links: dict[int, tuple[float, float]], **kwargs: object) -> RateNet:

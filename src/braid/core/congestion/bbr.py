@@ -94,6 +94,9 @@ BW_WINDOW_ROUNDS: Final = 8
 BW_WINDOW_TIME: Final = 1.5
 """The max filter spans at least this long too (a falling capacity is caught by the
 standing-queue rule, so the filter can be long enough to ride out slow samples)."""
+IDLE_ROUND: Final = 0.5
+"""A round whose largest sample is below this fraction of the estimate, without an inflated
+RTT or losses, does not enter the bandwidth filter (the path was not kept busy)."""
 MIN_RATE: Final = 12_500.0  # 100 kbit/s
 INITIAL_RATE: Final = 125_000.0  # 1 Mbit/s: startup grows it from measurements
 MIN_CWND: Final = 32 * 1500
@@ -396,7 +399,17 @@ class BbrLike:
         self._round += 1
         round_max = self._round_max
         filt = self._bw_filter
-        if round_max > 0:
+        min_rtt = self._min_rtt
+        inflated = self._round_min_rtt > min_rtt + max(INFLATION_FACTOR * min_rtt, INFLATION_MARGIN)
+        total = self._round_acked
+        lossy = total > 0 and self._round_lost > LOSS_THRESHOLD * total
+        # A round far below the estimate with no queue at the link (no inflated RTT, no
+        # loss) was not kept busy, whatever its samples say (the first datagrams of a
+        # burst on an idle path are not marked app-limited): it says nothing about the
+        # capacity and does not enter the filter, or the estimate would fall to it once
+        # the higher entries age out (a link carrying acknowledgements only: 0.2-0.4 of
+        # its rate in the lab). A capacity that fell shows a queue or losses.
+        if round_max > 0 and (round_max >= IDLE_ROUND * self.btl_bw or inflated or lossy):
             filt.append((self._round, now, round_max))
         while (
             filt
@@ -404,10 +417,6 @@ class BbrLike:
             and filt[0][1] < now - BW_WINDOW_TIME
         ):
             filt.popleft()
-        min_rtt = self._min_rtt
-        inflated = self._round_min_rtt > min_rtt + max(INFLATION_FACTOR * min_rtt, INFLATION_MARGIN)
-        total = self._round_acked
-        lossy = total > 0 and self._round_lost > LOSS_THRESHOLD * total
         # A queue standing at the bottleneck: the RTT stays inflated while we had data to
         # send (or, short of the estimate, we lose). It must last (3 rounds, 0.2 s): a CPU
         # hiccup of the portals inflates RTTs for a moment too.
