@@ -104,9 +104,9 @@ def test_braid_aggregates_unequal_links(
         assert last["mss_clamped"] >= 1, role  # (iperf3's SYN, or its SYN-ACK)
     # The remote portal's paths carried the acknowledgements only: their estimates stay
     # near the links' rates (a round that kept a path busy less than half its estimate,
-    # with no queue, says nothing). They fell to 0.2-0.4 of them before (four links), and
-    # a download started next ramped a second longer (docs/design-notes.md, "A path that
-    # carries only acknowledgements").
+    # with no queue, says nothing). Before, link 1's fell to 330 kB/s of 1.25 MB/s here
+    # (one run), and over four links a download started next took 1-1.5 s longer to fill
+    # them (docs/design-notes.md, "A path that carries only acknowledgements").
     for path in _last_session(stats, "remote")["paths"]:
         assert path["btl_bw"] >= 0.5 * path["rate_bps"] / 8, path
     # The first window was not resent (it is 10 segments; a few losses may come later).
