@@ -9,9 +9,9 @@ from braid.core.classify import TrafficClass, match_class, packet_fields
 from braid.core.congestion import (
     CONGESTION_CONTROLS,
     DeliveryTracker,
+    RateSample,
     get_congestion_control,
 )
-from braid.core.congestion.base import RateSample
 from braid.core.congestion.bbr import INFLATION_MARGIN, BbrLike
 from braid.core.path import PathState
 from braid.core.scheduler.earliest_arrival import EarliestArrivalScheduler
