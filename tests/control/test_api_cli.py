@@ -76,6 +76,7 @@ def test_show_json(harness: Harness, capsys: pytest.CaptureFixture[str]) -> None
     assert session["counters"]["equalize_trials"] == 0
     assert session["counters"]["equalize_flows"] == 0
     assert session["counters"]["equalize_ahead"] == 0
+    assert session["counters"]["equalize_pairs"] == session["counters"]["equalize_paired"] == 0
     assert session["counters"]["equalize_ends"] == dict.fromkeys(END_REASONS, 0)
     assert session["parameters"]["clamp_mss"] == 0 and session["counters"]["mss_clamped"] == 0
     # ACK filtering, on by default (the harness's traffic is UDP: none filtered).
@@ -142,6 +143,11 @@ def test_show_counts_flows_marked_ahead_only_once_there_are_some() -> None:
     counters["equalize_ahead"] = 2
     assert _equalize_text(params, counters) == (
         ", equalize bulk (+35 ms, 812 held; 1 flows marked, 2 ahead of PROBE_RTT so far)"
+    )
+    counters.update(equalize_ahead=0, equalize_pairs=1, equalize_paired=3)
+    assert _equalize_text(params, counters) == (
+        ", equalize bulk (+35 ms, 812 held; 1 flows marked;"
+        " 1 host pair remembered, 3 connections given ack)"
     )
 
 

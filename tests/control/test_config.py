@@ -793,6 +793,14 @@ def test_equalize_reaches_the_core_and_a_bad_mode_names_the_choices() -> None:
         parse_config(REMOTE + '[session]\nequalize = "slow"\n')
     with pytest.raises(ConfigError, match=r"session\.equalize: 1 is an integer"):
         parse_config(REMOTE + "[session]\nequalize = 1\n")
+    # "bulk"'s memory of host pairs: 600 s by default, 0 turns it off.
+    assert parse_config(REMOTE).session.to_session_config().equalize_remember == 600.0
+    settings = parse_config(REMOTE + "[session]\nequalize_remember = 0\n").session
+    assert settings.to_session_config().equalize_remember == 0.0
+    with pytest.raises(
+        ConfigError, match=r"session\.equalize_remember: .*out of range.*0\.\.86400 \(0: off\)"
+    ):
+        parse_config(REMOTE + "[session]\nequalize_remember = -1\n")
 
 
 @pytest.mark.parametrize(("key", "bad"), [("compress_headers", '"no"'), ("ack_filter", "1")])

@@ -7,10 +7,20 @@ from __future__ import annotations
 
 import statistics
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from braid.core.equalize import ANTICIPATE_AT, ANTICIPATE_FOR, FORGET, BulkFlows
+from braid.core.ackhold import ACK_HOLD_SHARE
+from braid.core.equalize import (
+    ANTICIPATE_AT,
+    ANTICIPATE_FOR,
+    FORGET,
+    REMEMBER_AFTER,
+    BulkFlows,
+    BulkPairs,
+    host_pair,
+)
 from braid.core.session import SessionConfig
 from braid.core.wire import (
     FEATURE_COMPACT,
@@ -221,20 +231,22 @@ def test_flag_hold_round_trips_on_data() -> None:
     assert decode_datagram(wire) == frame
 
 
-def _net(seed: int, remote: str = "bulk") -> PairNet:
+def _net(seed: int, remote: str = "bulk", remember: float = 600.0) -> PairNet:
     """The local portal with `equalize = "bulk"`, the remote with `remote`, over
     10 Mbit/s 5 ms + 40 Mbit/s 40 ms."""
     return PairNet(
         seed,
         {0: LinkProfile(delay=FAST), 1: LinkProfile(delay=SLOW)},
         config=SessionConfig(equalize="bulk"),
-        remote_config=SessionConfig(equalize=remote),
+        remote_config=SessionConfig(equalize=remote, equalize_remember=remember),
         rates={0: 10_000_000, 1: 40_000_000},
     )
 
 
-def _run_bulk(remote: str = "bulk") -> tuple[PairNet, dict[int, list[tuple[int, float, float]]]]:
-    net = _net(11, remote)
+def _run_bulk(
+    remote: str = "bulk", remember: float = 600.0
+) -> tuple[PairNet, dict[int, list[tuple[int, float, float]]]]:
+    net = _net(11, remote, remember)
     net.run_until(0.7)
     times: dict[int, list[float]] = {}
     # BULK: light (4.8 Mbit/s), 2 s in bulk (12 Mbit/s), PROBE_RTT, 1 s in bulk, light.
@@ -345,3 +357,95 @@ def test_a_hiccup_in_bulk_costs_no_hold() -> None:
     assert remote.equalized > 0  # (packets were held for the trials ...)
     late = [d for seq, d in delays if sent[seq] >= 2.0]
     assert max(late) < SLOW + 0.015, max(late)  # (... and let go)
+
+
+def _exchange(net: PairNet, start: float, flow: int, port: int) -> tuple[float, list[float]]:
+    """A new connection from source port `port` to flow `flow`'s host (the pair of hosts
+    of that flow): a SYN at `start`, then 100 segments every 2 ms (it fits the fast
+    path), each acknowledged by the far end as it arrives. The SYN-ACK's and the
+    segments' round trips as the local end sees them."""
+
+    def segment(seq: int, size: int, flags: int) -> bytes:
+        packet = bytearray(tcp_packet(flow, seq, size=size, flags=flags))
+        packet[20:22] = port.to_bytes(2, "big")
+        packet[24:28] = seq.to_bytes(4, "big")
+        return bytes(packet)
+
+    net.schedule(LOCAL, start, segment(999, 40, 0x02))
+    sent = {}
+    for k in range(100):
+        sent[1000 + 1160 * (k + 1)] = start + 0.1 + k * 0.002
+        net.schedule(LOCAL, start + 0.1 + k * 0.002, segment(1000 + 1160 * k, SIZE, 0x10))
+    acked: dict[int, float] = {}
+    answered = len(net.delivered[REMOTE])
+    seen = len(net.delivered[LOCAL])
+    now = start
+    while now < start + 0.6:
+        now += 0.0005
+        net.run_until(now)
+        for _, packet in net.delivered[REMOTE][answered:]:
+            answered += 1
+            if int.from_bytes(packet[20:22], "big") != port:
+                continue
+            syn = packet[33] == 0x02
+            end = int.from_bytes(packet[24:28], "big") + (1 if syn else len(packet) - 40)
+            reply = bytearray(tcp_packet(flow, 5000, size=40, flags=0x12 if syn else 0x10))
+            reply[12:20] = packet[16:20] + packet[12:16]
+            reply[20:24] = packet[22:24] + packet[20:22]
+            reply[28:32] = end.to_bytes(4, "big")
+            net.schedule(REMOTE, now, bytes(reply))
+        for at, packet in net.delivered[LOCAL][seen:]:
+            if int.from_bytes(packet[22:24], "big") == port:
+                acked.setdefault(int.from_bytes(packet[28:32], "big"), at)
+        seen = len(net.delivered[LOCAL])
+    rtts = [acked[end] - at for end, at in sent.items() if end in acked]
+    assert len(rtts) == 100
+    return acked[1000] - start, rtts
+
+
+@pytest.mark.parametrize("remember", [600.0, 0.0])
+def test_a_new_connection_between_hosts_a_flow_was_held_between_gets_ack_at_once(
+    remember: float,
+) -> None:
+    """Once a flow is held for good (its PROBE_RTT, 10 s into a BBR flow), the egress
+    remembers its pair of hosts (`equalize_remember`): a new connection between them gets
+    "ack" from its SYN on (its SYN-ACK and acknowledgements wait half the paths' spread,
+    so a BBR sender's first minimum round trip covers the slow path), instead of 10 s
+    with the fast path's round trip; a connection to another host pays nothing. With
+    `equalize_remember = 0` nothing is remembered."""
+    net, _ = _run_bulk(remember=remember)
+    remote = net.session(REMOTE).statistics()
+    assert remote.equalize_pairs == (1 if remember else 0)
+    start = net.now + 0.5
+    syn_ack, rtts = _exchange(net, start, BULK, 40_000)
+    other_syn_ack, other = _exchange(net, start + 1.0, SHORT, 40_001)
+    fast = 2 * FAST + 0.004
+    assert other_syn_ack < fast and max(other) < fast, (other_syn_ack, max(other))
+    remote = net.session(REMOTE).statistics()
+    if remember:
+        expected = 2 * FAST + ACK_HOLD_SHARE * (SLOW - FAST)
+        assert syn_ack >= expected - 0.002, syn_ack
+        assert min(rtts) >= expected - 0.002, min(rtts)
+        assert statistics.median(rtts) < expected + 0.004, statistics.median(rtts)
+        assert remote.equalize_paired == 1
+    else:
+        assert syn_ack < fast and max(rtts) < fast, (syn_ack, max(rtts))
+        assert remote.equalize_paired == 0
+
+
+def test_pairs_are_remembered_for_a_while_and_bounded() -> None:
+    pairs = BulkPairs(10.0, limit=2)
+    a, b, c = (tcp_packet(flow, 0) for flow in (1, 2, 3))
+    pairs.on_marked(7, a, 0.0)
+    pairs.on_marked(7, a, 1.0)
+    assert not pairs.knows(a, 1.0)  # (marked 1 s: maybe a trial)
+    pairs.on_unmarked(7)
+    pairs.on_marked(7, a, 2.0)
+    pairs.on_marked(7, a, 2.0 + REMEMBER_AFTER)  # (a new marking: 1.5 s from its start)
+    assert pairs.knows(a, 4.0) and not pairs.knows(b, 4.0) and len(pairs) == 1
+    assert not pairs.knows(a, 3.5 + 10.1)  # expired
+    for packet in (a, b, c):
+        pairs.remember(host_pair(packet), 20.0)
+    assert len(pairs) == 2 and not pairs.knows(a, 20.0) and pairs.knows(c, 20.0)
+    assert pairs.remembered == 4
+    assert host_pair(b"\x45" + bytes(20)) == b"" and not pairs.knows(b"", 20.0)

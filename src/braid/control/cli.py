@@ -663,6 +663,12 @@ def _equalize_text(params: dict[str, Any], counters: dict[str, Any]) -> str:
         text += f"; {counters.get('equalize_flows', 0)} flows marked"
         if counters.get("equalize_ahead"):
             text += f", {counters['equalize_ahead']} ahead of PROBE_RTT so far"
+        if counters.get("equalize_pairs"):
+            pairs = counters["equalize_pairs"]
+            text += (
+                f"; {pairs} host pair{'s' if pairs != 1 else ''} remembered,"
+                f" {counters.get('equalize_paired', 0)} connections given ack"
+            )
         if "peer_holds" in params and not params["peer_holds"]:
             text += "; the peer does not hold: none marked"
     return text + ")"

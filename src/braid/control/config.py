@@ -94,6 +94,7 @@ class SessionSettings:
     delay_cutoff: float = 0.2
     delay_floor: float = 0.0
     equalize: str = "bulk"
+    equalize_remember: float = 600.0
     compress_headers: bool = True
     ack_filter: bool = True
     clamp_mss: bool = True
@@ -130,6 +131,7 @@ class SessionSettings:
             delay_cutoff=self.delay_cutoff,
             delay_floor=self.delay_floor,
             equalize=self.equalize,
+            equalize_remember=self.equalize_remember,
             compress_headers=self.compress_headers,
             ack_filter=self.ack_filter,
             bod_upper=self.bod_upper,
@@ -977,6 +979,14 @@ class _Validator:
             expected="a factor, 0..4 (0: off)",
         )
         equalize = self.choice(t, "equalize", EQUALIZE_MODES, default=defaults.equalize)
+        equalize_remember = self.number(
+            t,
+            "equalize_remember",
+            default=defaults.equalize_remember,
+            low=0.0,
+            high=86_400.0,
+            expected="seconds, 0..86400 (0: off)",
+        )
         compress = self.boolean(t, "compress_headers")
         clamp = self.boolean(t, "clamp_mss")
         ack_filter = self.boolean(t, "ack_filter")
@@ -1064,6 +1074,7 @@ class _Validator:
             delay_cutoff=delay_cutoff,
             delay_floor=delay_floor,
             equalize=equalize,
+            equalize_remember=equalize_remember,
             compress_headers=defaults.compress_headers if compress is None else compress,
             clamp_mss=True if clamp is None else clamp,
             ack_filter=defaults.ack_filter if ack_filter is None else ack_filter,

@@ -360,6 +360,8 @@ class PortalService:
                 "equalize_flows": stats.equalize_flows,
                 "equalize_ahead": stats.equalize_ahead,
                 "equalize_ends": dict(stats.equalize_ends),
+                "equalize_pairs": stats.equalize_pairs,
+                "equalize_paired": stats.equalize_paired,
                 "mss_clamped": stats.mss_clamped,
                 "acks_filtered": stats.acks_filtered,
                 "sparse_jumps": stats.sparse_jumps,

@@ -130,18 +130,19 @@ class AckHold:
     def __len__(self) -> int:
         return len(self._line)
 
-    def on_data(self, packet: bytes, due: float, now: float) -> None:
+    def on_data(self, packet: bytes, due: float, now: float, *, synack: bool = False) -> None:
         """A TCP segment arrived at the egress at `now`; its acknowledgement may leave at
         `due` (the session gives `ACK_HOLD_SHARE` of the way to when the segment would
         have arrived over the slowest path). Only what occupies sequence space (data,
-        SYN, FIN) is noted; a SYN-ACK is not (the initiator's acknowledgement of it is not
-        held: the SYN-ACK was)."""
+        SYN, FIN) is noted; a SYN-ACK only with `synack` (when both portals hold, the
+        initiator's acknowledgement of it is not held: the SYN-ACK was; a portal that
+        holds alone for a remembered pair, `BulkPairs`, holds it)."""
         start = _tcp(packet)
         if not start:
             return
         flags = packet[start + 13]
         length = len(packet) - start - ((packet[start + 12] >> 4) << 2)
-        if flags & _FIN or flags & (_SYN | _ACK) == _SYN:
+        if flags & _FIN or flags & (_SYN | _ACK) == _SYN or (synack and flags & _SYN):
             length += 1
         if length <= 0:
             return

@@ -273,3 +273,94 @@ class BulkFlows:
         for bucket in [b for b, f in flows.items() if f.last < horizon]:
             del flows[bucket]
             self.marked.discard(bucket)
+
+
+REMEMBER_AFTER: Final = 1.5
+"""At the egress, a flow whose data has come marked *hold* this long without a break is
+held for good (a trial ends within `TRIAL_MAX`)."""
+PAIR_LIMIT: Final = 1024
+"""Pairs of hosts remembered at most (beyond, the one remembered longest ago goes)."""
+_SINCE_LIMIT: Final = 4096
+
+
+def host_pair(packet: bytes) -> bytes:
+    """The source and destination addresses of an IPv4 or IPv6 TCP packet, or b""."""
+    if len(packet) >= 40:
+        lead = packet[0] >> 4
+        if lead == 4 and packet[9] == 6:
+            return packet[12:20]
+        if lead == 6 and packet[6] == 6 and len(packet) >= 60:
+            return packet[8:40]
+    return b""
+
+
+class BulkPairs:
+    """The egress's memory of the pairs of hosts between which a BBR bulk flow was held
+    (`equalize = "bulk"`, `SessionConfig.equalize_remember`).
+
+    "bulk" holds a flow only from its first PROBE_RTT on, 10 s in, so every new
+    connection spends its first 10 s with the fastest path's round trip. Hosts that sent
+    one bulk flow tend to send the next (a backup, a download site, a speed test run
+    again), as the kernel's own TCP metrics assume: a flow marked for good
+    (`REMEMBER_AFTER`) makes its pair (sender, receiver) remembered for `keep` seconds,
+    and the session gives a new connection of a remembered pair "ack" equalization from
+    its first packet (its SYN or SYN-ACK and its acknowledgements wait, not its data).
+    A short exchange between the same hosts pays what "ack" costs; others pay nothing.
+
+    Sans-I/O: `on_marked` / `on_unmarked` for each TCP packet of a flow the egress sees
+    with or without the *hold* flag; `knows` for a packet's pair.
+    """
+
+    def __init__(self, keep: float, *, limit: int = PAIR_LIMIT) -> None:
+        self._keep = keep
+        self._limit = limit
+        self._pairs: dict[bytes, float] = {}  # pair -> until (oldest first)
+        self._since: dict[int, tuple[float, float]] = {}  # bucket -> (marked since, last)
+        self.remembered = 0
+        """Pairs remembered (a pair seen held again counts again)."""
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def on_marked(self, bucket: int, packet: bytes, now: float) -> None:
+        """A packet of flow `bucket` came marked *hold*."""
+        since_map = self._since
+        entry = since_map.get(bucket)
+        since = entry[0] if entry is not None else now
+        if now - since >= REMEMBER_AFTER:
+            pair = host_pair(packet)
+            if pair:
+                self.remember(pair, now)
+        if entry is None and len(since_map) >= _SINCE_LIMIT:
+            old = now - REMEMBER_AFTER
+            for key in [k for k, (_, last) in since_map.items() if last < old]:
+                del since_map[key]
+        since_map[bucket] = (since, now)
+
+    def on_unmarked(self, bucket: int) -> None:
+        """A packet of flow `bucket` came unmarked: its marking, if any, ended."""
+        if self._since:
+            self._since.pop(bucket, None)
+
+    def remember(self, pair: bytes, now: float) -> None:
+        """Remember `pair` (source then destination addresses) until `keep` from now."""
+        pairs = self._pairs
+        if pairs.pop(pair, None) is None:
+            self.remembered += 1
+            if len(pairs) >= self._limit:
+                del pairs[next(iter(pairs))]
+        pairs[pair] = now + self._keep
+
+    def knows(self, packet: bytes, now: float) -> bool:
+        """Whether the TCP `packet`'s pair of hosts is remembered (and not expired)."""
+        pairs = self._pairs
+        if not pairs:
+            return False
+        pair = host_pair(packet)
+        until = pairs.get(pair) if pair else None
+        if until is None:
+            return False
+        if until < now:
+            del pairs[pair]
+            return False
+        return True

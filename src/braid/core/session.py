@@ -110,7 +110,7 @@ from braid.core.classify import (
 )
 from braid.core.compact import SETTLE_MAX, Compressor, Decompressor
 from braid.core.congestion import CONGESTION_CONTROLS
-from braid.core.equalize import BulkFlows
+from braid.core.equalize import BulkFlows, BulkPairs
 from braid.core.fec import FecDecoder, FecEncoder, Parity, choose_group_size
 from braid.core.fragment import Fragment, Reassembler, split, split_lowers_latency
 from braid.core.path import (
@@ -353,6 +353,10 @@ _EQUALIZE_LIMIT: Final = 8192
 _EQUALIZE_EARLY: Final = 0.0005
 """A held packet leaves this much before its time (timers fire late, not early)."""
 _EQ_ORDER_SWEEP: Final = 4096
+_EQ_ACKED_LIMIT: Final = 4096
+_EQ_ACKED_FORGET: Final = 30.0
+"""equalize "bulk": a flow given "ack" for its remembered pair (`BulkPairs`) keeps it
+while its packets come less than this many seconds apart (bounded: this many flows)."""
 """equalize "bulk": the egress forgets flows whose held packets are gone past this many."""
 _FEC_CLEAN_GROUP: Final = 16
 """fec = "on" over links that lose nothing (yet): one parity per this many packets."""
@@ -429,6 +433,12 @@ class SessionConfig:
     trip its sender waits for acknowledgements (braid.core.ackhold; docs/design.md,
     "Delay equalization"). A traffic class may set its own ("ack" or "off",
     `TrafficClass.equalize`) for its TCP connections."""
+    equalize_remember: float = 600.0
+    """equalize "bulk": once a flow between two hosts is held for good (its sender is in
+    BBR's PROBE_RTT, 10 s in), the egress remembers the pair (sender, receiver) for this
+    many seconds since such a flow was last seen, and gives every new TCP connection
+    between them "ack" from its first packet, so that it does not spend 10 s on the
+    fastest path's round trip (braid.core.equalize.BulkPairs; 0: off)."""
     compress_headers: bool = True
     """Inner header compression: toward a peer that takes it (FEATURES), a TCP or UDP
     packet travels without the header fields its flow repeats (20 bytes of IPv4, 42 of
@@ -632,6 +642,11 @@ class SessionConfig:
             raise ValueError(
                 f"equalize: must be one of {', '.join(EQUALIZE_MODES)}, got {self.equalize!r}"
             )
+        if not 0.0 <= self.equalize_remember <= 86_400.0:
+            raise ValueError(
+                "equalize_remember: must be seconds, 0..86400 (0: off), got "
+                f"{self.equalize_remember!r}"
+            )
         if self.nack_mode not in NACK_MODES:
             raise ValueError(
                 f"nack: must be one of {', '.join(NACK_MODES)} (or true/false), got {self.nack!r}"
@@ -739,6 +754,11 @@ class SessionStatistics:
     equalize_ends: dict[str, int]
     """(ingress, "bulk") trials (and windows ahead) that ended without holding their flow,
     by reason (`braid.core.equalize.END_REASONS`)."""
+    equalize_pairs: int
+    """(egress, "bulk") pairs of hosts remembered now, between which a flow was held for
+    good: their new connections get "ack" from the first packet (`equalize_remember`)."""
+    equalize_paired: int
+    """(egress, "bulk") TCP flows given "ack" so far because their pair was remembered."""
     mss_clamped: int
     """(ingress, `clamp_mss`) TCP SYNs whose MSS option was lowered to fit the tunnel."""
     acks_filtered: int
@@ -997,6 +1017,15 @@ class TunnelSession:
         self._bulk_check = -_INF
         self._eq_flag = False
         self._eq_order: dict[int, float] = {}
+        # equalize "bulk", at the egress: the pairs of hosts a flow was held between, and
+        # the flows (bucket -> last packet) given "ack" for it (`_ack_remembered`).
+        self._bulk_pairs = (
+            BulkPairs(config.equalize_remember)
+            if config.equalize == "bulk" and config.equalize_remember > 0
+            else None
+        )
+        self._eq_acked: dict[int, float] = {}
+        self._eq_paired = 0
         self._out: list[tuple[int, bytes]] = []
         self._events: deque[Event] = deque()
         self._closed = False
@@ -2171,6 +2200,31 @@ class TunnelSession:
             ready.append(line.popleft()[2])
             self._equalize_overflow += 1
 
+    def _ack_remembered(self, bucket: int, payload: bytes, hold: float, now: float) -> None:
+        """equalize "bulk", at the egress: a packet of a connection between a remembered
+        pair of hosts (`BulkPairs`) is noted for "ack" (this portal's ingress holds its
+        acknowledgement, and a SYN-ACK's, for `ACK_HOLD_SHARE` of its wait), not held."""
+        acked = self._eq_acked
+        if now - acked.get(bucket, -_INF) >= _EQ_ACKED_FORGET:
+            self._eq_paired += 1
+            if len(acked) >= _EQ_ACKED_LIMIT:
+                old = now - _EQ_ACKED_FORGET
+                for key in [k for k, t in acked.items() if t < old]:
+                    del acked[key]
+        acked[bucket] = now
+        if self._eq_flag:
+            # (the sender's ingress sees bulk still: the pair stays remembered)
+            assert self._bulk_pairs is not None
+            self._bulk_pairs.on_marked(bucket, payload, now)
+        ack_hold = self._ack_hold
+        if ack_hold is None:
+            ack_hold = self._ack_hold = AckHold()
+        cap = self.config.delay_cutoff
+        hold *= ACK_HOLD_SHARE
+        ack_hold.on_data(
+            payload, now + (hold if hold < cap else cap) if hold > 0.0 else now, now, synack=True
+        )
+
     def _let_go(self, bucket: int) -> None:
         """equalize "bulk": the sender's ingress unmarked flow `bucket` (its pause was not
         PROBE_RTT): its packets held for that trial leave now, in order."""
@@ -2324,6 +2378,8 @@ class TunnelSession:
             equalize_flows=len(self._bulk.marked) if self._bulk is not None else 0,
             equalize_ahead=self._bulk.ahead if self._bulk is not None else 0,
             equalize_ends=dict(self._bulk.ends) if self._bulk is not None else {},
+            equalize_pairs=len(self._bulk_pairs) if self._bulk_pairs is not None else 0,
+            equalize_paired=self._eq_paired,
             mss_clamped=self._mss_clamped,
             acks_filtered=self._acks_filtered,
             sparse_jumps=self._sparse_jumps,
@@ -2465,13 +2521,26 @@ class TunnelSession:
                 # of a flow with marked packets held ends its trial: those may leave.
                 order = self._eq_order
                 holds = self._eq_flag
-                if holds:
+                pairs = self._bulk_pairs
+                if pairs is not None and (
+                    now - self._eq_acked.get(bucket, -_INF) < _EQ_ACKED_FORGET
+                    or (not holds and pairs and bucket not in order and pairs.knows(payload, now))
+                ):
+                    # A connection of a remembered pair (BulkPairs): "ack" for its life.
+                    self._ack_remembered(bucket, payload, hold, now)
+                    holds = False
+                elif holds:
                     if len(order) > _EQ_ORDER_SWEEP:
                         for key in [k for k, t in order.items() if t < now]:
                             del order[key]
                     order[bucket] = now + self.config.delay_cutoff
-                elif order.pop(bucket, -_INF) > now:
-                    self._let_go(bucket)
+                    if pairs is not None:
+                        pairs.on_marked(bucket, payload, now)
+                else:
+                    if pairs is not None:
+                        pairs.on_unmarked(bucket)
+                    if order.pop(bucket, -_INF) > now:
+                        self._let_go(bucket)
             if not holds:
                 # Not held: with "tcp" not TCP or a pure acknowledgement; with "bulk" not
                 # marked by the sender.

@@ -47,6 +47,7 @@
       const n = counters.equalize_flows || 0;
       text += `, ${n} flow${n === 1 ? "" : "s"} marked`;
       if (counters.equalize_ahead) text += ` (${counters.equalize_ahead} ahead of PROBE_RTT so far)`;
+      if (counters.equalize_pairs) text += `, ${counters.equalize_pairs} host pair${counters.equalize_pairs === 1 ? "" : "s"} remembered`;
       if ("peer_holds" in params && params.peer_holds !== true) text += " (the peer does not hold: none)";
     }
     return text;
