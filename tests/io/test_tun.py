@@ -7,6 +7,7 @@ import contextlib
 import select
 import socket
 import struct
+import time
 from typing import Any
 
 import pytest
@@ -58,6 +59,7 @@ def _exercise(name: str, vnet_hdr: bool) -> dict[str, Any]:
     from pyroute2 import IPRoute
 
     seen: dict[str, Any] = {}
+    opened = time.monotonic()
     with _open_tun(name, mtu=1380, vnet_hdr=vnet_hdr) as tun:
         with IPRoute() as ipr:  # first thing: both addresses take packets once open returns
             seen["local"] = [ipr.route("get", dst=a)[0]["type"] for a in ("10.73.0.1", "fd73::1")]
@@ -75,9 +77,7 @@ def _exercise(name: str, vnet_hdr: bool) -> dict[str, Any]:
             seen["up"] = bool(link["flags"] & 1)
             index = link["index"]
             seen["addresses"] = sorted(
-                f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}"
-                for a in ipr.get_addr(index=index)
-                if a.get("IFA_ADDRESS") and not a.get("IFA_ADDRESS").startswith("fe80")
+                f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(index=index)
             )
             seen["routes"] = sorted(
                 f"{r.get('RTA_DST')}/{r['dst_len']}"
@@ -102,6 +102,14 @@ def _exercise(name: str, vnet_hdr: bool) -> dict[str, Any]:
             sock.close()
         with pytest.raises(OSError):
             tun.write(b"\x00 not an IP packet")
+        # No IPv6 link-local address, so none of the kernel's router solicitations (sent
+        # within a second of going up) or MLD reports, which no far portal would take.
+        time.sleep(max(0.0, opened + 1.2 - time.monotonic()))
+        chatter = []
+        with contextlib.suppress(BlockingIOError):
+            for _ in range(100):
+                chatter.append(tun.read())
+        seen["link_local_sent"] = [p[8:24].hex() for p in chatter if p[:1] == b"\x60"]
     seen["closed"] = tun.closed
     with IPRoute() as ipr:
         seen["after_links"] = ipr.link_lookup(ifname=name)
@@ -128,7 +136,8 @@ def test_tun_device_round_trip_and_removal(vnet_hdr: bool) -> None:
     assert seen["protocol"]
     assert seen["mtu"] == 1380
     assert seen["up"]
-    assert seen["addresses"] == ["10.73.0.1/30", "fd73::1/64"]
+    assert seen["addresses"] == ["10.73.0.1/30", "fd73::1/64"]  # (no fe80::)
+    assert seen["link_local_sent"] == []
     assert seen["routes"] == ["10.74.0.0/24", "fd74::/64"]
     sport4 = seen[f"out{socket.AF_INET}"][2]
     assert seen[f"out{socket.AF_INET}"] == (

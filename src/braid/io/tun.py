@@ -21,6 +21,7 @@ addresses and routes the first queue already set are taken as they are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import ipaddress
@@ -104,6 +105,17 @@ def _netlink_reason(exc: Exception) -> str:
     if isinstance(code, int) and code > 0:
         return os.strerror(code)
     return str(exc) or type(exc).__name__
+
+
+def _no_link_local(name: str) -> None:
+    """No IPv6 link-local address on the TUN (addr_gen_mode 1, set before it goes up): a
+    layer-3 tunnel needs none, and with one the kernel sends router solicitations and MLD
+    reports from it into the tunnel, where the far portal drops them (`source_not_allowed`:
+    fe80::/10 is no site's). Nothing to do where IPv6 is off (no such file) or the sysctl
+    is read-only (a container): the kernel's packets are then dropped as before."""
+    path = f"/proc/sys/net/ipv6/conf/{name}/addr_gen_mode"
+    with contextlib.suppress(OSError), open(path, "w") as mode:
+        mode.write("1")
 
 
 class TunDevice:
@@ -243,6 +255,7 @@ class TunDevice:
                     raise DriverError(
                         f"tunnel {name}: cannot add address {addr}: {_netlink_reason(exc)}"
                     ) from None
+            _no_link_local(name)
             try:
                 ipr.link("set", index=index, state="up")
             except Exception as exc:
