@@ -9,6 +9,7 @@ run includes TCP's ramp-up and shares two cores with everything else on the mach
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,10 @@ from braid.lab.netns import list_netns
 
 pytestmark = pytest.mark.root
 SCENARIOS = Path(braid.lab.__file__).parent / "scenarios"
+
+HELD_ACKS = 1_000
+"""Acknowledgements the remote portal must have held in the 10 s ack test (at half the
+links' rates: one per two segments, those of segments that came early)."""
 
 SCENARIO = """
 duration = 10
@@ -62,6 +67,20 @@ def _last_session(stats: Path, role: str) -> dict[str, Any]:
         if line.get("sessions")
     ]
     return sessions[-1]
+
+
+def _half_rates(scenario: str) -> str:
+    """`scenario` with every link at half its rate (the delays kept). The four-link tests
+    run so: what they check (which paths a flow uses, for how long its round trip covers
+    them) does not depend on the rates, and at 100 Mbit/s together the portals, the relay
+    and iperf3 need most of the machine's two cores: on a machine half as fast as usual
+    (2026-12-01: 224-252 Mbit/s through one link in `bench/bench_tunnel.py`, against 467)
+    the flows were CPU-bound near 75-84 Mbit/s whatever braid did."""
+    halved, count = re.subn(
+        r'rate = "(\d+)mbit"', lambda m: f'rate = "{int(m.group(1)) // 2}mbit"', scenario
+    )
+    assert count == 4, count
+    return halved
 
 
 def _braid_only(name: str, *, duration: int, equalize: str | None) -> str:
@@ -111,9 +130,14 @@ def test_braid_aggregates_unequal_links(
         assert path["btl_bw"] >= 0.5 * path["rate_bps"] / 8, path
     # The first window was not resent (it is 10 segments; a few losses may come later).
     assert braid["runs"][0]["retransmits"] < 10, braid["runs"][0]["retransmits"]
-    assert braid["mbps"] >= 0.80 * total, (braid["mbps"], total)
-    # Both links carry the flow: far above the faster link alone.
-    assert braid["mbps"] > 1.05 * series["link-2"]["mbps"]
+    # Both links carry the flow: the 10 Mbit/s one at least half its rate over the run
+    # (the 40 Mbit/s link alone gives 79 % of the two: the total alone cannot tell). The
+    # margin is for a slow machine: 96 % by hand, 82 % once in a clean-clone suite on a
+    # machine half as fast as usual (2026-12-01), where the ramp-up lost more.
+    assert braid["mbps"] >= 0.75 * total, (braid["mbps"], total)
+    slow = _last_session(stats, "remote")["paths"][0]
+    assert slow["rate_bps"] == 10_000_000, slow
+    assert slow["bytes_received"] >= 0.5 * 10_000_000 / 8 * 10, slow
     # Steady state (after TCP's ramp-up) is close to the sum.
     samples = [v for t, v in braid["runs"][0]["samples"] if t > 4.0]
     assert sum(samples) / len(samples) >= 0.85 * total
@@ -142,12 +166,13 @@ def test_braid_aggregates_a_download_over_four_links(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The shipped `agg-four-down` (a download, server -> client, over 10/20/30/40 Mbit/s
-    with 5/10/20/40 ms), braid only, once, 10 s. The remote portal sends it; it learns
-    each link's download rate from the local portal (PATH_INFO, the lab's `download`
-    hints). Before that, its paths started blind and the 40 ms one was often never used:
-    4 of 10 runs stayed near 54 Mbit/s (the three shorter links)."""
+    with 5/10/20/40 ms) at half the rates (`_half_rates`), braid only, once, 10 s. The
+    remote portal sends it; it learns each link's download rate from the local portal
+    (PATH_INFO, the lab's `download` hints). Before that, its paths started blind and the
+    40 ms one was often never used: 4 of 10 runs stayed near 54 Mbit/s (the three shorter
+    links, at full rates)."""
     shipped = (SCENARIOS / "agg-four-down.toml").read_text()
-    scenario = (
+    scenario = _half_rates(
         shipped.replace("duration = 20", "duration = 10")
         .replace("repeat = 3", "repeat = 1")
         .replace('series = ["links", "mptcp", "braid"]', 'series = ["braid"]')
@@ -155,26 +180,27 @@ def test_braid_aggregates_a_download_over_four_links(
     assert "duration = 10" in scenario and "repeat = 1" in scenario
     assert 'series = ["braid"]' in scenario
     braid = _run(tmp_path, capsys, scenario)["braid"]
-    # Steady state (after TCP's ramp-up): the links are 100 Mbit/s together (about 90 of
-    # TCP goodput); the three shorter ones alone give 54.
+    # Steady state (after TCP's ramp-up): the links are 50 Mbit/s together (about 45 of
+    # TCP goodput); the three shorter ones alone give 27.
     samples = [v for t, v in braid["runs"][0]["samples"] if t > 4.0]
-    assert sum(samples) / len(samples) >= 72, samples
+    assert sum(samples) / len(samples) >= 36, samples
 
 
 def test_one_bbr_flow_fills_four_links_of_unequal_delay(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The shipped `agg-four-bbr` (an upload with BBR over 10/20/30/40 Mbit/s with
-    5/10/20/40 ms), braid only, once, 10 s. BBR sizes its window by its minimum RTT; the
-    remote portal's delay equalization (`equalize = "tcp"`, set here) gives the flow's
-    data the slowest path's delay, so that minimum covers every path and the window fills
-    all four. Without it the flow stayed at 50.7-52.9 Mbit/s in every run (the three
-    shorter links: a hard cap, not loss)."""
-    scenario = _braid_only("agg-four-bbr", duration=10, equalize="tcp")
+    5/10/20/40 ms) at half the rates, braid only, once, 10 s. BBR sizes its window by its
+    minimum RTT; the remote portal's delay equalization (`equalize = "tcp"`, set here)
+    gives the flow's data the slowest path's delay, so that minimum covers every path and
+    the window fills all four. Without it the flow stayed at 50.7-52.9 Mbit/s in every run
+    at full rates (the three shorter links: a hard cap, not loss), 34.6-35.2 over 20 s at
+    half rates with the default "bulk" (first 10 s about 26)."""
+    scenario = _half_rates(_braid_only("agg-four-bbr", duration=10, equalize="tcp"))
     assert 'cc = "bbr"' in scenario
     braid = _run(tmp_path, capsys, scenario)["braid"]
     samples = [v for t, v in braid["runs"][0]["samples"] if t > 4.0]
-    assert sum(samples) / len(samples) >= 66, samples
+    assert sum(samples) / len(samples) >= 33, samples
 
 
 @pytest.mark.parametrize("where", ["session", "class"])
@@ -185,7 +211,7 @@ def test_ack_equalization_gives_a_bbr_upload_the_four_links_from_its_start(
     where: str,
 ) -> None:
     """The shipped `agg-four-bbr` (a BBR upload over 10/20/30/40 Mbit/s with 5/10/20/40 ms),
-    braid only, once, 10 s, with `equalize = "ack"`: the remote portal holds the server's
+    at half the rates, braid only, once, 10 s, with `equalize = "ack"`: the remote portal holds the server's
     acknowledgements (and its SYN-ACK) of what arrived early until it would have come over
     the 40 ms path, so the client's minimum round trip covers every path from its first
     sample. By hand: 91-92 Mbit/s from 1.5 s on; with the default "bulk" 52-54 until the
@@ -198,27 +224,29 @@ def test_ack_equalization_gives_a_bbr_upload_the_four_links_from_its_start(
     stats.mkdir()
     monkeypatch.setenv("BRAID_LAB_STATS", str(stats))
     if where == "session":
-        scenario = _braid_only("agg-four-bbr", duration=10, equalize="ack")
+        scenario = _half_rates(_braid_only("agg-four-bbr", duration=10, equalize="ack"))
     else:
-        scenario = _braid_only("agg-four-bbr-class", duration=10, equalize=None)
+        scenario = _half_rates(_braid_only("agg-four-bbr-class", duration=10, equalize=None))
         assert "[braid]" not in scenario and 'equalize = "ack"' in scenario
     braid = _run(tmp_path, capsys, scenario)["braid"]
     remote = _last_session(stats, "remote")
     samples = [v for t, v in braid["runs"][0]["samples"] if 1.5 < t <= 9.5]
     print(f"remote ingress: {remote['equalized']} packets held; Mbit/s {samples}")
-    assert remote["equalized"] > 5_000  # (the acknowledgements, one per two segments)
-    assert sum(samples) / len(samples) >= 72, samples
+    # (acknowledgements of what came early; "bulk" holds nothing before the first PROBE_RTT)
+    assert remote["equalized"] > HELD_ACKS, remote["equalized"]
+    assert sum(samples) / len(samples) >= 36, samples
 
 
 def test_bulk_equalization_holds_a_bbr_download_from_its_probe_rtt_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The shipped `agg-four-down-bbr` (a BBR download over 10/20/30/40 Mbit/s with
-    5/10/20/40 ms), braid only, once, 25 s, with braid's defaults (`equalize = "bulk"`
+    5/10/20/40 ms) at half the rates, braid only, 25 s, with braid's defaults (`equalize = "bulk"`
     since f1e1636; "off" before). The remote portal's ingress sees the flow's PROBE_RTT
     (about 10 s in; the next at 20 s) and marks it; the local portal's egress holds it
     from then on, and the flow fills all four links (before: the three shorter ones,
-    50.7-52.9 Mbit/s in every run). By hand: 80-90 Mbit/s after the first PROBE_RTT.
+    50.7-52.9 Mbit/s in every run at full rates). By hand: 80-90 Mbit/s after the first
+    PROBE_RTT at full rates.
     Once (a clean-clone suite, 2026-11-29) the flow kept no queue in the tunnel and was
     never marked (0 trials, 31 Mbit/s); such a flow is now marked ahead of its first
     PROBE_RTT (`braid.core.equalize.ANTICIPATE_AT`; printed, not asserted: it is rare).
@@ -228,7 +256,7 @@ def test_bulk_equalization_holds_a_bbr_download_from_its_probe_rtt_on(
     gets "ack" from its SYN-ACK on and fills the four links from its first seconds (by
     hand at half the rates: 35 Mbit/s in the first run, 44-45 in the next; the first
     run's first 10 s leave link 4 unused)."""
-    scenario = _braid_only("agg-four-down-bbr", duration=25, equalize=None)
+    scenario = _half_rates(_braid_only("agg-four-down-bbr", duration=25, equalize=None))
     scenario = scenario.replace("repeat = 1", "repeat = 2")
     assert 'cc = "bbr"' in scenario and 'direction = "down"' in scenario
     stats = tmp_path / "stats"
@@ -253,10 +281,11 @@ def test_bulk_equalization_holds_a_bbr_download_from_its_probe_rtt_on(
     assert remote["compacted"] > 0.5 * remote["packets_sent"]
     assert local["expanded"] > 0.95 * remote["compacted"]
     assert local["drops"]["compact_miss"] == 0 and local["drops"]["bad_compact"] == 0
-    assert local["equalized"] > 10_000
-    # Held at the latest from the second PROBE_RTT (20 s): the last 3 s fill the links.
+    assert local["equalized"] > 5_000
+    # Held at the latest from the second PROBE_RTT (20 s): the last 3 s fill the links
+    # (about 45 Mbit/s of TCP goodput; the three shorter links alone 27).
     samples = [v for t, v in braid["runs"][0]["samples"] if t > 22.0]
-    assert sum(samples) / len(samples) >= 68, samples
+    assert sum(samples) / len(samples) >= 34, samples
     # The second connection, of the remembered pair: "ack" from its first packet.
     first, second = ([v for t, v in run["samples"] if 1.5 < t <= 9.5] for run in braid["runs"][:2])
     print(

@@ -189,15 +189,19 @@ def test_an_iperf3_run_that_never_started_is_an_error_not_zero() -> None:
     first: subprocess.Popen[str] | None = None
     try:
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:  # until it listens
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
+        while time.monotonic() < deadline:  # until it listens (`ss`: a probing connection
+            # is a client that sends no parameters, and the server's error about it raced
+            # the first client on a slow machine)
+            listening = subprocess.run(
+                ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True
+            )
+            if listening.stdout.strip():
+                break
             time.sleep(0.05)
         first = subprocess.Popen(
-            [*client, "-t", "3"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            [*client, "-t", "5"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
-        time.sleep(1.0)
+        time.sleep(1.5)
         busy = subprocess.run([*client, "-t", "1"], capture_output=True, text=True, timeout=20)
         with pytest.raises(IperfNoStart, match="busy"):
             parse_iperf(json.loads(busy.stdout), direction="up", traffic=udp)
