@@ -353,11 +353,11 @@ _EQUALIZE_LIMIT: Final = 8192
 _EQUALIZE_EARLY: Final = 0.0005
 """A held packet leaves this much before its time (timers fire late, not early)."""
 _EQ_ORDER_SWEEP: Final = 4096
+"""equalize "bulk": the egress forgets flows whose held packets are gone past this many."""
 _EQ_ACKED_LIMIT: Final = 4096
 _EQ_ACKED_FORGET: Final = 30.0
 """equalize "bulk": a flow given "ack" for its remembered pair (`BulkPairs`) keeps it
 while its packets come less than this many seconds apart (bounded: this many flows)."""
-"""equalize "bulk": the egress forgets flows whose held packets are gone past this many."""
 _FEC_CLEAN_GROUP: Final = 16
 """fec = "on" over links that lose nothing (yet): one parity per this many packets."""
 _TRACE_LIMIT: Final = 200_000
@@ -2524,7 +2524,12 @@ class TunnelSession:
                 pairs = self._bulk_pairs
                 if pairs is not None and (
                     now - self._eq_acked.get(bucket, -_INF) < _EQ_ACKED_FORGET
-                    or (not holds and pairs and bucket not in order and pairs.knows(payload, now))
+                    or (
+                        not holds
+                        and pairs
+                        and order.get(bucket, -_INF) <= now  # (no trial to end first)
+                        and pairs.knows(payload, now)
+                    )
                 ):
                     # A connection of a remembered pair (BulkPairs): "ack" for its life.
                     self._ack_remembered(bucket, payload, hold, now)
