@@ -60,9 +60,11 @@ def test_flow_survives_a_link_cut_and_uses_the_link_again(
     duration = 20 if cc == "cubic" else 26
     # One more run when the first one's levels are off: a clean-clone suite on a machine
     # half as fast as usual (2026-12-01) once ran both flows far below the links (CUBIC
-    # 10.9 Mbit/s during the cut, BBR 10.4 before it; 403 and 221 retransmissions, where
-    # a run has a few), and both passed four times alone right after. The second run
-    # counts for every assertion; a wrong behaviour is wrong both times.
+    # 10.9 Mbit/s during the cut, BBR 10.4 before it), and both passed four times alone
+    # right after; another's CUBIC flow was back at 34 of 51.5 Mbit/s only (three runs
+    # alone: back at 90 % 1.5-4.75 s after the return). The second run counts for every
+    # assertion; a wrong behaviour is wrong both times (before the receive clock's fix,
+    # a1f7283, on that machine: never back at 90 % in three runs out of three).
     for attempt in range(2):
         stats = tmp_path / f"run{attempt}"
         stats.mkdir()
@@ -75,11 +77,19 @@ def test_flow_survives_a_link_cut_and_uses_the_link_again(
         assert code == 0
         run = json.loads(out_json.read_text())["series"]["braid"]["runs"][0]
         samples = [(t, v) for t, v in run["samples"]]
-        level_before = window_mean(samples, 2.0, 5.0)
-        level_during = window_mean(samples, 6.0, 11.0)
-        if (level_before or 0.0) > 1.25 * 19.0 and (level_during or 0.0) > 0.7 * 19.0:
+        level_before = window_mean(samples, 2.0, 5.0) or 0.0
+        level_during = window_mean(samples, 6.0, 11.0) or 0.0
+        returned = recovery_time(samples, 11.0, 0.85 * level_before, 0.25)
+        if (
+            level_before > 1.25 * 19.0
+            and level_during > 0.7 * 19.0
+            and (cc != "cubic" or (returned is not None and returned <= 7.0))
+        ):
             break
-        print(f"levels off (before {level_before}, during {level_during}): once more")
+        print(
+            f"levels off (before {level_before}, during {level_during}, back after"
+            f" {returned}): once more"
+        )
     stall = longest_stall(samples, 0.25)
     assert stall < 1.0, samples
     # The capacity lost in the 3 s after the cut, in seconds of the remaining link's: here
