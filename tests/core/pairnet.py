@@ -338,3 +338,16 @@ class PairNet:
             for at, pid, data in self.sent[side]
             if pid == path_id and at >= since and data[1] == 1
         )
+
+
+def assert_round_trips_held(syn_ack: float, rtts: list[float], fast: float, slow: float) -> None:
+    """`equalize = "ack"` over a `fast` and a `slow` path (one-way delays, seconds): a
+    connection's SYN-ACK and its segments' round trips, as its sender sees them, took the
+    fast path both ways plus `ACK_HOLD_SHARE` of the spread, and no more than that."""
+    from braid.core.ackhold import ACK_HOLD_SHARE
+
+    expected = 2 * fast + ACK_HOLD_SHARE * (slow - fast)
+    assert syn_ack >= expected - 0.002, syn_ack
+    assert min(rtts) >= expected - 0.002, min(rtts)
+    median = sorted(rtts)[len(rtts) // 2]
+    assert median < expected + 0.004, median

@@ -2522,8 +2522,9 @@ class TunnelSession:
                 order = self._eq_order
                 holds = self._eq_flag
                 pairs = self._bulk_pairs
+                acked = self._eq_acked
                 if pairs is not None and (
-                    now - self._eq_acked.get(bucket, -_INF) < _EQ_ACKED_FORGET
+                    (acked and now - acked.get(bucket, -_INF) < _EQ_ACKED_FORGET)
                     or (
                         not holds
                         and pairs
