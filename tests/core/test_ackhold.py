@@ -93,6 +93,20 @@ def test_a_syn_ack_waits_for_its_syns_time_and_the_final_ack_does_not() -> None:
     assert not local.hold(segment(CLIENT4, SERVER4, 40000, 443, ack=500, flags=0x04), now=1.05)
 
 
+def test_a_portal_that_holds_alone_holds_the_final_ack_of_a_syn_ack_it_noted() -> None:
+    """For a remembered pair (`BulkPairs`) only the download's egress holds: it notes the
+    SYN-ACK (`synack=True`), so the client's final ACK waits and the server's first
+    round trip sample covers the spread; the client's request behind it waits too."""
+    local = AckHold()
+    syn_ack = segment(SERVER4, CLIENT4, 443, 40000, seq=499, ack=100, flags=SYN | ACK)
+    local.on_data(syn_ack, due=1.070, now=1.035, synack=True)
+    assert local.hold(ack4(500), now=1.041) and local.due() == 1.070
+    request = segment(CLIENT4, SERVER4, 40000, 443, seq=100, ack=500, flags=ACK | PSH, data=40)
+    assert local.hold(request, now=1.042)
+    assert local.release(now=1.069) == []
+    assert local.release(now=1.070) == [ack4(500), request]
+
+
 def test_later_packets_of_a_connection_stay_behind_its_held_ones() -> None:
     hold = AckHold()
     hold.on_data(data4(1000), due=1.040, now=1.005)
