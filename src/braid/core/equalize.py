@@ -317,7 +317,7 @@ class BulkPairs:
         self._pairs: dict[bytes, float] = {}  # pair -> until (oldest first)
         self._since: dict[int, tuple[float, float]] = {}  # bucket -> (marked since, last)
         self.remembered = 0
-        """Pairs remembered (a pair seen held again counts again)."""
+        """Pairs newly remembered so far (a refresh of one still remembered does not count)."""
 
     def __len__(self) -> int:
         return len(self._pairs)
@@ -345,6 +345,9 @@ class BulkPairs:
     def remember(self, pair: bytes, now: float) -> None:
         """Remember `pair` (source then destination addresses) until `keep` from now."""
         pairs = self._pairs
+        until = pairs.get(pair)
+        if until is not None and until - now > self._keep - 1.0:
+            return  # (refreshed within the last second: every held packet comes here)
         if pairs.pop(pair, None) is None:
             self.remembered += 1
             if len(pairs) >= self._limit:
