@@ -19,7 +19,7 @@ import braid.lab
 from braid.lab.cli import main
 from braid.lab.netns import list_netns
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.level]
 SCENARIOS = Path(braid.lab.__file__).parent / "scenarios"
 
 HELD_ACKS = 1_000

@@ -23,7 +23,7 @@ from braid.lab.portals import Portals
 from braid.lab.topology import SERVER_IP, Topology
 from braid.lab.traffic import http_server_argv
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.level]
 
 LINK = LinkShape(rate_up_bps=30e6, rate_down_bps=30e6, delay=0.005)
 SIZE = 200 * 1024 * 1024

@@ -81,6 +81,7 @@ def wire_mbps(report: dict) -> float:  # type: ignore[type-arg]
     return payload * UDP_FRAME / UDP_PAYLOAD
 
 
+@pytest.mark.level
 @pytest.mark.parametrize(("rate", "direction"), [(20e6, "up"), (100e6, "up"), (30e6, "down")])
 def test_rate_within_5_percent(one_link, rate: float, direction: str) -> None:  # type: ignore[no-untyped-def]
     topo, emulator = one_link
@@ -104,6 +105,7 @@ def test_rate_within_5_percent(one_link, rate: float, direction: str) -> None:  
     assert measured[-1] == pytest.approx(rate / 1e6, rel=0.05)
 
 
+@pytest.mark.level
 def test_asymmetric_rates_and_tcp_goodput(one_link) -> None:  # type: ignore[no-untyped-def]
     topo, emulator = one_link
     emulator.set_link(1, rate_up_bps=10e6, rate_down_bps=40e6)
@@ -170,6 +172,7 @@ def test_delay_within_1ms(one_link) -> None:  # type: ignore[no-untyped-def]
     assert stats["late_p50_us"] < 1000  # p99 is printed: it depends on what else runs
 
 
+@pytest.mark.level
 def test_delay_holds_under_load(one_link) -> None:  # type: ignore[no-untyped-def]
     """UDP at 80 % of 100 Mbit/s: the relay keeps up and the delay stays within 1 ms. A
     busy host can starve one run (1.5 % lost once, in a clean-clone suite on a machine

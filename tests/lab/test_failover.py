@@ -20,7 +20,7 @@ from braid.lab.cli import main
 from braid.lab.netns import list_netns
 from braid.lab.report import cut_shortfall, longest_stall, recovery_time, window_mean
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.level]
 
 SCENARIO = """
 duration = {duration}

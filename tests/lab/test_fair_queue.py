@@ -33,7 +33,7 @@ from braid.lab.traffic import (
     iperf_client_argv,
 )
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.level]
 
 LINKS = [
     LinkShape(rate_up_bps=10e6, rate_down_bps=10e6, delay=0.010),

@@ -38,6 +38,7 @@ def _wait_for(log: Path, pattern: str, timeout: float, *, after: int = 0) -> flo
     raise AssertionError(f"no {pattern!r} in {log} within {timeout} s:\n{log.read_text()}")
 
 
+@pytest.mark.level
 def test_interface_down_up_and_new_address_rebind_the_path() -> None:
     with (
         Topology(2) as topo,

@@ -18,7 +18,7 @@ from braid.lab.portals import Portals
 from braid.lab.topology import SERVER_IP, SERVER_IP6, Topology
 from braid.lab.traffic import IPERF_PORT, IperfServer
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.level]
 
 LINK = LinkShape(rate_up_bps=20e6, rate_down_bps=20e6, delay=0.005)
 CASES = [

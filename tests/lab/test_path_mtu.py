@@ -14,7 +14,7 @@ import pytest
 
 from braid.lab.cli import main
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.level]
 
 SCENARIO = """
 duration = 10

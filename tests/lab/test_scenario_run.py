@@ -43,6 +43,7 @@ set = { rate = "5mbit" }
 """
 
 
+@pytest.mark.level
 def test_short_scenario_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = set(list_netns())
     path = tmp_path / "short.toml"
@@ -95,6 +96,7 @@ set = { rate = "10mbit" }
 """
 
 
+@pytest.mark.level
 def test_each_run_after_an_event_starts_with_fresh_portals(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -135,6 +137,7 @@ set = { loss = "10%", loss_burst = 4 }
 """
 
 
+@pytest.mark.level
 def test_voice_udp_reports_receiver_loss(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -193,6 +193,7 @@ class Attacker:
         return doc
 
 
+@pytest.mark.level
 def test_wrong_keys_cannot_talk_right_keys_do_over_every_path_through_rekeys() -> None:
     with Topology(2) as topo, Emulator(topo, [LINK, LINK]), IperfServer(topo):
         topo.route_via(None)
@@ -238,6 +239,7 @@ def test_wrong_keys_cannot_talk_right_keys_do_over_every_path_through_rekeys() -
         assert rdrops.get("auth", 0) == 0 and rdrops.get("replay", 0) == 0
 
 
+@pytest.mark.level
 def test_flood_of_bogus_initiations_does_not_stop_the_session() -> None:
     with (
         Topology(2) as topo,

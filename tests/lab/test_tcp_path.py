@@ -16,7 +16,7 @@ from braid.lab.portals import Portals
 from braid.lab.topology import SERVER_IP, Topology
 from braid.lab.traffic import IperfServer, TrafficSpec, iperf_client_argv, parse_iperf
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.level]
 
 LINK = LinkShape(rate_up_bps=20e6, rate_down_bps=20e6, delay=0.005)
 
