@@ -267,6 +267,16 @@ CASES = (
         ("agg-four", "agg-four-bbr"),
     ),
     Case(
+        "agg-ref",
+        "Aggregation: the issue's reference links",
+        "Issue 5 names two sets of links on which the existing bonders were measured on this "
+        "kind of machine (one CUBIC flow): 8 Mbit/s 5 ms + 32 Mbit/s 45 ms (kernel MPTCP "
+        "36.3 Mbit/s, MLVPN 13.5, glorytun 9.8-34.7) and 15/25/5 Mbit/s with 10/30/60 ms "
+        "(MPTCP 40.5, MLVPN 11.6, glorytun 8.8). braid and MPTCP on the same links, in the "
+        "same run (target: braid >= MPTCP).",
+        ("agg-ref-8-32", "agg-ref-three"),
+    ),
+    Case(
         "agg-down",
         "Aggregation: downloads (server -> client), CUBIC and BBR flows",
         "Issue 5: the remote portal sends; it learns each link's download rate from the local "
