@@ -91,6 +91,20 @@ def test_flow_survives_a_link_cut_and_uses_the_link_again(
             f" {returned}): once more"
         )
     stall = longest_stall(samples, 0.25)
+    # What "bulk" equalization did, for a failure's report (the sender's ingress: its
+    # trials, and when the flow was first marked; a BBR flow uses the returned link only
+    # once held, docs/design.md).
+    lines = (stats / "local.jsonl").read_text().splitlines()
+    snaps = [s for s in map(json.loads, lines) if s["sessions"]]
+    if snaps:
+        last = snaps[-1]["sessions"][0]
+        marked = [s["uptime"] for s in snaps if s["sessions"][0]["equalize_flows"]]
+        print(
+            "local ingress:",
+            {k: v for k, v in last.items() if k.startswith("equalize_") and v},
+            f"first marked at {marked[0]:.1f} s of uptime" if marked else "never marked",
+            f"(the run ended at {snaps[-1]['uptime']:.1f} s)",
+        )
     assert stall < 1.0, samples
     # The capacity lost in the 3 s after the cut, in seconds of the remaining link's: here
     # 0.00-0.09 s with CUBIC and 0.16-0.29 with BBR (4 runs each); MPTCP's 1.04 s
