@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from braid.lab.emulator import Emulator
-from braid.lab.netns import LabError, list_netns, ns_cmd, python_cmd, run
+from braid.lab.experiment import host_fidelity
+from braid.lab.netns import LabError, host_cpu_ticks, list_netns, ns_cmd, python_cmd, run
 from braid.lab.relay import gilbert_elliott
 from braid.lab.topology import SERVER_IP, Topology
 from braid.lab.traffic import (
@@ -183,6 +184,7 @@ def test_delay_holds_under_load(one_link) -> None:  # type: ignore[no-untyped-de
     with IperfServer(topo):
         for _ in range(2):
             emulator.reset_statistics()
+            ticks = host_cpu_ticks()
             load = subprocess.Popen(
                 ns_cmd(
                     topo.client,
@@ -206,11 +208,14 @@ def test_delay_holds_under_load(one_link) -> None:  # type: ignore[no-untyped-de
                 report, direction="up", traffic=TrafficSpec("udp", rate_bps=1.0)
             ).lost_percent
             median = rtts[len(rtts) // 2]
+            steal = host_fidelity(ticks, host_cpu_ticks(), None).get("steal_percent", -1.0)
             if lost is not None and lost < 1.0 and abs(median / 2 - 10.0) < 1.0:
                 break
     stats = emulator.statistics()["1/up"]
     print(
-        f"\nunder 80 Mbit/s: RTT median {median:.3f} ms (2 x 10 ms), UDP lost {lost:.3f} %, lateness p99 {stats['late_p99_us']} us"
+        f"\nunder 80 Mbit/s: RTT median {median:.3f} ms (2 x 10 ms), UDP lost {lost:.3f} %,"
+        f" lateness p50 {stats['late_p50_us']} us, p99 {stats['late_p99_us']} us;"
+        f" steal {steal:.1f} %"
     )
     assert abs(median / 2 - 10.0) < 1.0
     assert lost is not None and lost < 1.0

@@ -66,7 +66,10 @@ def test_short_scenario_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     assert max(early) > 15 and max(late) < 7
     assert mptcp["mbps"] > link1["mbps"] * 1.2  # MPTCP used more than one link
     run = link1["runs"][0]
-    assert set(run) == {"mbps", "samples", "retransmits", "ping_ms"}
+    assert set(run) == {"mbps", "samples", "retransmits", "ping_ms", "host"}
+    # (how faithful the lab was: the machine's CPU use and steal, the emulator's lateness)
+    assert set(run["host"]) >= {"cpu_percent", "steal_percent", "emulator_late_ms"}
+    assert 0 < run["host"]["cpu_percent"] < 100 and run["host"]["emulator_late_ms"] < 20
     assert run["ping_ms"]["p50"] >= 10.0  # 2 x 5 ms one way, plus queueing under load
     assert out_png.read_bytes()[:4] == b"\x89PNG"
     assert not ours(set(list_netns()) - before)  # everything removed

@@ -199,6 +199,20 @@ class Emulator:
         self._send({"op": "reset"})
         self._reply()
 
+    def lateness_ms(self, *, min_frames: int = 100) -> float | None:
+        """How late the relay sent frames since `reset_statistics`: the largest 99th
+        percentile (ms) over the directions that carried `min_frames` or more; None with
+        no relay or no such direction. A busy or starved host makes it grow: past a
+        millisecond or two the links did not have the delays they were given."""
+        if self._relay is None or self._relay.poll() is not None:
+            return None
+        late = [
+            float(d["late_p99_us"]) / 1000.0
+            for d in self.statistics().values()
+            if int(d.get("frames", 0)) >= min_frames
+        ]
+        return max(late) if late else None
+
     # -- internals --------------------------------------------------------------------------
 
     def _apply(

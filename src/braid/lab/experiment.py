@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from braid.lab.emulator import Emulator
-from braid.lab.netns import LabError, check_environment, cpu_seconds
+from braid.lab.netns import LabError, check_environment, cpu_seconds, host_cpu_ticks
 from braid.lab.portals import Portals
 from braid.lab.scenario import Event, Scenario
 from braid.lab.topology import Topology
@@ -40,6 +40,11 @@ from braid.lab.traffic import (
 )
 
 SETTLE = 1.0  # seconds between runs: queues drain, a restored path comes back
+STARVED_REDOS = 2
+"""A run during which the hypervisor took more than `STEAL_LIMIT` of the machine's CPU time
+measured a slower machine than the one the scenario is about: it is not counted and runs
+again, up to this many times; the run kept says how many were dropped
+(`RunResult.host["starved_runs_dropped"]`) and, if it was starved too, is flagged."""
 UDP_TRIES = 3  # a UDP run whose iperf3 hangs at the start is tried this often
 UDP_GRACE = 20.0  # seconds a UDP run may take beyond its duration before it counts as hung
 Progress = Callable[[str], None]
@@ -177,9 +182,10 @@ class Lab:
                 emulator.reset(scenario.shapes())
                 portals = start_portals()
             with IperfServer(topo, mptcp=mptcp, interval=scenario.interval) as server:
-                for index in range(scenario.repeat):
+                index = redone = 0
+                while index < scenario.repeat:
                     emulator.reset(scenario.shapes())
-                    if portals is not None and index and scenario.events:
+                    if portals is not None and (index or redone) and scenario.events:
                         # The last run's events changed the links and the reset put them
                         # back behind the tunnel's back: fresh portals, so that every run
                         # starts from the same state (as the end hosts keep no TCP
@@ -198,6 +204,18 @@ class Lab:
                     run = self._one_run_retrying(
                         scenario, emulator, server, mptcp=mptcp, watch=watch
                     )
+                    steal = run.host.get("steal_percent", 0.0)
+                    if steal > STEAL_LIMIT and redone < STARVED_REDOS:
+                        redone += 1
+                        self.progress(
+                            f"[yellow]{name} run {index + 1}/{scenario.repeat}: "
+                            f"{run.mbps:.1f} Mbit/s while the hypervisor took {steal:.0f} % "
+                            "of the CPU time (steal); not counted, run again[/yellow]"
+                        )
+                        continue
+                    if redone:
+                        run.host["starved_runs_dropped"] = float(redone)
+                    index, redone = index + 1, 0
                     series.runs.append(run)
                     lost = ""
                     if run.lost_percent is not None:
@@ -209,13 +227,17 @@ class Lab:
                         ping = f" ({run.both[0]:.1f} up, {run.both[1]:.1f} down)" + ping
                     cpu = ", ".join(f"{k} {v:.0f} %" for k, v in run.cpu_percent.items())
                     self.progress(
-                        f"{name} run {index + 1}/{scenario.repeat}: "
+                        f"{name} run {index}/{scenario.repeat}: "
                         + (f"{run.mbps:.1f}" if run.mbps >= 1.0 else f"{run.mbps:.3f}")
                         + " Mbit/s"
                         + lost
                         + ping
                         + (f" (CPU of one core: {cpu})" if cpu else "")
+                        + _host_text(run.host)
                     )
+                    doubt = unfaithful(run)
+                    if doubt is not None:
+                        self.progress(f"[yellow]{name} run {index}: {doubt}[/yellow]")
         finally:
             if portals is not None:
                 self._stop_portals(portals, series)
@@ -267,7 +289,10 @@ class Lab:
         self, scenario: Scenario, emulator: Emulator, *, mptcp: bool, watch: dict[str, int]
     ) -> RunResult:
         topo = self.topology
+        if emulator.relay_pid is not None:
+            emulator.reset_statistics()
         cpu_before = {name: cpu_seconds(pid) for name, pid in watch.items() if pid}
+        ticks_before = host_cpu_ticks()
         argv = iperf_client_argv(
             scenario.traffic,
             direction=scenario.direction,
@@ -295,6 +320,7 @@ class Lab:
                 raise IperfHang("iperf3 did not finish in time") from exc
             elapsed = time.monotonic() - start
             cpu_after = {name: cpu_seconds(pid) for name, pid in watch.items() if pid}
+            ticks_after = host_cpu_ticks()
             ping_out, _ = pinger.communicate(timeout=scenario.duration + 10)
         except subprocess.TimeoutExpired as exc:
             raise LabError("the pinger did not finish in time") from exc
@@ -316,7 +342,62 @@ class Lab:
             after = cpu_after.get(name)
             if before is not None and after is not None and elapsed > 0:
                 run.cpu_percent[name] = 100.0 * (after - before) / elapsed
+        run.host = host_fidelity(ticks_before, ticks_after, emulator.lateness_ms())
         return run
+
+
+STEAL_LIMIT = 10.0
+"""Percent of the machine's CPU time its hypervisor took during a run (the "steal" of
+/proc/stat) beyond which the run is flagged (`unfaithful`). Measured here (2026-12-02, two
+cores): 0-1 % on a quiet host; 3-6 % while the emulator ran 2-3 ms late; 17-36 % in
+windows in which it sent frames 10 ms late (p99), UDP at 80 Mbit/s lost 4-9 % in the
+relay and four links gave a BBR flow 24 of 46 Mbit/s."""
+LATE_LIMIT_MS = 5.0
+"""The emulator's lateness (99th percentile, ms) beyond which a run is flagged: its links
+had delays up to this much longer, and more jitter, than they were given (quiet host:
+0.25 ms idle, 0.6 ms under 80 Mbit/s of UDP; 2.3-3.0 ms with a few percent of steal)."""
+
+
+def unfaithful(run: RunResult) -> str | None:
+    """Why `run` measured a lab other than its scenario (a starved host), or None."""
+    reasons = []
+    steal = run.host.get("steal_percent")
+    if steal is not None and steal > STEAL_LIMIT:
+        reasons.append(f"the hypervisor took {steal:.0f} % of the CPU time (steal)")
+    late = run.host.get("emulator_late_ms")
+    if late is not None and late > LATE_LIMIT_MS:
+        reasons.append(f"the emulator sent frames up to {late:.1f} ms late (p99)")
+    if not reasons:
+        return None
+    return "the host was starved: " + " and ".join(reasons) + "; its numbers may be low"
+
+
+def _host_text(host: dict[str, float]) -> str:
+    parts = []
+    if "cpu_percent" in host:
+        parts.append(f"machine {host['cpu_percent']:.0f} % busy")
+    if host.get("steal_percent", 0.0) >= 0.5:
+        parts.append(f"steal {host['steal_percent']:.0f} %")
+    if "emulator_late_ms" in host:
+        parts.append(f"emulator late p99 {host['emulator_late_ms']:.2f} ms")
+    return f" (machine: {', '.join(parts)})" if parts else ""
+
+
+def host_fidelity(
+    before: tuple[int, int, int] | None,
+    after: tuple[int, int, int] | None,
+    late_ms: float | None,
+) -> dict[str, float]:
+    """`RunResult.host` from the machine's CPU ticks around a run (`host_cpu_ticks`) and
+    the emulator's lateness in it: what is known of each."""
+    host: dict[str, float] = {}
+    if before is not None and after is not None and after[2] > before[2]:
+        total = after[2] - before[2]
+        host["cpu_percent"] = 100.0 * (after[0] - before[0]) / total
+        host["steal_percent"] = 100.0 * (after[1] - before[1]) / total
+    if late_ms is not None:
+        host["emulator_late_ms"] = late_ms
+    return host
 
 
 def apply_event(emulator: Emulator, event: Event) -> None:

@@ -182,6 +182,23 @@ def clean(prefix: str = PREFIX) -> tuple[list[str], list[str]]:
     return removed, kept
 
 
+def host_cpu_ticks() -> tuple[int, int, int] | None:
+    """The machine's CPU time so far, in clock ticks of all CPUs together: (busy, steal,
+    total) from /proc/stat, or None if it cannot be read. Steal is the time a hypervisor
+    gave this machine's CPUs to someone else while they had work: a lab run during which
+    it is high measured a slower machine than the one it ran on."""
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        ticks = [int(v) for v in first[1:9]]
+    except (OSError, ValueError, IndexError):
+        return None
+    if first[0] != "cpu" or len(ticks) < 8:
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = ticks
+    busy = user + nice + system + irq + softirq
+    return busy, steal, busy + idle + iowait + steal
+
+
 def cpu_seconds(pid: int) -> float | None:
     """CPU time (user + system) used so far by process ``pid``, or None if it is gone."""
     try:

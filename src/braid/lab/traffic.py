@@ -96,6 +96,10 @@ class RunResult:
     packets: int | None = None  # ... of this many (the receiver's count, lost included)
     cpu_percent: dict[str, float] = field(default_factory=dict)  # of one core, by process
     both: tuple[float, float] | None = None  # direction "both": (up, down) Mbit/s
+    host: dict[str, float] = field(default_factory=dict)
+    """How faithful the lab was during the run (`braid.lab.experiment`): the machine's
+    CPU use and steal in percent of all its CPUs, and the emulator's lateness (its 99th
+    percentile over the directions that carried traffic, in ms)."""
 
     def to_json(self) -> dict[str, Any]:
         """The run in the --json schema of issue 3 (UDP runs add their datagram loss)."""
@@ -107,6 +111,8 @@ class RunResult:
         }
         if self.both is not None:
             data["up_mbps"], data["down_mbps"] = (round(v, 3) for v in self.both)
+        if self.host:
+            data["host"] = {k: round(v, 3) for k, v in self.host.items()}
         if self.lost_percent is not None:
             data["lost_percent"] = round(self.lost_percent, 4)
             data["lost_packets"] = self.lost_packets
