@@ -346,7 +346,7 @@ class Lab:
         return run
 
 
-STEAL_LIMIT = 10.0
+STEAL_LIMIT = 5.0
 """Percent of the machine's CPU time its hypervisor took during a run (the "steal" of
 /proc/stat) beyond which the run is flagged (`unfaithful`). Measured here (2026-12-02, two
 cores): 0-1 % on a quiet host; 3-6 % while the emulator ran 2-3 ms late; 17-36 % in
