@@ -44,7 +44,9 @@ STARVED_REDOS = 2
 """A run during which the hypervisor took more than `STEAL_LIMIT` of the machine's CPU time
 measured a slower machine than the one the scenario is about: it is not counted and runs
 again, up to this many times; the run kept says how many were dropped
-(`RunResult.host["starved_runs_dropped"]`) and, if it was starved too, is flagged."""
+(`RunResult.host["starved_runs_dropped"]`) and, if it was starved too, is flagged. (With
+remembered pairs, `equalize_remember`, a BBR run done again is a repeat between the same
+hosts, as runs 2 and 3 of a series are.)"""
 UDP_TRIES = 3  # a UDP run whose iperf3 hangs at the start is tried this often
 UDP_GRACE = 20.0  # seconds a UDP run may take beyond its duration before it counts as hung
 Progress = Callable[[str], None]
@@ -375,12 +377,12 @@ def unfaithful(run: RunResult) -> str | None:
 def _host_text(host: dict[str, float]) -> str:
     parts = []
     if "cpu_percent" in host:
-        parts.append(f"machine {host['cpu_percent']:.0f} % busy")
+        parts.append(f"{host['cpu_percent']:.0f} % busy")
     if host.get("steal_percent", 0.0) >= 0.5:
         parts.append(f"steal {host['steal_percent']:.0f} %")
     if "emulator_late_ms" in host:
         parts.append(f"emulator late p99 {host['emulator_late_ms']:.2f} ms")
-    return f" (machine: {', '.join(parts)})" if parts else ""
+    return f" (host: {', '.join(parts)})" if parts else ""
 
 
 def host_fidelity(
