@@ -7,6 +7,7 @@ import itertools
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,20 +94,34 @@ def _fake_steal(monkeypatch: pytest.MonkeyPatch, steals: list[float]) -> None:
     monkeypatch.setattr(experiment, "host_cpu_ticks", ticks)
 
 
-@pytest.mark.root
-def test_a_run_on_a_starved_host_is_not_counted_and_runs_again(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _fake_steal(monkeypatch, [40.0, 2.0])
+def _run_starved(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    steals: list[float],
+    *,
+    repeat: int,
+) -> tuple[str, list[dict[str, Any]]]:
+    """`braid lab run` of STARVED_SCENARIO with the steal faked (`_fake_steal`): what it
+    printed, and link-1's runs from its --json."""
+    _fake_steal(monkeypatch, steals)
     path = tmp_path / "s.toml"
-    path.write_text(STARVED_SCENARIO.format(repeat=2))
+    path.write_text(STARVED_SCENARIO.format(repeat=repeat))
     out = tmp_path / "r.json"
     assert main(["run", str(path), "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     print(printed)
+    runs: list[dict[str, Any]] = json.loads(out.read_text())["series"]["link-1"]["runs"]
+    return printed, runs
+
+
+@pytest.mark.root
+def test_a_run_on_a_starved_host_is_not_counted_and_runs_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    printed, runs = _run_starved(tmp_path, capsys, monkeypatch, [40.0, 2.0], repeat=2)
     assert printed.count("not counted, run again") == 1
     assert "40 % of the CPU time (steal)" in printed
-    runs = json.loads(out.read_text())["series"]["link-1"]["runs"]
     assert len(runs) == 2
     assert runs[0]["host"]["starved_runs_dropped"] == 1 and runs[0]["host"]["steal_percent"] == 2
     assert "starved_runs_dropped" not in runs[1]["host"]
@@ -118,15 +133,9 @@ def test_a_run_on_a_starved_host_is_not_counted_and_runs_again(
 def test_a_run_starved_each_time_is_kept_and_flagged(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _fake_steal(monkeypatch, [30.0])
-    path = tmp_path / "s.toml"
-    path.write_text(STARVED_SCENARIO.format(repeat=1))
-    out = tmp_path / "r.json"
-    assert main(["run", str(path), "--json", str(out)]) == 0
-    printed = capsys.readouterr().out
-    print(printed)
+    printed, runs = _run_starved(tmp_path, capsys, monkeypatch, [30.0], repeat=1)
     assert printed.count("not counted, run again") == STARVED_REDOS
     assert "the host was starved: the hypervisor took 30 % of the CPU time (steal)" in printed
-    (run,) = json.loads(out.read_text())["series"]["link-1"]["runs"]
+    (run,) = runs
     assert run["host"]["starved_runs_dropped"] == STARVED_REDOS
     assert run["host"]["steal_percent"] == 30
