@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from braid.lab.experiment import STEAL_LIMIT
+from braid.lab.experiment import STEAL_LIMIT, host_fidelity
 from braid.lab.netns import host_cpu_ticks
 
 LEVEL_RERUNS = 2
@@ -32,15 +32,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.flaky(reruns=LEVEL_RERUNS, reruns_delay=LEVEL_RERUN_DELAY))
 
 
-def steal_percent(
-    before: tuple[int, int, int] | None, after: tuple[int, int, int] | None
-) -> float | None:
-    """The share of the CPU time between two `host_cpu_ticks` the hypervisor took."""
-    if before is None or after is None or after[2] <= before[2]:
-        return None
-    return 100.0 * (after[1] - before[1]) / (after[2] - before[2])
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     if item.get_closest_marker("level") is not None:
@@ -58,7 +49,8 @@ def pytest_runtest_makereport(
     report = yield
     if call.when != "call" or item.get_closest_marker("level") is None:
         return report
-    steal = steal_percent(item.stash.get(_TICKS, None), host_cpu_ticks())
+    host = host_fidelity(item.stash.get(_TICKS, None), host_cpu_ticks(), None)
+    steal = host.get("steal_percent")
     attempts = item.stash.setdefault(_ATTEMPTS, [])
     attempts.append((report.failed, steal))
     if steal is not None:
