@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
 import socket
 import tomllib
@@ -687,6 +688,52 @@ def test_every_evaluated_section_says_when_and_at_which_commit() -> None:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert line.startswith("\n*Measured 2") and f" at {commit}" in line, line
+
+
+def test_local_changes_are_braids_own_files_not_the_report(tmp_path: Path) -> None:
+    """A report and its plots rewritten by an earlier `--only` run leave the next run's
+    sections at the commit; a change to the package (a scenario, the code) does not."""
+    import shutil
+    import subprocess
+    import sys
+
+    import braid
+
+    repo = tmp_path / "checkout"
+    shutil.copytree(
+        Path(braid.__file__).parent,
+        repo / "src" / "braid",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    (repo / "docs").mkdir()
+    (repo / "docs" / "evaluation.md").write_text("# report\n")
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "t")
+
+    def stamp() -> str:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from braid.lab.evaluation import provenance; print(provenance())",
+            ],
+            env={**os.environ, "PYTHONPATH": str(repo / "src")},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    assert " at " in stamp() and "+ local changes" not in stamp()
+    (repo / "docs" / "evaluation.md").write_text("# report, rewritten by a run\n")
+    assert "+ local changes" not in stamp()
+    scenario = next((repo / "src" / "braid").rglob("*.toml"))
+    scenario.write_text(scenario.read_text() + "\n# changed\n")
+    assert "+ local changes" in stamp()
 
 
 def test_return_summary_times_each_run_from_the_return() -> None:

@@ -576,7 +576,8 @@ def hand_notes(report: str) -> str:
 
 def provenance() -> str:
     """The line that ends every section: when, and at which braid (the git commit when
-    braid runs from a checkout, with "+ local changes" when its tree differs)."""
+    braid runs from a checkout, with "+ local changes" when the package's own files,
+    scenarios included, differ from it)."""
     where = f"braid {braid.__version__}"
     source = Path(braid.__file__).resolve().parent
 
@@ -587,7 +588,9 @@ def provenance() -> str:
 
     try:
         commit = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
+        # Only braid's own files count: a report and its plots written by the run before
+        # (docs/) do not change what is measured.
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".")
     except (OSError, subprocess.SubprocessError):
         commit = ""
     if commit:
